@@ -1,0 +1,2 @@
+//! The endpoint role: the agent (`httpws endpoint`) and the client library. Built in the
+//! endpoint issue on top of [`crate::proto`]; nothing here yet.

@@ -1,0 +1,9 @@
+//! The httpws wire format, pure and without I/O: every function here works on byte slices
+//! so that it can be unit-tested, benchmarked and fuzzed on its own.
+
+pub mod address;
+pub mod frame;
+pub mod handshake;
+pub mod head;
+pub mod indication;
+pub mod request_error;

@@ -1,0 +1,94 @@
+//! Proxy settings: every limit has a named default here and a flag in `httpws proxy`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Where the proxy listens when no `--listen` is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Largest handshake head (request line + headers) accepted before answering 431.
+pub const DEFAULT_MAX_HANDSHAKE_BYTES: usize = 8 * 1024;
+/// Largest HTTP head inside one relayed message.
+pub const DEFAULT_MAX_HEAD_BYTES: usize = crate::proto::head::DEFAULT_MAX_HEAD_BYTES;
+/// Largest WebSocket message (after reassembly). Large enough for multi-MiB bodies through
+/// the tunnel; every byte of it is only allocated once the peer has actually sent it.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Requests one connection may have outstanding, as a caller and as a target.
+pub const DEFAULT_MAX_INFLIGHT: usize = 4096;
+/// Bytes queued towards one connection before new requests to it get `target-busy`. A
+/// connection whose queue passes twice this (plus one message) is too slow and is closed.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
+/// How long a request may wait for its response before the caller gets `timeout`.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client has to complete the opening handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Silence after which the proxy pings a connection.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a pinged connection has to answer (any frame counts) before it is dropped.
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(15);
+/// On SIGINT/SIGTERM, how long in-flight requests get to be answered before they fail.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a closing connection may take to flush its last frames.
+pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Which io driver each shard runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DriverChoice {
+    /// io_uring when the kernel offers it, epoll otherwise.
+    #[default]
+    Auto,
+    /// io_uring only; fail to start without it.
+    Uring,
+    /// The epoll (legacy) driver even where io_uring works.
+    Legacy,
+}
+
+/// Everything a running proxy needs to know.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub shards: usize,
+    pub driver: DriverChoice,
+    pub pin_shards: bool,
+    pub max_handshake_bytes: usize,
+    pub max_head_bytes: usize,
+    pub max_message_bytes: usize,
+    pub max_inflight: usize,
+    pub max_queued_bytes: usize,
+    pub request_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub pong_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("DEFAULT_LISTEN is a valid socket address"),
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            driver: DriverChoice::Auto,
+            pin_shards: true,
+            max_handshake_bytes: DEFAULT_MAX_HANDSHAKE_BYTES,
+            max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            pong_timeout: DEFAULT_PONG_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// The queue size past which a connection counts as not reading and is closed.
+    pub fn hard_queued_bytes(&self) -> usize {
+        self.max_queued_bytes
+            .saturating_mul(2)
+            .saturating_add(self.max_message_bytes)
+    }
+}

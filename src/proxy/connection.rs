@@ -1,0 +1,430 @@
+//! One registered WebSocket connection: its state, and the single task that drives it
+//! (flush queued frames with vectored writes, read frames, hand each event to the relay).
+//!
+//! Reads are readiness-based (monoio `poll-io`): the bytes land in the shard's shared read
+//! buffer, and only the tail of a partial frame is kept per connection, so an idle
+//! connection holds no read buffer at all.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use monoio::io::poll_io::{AsyncRead, AsyncWrite, ReadBuf};
+use monoio::net::tcp::stream_poll::TcpStreamPoll;
+
+use crate::proto::address::VirtualAddress;
+use crate::proto::frame::{self, Event, FrameError, MAX_HEADER_LEN, MessageDecoder};
+use crate::proxy::pending::{InflightSet, PendingTable};
+use crate::proxy::router::{ConnKey, OutFrame};
+use crate::proxy::shard::Shard;
+use crate::proxy::table::CredentialHash;
+
+/// Most buffers handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+/// Reads one connection may do in a row before it lets the other tasks of its shard run.
+const READS_PER_TURN: usize = 16;
+/// Smallest room offered to a read that continues a partial frame.
+const MIN_PARTIAL_READ: usize = 4 * 1024;
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Open,
+    /// A close frame is queued; the connection ends once it is written.
+    Closing {
+        since: Instant,
+    },
+    /// End now, whatever is queued (dead peer, too slow, shutdown deadline).
+    Kill,
+}
+
+/// The mutable part of a connection. Everything in it is empty (and unallocated) while the
+/// connection is idle.
+#[derive(Debug)]
+pub struct ConnState {
+    out: VecDeque<Bytes>,
+    out_bytes: usize,
+    waker: Option<Waker>,
+    pub phase: Phase,
+    /// Requests sent to this connection, waiting for its responses.
+    pub pending: PendingTable,
+    /// CSeqs of requests this connection sent, waiting for responses.
+    pub inflight: InflightSet,
+    /// Whether this connection is listed in the shard's set of connections with pending requests.
+    pub in_timed_set: bool,
+    decoder: MessageDecoder,
+    partial: BytesMut,
+    pub last_seen: Instant,
+    pub ping_sent: Option<Instant>,
+}
+
+/// A registered connection, shared by its driver task and the shard.
+#[derive(Debug)]
+pub struct Conn {
+    pub key: ConnKey,
+    pub address: VirtualAddress,
+    pub credential: Option<CredentialHash>,
+    pub state: RefCell<ConnState>,
+}
+
+impl Conn {
+    pub fn new(
+        key: ConnKey,
+        address: VirtualAddress,
+        credential: Option<CredentialHash>,
+        leftover: BytesMut,
+    ) -> Self {
+        Self {
+            key,
+            address,
+            credential,
+            state: RefCell::new(ConnState {
+                out: VecDeque::new(),
+                out_bytes: 0,
+                waker: None,
+                phase: Phase::Open,
+                pending: PendingTable::default(),
+                inflight: InflightSet::new(),
+                in_timed_set: false,
+                decoder: MessageDecoder::new(),
+                partial: leftover,
+                last_seen: Instant::now(),
+                ping_sent: None,
+            }),
+        }
+    }
+
+    /// Queue a frame for writing. Frames queued after the close frame are dropped.
+    pub fn enqueue(&self, frame: OutFrame) {
+        let mut st = self.state.borrow_mut();
+        if st.phase != Phase::Open {
+            return;
+        }
+        st.out_bytes += frame.len();
+        st.out.push_back(frame.head);
+        if !frame.body.is_empty() {
+            st.out.push_back(frame.body);
+        }
+        wake(&mut st);
+    }
+
+    /// Queue the close frame (after anything already queued) and stop taking new frames.
+    pub fn begin_close(&self, close_frame: Bytes) {
+        let mut st = self.state.borrow_mut();
+        if st.phase != Phase::Open {
+            return;
+        }
+        st.out_bytes += close_frame.len();
+        st.out.push_back(close_frame);
+        st.phase = Phase::Closing {
+            since: Instant::now(),
+        };
+        wake(&mut st);
+    }
+
+    /// End the connection without flushing.
+    pub fn kill(&self) {
+        let mut st = self.state.borrow_mut();
+        st.phase = Phase::Kill;
+        wake(&mut st);
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.state.borrow().out_bytes
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.state.borrow().phase == Phase::Open
+    }
+
+    /// Give back memory a burst of traffic left behind (called for idle connections).
+    pub fn compact(&self) {
+        let mut st = self.state.borrow_mut();
+        if st.out.is_empty() {
+            st.out = VecDeque::new();
+        }
+        if st.inflight.is_empty() {
+            st.inflight = InflightSet::new();
+        }
+        if st.partial.is_empty() {
+            st.partial = BytesMut::new();
+        }
+    }
+}
+
+fn wake(st: &mut ConnState) {
+    if let Some(waker) = st.waker.take() {
+        waker.wake();
+    }
+}
+
+/// Read from `io` into the spare capacity of `buf` (the caller reserves room first).
+pub fn poll_read_buf(
+    io: &mut TcpStreamPoll,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
+    let mut read_buf = ReadBuf::uninit(spare);
+    match Pin::new(io).poll_read(cx, &mut read_buf) {
+        Poll::Ready(Ok(())) => {
+            let n = read_buf.filled().len();
+            let len = buf.len();
+            // SAFETY: `ReadBuf` counts as filled only bytes the read initialized, and those
+            // are the first `n` bytes of `buf`'s spare capacity.
+            unsafe { buf.set_len(len + n) };
+            Poll::Ready(Ok(n))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// Write all of `bytes` (used before a connection has a driver: refusals, handshakes).
+pub async fn write_all(io: &mut TcpStreamPoll, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let n = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, bytes)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n..];
+    }
+    Ok(())
+}
+
+/// Drive `conn` until it ends, then let the shard clean up after it.
+pub async fn drive(shard: Rc<Shard>, conn: Rc<Conn>, io: TcpStreamPoll) {
+    let outcome = Driver {
+        shard: shard.clone(),
+        conn: conn.clone(),
+        io,
+        fresh: true,
+    }
+    .await;
+    match outcome {
+        Ok(()) => tracing::debug!(address = %conn.address, "connection closed"),
+        Err(e) => tracing::debug!(address = %conn.address, error = %e, "connection failed"),
+    }
+    shard.connection_ended(&conn);
+}
+
+struct Driver {
+    shard: Rc<Shard>,
+    conn: Rc<Conn>,
+    io: TcpStreamPoll,
+    /// Not polled yet: bytes buffered during the handshake still need decoding.
+    fresh: bool,
+}
+
+enum Input {
+    /// Bytes arrived (or were already buffered) and were decoded.
+    Progress,
+    /// The peer closed its side.
+    Eof,
+    Pending,
+}
+
+impl Driver {
+    /// Write queued frames until the queue is empty (Ready) or the socket is full (Pending).
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let mut st = self.conn.state.borrow_mut();
+            if st.out.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let count = st
+                .out
+                .iter()
+                .zip(slices.iter_mut())
+                .map(|(b, s)| *s = IoSlice::new(b))
+                .count();
+            let written = match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            st.out_bytes -= written;
+            let mut left = written;
+            while left > 0 {
+                let Some(front) = st.out.front_mut() else {
+                    break;
+                };
+                if front.len() <= left {
+                    left -= front.len();
+                    st.out.pop_front();
+                } else {
+                    front.advance(left);
+                    left = 0;
+                }
+            }
+        }
+    }
+
+    /// Read once and decode whatever complete frames that produced.
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> io::Result<Input> {
+        let shard = &self.shard;
+        let max_frame = shard.config.max_message_bytes + MAX_HEADER_LEN;
+        let has_partial = !self.conn.state.borrow().partial.is_empty();
+        let read = if has_partial {
+            let mut st = self.conn.state.borrow_mut();
+            let partial = &mut st.partial;
+            // Reserve once for the whole frame when its header says how big it is (already
+            // checked against the message limit by the decoder, which saw the header).
+            let want = frame::frame_len_hint(partial)
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n <= max_frame)
+                .map_or(0, |n| n.saturating_sub(partial.len()))
+                .max(MIN_PARTIAL_READ);
+            partial.reserve(want);
+            poll_read_buf(&mut self.io, cx, partial)
+        } else {
+            let mut buf = shard.read_buf.borrow_mut();
+            shard.prepare_read_buf(&mut buf);
+            poll_read_buf(&mut self.io, cx, &mut buf)
+        };
+        match read {
+            Poll::Pending => return Ok(Input::Pending),
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Ready(Ok(0)) => return Ok(Input::Eof),
+            Poll::Ready(Ok(_)) => {}
+        }
+        self.conn.state.borrow_mut().last_seen = Instant::now();
+        self.decode_buffered(has_partial);
+        Ok(Input::Progress)
+    }
+
+    /// Decode every complete frame buffered for this connection and hand each to the relay.
+    /// No borrow is held while the relay runs: it may queue frames on this very connection.
+    fn decode_buffered(&mut self, from_partial: bool) {
+        let shard = self.shard.clone();
+        let config = shard.decoder_config;
+        loop {
+            if !self.conn.is_open() {
+                break;
+            }
+            let decoded = {
+                let mut st = self.conn.state.borrow_mut();
+                let st = &mut *st;
+                if from_partial {
+                    st.decoder.decode(&mut st.partial, &config)
+                } else {
+                    let mut buf = shard.read_buf.borrow_mut();
+                    st.decoder.decode(&mut buf, &config)
+                }
+            };
+            match decoded {
+                Ok(Some(event)) => self.on_event(event),
+                Ok(None) => break,
+                Err(e) => {
+                    self.on_protocol_error(&e);
+                    break;
+                }
+            }
+        }
+        let mut st = self.conn.state.borrow_mut();
+        if from_partial {
+            if st.partial.is_empty() {
+                // Drop the block the partial frame lived in.
+                st.partial = BytesMut::new();
+            }
+        } else {
+            // Keep only the incomplete frame's bytes; the shard buffer moves on without them.
+            let mut buf = shard.read_buf.borrow_mut();
+            if !buf.is_empty() && st.phase == Phase::Open {
+                st.partial = buf.split();
+            } else {
+                buf.clear();
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Message { opcode, payload } => {
+                self.shard.on_message(&self.conn, opcode, payload)
+            }
+            Event::Ping(payload) => {
+                let pong = self.shard.control_frame(frame::OpCode::Pong, &payload);
+                self.conn.enqueue(OutFrame {
+                    head: pong,
+                    body: Bytes::new(),
+                });
+            }
+            Event::Pong(_) => self.conn.state.borrow_mut().ping_sent = None,
+            Event::Close { code, .. } => {
+                // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an empty one.
+                let payload = code.map_or(Bytes::new(), |c| frame::close_payload(c, ""));
+                let close = self.shard.control_frame(frame::OpCode::Close, &payload);
+                self.shard.close_connection(&self.conn, close);
+            }
+        }
+    }
+
+    fn on_protocol_error(&mut self, error: &FrameError) {
+        tracing::debug!(address = %self.conn.address, %error, "protocol violation");
+        if let FrameError::MessageTooLarge { .. } = error {
+            self.shard.send_indication(
+                &self.conn,
+                crate::proto::indication::ErrorToken::MessageTooLarge,
+                &error.to_string(),
+            );
+        }
+        let payload = frame::close_payload(error.close_code(), &error.to_string());
+        let close = self.shard.control_frame(frame::OpCode::Close, &payload);
+        self.shard.close_connection(&self.conn, close);
+    }
+}
+
+impl Future for Driver {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        {
+            let mut st = this.conn.state.borrow_mut();
+            if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                st.waker = Some(cx.waker().clone());
+            }
+        }
+        // Bytes that arrived right behind the handshake are decoded before the first read.
+        if this.fresh {
+            this.fresh = false;
+            if !this.conn.state.borrow().partial.is_empty() {
+                this.decode_buffered(true);
+            }
+        }
+        for _ in 0..READS_PER_TURN {
+            let phase = this.conn.state.borrow().phase;
+            if phase == Phase::Kill {
+                return Poll::Ready(Ok(()));
+            }
+            let flushed = this.poll_flush(cx)?.is_ready();
+            if let Phase::Closing { .. } = phase {
+                if flushed {
+                    let _ = Pin::new(&mut this.io).poll_shutdown(cx);
+                    return Poll::Ready(Ok(()));
+                }
+                // Still flushing the last frames; reading more would only add work.
+                return Poll::Pending;
+            }
+            match this.poll_input(cx)? {
+                Input::Progress => continue,
+                Input::Eof => return Poll::Ready(Ok(())),
+                Input::Pending => return Poll::Pending,
+            }
+        }
+        // Used up this turn's reads: yield so the shard's other connections get theirs.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

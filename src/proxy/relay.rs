@@ -1,0 +1,301 @@
+//! The request/response path: from a message read on one connection to a frame queued on
+//! another, with CSeq remapping, `Httpws-From` stamping, and exactly one answer per request.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::proto::address::VirtualAddress;
+use crate::proto::frame::OpCode;
+use crate::proto::head::{self, HeadInfo, HeadKind};
+use crate::proto::indication::{self, ErrorToken};
+use crate::proto::request_error::RequestError;
+use crate::proxy::connection::Conn;
+use crate::proxy::pending::{Pending, Unmatched};
+use crate::proxy::router::{ConnKey, ConnRef, Delivery, OutFrame, RelayRequest, ShardMessage};
+use crate::proxy::shard::Shard;
+
+impl Shard {
+    /// A complete data message arrived on `conn`.
+    pub fn on_message(&self, conn: &Conn, opcode: OpCode, message: Bytes) {
+        if indication::is_indication(&message) {
+            // Indications flow from the proxy to endpoints; one sent to us carries no request.
+            tracing::debug!(address = %conn.address, "ignoring an indication from an endpoint");
+            return;
+        }
+        match head::inspect(&message, &self.head_limits) {
+            Ok(info) => match info.kind {
+                HeadKind::Request => self.on_request(conn, opcode, message, info),
+                HeadKind::Response => self.on_response(conn, opcode, message, &info),
+            },
+            Err(e) => {
+                let is_response = message.starts_with(b"HTTP/");
+                match e.cseq() {
+                    Some(cseq) if !is_response => self.answer_unsent(
+                        conn,
+                        opcode,
+                        cseq,
+                        RequestError::BadRequest,
+                        &e.to_string(),
+                    ),
+                    _ => self.send_indication(conn, ErrorToken::BadMessage, &e.to_string()),
+                }
+            }
+        }
+    }
+
+    fn on_request(&self, conn: &Conn, opcode: OpCode, message: Bytes, info: HeadInfo) {
+        let cseq = info.cseq;
+        let target = match info.host(&message).map(VirtualAddress::from_host_header) {
+            Some(Ok(address)) => address,
+            Some(Err(e)) => {
+                let reason = format!("Host is not a virtual address: {e}");
+                return self.answer_unsent(conn, opcode, cseq, RequestError::BadRequest, &reason);
+            }
+            None => {
+                let reason = "a request needs a Host header naming its target";
+                return self.answer_unsent(conn, opcode, cseq, RequestError::BadRequest, reason);
+            }
+        };
+        {
+            let mut st = conn.state.borrow_mut();
+            if st.inflight.contains(&cseq) {
+                drop(st);
+                let reason = format!("CSeq {cseq} is already in flight from this connection");
+                return self.send_indication(conn, ErrorToken::DuplicateCseq, &reason);
+            }
+            if st.inflight.len() >= self.config.max_inflight {
+                drop(st);
+                let reason = "too many requests in flight from this connection";
+                return self.answer_unsent(conn, opcode, cseq, RequestError::TargetBusy, reason);
+            }
+            if self.draining.get() {
+                drop(st);
+                let reason = "the proxy is shutting down";
+                return self.answer_unsent(conn, opcode, cseq, RequestError::TargetBusy, reason);
+            }
+            st.inflight.insert(cseq);
+        }
+        let owner = target.shard_index(self.router.shards());
+        let origin = ConnRef {
+            shard: self.id as u16,
+            key: conn.key,
+        };
+        let request = RelayRequest {
+            origin,
+            origin_cseq: cseq,
+            from: conn.address.clone(),
+            target,
+            opcode,
+            message,
+            info,
+        };
+        if owner == self.id {
+            self.accept_request(request);
+        } else if self.overflowing(owner) {
+            let reason = "the target's shard is backed up";
+            self.fail_request(origin, cseq, opcode, RequestError::TargetBusy, reason);
+        } else {
+            self.send_to(owner, ShardMessage::Request(request));
+        }
+    }
+
+    /// A request for an address this shard owns: remap its CSeq and queue it on the target.
+    pub fn accept_request(&self, request: RelayRequest) {
+        let RelayRequest {
+            origin,
+            origin_cseq,
+            from,
+            target,
+            opcode,
+            message,
+            info,
+        } = request;
+        let fail =
+            |error, reason: &str| self.fail_request(origin, origin_cseq, opcode, error, reason);
+        let holder = self
+            .table
+            .borrow()
+            .lookup(&target)
+            .and_then(|key| self.conn(key));
+        let Some(conn) = holder else {
+            return fail(
+                RequestError::UnknownAddress,
+                &format!("no endpoint holds {target}"),
+            );
+        };
+        if self.draining.get() {
+            return fail(RequestError::TargetBusy, "the proxy is shutting down");
+        }
+        let queued = conn.queued_bytes();
+        let proxy_cseq = {
+            let mut st = conn.state.borrow_mut();
+            if st.pending.len() >= self.config.max_inflight {
+                drop(st);
+                return fail(
+                    RequestError::TargetBusy,
+                    &format!("{target} has too many requests in flight"),
+                );
+            }
+            if queued >= self.config.max_queued_bytes {
+                drop(st);
+                return fail(
+                    RequestError::TargetBusy,
+                    &format!("{target} is not keeping up"),
+                );
+            }
+            let deadline = Instant::now() + self.config.request_timeout;
+            let cseq = st.pending.insert(Pending {
+                origin,
+                origin_cseq,
+                opcode,
+                deadline,
+            });
+            if !st.in_timed_set {
+                st.in_timed_set = true;
+                self.timed.borrow_mut().push(conn.key);
+            }
+            cseq
+        };
+        self.pending_total.set(self.pending_total.get() + 1);
+        let body = message.slice(info.head_len..);
+        let from = Some(from.as_str());
+        let head_len = head::rewritten_head_len(&message, &info, proxy_cseq, from);
+        let head = self.frame_with(opcode, head_len + body.len(), |arena| {
+            head::write_head(arena, &message, &info, proxy_cseq, from);
+        });
+        conn.enqueue(OutFrame { head, body });
+    }
+
+    fn on_response(&self, conn: &Conn, opcode: OpCode, message: Bytes, info: &HeadInfo) {
+        let taken = conn.state.borrow_mut().pending.take(info.cseq);
+        match taken {
+            Ok(p) => {
+                self.pending_total.set(self.pending_total.get() - 1);
+                let body = message.slice(info.head_len..);
+                let head_len = head::rewritten_head_len(&message, info, p.origin_cseq, None);
+                let head = self.frame_with(opcode, head_len + body.len(), |arena| {
+                    head::write_head(arena, &message, info, p.origin_cseq, None);
+                });
+                self.deliver(p.origin, p.origin_cseq, OutFrame { head, body });
+            }
+            Err(Unmatched::Late) => {
+                tracing::debug!(address = %conn.address, cseq = info.cseq, "dropping a late response");
+            }
+            Err(Unmatched::Unissued) => {
+                let reason = format!(
+                    "no request with CSeq {} is waiting for a response",
+                    info.cseq
+                );
+                self.send_indication(conn, ErrorToken::UnknownCseq, &reason);
+            }
+        }
+    }
+
+    /// Hand the answer to request `origin_cseq` to its caller, wherever it lives.
+    pub fn deliver(&self, origin: ConnRef, origin_cseq: u64, frame: OutFrame) {
+        if usize::from(origin.shard) == self.id {
+            self.deliver_local(origin.key, origin_cseq, frame);
+        } else {
+            let delivery = Delivery {
+                to: origin.key,
+                origin_cseq,
+                frame,
+            };
+            self.send_to(usize::from(origin.shard), ShardMessage::Respond(delivery));
+        }
+    }
+
+    /// The answer reached the caller's shard. A caller that has gone is simply not there; a
+    /// caller that stopped reading while its answers pile up is cut off.
+    pub fn deliver_local(&self, key: ConnKey, origin_cseq: u64, frame: OutFrame) {
+        let Some(conn) = self.conn(key) else { return };
+        conn.state.borrow_mut().inflight.remove(&origin_cseq);
+        if conn.queued_bytes() + frame.len() > self.config.hard_queued_bytes() {
+            tracing::warn!(address = %conn.address, "dropping a connection that stopped reading");
+            conn.kill();
+            self.retire(&conn);
+            return;
+        }
+        conn.enqueue(frame);
+    }
+
+    /// Answer a request the proxy had accepted (it is in the caller's in-flight set).
+    pub fn fail_request(
+        &self,
+        origin: ConnRef,
+        origin_cseq: u64,
+        opcode: OpCode,
+        error: RequestError,
+        reason: &str,
+    ) {
+        let frame = self.error_frame(opcode, origin_cseq, error, reason);
+        self.deliver(origin, origin_cseq, frame);
+    }
+
+    /// Answer a request that was refused before it was accepted (not in the in-flight set,
+    /// whose entry for this CSeq, if any, belongs to another request).
+    fn answer_unsent(
+        &self,
+        conn: &Conn,
+        opcode: OpCode,
+        cseq: u64,
+        error: RequestError,
+        reason: &str,
+    ) {
+        conn.enqueue(self.error_frame(opcode, cseq, error, reason));
+    }
+
+    fn error_frame(
+        &self,
+        opcode: OpCode,
+        cseq: u64,
+        error: RequestError,
+        reason: &str,
+    ) -> OutFrame {
+        let mut scratch = self.scratch.borrow_mut();
+        scratch.clear();
+        head::write_error_response(&mut scratch, error.status(), error.token(), cseq, reason);
+        let head = self.frame_with(opcode, scratch.len(), |arena| {
+            arena.extend_from_slice(&scratch)
+        });
+        OutFrame {
+            head,
+            body: Bytes::new(),
+        }
+    }
+
+    /// Answer every request whose deadline has passed with `timeout`.
+    pub fn expire_requests(&self, now: Instant) {
+        let mut timed = std::mem::take(&mut *self.timed.borrow_mut());
+        let mut expired = Vec::new();
+        timed.retain(|key| {
+            let Some(conn) = self.conn(*key) else {
+                return false;
+            };
+            let mut st = conn.state.borrow_mut();
+            st.pending.expire(now, |p| expired.push(p));
+            let keep = !st.pending.is_empty();
+            st.in_timed_set = keep;
+            keep
+        });
+        self.timed.borrow_mut().append(&mut timed);
+        if expired.is_empty() {
+            return;
+        }
+        let reason = format!(
+            "no response within {}",
+            humantime::format_duration(self.config.request_timeout)
+        );
+        for p in expired {
+            self.pending_total.set(self.pending_total.get() - 1);
+            self.fail_request(
+                p.origin,
+                p.origin_cseq,
+                p.opcode,
+                RequestError::Timeout,
+                &reason,
+            );
+        }
+    }
+}

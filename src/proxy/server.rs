@@ -1,0 +1,144 @@
+//! Starting and stopping a whole proxy: one `SO_REUSEPORT` listener and one pinned thread
+//! per shard, a shared router, and the shutdown signal.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::proxy::config::ProxyConfig;
+use crate::proxy::router::ShardRouter;
+use crate::proxy::shard::{self, Control, Driver};
+
+/// Pending-connection queue per listener.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// A proxy whose shards are running.
+#[derive(Debug)]
+pub struct RunningProxy {
+    local_addr: SocketAddr,
+    driver: Driver,
+    shards: usize,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+    control: Arc<Control>,
+    router: Arc<ShardRouter>,
+}
+
+impl RunningProxy {
+    /// The address actually bound (the port is filled in when `--listen` asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn driver(&self) -> Driver {
+        self.driver
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// A handle that can start the shutdown from another thread (a signal handler thread).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            control: self.control.clone(),
+            router: self.router.clone(),
+        }
+    }
+
+    /// Wait until every shard has stopped. The first shard error is returned.
+    pub fn wait(self) -> io::Result<()> {
+        let mut result = Ok(());
+        for thread in self.threads {
+            let outcome = thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a shard thread panicked")));
+            if let Err(e) = outcome {
+                // One shard failing takes the others down too, rather than limping on.
+                self.control.begin_shutdown();
+                for id in 0..self.router.shards() {
+                    self.router.notify(id);
+                }
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+}
+
+/// Starts the graceful shutdown of a running proxy.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    control: Arc<Control>,
+    router: Arc<ShardRouter>,
+}
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.control.begin_shutdown();
+        for id in 0..self.router.shards() {
+            self.router.notify(id);
+        }
+    }
+}
+
+/// Bind every shard's listener and start the shards.
+pub fn start(config: ProxyConfig) -> io::Result<RunningProxy> {
+    let shards = config.shards.clamp(1, usize::from(u16::MAX));
+    let driver = Driver::resolve(config.driver)?;
+    // The first listener fixes the port (it may be 0); the others share it via SO_REUSEPORT.
+    let first = bind(config.listen)?;
+    let local_addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..shards {
+        listeners.push(bind(local_addr)?);
+    }
+    let config = Arc::new(ProxyConfig { shards, ..config });
+    let router = Arc::new(ShardRouter::new(shards));
+    let control = Arc::new(Control::default());
+    let cores = if config.pin_shards {
+        core_affinity::get_core_ids()
+    } else {
+        None
+    };
+    let mut threads = Vec::with_capacity(shards);
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let (config, router, control) = (config.clone(), router.clone(), control.clone());
+        let core = cores
+            .as_ref()
+            .filter(|c| !c.is_empty())
+            .map(|c| c[id % c.len()]);
+        let thread = std::thread::Builder::new()
+            .name(format!("httpws-shard-{id}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                tracing::info!(shard = id, driver = driver.name(), "shard starting");
+                shard::run(id, driver, config, router, control, listener)
+            })?;
+        threads.push(thread);
+    }
+    Ok(RunningProxy {
+        local_addr,
+        driver,
+        shards,
+        threads,
+        control,
+        router,
+    })
+}
+
+fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}

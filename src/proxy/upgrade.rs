@@ -1,0 +1,223 @@
+//! Admission: read and check the opening handshake (bounded in size and time), then
+//! register the connection on the shard that owns its address, or refuse it.
+
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use monoio::io::IntoPollIo;
+use monoio::net::TcpStream;
+use monoio::net::tcp::stream_poll::TcpStreamPoll;
+use sha2::{Digest, Sha256};
+
+use crate::proto::address::VirtualAddress;
+use crate::proto::frame::{self, OpCode};
+use crate::proto::handshake::{self, HandshakeError, UpgradeRequest};
+use crate::proto::indication::{self, ErrorToken};
+use crate::proxy::connection::{self, Conn};
+use crate::proxy::router::{Handoff, OutFrame, ShardMessage};
+use crate::proxy::shard::Shard;
+use crate::proxy::table::{Claim, CredentialHash, Registration};
+
+/// First read size for a handshake; grown up to the handshake limit only if needed.
+const HANDSHAKE_READ_BYTES: usize = 1024;
+/// Random bits in an address the proxy assigns (for path `/`): unguessable, so nobody can
+/// squat on the next one.
+const ASSIGNED_ADDRESS_PREFIX: &str = "ep-";
+
+enum Refusal {
+    /// The peer vanished or stalled: nothing to answer.
+    Silent,
+    Handshake(HandshakeError),
+}
+
+/// Handle one accepted TCP connection up to registration (or refusal).
+pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let Ok(mut io) = stream.into_poll_io() else {
+        return;
+    };
+    let timeout = shard.config.handshake_timeout;
+    let max = shard.config.max_handshake_bytes;
+    let mut buf = BytesMut::with_capacity(HANDSHAKE_READ_BYTES.min(max + 1));
+    let parsed = match monoio::time::timeout(timeout, read_handshake(&mut io, &mut buf, max)).await
+    {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::debug!("handshake timed out");
+            return;
+        }
+    };
+    let (request, head_len) = match parsed {
+        Ok(parsed) => parsed,
+        Err(Refusal::Silent) => return,
+        Err(Refusal::Handshake(e)) => {
+            tracing::debug!(error = %e, "handshake refused");
+            let _ =
+                monoio::time::timeout(timeout, connection::write_all(&mut io, &e.response())).await;
+            return;
+        }
+    };
+    let leftover = buf.split_off(head_len);
+    let address = match &request.address {
+        Some(address) => address.clone(),
+        None => match assign_address() {
+            Some(address) => address,
+            None => {
+                refuse(&shard, io, 503, "could not assign an address").await;
+                return;
+            }
+        },
+    };
+    let owner = address.shard_index(shard.router.shards());
+    if owner == shard.id {
+        register(&shard, io, request, address, leftover);
+        return;
+    }
+    // Move the socket to the owner shard; the handshake is answered there, after the
+    // owner has checked the address is free.
+    let stream = match io.try_into_comp_io() {
+        Ok(stream) => stream,
+        Err((e, _)) => {
+            tracing::debug!(error = %e, "could not hand a connection over");
+            return;
+        }
+    };
+    // SAFETY: `into_raw_fd` gives up ownership of the descriptor, which the OwnedFd takes.
+    let fd = unsafe { OwnedFd::from_raw_fd(stream.into_raw_fd()) };
+    let handoff = Handoff {
+        fd,
+        request,
+        address,
+        leftover: leftover.freeze(),
+    };
+    shard.send_to(owner, ShardMessage::Adopt(Box::new(handoff)));
+}
+
+async fn read_handshake(
+    io: &mut TcpStreamPoll,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<(UpgradeRequest, usize), Refusal> {
+    loop {
+        match handshake::parse_upgrade(buf, max) {
+            Ok(Some(parsed)) => return Ok(parsed),
+            Ok(None) => {}
+            Err(e) => return Err(Refusal::Handshake(e)),
+        }
+        // Room for at most one byte past the limit: enough for the parser to say "too large".
+        let room = (max + 1)
+            .saturating_sub(buf.len())
+            .min(HANDSHAKE_READ_BYTES);
+        buf.reserve(room.max(1));
+        let n = std::future::poll_fn(|cx| connection::poll_read_buf(io, cx, buf))
+            .await
+            .map_err(|_| Refusal::Silent)?;
+        if n == 0 {
+            return Err(Refusal::Silent);
+        }
+    }
+}
+
+/// A connection handed over by the shard that accepted it.
+pub fn adopt(shard: &Rc<Shard>, handoff: Handoff) {
+    let Handoff {
+        fd,
+        request,
+        address,
+        leftover,
+    } = handoff;
+    let std_stream = std::net::TcpStream::from(fd);
+    let io = match TcpStream::from_std(std_stream).and_then(|s| s.into_poll_io()) {
+        Ok(io) => io,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not adopt a connection");
+            return;
+        }
+    };
+    register(shard, io, request, address, BytesMut::from(&leftover[..]));
+}
+
+/// Register on the owner shard: claim the address, answer 101 and `:host`, start the driver.
+/// Synchronous up to the spawn, so two registrations for one name cannot interleave.
+fn register(
+    shard: &Rc<Shard>,
+    io: TcpStreamPoll,
+    request: UpgradeRequest,
+    address: VirtualAddress,
+    leftover: BytesMut,
+) {
+    if shard.draining.get() {
+        monoio::spawn(refuse_owned(
+            shard.clone(),
+            io,
+            503,
+            "the proxy is shutting down".into(),
+        ));
+        return;
+    }
+    let credential: Option<CredentialHash> = request
+        .token
+        .as_ref()
+        .map(|t| Sha256::digest(t.as_str().as_bytes()).into());
+    let claim = shard.table.borrow().claim(&address, credential.as_ref());
+    match claim {
+        Claim::Free => {}
+        Claim::Conflict => {
+            tracing::debug!(%address, "registration refused: address held");
+            let reason = format!("address {address} is held by another connection");
+            monoio::spawn(refuse_owned(shard.clone(), io, 409, reason));
+            return;
+        }
+        Claim::Takeover(old_key) => {
+            if let Some(old) = shard.conn(old_key) {
+                tracing::info!(%address, "address taken over by a new connection with the same token");
+                let reason = "another connection with the same credential took over this address";
+                shard.send_indication(&old, ErrorToken::Replaced, reason);
+                let close = shard.close_frame(1000, "replaced");
+                shard.close_connection(&old, close);
+            }
+        }
+    }
+    let key = shard
+        .conns
+        .borrow_mut()
+        .insert_with(|key| Rc::new(Conn::new(key, address.clone(), credential, leftover)));
+    let Some(conn) = shard.conn(key) else { return };
+    shard
+        .table
+        .borrow_mut()
+        .insert(address.clone(), Registration { key, credential });
+    // The 101 and the `:host` indication go out first, ahead of anything relayed to it.
+    let mut hello = BytesMut::from(&handshake::response_101(&request.accept_key)[..]);
+    frame::encode_frame(
+        &mut hello,
+        OpCode::Text,
+        None,
+        indication::encode_host(address.as_str()).as_bytes(),
+    );
+    conn.enqueue(OutFrame {
+        head: hello.freeze(),
+        body: Bytes::new(),
+    });
+    tracing::debug!(%address, shard = shard.id, "registered");
+    monoio::spawn(connection::drive(shard.clone(), conn, io));
+}
+
+async fn refuse(shard: &Rc<Shard>, mut io: TcpStreamPoll, status: u16, reason: &str) {
+    let response = handshake::refusal(status, reason);
+    let timeout = shard.config.handshake_timeout;
+    let _ = monoio::time::timeout(timeout, connection::write_all(&mut io, &response)).await;
+}
+
+async fn refuse_owned(shard: Rc<Shard>, io: TcpStreamPoll, status: u16, reason: String) {
+    refuse(&shard, io, status, &reason).await;
+}
+
+/// A fresh random address for a client that registered with path `/`.
+fn assign_address() -> Option<VirtualAddress> {
+    let mut bits = [0u8; 8];
+    getrandom::fill(&mut bits).ok()?;
+    let name = format!("{ASSIGNED_ADDRESS_PREFIX}{:016x}", u64::from_le_bytes(bits));
+    VirtualAddress::parse(name.as_bytes()).ok()
+}
