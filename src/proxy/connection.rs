@@ -165,6 +165,18 @@ fn wake(st: &mut ConnState) {
     }
 }
 
+/// How much room to add to a partial frame's buffer: enough for the rest of the frame, but
+/// never more than the bytes already received (plus a minimum), so memory grows with what the
+/// peer actually sent rather than with the length its header claims.
+fn partial_growth(partial: &BytesMut, max_frame: usize) -> usize {
+    let remaining = frame::frame_len_hint(partial)
+        .and_then(|n| usize::try_from(n).ok())
+        .map_or(MIN_PARTIAL_READ, |n| {
+            n.min(max_frame).saturating_sub(partial.len())
+        });
+    remaining.min(partial.len().max(MIN_PARTIAL_READ)).max(1)
+}
+
 /// Read from `io` into the spare capacity of `buf` (the caller reserves room first).
 pub fn poll_read_buf(
     io: &mut TcpStreamPoll,
@@ -278,14 +290,9 @@ impl Driver {
         let read = if has_partial {
             let mut st = self.conn.state.borrow_mut();
             let partial = &mut st.partial;
-            // Reserve once for the whole frame when its header says how big it is (already
-            // checked against the message limit by the decoder, which saw the header).
-            let want = frame::frame_len_hint(partial)
-                .and_then(|n| usize::try_from(n).ok())
-                .filter(|n| *n <= max_frame)
-                .map_or(0, |n| n.saturating_sub(partial.len()))
-                .max(MIN_PARTIAL_READ);
-            partial.reserve(want);
+            if partial.capacity() == partial.len() {
+                partial.reserve(partial_growth(partial, max_frame));
+            }
             poll_read_buf(&mut self.io, cx, partial)
         } else {
             let mut buf = shard.read_buf.borrow_mut();
@@ -338,13 +345,18 @@ impl Driver {
                 st.partial = BytesMut::new();
             }
         } else {
-            // Keep only the incomplete frame's bytes; the shard buffer moves on without them.
+            // Keep a copy of only the incomplete frame's bytes: a view would pin the shard's
+            // whole read block for as long as the peer takes to send the rest.
             let mut buf = shard.read_buf.borrow_mut();
             if !buf.is_empty() && st.phase == Phase::Open {
-                st.partial = buf.split();
-            } else {
-                buf.clear();
+                let max_frame = shard.config.max_message_bytes + MAX_HEADER_LEN;
+                let mut partial = BytesMut::with_capacity(buf.len());
+                partial.extend_from_slice(&buf);
+                let growth = partial_growth(&partial, max_frame);
+                partial.reserve(growth);
+                st.partial = partial;
             }
+            buf.clear();
         }
     }
 

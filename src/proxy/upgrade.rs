@@ -58,7 +58,14 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
             return;
         }
     };
-    let leftover = buf.split_off(head_len);
+    // Only bytes the client actually sent past its head are kept; an empty leftover must
+    // not hold on to the handshake buffer for the life of an idle connection.
+    let leftover = if buf.len() > head_len {
+        BytesMut::from(&buf[head_len..])
+    } else {
+        BytesMut::new()
+    };
+    drop(buf);
     let address = match &request.address {
         Some(address) => address.clone(),
         None => match assign_address() {

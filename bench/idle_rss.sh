@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Proxy RSS per idle registered connection (DESIGN.md §4: target <= 2 KiB, goal 1 KiB).
+#
+#   bash bench/idle_rss.sh [CONNS...]        (default: 10000 19000)
+#
+# For each count: start a fresh release proxy on 127.0.0.1:0, read its RSS, open CONNS
+# idle registered connections from bench/idle_clients.py (spread over 127.0.0.2-9), read
+# the RSS again, and report (after - before) / CONNS. The per-process open-files cap
+# (20,000 here) bounds CONNS on this machine; tuning/ covers more on a real host.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+counts=("$@")
+[ ${#counts[@]} -gt 0 ] || counts=(10000 19000)
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+cargo build --release --quiet --bin httpws
+bin=target/release/httpws
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+for n in "${counts[@]}"; do
+  out=$(mktemp)
+  "$bin" proxy --listen 127.0.0.1:0 --shards 2 --idle-timeout 1h --log warn >"$out" &
+  proxy=$!
+  for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.05; done
+  port=$(grep -o '127.0.0.1:[0-9]*' "$out" | cut -d: -f2)
+  sleep 0.5
+  before=$(rss_kib "$proxy")
+  fifo=$(mktemp -u); mkfifo "$fifo"
+  python3 bench/idle_clients.py --port "$port" --conns "$n" <"$fifo" >"$out.clients" &
+  clients=$!
+  exec 3>"$fifo"
+  for _ in $(seq 1200); do grep -q '^ready' "$out.clients" && break; sleep 0.1; done
+  grep -q '^ready' "$out.clients" || { echo "clients did not get ready"; kill "$clients" "$proxy"; exit 1; }
+  sleep 1
+  after=$(rss_kib "$proxy")
+  exec 3>&-
+  wait "$clients" || true
+  kill -TERM "$proxy"; wait "$proxy" || true
+  rm -f "$fifo" "$out" "$out.clients"
+  per=$(python3 -c "print(f'{($after - $before) * 1024 / $n:.0f}')")
+  echo "conns=$n rss_before_kib=$before rss_after_kib=$after bytes_per_conn=$per"
+done

@@ -1,0 +1,144 @@
+//! Criterion micro benchmarks of the proxy's hot paths: frame decode + unmask, HTTP head
+//! inspection + rewrite, and the cross-shard hop. Run with `cargo bench --bench micro`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use httpws::proto::frame::{DecoderConfig, MessageDecoder, OpCode, Role, encode_frame, unmask};
+use httpws::proto::head::{self, HeadLimits};
+use httpws::proxy::router::{ConnKey, Delivery, OutFrame, ShardMessage, ShardRouter};
+
+const REQUEST: &[u8] = b"POST /offer HTTP/1.1\r\nHost: bob\r\nCSeq: 123456\r\n\
+Content-Type: application/sdp\r\nContent-Length: 64\r\nHttpws-From: mallory\r\n\r\n\
+v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n...";
+
+fn frames(c: &mut Criterion) {
+    let mut group = c.benchmark_group("frame_decode_unmask");
+    let config = DecoderConfig {
+        role: Role::Server,
+        max_message_bytes: 16 << 20,
+    };
+    for size in [64usize, 512, 4096, 65536] {
+        let payload = vec![b'x'; size];
+        let mut wire = BytesMut::new();
+        encode_frame(&mut wire, OpCode::Binary, Some([1, 2, 3, 4]), &payload);
+        let wire = wire.freeze();
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(size), &wire, |b, wire| {
+            let mut decoder = MessageDecoder::new();
+            b.iter(|| {
+                // The copy stands in for the socket read into the shard buffer.
+                let mut buf = BytesMut::from(&wire[..]);
+                decoder
+                    .decode(&mut buf, &config)
+                    .expect("valid frame")
+                    .expect("complete frame")
+            });
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("unmask");
+    for size in [125usize, 4096, 1 << 20] {
+        let mut payload = vec![7u8; size];
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function(BenchmarkId::from_parameter(size), |b| {
+            b.iter(|| unmask(&mut payload, [1, 2, 3, 4]));
+        });
+    }
+    group.finish();
+}
+
+fn heads(c: &mut Criterion) {
+    let limits = HeadLimits::default();
+    let mut group = c.benchmark_group("head");
+    group.bench_function("inspect_request", |b| {
+        b.iter(|| head::inspect(REQUEST, &limits).expect("valid head"));
+    });
+    let info = head::inspect(REQUEST, &limits).expect("valid head");
+    let mut arena = BytesMut::with_capacity(64 * 1024);
+    group.bench_function("rewrite_request", |b| {
+        b.iter(|| {
+            if arena.capacity() < 1024 {
+                arena.reserve(64 * 1024);
+            }
+            head::write_head(&mut arena, REQUEST, &info, 42, Some("alice"));
+            arena.split().freeze()
+        });
+    });
+    group.bench_function("inspect_and_rewrite_request", |b| {
+        b.iter(|| {
+            let info = head::inspect(REQUEST, &limits).expect("valid head");
+            if arena.capacity() < 1024 {
+                arena.reserve(64 * 1024);
+            }
+            head::write_head(&mut arena, REQUEST, &info, 42, Some("alice"));
+            arena.split().freeze()
+        });
+    });
+    group.finish();
+}
+
+fn delivery(cseq: u64) -> ShardMessage {
+    ShardMessage::Respond(Delivery {
+        to: ConnKey {
+            index: 1,
+            generation: 0,
+        },
+        origin_cseq: cseq,
+        frame: OutFrame {
+            head: Bytes::from_static(b"head"),
+            body: Bytes::new(),
+        },
+    })
+}
+
+fn cross_shard(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cross_shard");
+    // The queue cost alone: push on one shard's queue, pop on the other, same thread.
+    let router = ShardRouter::new(2);
+    group.bench_function("send_and_drain", |b| {
+        let mut cseq = 0;
+        b.iter(|| {
+            cseq += 1;
+            router.send(0, 1, delivery(cseq)).expect("room");
+            router.drain(1, 1, drop)
+        });
+    });
+    // A real hop between two threads: shard 0 sends, a spinning shard 1 drains and answers,
+    // shard 0 drains the answer. One iteration = one round trip = two hops.
+    let router = Arc::new(ShardRouter::new(2));
+    let stop = Arc::new(AtomicBool::new(false));
+    let echo = {
+        let (router, stop) = (router.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                router.drain(1, 64, |m| {
+                    let mut m = m;
+                    while let Err(back) = router.send(1, 0, m) {
+                        m = back;
+                    }
+                });
+                std::hint::spin_loop();
+            }
+        })
+    };
+    group.bench_function("round_trip_two_threads", |b| {
+        let mut cseq = 0;
+        b.iter(|| {
+            cseq += 1;
+            router.send(0, 1, delivery(cseq)).expect("room");
+            while router.drain(0, 1, drop) == 0 {
+                std::hint::spin_loop();
+            }
+        });
+    });
+    stop.store(true, Ordering::Relaxed);
+    echo.join().expect("echo thread");
+    group.finish();
+}
+
+criterion_group!(benches, frames, heads, cross_shard);
+criterion_main!(benches);

@@ -1,0 +1,301 @@
+//! Graceful shutdown on SIGTERM: in-flight requests get their real answer during the grace
+//! period, the rest get `target-gone`, every connection is told `:error shutdown` and closed
+//! with 1001, the listener stops accepting, and the process exits with status 0.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use common::{Driver, Endpoint, Http, IO_TIMEOUT, Proxy, connect};
+use tungstenite::Message;
+
+/// The proxy's owner shard for an address: FNV-1a 64 over the name, modulo the shard count.
+fn owner_shard(name: &str, shards: u64) -> u64 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    hash % shards
+}
+
+/// The first name `{prefix}{k}` that shard `shard` of `shards` owns.
+fn name_on_shard(prefix: &str, shard: u64, shards: u64) -> String {
+    (0..)
+        .map(|k| format!("{prefix}{k}"))
+        .find(|n| owner_shard(n, shards) == shard)
+        .expect("some name hashes to every shard")
+}
+
+/// Start the proxy with its own `--shards` (`Proxy::start` already passes `--shards 2`, and
+/// the flag may be given only once).
+fn start(driver: Driver, shards: u32, extra: &[&str]) -> Proxy {
+    let shards = shards.to_string();
+    let driver = match driver {
+        Driver::Uring => "auto",
+        Driver::Epoll => "legacy",
+    };
+    let mut args = vec![
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        &shards,
+        "--no-pin",
+        "--driver",
+        driver,
+    ];
+    args.extend_from_slice(extra);
+    Proxy::start_with_args(&args)
+}
+
+/// Send SIGTERM from another thread; the handle yields the exit status.
+fn terminate_in_background(mut proxy: Proxy) -> JoinHandle<std::process::ExitStatus> {
+    thread::spawn(move || proxy.terminate())
+}
+
+/// What a fresh connection attempt met.
+#[derive(Debug, PartialEq)]
+enum Attempt {
+    /// The handshake succeeded: the listener still accepts.
+    Accepted,
+    /// Refused, reset, or closed without a 101.
+    TurnedAway,
+}
+
+/// Open a new TCP connection and try to register; a listener that stopped accepting refuses
+/// it (or the proxy closes it). A connection that hangs fails the test.
+fn try_new_connection(addr: SocketAddr) -> Attempt {
+    let mut stream = match TcpStream::connect(addr) {
+        Ok(s) => s,
+        Err(_) => return Attempt::TurnedAway,
+    };
+    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let handshake = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    if stream.write_all(handshake.as_bytes()).is_err() {
+        return Attempt::TurnedAway;
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                // Anything else (e.g. a 503) is a refusal, but the connection must still end.
+                if got.starts_with(b"HTTP/1.1 101") {
+                    return Attempt::Accepted;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionAborted
+                        | ErrorKind::BrokenPipe
+                ) =>
+            {
+                break;
+            }
+            Err(e) => panic!(
+                "a new connection was neither refused nor closed ({e}); got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    Attempt::TurnedAway
+}
+
+/// Wait (bounded, on observable events only) until the proxy has seen the signal: new
+/// connections are turned away.
+fn wait_until_listener_stops(addr: SocketAddr) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while try_new_connection(addr) == Attempt::Accepted {
+        assert!(
+            Instant::now() < deadline,
+            "the listener still accepts after SIGTERM"
+        );
+    }
+}
+
+/// Everything an endpoint receives until the close frame: the data messages, and the close
+/// code (None if the connection ended without one, or a read timed out).
+fn until_close(ep: &mut Endpoint) -> (Vec<String>, Option<u16>) {
+    let mut messages = Vec::new();
+    loop {
+        match ep.ws.read() {
+            Ok(Message::Text(t)) => messages.push(t),
+            Ok(Message::Binary(b)) => messages.push(String::from_utf8_lossy(&b).into_owned()),
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+            Ok(Message::Close(frame)) => return (messages, frame.map(|f| u16::from(f.code))),
+            Err(_) => return (messages, None),
+        }
+    }
+}
+
+/// The connection was told `:error shutdown "…"` as its last message and closed with 1001;
+/// returns the messages before the indication.
+fn told_shutdown_and_closed(ep: &mut Endpoint) -> Vec<String> {
+    let who = ep.address.clone();
+    let (mut messages, code) = until_close(ep);
+    let last = messages.pop().unwrap_or_default();
+    assert!(
+        last.starts_with(":error shutdown \"") && last.ends_with('"'),
+        "{who}: last message before the close must be the shutdown indication, got {last:?} \
+         (all: {messages:?})"
+    );
+    assert_eq!(code, Some(1001), "{who}: close code");
+    messages
+}
+
+fn in_flight_request_gets_its_real_answer_during_the_grace_period(driver: Driver) {
+    let proxy = start(driver, 2, &["--shutdown-grace", "5s"]);
+    let addr = proxy.addr;
+    let mut alice = connect(&proxy, "/alice");
+    let mut bob = connect(&proxy, "/bob");
+    let mut carol = connect(&proxy, "/carol");
+
+    alice.request("bob", 3, "/slow");
+    let seen = bob.recv_http();
+    assert_eq!(seen.start, "GET /slow HTTP/1.1");
+
+    let exit = terminate_in_background(proxy);
+    wait_until_listener_stops(addr);
+    // The signal has been seen; now the target answers.
+    bob.send(&format!(
+        "HTTP/1.1 200 OK\r\nCSeq: {}\r\nContent-Length: 10\r\n\r\nlate, real",
+        seen.cseq()
+    ));
+
+    let before = told_shutdown_and_closed(&mut alice);
+    assert_eq!(
+        before.len(),
+        1,
+        "alice: exactly the response, got {before:?}"
+    );
+    let response = Http::parse(&before[0]);
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.cseq(), 3);
+    assert_eq!(response.body, "late, real");
+
+    assert_eq!(told_shutdown_and_closed(&mut bob), Vec::<String>::new());
+    assert_eq!(told_shutdown_and_closed(&mut carol), Vec::<String>::new());
+
+    let status = exit.join().expect("terminate thread");
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+/// Each caller sends `cseqs` to `target`; the target reads them all and never answers; after
+/// SIGTERM and the grace period each caller gets one `502 target-gone` per CSeq, then the
+/// shutdown indication and 1001.
+fn unanswered_requests_fail_with_target_gone(proxy: Proxy, callers: &[&str], target: &str) {
+    let cseqs = [10u64, 11, 12];
+    let mut target_ep = connect(&proxy, &format!("/{target}"));
+    let mut caller_eps: Vec<Endpoint> = callers
+        .iter()
+        .map(|c| connect(&proxy, &format!("/{c}")))
+        .collect();
+    for ep in &mut caller_eps {
+        for cseq in cseqs {
+            ep.request(target, cseq, &format!("/never/{cseq}"));
+        }
+    }
+    // Every request has reached the target: all are in flight there.
+    for _ in 0..callers.len() * cseqs.len() {
+        assert!(target_ep.recv_http().start.starts_with("GET /never/"));
+    }
+
+    let grace = Duration::from_millis(300);
+    let signalled = Instant::now();
+    let exit = terminate_in_background(proxy);
+
+    for ep in &mut caller_eps {
+        let who = ep.address.clone();
+        let before = told_shutdown_and_closed(ep);
+        assert!(
+            signalled.elapsed() >= grace,
+            "{who}: failed before the grace period ended"
+        );
+        let mut answered = HashSet::new();
+        for text in &before {
+            let response = Http::parse(text);
+            assert_eq!(response.status(), 502, "{who}: {text:?}");
+            assert_eq!(
+                response.header("httpws-error"),
+                Some("target-gone"),
+                "{who}: {text:?}"
+            );
+            assert!(
+                answered.insert(response.cseq()),
+                "{who}: CSeq answered twice: {before:?}"
+            );
+        }
+        assert_eq!(
+            answered,
+            HashSet::from(cseqs),
+            "{who}: one target-gone per in-flight CSeq, got {before:?}"
+        );
+    }
+    assert_eq!(
+        told_shutdown_and_closed(&mut target_ep),
+        Vec::<String>::new()
+    );
+
+    let status = exit.join().expect("terminate thread");
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+fn unanswered_requests_get_target_gone_after_the_grace_period(driver: Driver) {
+    let proxy = start(driver, 2, &["--shutdown-grace", "300ms"]);
+    unanswered_requests_fail_with_target_gone(proxy, &["alice", "carol"], "bob");
+}
+
+fn cross_shard_target_gone_is_delivered_before_the_close(driver: Driver) {
+    const SHARDS: u64 = 4;
+    let target = name_on_shard("target", 0, SHARDS);
+    // One caller on every shard: three across a shard boundary, one beside the target.
+    let callers: Vec<String> = (0..SHARDS)
+        .map(|s| name_on_shard("caller", s, SHARDS))
+        .collect();
+    let callers: Vec<&str> = callers.iter().map(String::as_str).collect();
+    let proxy = start(driver, SHARDS as u32, &["--shutdown-grace", "300ms"]);
+    unanswered_requests_fail_with_target_gone(proxy, &callers, &target);
+}
+
+fn listener_stops_accepting_after_sigterm(driver: Driver) {
+    let proxy = start(driver, 2, &["--shutdown-grace", "5s"]);
+    let addr = proxy.addr;
+    assert_eq!(try_new_connection(addr), Attempt::Accepted);
+    let mut alice = connect(&proxy, "/alice");
+    let mut bob = connect(&proxy, "/bob");
+    // Keep a request in flight so the process stays up (in its grace period) meanwhile.
+    alice.request("bob", 1, "/hold");
+    let seen = bob.recv_http();
+
+    let exit = terminate_in_background(proxy);
+    wait_until_listener_stops(addr);
+    for _ in 0..8 {
+        assert_eq!(try_new_connection(addr), Attempt::TurnedAway);
+    }
+
+    // The process was alive all along: the held request still gets its answer.
+    bob.send(&format!(
+        "HTTP/1.1 200 OK\r\nCSeq: {}\r\nContent-Length: 4\r\n\r\ndone",
+        seen.cseq()
+    ));
+    let before = told_shutdown_and_closed(&mut alice);
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(Http::parse(&before[0]).body, "done");
+    told_shutdown_and_closed(&mut bob);
+    assert_eq!(exit.join().expect("terminate thread").code(), Some(0));
+}
+
+on_both_drivers!(
+    in_flight_request_gets_its_real_answer_during_the_grace_period,
+    unanswered_requests_get_target_gone_after_the_grace_period,
+    cross_shard_target_gone_is_delivered_before_the_close,
+    listener_stops_accepting_after_sigterm,
+);
