@@ -130,7 +130,14 @@ fn main() -> anyhow::Result<()> {
 
 fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let config = args.into_config();
-    let running = proxy::start(config.clone()).context("starting the proxy")?;
+    // Signal handlers go in before anything is listening, so a SIGTERM that follows the
+    // banner always means a graceful shutdown.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing signal handlers")?;
+    let running = proxy::start(config).context("starting the proxy")?;
     let addr = running.local_addr();
     tracing::info!(
         %addr,
@@ -146,11 +153,6 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     std::io::stdout().flush().ok();
 
     let handle = running.shutdown_handle();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("httpws-signals".into())
         .spawn(move || {

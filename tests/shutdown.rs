@@ -65,14 +65,21 @@ enum Attempt {
     TurnedAway,
 }
 
-/// Open a new TCP connection and try to register; a listener that stopped accepting refuses
-/// it (or the proxy closes it). A connection that hangs fails the test.
+/// How long a new connection may wait for the proxy to accept or turn it away. Well under
+/// the 5 s grace period of the tests below, so a connection left hanging until the process
+/// exits is caught.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Open a new TCP connection and try to register. A connection that is neither served nor
+/// refused nor closed within `PROBE_TIMEOUT` fails the test.
 fn try_new_connection(addr: SocketAddr) -> Attempt {
     let mut stream = match TcpStream::connect(addr) {
         Ok(s) => s,
         Err(_) => return Attempt::TurnedAway,
     };
-    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    stream
+        .set_read_timeout(Some(PROBE_TIMEOUT))
+        .expect("timeout");
     let handshake = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                      Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     if stream.write_all(handshake.as_bytes()).is_err() {
@@ -82,13 +89,13 @@ fn try_new_connection(addr: SocketAddr) -> Attempt {
     let mut buf = [0u8; 512];
     loop {
         match stream.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return Attempt::TurnedAway,
             Ok(n) => {
                 got.extend_from_slice(&buf[..n]);
-                // Anything else (e.g. a 503) is a refusal, but the connection must still end.
                 if got.starts_with(b"HTTP/1.1 101") {
                     return Attempt::Accepted;
                 }
+                // Anything else (e.g. a 503) is a refusal, but the connection must still end.
             }
             Err(e)
                 if matches!(
@@ -98,26 +105,37 @@ fn try_new_connection(addr: SocketAddr) -> Attempt {
                         | ErrorKind::BrokenPipe
                 ) =>
             {
-                break;
+                return Attempt::TurnedAway;
             }
             Err(e) => panic!(
-                "a new connection was neither refused nor closed ({e}); got {:?}",
+                "a new TCP connection was neither refused, served nor closed within \
+                 {PROBE_TIMEOUT:?} ({e}); received {:?}",
                 String::from_utf8_lossy(&got)
             ),
         }
     }
-    Attempt::TurnedAway
 }
 
-/// Wait (bounded, on observable events only) until the proxy has seen the signal: new
-/// connections are turned away.
-fn wait_until_listener_stops(addr: SocketAddr) {
+/// Wait (bounded, on replies only) until `ep`'s shard has begun shutting down: a request from
+/// it to an address nobody holds is then refused with `503 target-busy` instead of being
+/// routed and answered `404 unknown-address`.
+fn wait_until_draining(ep: &mut Endpoint) {
     let deadline = Instant::now() + IO_TIMEOUT;
-    while try_new_connection(addr) == Attempt::Accepted {
-        assert!(
-            Instant::now() < deadline,
-            "the listener still accepts after SIGTERM"
-        );
+    for cseq in 1_000_000u64.. {
+        ep.request("nobody-holds-this", cseq, "/probe");
+        let response = ep.recv_http();
+        assert_eq!(response.cseq(), cseq);
+        if response.header("httpws-error") == Some("unknown-address") {
+            assert!(
+                Instant::now() < deadline,
+                "{}: requests are still routed long after SIGTERM",
+                ep.address
+            );
+            continue;
+        }
+        assert_eq!(response.status(), 503, "{response:?}");
+        assert_eq!(response.header("httpws-error"), Some("target-busy"));
+        return;
     }
 }
 
@@ -153,18 +171,23 @@ fn told_shutdown_and_closed(ep: &mut Endpoint) -> Vec<String> {
 
 fn in_flight_request_gets_its_real_answer_during_the_grace_period(driver: Driver) {
     let proxy = start(driver, 2, &["--shutdown-grace", "5s"]);
-    let addr = proxy.addr;
     let mut alice = connect(&proxy, "/alice");
     let mut bob = connect(&proxy, "/bob");
     let mut carol = connect(&proxy, "/carol");
+
+    assert_ne!(
+        owner_shard("alice", 2),
+        owner_shard("bob", 2),
+        "test setup: caller and target on different shards"
+    );
 
     alice.request("bob", 3, "/slow");
     let seen = bob.recv_http();
     assert_eq!(seen.start, "GET /slow HTTP/1.1");
 
     let exit = terminate_in_background(proxy);
-    wait_until_listener_stops(addr);
-    // The signal has been seen; now the target answers.
+    wait_until_draining(&mut bob);
+    // The target's shard is shutting down; only now does the target answer.
     bob.send(&format!(
         "HTTP/1.1 200 OK\r\nCSeq: {}\r\nContent-Length: 10\r\n\r\nlate, real",
         seen.cseq()
@@ -191,7 +214,12 @@ fn in_flight_request_gets_its_real_answer_during_the_grace_period(driver: Driver
 /// Each caller sends `cseqs` to `target`; the target reads them all and never answers; after
 /// SIGTERM and the grace period each caller gets one `502 target-gone` per CSeq, then the
 /// shutdown indication and 1001.
-fn unanswered_requests_fail_with_target_gone(proxy: Proxy, callers: &[&str], target: &str) {
+fn unanswered_requests_fail_with_target_gone(
+    proxy: Proxy,
+    callers: &[&str],
+    target: &str,
+    grace: Duration,
+) {
     let cseqs = [10u64, 11, 12];
     let mut target_ep = connect(&proxy, &format!("/{target}"));
     let mut caller_eps: Vec<Endpoint> = callers
@@ -208,16 +236,17 @@ fn unanswered_requests_fail_with_target_gone(proxy: Proxy, callers: &[&str], tar
         assert!(target_ep.recv_http().start.starts_with("GET /never/"));
     }
 
-    let grace = Duration::from_millis(300);
     let signalled = Instant::now();
     let exit = terminate_in_background(proxy);
 
     for ep in &mut caller_eps {
         let who = ep.address.clone();
         let before = told_shutdown_and_closed(ep);
+        let elapsed = signalled.elapsed();
         assert!(
-            signalled.elapsed() >= grace,
-            "{who}: failed before the grace period ended"
+            elapsed >= grace,
+            "{who}: closed {elapsed:?} after SIGTERM, before the {grace:?} grace period \
+             ended; received {before:?}"
         );
         let mut answered = HashSet::new();
         for text in &before {
@@ -250,7 +279,12 @@ fn unanswered_requests_fail_with_target_gone(proxy: Proxy, callers: &[&str], tar
 
 fn unanswered_requests_get_target_gone_after_the_grace_period(driver: Driver) {
     let proxy = start(driver, 2, &["--shutdown-grace", "300ms"]);
-    unanswered_requests_fail_with_target_gone(proxy, &["alice", "carol"], "bob");
+    unanswered_requests_fail_with_target_gone(
+        proxy,
+        &["alice", "carol"],
+        "bob",
+        Duration::from_millis(300),
+    );
 }
 
 fn cross_shard_target_gone_is_delivered_before_the_close(driver: Driver) {
@@ -262,7 +296,20 @@ fn cross_shard_target_gone_is_delivered_before_the_close(driver: Driver) {
         .collect();
     let callers: Vec<&str> = callers.iter().map(String::as_str).collect();
     let proxy = start(driver, SHARDS as u32, &["--shutdown-grace", "300ms"]);
-    unanswered_requests_fail_with_target_gone(proxy, &callers, &target);
+    unanswered_requests_fail_with_target_gone(proxy, &callers, &target, Duration::from_millis(300));
+}
+
+/// A grace period longer than two seconds: callers on shards with nothing pending of their own
+/// must still wait for the target's shard and get their `target-gone` before the close.
+fn cross_shard_target_gone_after_a_long_grace_period(driver: Driver) {
+    const SHARDS: u64 = 4;
+    let target = name_on_shard("target", 1, SHARDS);
+    let callers: Vec<String> = (0..SHARDS)
+        .map(|s| name_on_shard("caller", s, SHARDS))
+        .collect();
+    let callers: Vec<&str> = callers.iter().map(String::as_str).collect();
+    let proxy = start(driver, SHARDS as u32, &["--shutdown-grace", "3s"]);
+    unanswered_requests_fail_with_target_gone(proxy, &callers, &target, Duration::from_secs(3));
 }
 
 fn listener_stops_accepting_after_sigterm(driver: Driver) {
@@ -276,7 +323,10 @@ fn listener_stops_accepting_after_sigterm(driver: Driver) {
     let seen = bob.recv_http();
 
     let exit = terminate_in_background(proxy);
-    wait_until_listener_stops(addr);
+    // Both shards (alice's and bob's) have seen the signal.
+    assert_ne!(owner_shard("alice", 2), owner_shard("bob", 2));
+    wait_until_draining(&mut alice);
+    wait_until_draining(&mut bob);
     for _ in 0..8 {
         assert_eq!(try_new_connection(addr), Attempt::TurnedAway);
     }
@@ -297,5 +347,6 @@ on_both_drivers!(
     in_flight_request_gets_its_real_answer_during_the_grace_period,
     unanswered_requests_get_target_gone_after_the_grace_period,
     cross_shard_target_gone_is_delivered_before_the_close,
+    cross_shard_target_gone_after_a_long_grace_period,
     listener_stops_accepting_after_sigterm,
 );

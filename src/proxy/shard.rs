@@ -333,12 +333,18 @@ async fn shard_main(
     let shard = Rc::new(Shard::new(id, config, router, control));
     monoio::spawn(inbox_loop(shard.clone()));
     monoio::spawn(sweep_loop(shard.clone()));
-    accept_loop(&shard, listener).await;
-    drop_listener_and_shut_down(shard).await;
+    accept_loop(&shard, &listener).await;
+    // Dropping the listener is not enough on io_uring: the cancelled accept may still hold
+    // the descriptor for a while. Shutting the socket down makes the kernel refuse new
+    // connections at once.
+    // SAFETY: shutdown(2) on a descriptor this shard owns and has not closed.
+    unsafe { libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&listener), libc::SHUT_RDWR) };
+    drop(listener);
+    shut_down(shard).await;
     Ok(())
 }
 
-async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener) {
+async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener) {
     let mut last_warning: Option<Instant> = None;
     loop {
         monoio::select! {
@@ -461,7 +467,7 @@ impl Shard {
 /// The shutdown sequence (SIGINT/SIGTERM): stop accepting, let in-flight requests finish
 /// for the grace period, fail the rest, wait until every shard has done the same (so their
 /// answers have reached us), then tell every connection and close it with 1001.
-async fn drop_listener_and_shut_down(shard: Rc<Shard>) {
+async fn shut_down(shard: Rc<Shard>) {
     let n = shard.router.shards();
     let grace_end = Instant::now() + shard.config.shutdown_grace;
     while shard.pending_total.get() > 0 && Instant::now() < grace_end {
@@ -486,7 +492,9 @@ async fn drop_listener_and_shut_down(shard: Rc<Shard>) {
         monoio::time::sleep(OVERFLOW_RETRY).await;
     }
     shard.control.drained.fetch_add(1, Ordering::AcqRel);
-    // Every shard has now queued its answers to us; let the inbox task deliver them.
+    // Wait for the other shards to finish their own grace periods and queue their answers
+    // to our callers; then let the inbox task deliver them before anything is closed.
+    let deadline = grace_end.max(Instant::now()) + CLOSE_FLUSH_TIMEOUT;
     while shard.control.drained.load(Ordering::Acquire) < n && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -498,6 +506,7 @@ async fn drop_listener_and_shut_down(shard: Rc<Shard>) {
         let close = shard.close_frame(1001, "proxy shutting down");
         shard.close_connection(conn, close);
     }
+    let deadline = Instant::now() + CLOSE_FLUSH_TIMEOUT;
     while !shard.conns.borrow().is_empty() && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(2)).await;
     }

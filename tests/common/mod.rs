@@ -51,16 +51,12 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Start with default limits, two shards, and `extra` flags.
+    /// Start with default limits, two shards (unless `extra` names `--shards`), and `extra`.
     pub fn start(driver: Driver, extra: &[&str]) -> Proxy {
-        let mut args = vec![
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "2",
-            "--no-pin",
-        ];
+        let mut args = vec!["proxy", "--listen", "127.0.0.1:0", "--no-pin"];
+        if !extra.contains(&"--shards") {
+            args.extend_from_slice(&["--shards", "2"]);
+        }
         args.extend_from_slice(&["--driver", driver.flag()]);
         args.extend_from_slice(extra);
         Self::start_with_args(&args)
