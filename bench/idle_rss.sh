@@ -19,7 +19,7 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 for n in "${counts[@]}"; do
   out=$(mktemp)
-  "$bin" proxy --listen 127.0.0.1:0 --shards 2 --idle-timeout 1h --log warn >"$out" &
+  "$bin" proxy --listen 127.0.0.1:0 --idle-timeout 1h --log warn ${PROXY_ARGS:---shards 2} >"$out" &
   proxy=$!
   for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.05; done
   port=$(grep -o '127.0.0.1:[0-9]*' "$out" | cut -d: -f2)

@@ -24,7 +24,6 @@ use crate::proto::frame::{self, Event, FrameError, MAX_HEADER_LEN, MessageDecode
 use crate::proxy::pending::{InflightSet, PendingTable};
 use crate::proxy::router::{ConnKey, OutFrame};
 use crate::proxy::shard::Shard;
-use crate::proxy::table::CredentialHash;
 
 /// Most buffers handed to one `writev`.
 const MAX_IOVECS: usize = 64;
@@ -70,21 +69,14 @@ pub struct ConnState {
 pub struct Conn {
     pub key: ConnKey,
     pub address: VirtualAddress,
-    pub credential: Option<CredentialHash>,
     pub state: RefCell<ConnState>,
 }
 
 impl Conn {
-    pub fn new(
-        key: ConnKey,
-        address: VirtualAddress,
-        credential: Option<CredentialHash>,
-        leftover: BytesMut,
-    ) -> Self {
+    pub fn new(key: ConnKey, address: VirtualAddress, leftover: BytesMut) -> Self {
         Self {
             key,
             address,
-            credential,
             state: RefCell::new(ConnState {
                 out: VecDeque::new(),
                 out_bytes: 0,
@@ -211,23 +203,18 @@ pub async fn write_all(io: &mut TcpStreamPoll, mut bytes: &[u8]) -> io::Result<(
     Ok(())
 }
 
-/// Drive `conn` until it ends, then let the shard clean up after it.
-pub async fn drive(shard: Rc<Shard>, conn: Rc<Conn>, io: TcpStreamPoll) {
-    let outcome = Driver {
-        shard: shard.clone(),
-        conn: conn.clone(),
+/// The task that drives `conn` until it ends, then lets the shard clean up after it. The
+/// returned future is spawned as is (no async wrapper), so the task holds nothing but it.
+pub fn drive(shard: Rc<Shard>, conn: Rc<Conn>, io: TcpStreamPoll) -> Driver {
+    Driver {
+        shard,
+        conn,
         io,
         fresh: true,
     }
-    .await;
-    match outcome {
-        Ok(()) => tracing::debug!(address = %conn.address, "connection closed"),
-        Err(e) => tracing::debug!(address = %conn.address, error = %e, "connection failed"),
-    }
-    shard.connection_ended(&conn);
 }
 
-struct Driver {
+pub struct Driver {
     shard: Rc<Shard>,
     conn: Rc<Conn>,
     io: TcpStreamPoll,
@@ -249,6 +236,12 @@ impl Driver {
         loop {
             let mut st = self.conn.state.borrow_mut();
             if st.out.is_empty() {
+                // Give the queue's buffer back as soon as it drains: most connections are
+                // idle most of the time, and re-creating a small queue costs one allocation
+                // per burst, next to a writev per burst.
+                if st.out.capacity() > 0 {
+                    st.out = VecDeque::new();
+                }
                 return Poll::Ready(Ok(()));
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -398,10 +391,28 @@ impl Driver {
 }
 
 impl Future for Driver {
-    type Output = io::Result<()>;
+    type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        let outcome = match this.poll_connection(cx) {
+            Poll::Ready(outcome) => outcome,
+            Poll::Pending => return Poll::Pending,
+        };
+        match outcome {
+            Ok(()) => tracing::debug!(address = %this.conn.address, "connection closed"),
+            Err(e) => {
+                tracing::debug!(address = %this.conn.address, error = %e, "connection failed")
+            }
+        }
+        this.shard.connection_ended(&this.conn);
+        Poll::Ready(())
+    }
+}
+
+impl Driver {
+    fn poll_connection(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self;
         {
             let mut st = this.conn.state.borrow_mut();
             if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {

@@ -1,7 +1,7 @@
 //! The CSeq remapping state: what each target connection owes (proxy CSeq → caller) and
 //! which CSeqs each caller is waiting on.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use crate::proto::frame::OpCode;
@@ -89,7 +89,9 @@ impl PendingTable {
 }
 
 /// The CSeqs a caller has in flight, for `duplicate-cseq` and the per-caller in-flight limit.
-pub type InflightSet = HashSet<u64>;
+/// A B-tree rather than a hash set: half the inline size on every idle connection, and no
+/// per-set hasher state.
+pub type InflightSet = BTreeSet<u64>;
 
 #[cfg(test)]
 mod tests {

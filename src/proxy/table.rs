@@ -11,10 +11,11 @@ use crate::proxy::router::ConnKey;
 pub type CredentialHash = [u8; 32];
 
 /// Who holds an address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Registration {
     pub key: ConnKey,
-    pub credential: Option<CredentialHash>,
+    /// Boxed: most registrations carry no token, and the table entry stays small.
+    pub credential: Option<Box<CredentialHash>>,
 }
 
 /// What a registration attempt may do with an address.
@@ -43,7 +44,7 @@ impl AddressTable {
     pub fn claim(&self, address: &VirtualAddress, credential: Option<&CredentialHash>) -> Claim {
         match self.map.get(address) {
             None => Claim::Free,
-            Some(held) => match (held.credential.as_ref(), credential) {
+            Some(held) => match (held.credential.as_deref(), credential) {
                 (Some(a), Some(b)) if constant_time_eq(a, b) => Claim::Takeover(held.key),
                 _ => Claim::Conflict,
             },
@@ -105,7 +106,7 @@ mod tests {
             bob.clone(),
             Registration {
                 key: K1,
-                credential: Some([1; 32]),
+                credential: Some(Box::new([1; 32])),
             },
         );
         assert_eq!(table.claim(&bob, Some(&[1; 32])), Claim::Takeover(K1));

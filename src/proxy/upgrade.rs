@@ -189,12 +189,15 @@ fn register(
     let key = shard
         .conns
         .borrow_mut()
-        .insert_with(|key| Rc::new(Conn::new(key, address.clone(), credential, leftover)));
+        .insert_with(|key| Rc::new(Conn::new(key, address.clone(), leftover)));
     let Some(conn) = shard.conn(key) else { return };
-    shard
-        .table
-        .borrow_mut()
-        .insert(address.clone(), Registration { key, credential });
+    shard.table.borrow_mut().insert(
+        address.clone(),
+        Registration {
+            key,
+            credential: credential.map(Box::new),
+        },
+    );
     // The 101 and the `:host` indication go out first, ahead of anything relayed to it.
     let mut hello = BytesMut::from(&handshake::response_101(&request.accept_key)[..]);
     frame::encode_frame(
