@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::parse_error_indication;
+
 use common::{Driver, Endpoint, Http, Proxy, RawClient, connect};
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
@@ -25,31 +27,6 @@ fn assert_proxy_error(response: &Http, status: u16, token: &str, cseq: u64) {
         "Httpws-Error token: {response:?}"
     );
     assert_eq!(response.cseq(), cseq, "the caller's CSeq: {response:?}");
-}
-
-/// Parse an `:error <token> "<reason>"` indication into (token, unescaped reason).
-#[track_caller]
-fn parse_error_indication(text: &str) -> (String, String) {
-    let rest = text
-        .strip_prefix(":error ")
-        .unwrap_or_else(|| panic!("expected an :error indication, got {text:?}"));
-    let (token, quoted) = rest
-        .split_once(' ')
-        .unwrap_or_else(|| panic!("no reason in {text:?}"));
-    let inner = quoted
-        .strip_prefix('"')
-        .and_then(|q| q.strip_suffix('"'))
-        .unwrap_or_else(|| panic!("reason not quoted in {text:?}"));
-    let mut reason = String::new();
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => reason.push(chars.next().expect("escape followed by a character")),
-            '"' => panic!("unescaped quote inside the reason of {text:?}"),
-            c => reason.push(c),
-        }
-    }
-    (token.to_string(), reason)
 }
 
 /// Read the next message and assert it is `:error <token> "…"`.

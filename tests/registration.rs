@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::parse_error_indication;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,30 +52,6 @@ fn is_valid_address(a: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         })
-}
-
-/// Parse an `:error <token> "<reason>"` indication into (token, unescaped reason).
-fn parse_error_indication(text: &str) -> (String, String) {
-    let rest = text
-        .strip_prefix(":error ")
-        .unwrap_or_else(|| panic!("expected an :error indication, got {text:?}"));
-    let (token, quoted) = rest
-        .split_once(' ')
-        .unwrap_or_else(|| panic!("no reason in {text:?}"));
-    let inner = quoted
-        .strip_prefix('"')
-        .and_then(|q| q.strip_suffix('"'))
-        .unwrap_or_else(|| panic!("reason not quoted in {text:?}"));
-    let mut reason = String::new();
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => reason.push(chars.next().expect("escape followed by a character")),
-            '"' => panic!("unescaped quote inside the reason of {text:?}"),
-            c => reason.push(c),
-        }
-    }
-    (token.to_string(), reason)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::owner_shard;
+
 use std::collections::HashSet;
 use std::net::TcpStream;
 use std::thread;
@@ -12,32 +14,9 @@ use common::{Driver, Endpoint, Http, Proxy, connect};
 use tungstenite::Message;
 use tungstenite::protocol::WebSocket;
 
-/// The proxy's owner shard for an address: FNV-1a 64 over the name, modulo the shard count.
-fn owner_shard(name: &str, shards: u64) -> u64 {
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    hash % shards
-}
-
-/// Start the proxy with `shards` shards (`Proxy::start` already passes `--shards 2`, and
-/// the flag may be given only once).
+/// Start the proxy with `shards` shards.
 fn start_with_shards(driver: Driver, shards: u32) -> Proxy {
-    let shards = shards.to_string();
-    let driver = match driver {
-        Driver::Uring => "auto",
-        Driver::Epoll => "legacy",
-    };
-    Proxy::start_with_args(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--shards",
-        &shards,
-        "--no-pin",
-        "--driver",
-        driver,
-    ])
+    Proxy::start(driver, &["--shards", &shards.to_string()])
 }
 
 /// A small deterministic generator (xorshift64*), so a failing order can be replayed.

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::owner_shard;
+
 use std::collections::HashSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,14 +15,6 @@ use std::time::{Duration, Instant};
 use common::{Driver, Endpoint, Http, IO_TIMEOUT, Proxy, connect};
 use tungstenite::Message;
 
-/// The proxy's owner shard for an address: FNV-1a 64 over the name, modulo the shard count.
-fn owner_shard(name: &str, shards: u64) -> u64 {
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    hash % shards
-}
-
 /// The first name `{prefix}{k}` that shard `shard` of `shards` owns.
 fn name_on_shard(prefix: &str, shard: u64, shards: u64) -> String {
     (0..)
@@ -29,26 +23,12 @@ fn name_on_shard(prefix: &str, shard: u64, shards: u64) -> String {
         .expect("some name hashes to every shard")
 }
 
-/// Start the proxy with its own `--shards` (`Proxy::start` already passes `--shards 2`, and
-/// the flag may be given only once).
+/// Start the proxy with `shards` shards and `extra` flags.
 fn start(driver: Driver, shards: u32, extra: &[&str]) -> Proxy {
     let shards = shards.to_string();
-    let driver = match driver {
-        Driver::Uring => "auto",
-        Driver::Epoll => "legacy",
-    };
-    let mut args = vec![
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--shards",
-        &shards,
-        "--no-pin",
-        "--driver",
-        driver,
-    ];
+    let mut args = vec!["--shards", shards.as_str()];
     args.extend_from_slice(extra);
-    Proxy::start_with_args(&args)
+    Proxy::start(driver, &args)
 }
 
 /// Send SIGTERM from another thread; the handle yields the exit status.

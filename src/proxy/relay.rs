@@ -287,15 +287,15 @@ impl Shard {
             "no response within {}",
             humantime::format_duration(self.config.request_timeout)
         );
-        for p in expired {
-            self.pending_total.set(self.pending_total.get() - 1);
-            self.fail_request(
-                p.origin,
-                p.origin_cseq,
-                p.opcode,
-                RequestError::Timeout,
-                &reason,
-            );
+        self.fail_pending(expired, RequestError::Timeout, &reason);
+    }
+
+    /// Answer requests taken out of a pending table with `error`.
+    pub fn fail_pending(&self, pending: Vec<Pending>, error: RequestError, reason: &str) {
+        self.pending_total
+            .set(self.pending_total.get() - pending.len());
+        for p in pending {
+            self.fail_request(p.origin, p.origin_cseq, p.opcode, error, reason);
         }
     }
 }

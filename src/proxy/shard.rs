@@ -16,6 +16,7 @@ use monoio::net::TcpListener;
 use crate::proto::frame::{self, DecoderConfig, MAX_HEADER_LEN, OpCode, Role};
 use crate::proto::head::HeadLimits;
 use crate::proto::indication::{self, ErrorToken};
+use crate::proto::request_error::RequestError;
 use crate::proxy::config::{CLOSE_FLUSH_TIMEOUT, DriverChoice, ProxyConfig};
 use crate::proxy::connection::{Conn, Phase};
 use crate::proxy::router::{ConnKey, OutFrame, ShardMessage, ShardRouter};
@@ -203,15 +204,9 @@ impl Shard {
             .borrow_mut()
             .remove_if_held_by(&conn.address, conn.key);
         let gone: Vec<_> = conn.state.borrow_mut().pending.drain().collect();
-        for p in gone {
-            self.pending_total.set(self.pending_total.get() - 1);
-            self.fail_request(
-                p.origin,
-                p.origin_cseq,
-                p.opcode,
-                crate::proto::request_error::RequestError::TargetGone,
-                &format!("{} disconnected before answering", conn.address),
-            );
+        if !gone.is_empty() {
+            let reason = format!("{} disconnected before answering", conn.address);
+            self.fail_pending(gone, RequestError::TargetGone, &reason);
         }
     }
 
@@ -476,16 +471,7 @@ async fn shut_down(shard: Rc<Shard>) {
     let conns: Vec<Rc<Conn>> = shard.conns.borrow().iter().cloned().collect();
     for conn in &conns {
         let gone: Vec<_> = conn.state.borrow_mut().pending.drain().collect();
-        for p in gone {
-            shard.pending_total.set(shard.pending_total.get() - 1);
-            shard.fail_request(
-                p.origin,
-                p.origin_cseq,
-                p.opcode,
-                crate::proto::request_error::RequestError::TargetGone,
-                "the proxy is shutting down",
-            );
-        }
+        shard.fail_pending(gone, RequestError::TargetGone, "the proxy is shutting down");
     }
     let deadline = Instant::now() + CLOSE_FLUSH_TIMEOUT;
     while !shard.flush_overflow() && Instant::now() < deadline {

@@ -379,3 +379,36 @@ impl RawClient {
         self.stream.write_all(&frame).expect("write frame");
     }
 }
+
+/// Parse an `:error <token> "<reason>"` indication into (token, unescaped reason).
+#[track_caller]
+pub fn parse_error_indication(text: &str) -> (String, String) {
+    let rest = text
+        .strip_prefix(":error ")
+        .unwrap_or_else(|| panic!("expected an :error indication, got {text:?}"));
+    let (token, quoted) = rest
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("no reason in {text:?}"));
+    let inner = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("reason not quoted in {text:?}"));
+    let mut reason = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => reason.push(chars.next().expect("escape followed by a character")),
+            '"' => panic!("unescaped quote inside the reason of {text:?}"),
+            c => reason.push(c),
+        }
+    }
+    (token.to_string(), reason)
+}
+
+/// The proxy's owner shard for an address: FNV-1a 64 over the name, modulo the shard count.
+pub fn owner_shard(name: &str, shards: u64) -> u64 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    hash % shards
+}
