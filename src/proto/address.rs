@@ -77,15 +77,7 @@ impl VirtualAddress {
     /// From a `Host` header value: trims optional whitespace, strips an optional `:port`
     /// (1–5 ASCII digits, at most 65535; the port is ignored), then [`parse`](Self::parse).
     pub fn from_host_header(value: &[u8]) -> Result<Self, AddressError> {
-        let value = value.trim_ascii();
-        // The first ':' splits: a host name never contains one, so "a:b:80" fails as a bad
-        // port instead of being guessed at.
-        let mut parts = value.splitn(2, |&b| b == b':');
-        let host = parts.next().unwrap_or_default();
-        if let Some(port) = parts.next() {
-            validate_port(port)?;
-        }
-        Self::parse(host)
+        Self::parse(host_part(value)?)
     }
 
     /// The canonical (lowercase) name.
@@ -96,13 +88,79 @@ impl VirtualAddress {
     /// Owner shard: FNV-1a 64 over the canonical bytes, modulo `shards` (`shards >= 1`; 0 is
     /// treated as 1 rather than dividing by zero). Stable across runs.
     pub fn shard_index(&self, shards: usize) -> usize {
-        let shards = shards.max(1) as u64;
-        let hash = self.0.bytes().fold(FNV_OFFSET_BASIS, |hash, b| {
-            (hash ^ u64::from(b)).wrapping_mul(FNV_PRIME)
-        });
-        // The remainder is below `shards`, which came from a usize, so the cast is lossless.
-        (hash % shards) as usize
+        owner_shard(self.0.as_bytes(), shards)
     }
+}
+
+/// Lets the address table be searched with a borrowed canonical name. `Hash` and `Eq` of
+/// `Arc<str>` are those of `str`, so the two agree as `Borrow` requires.
+impl std::borrow::Borrow<str> for VirtualAddress {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A canonical address on the stack: what the relay parses from every request's `Host`, so
+/// routing a request allocates nothing.
+#[derive(Clone, Copy)]
+pub struct HostAddress {
+    len: u8,
+    bytes: [u8; MAX_ADDRESS_LEN],
+}
+
+impl HostAddress {
+    /// The same rules as [`VirtualAddress::from_host_header`], without allocating.
+    pub fn from_host_header(value: &[u8]) -> Result<Self, AddressError> {
+        let host = host_part(value)?;
+        VirtualAddress::validate(host)?;
+        let mut bytes = [0u8; MAX_ADDRESS_LEN];
+        bytes[..host.len()].copy_from_slice(host);
+        bytes[..host.len()].make_ascii_lowercase();
+        // validate() bounds the length by MAX_ADDRESS_LEN (253), which fits in a u8.
+        Ok(Self {
+            len: host.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The canonical (lowercase) name.
+    pub fn as_str(&self) -> &str {
+        // validate() admits only ASCII, so this never falls back.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+
+    /// Same as [`VirtualAddress::shard_index`].
+    pub fn shard_index(&self, shards: usize) -> usize {
+        owner_shard(&self.bytes[..usize::from(self.len)], shards)
+    }
+}
+
+impl fmt::Debug for HostAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HostAddress({:?})", self.as_str())
+    }
+}
+
+fn owner_shard(canonical: &[u8], shards: usize) -> usize {
+    let shards = shards.max(1) as u64;
+    let hash = canonical.iter().fold(FNV_OFFSET_BASIS, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+    });
+    // The remainder is below `shards`, which came from a usize, so the cast is lossless.
+    (hash % shards) as usize
+}
+
+/// The host part of a `Host` value: trimmed, with an optional `:port` checked and dropped.
+fn host_part(value: &[u8]) -> Result<&[u8], AddressError> {
+    let value = value.trim_ascii();
+    // The first ':' splits: a host name never contains one, so "a:b:80" fails as a bad port
+    // instead of being guessed at.
+    let mut parts = value.splitn(2, |&b| b == b':');
+    let host = parts.next().unwrap_or_default();
+    if let Some(port) = parts.next() {
+        validate_port(port)?;
+    }
+    Ok(host)
 }
 
 /// One label between dots: length first (cheap), then the alphabet, then the hyphen rule.
@@ -323,6 +381,33 @@ mod tests {
         );
         for shards in 1..=16 {
             assert!(bob.shard_index(shards) < shards);
+        }
+    }
+
+    #[test]
+    fn host_address_agrees_with_virtual_address() {
+        for host in [
+            &b"bob"[..],
+            b"BoB:8080",
+            b" a.B-c ",
+            b"x:1",
+            b"-bad",
+            b"a..b",
+            b"a:b:80",
+            b"",
+        ] {
+            let owned = VirtualAddress::from_host_header(host);
+            let stack = HostAddress::from_host_header(host);
+            match (owned, stack) {
+                (Ok(o), Ok(s)) => {
+                    assert_eq!(o.as_str(), s.as_str());
+                    for shards in 1..9 {
+                        assert_eq!(o.shard_index(shards), s.shard_index(shards));
+                    }
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b),
+                (o, s) => panic!("{host:?}: {o:?} vs {s:?}"),
+            }
         }
     }
 }

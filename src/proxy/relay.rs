@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::proto::address::VirtualAddress;
+use crate::proto::address::HostAddress;
 use crate::proto::frame::OpCode;
 use crate::proto::head::{self, HeadInfo, HeadKind};
 use crate::proto::indication::{self, ErrorToken};
@@ -46,7 +46,7 @@ impl Shard {
 
     fn on_request(&self, conn: &Conn, opcode: OpCode, message: Bytes, info: HeadInfo) {
         let cseq = info.cseq;
-        let target = match info.host(&message).map(VirtualAddress::from_host_header) {
+        let target = match info.host(&message).map(HostAddress::from_host_header) {
             Some(Ok(address)) => address,
             Some(Err(e)) => {
                 let reason = format!("Host is not a virtual address: {e}");
@@ -85,7 +85,6 @@ impl Shard {
             origin,
             origin_cseq: cseq,
             from: conn.address.clone(),
-            target,
             opcode,
             message,
             info,
@@ -106,17 +105,25 @@ impl Shard {
             origin,
             origin_cseq,
             from,
-            target,
             opcode,
             message,
             info,
         } = request;
+        // The origin shard checked this Host; parsing it again here (on the stack) is cheaper
+        // than carrying an owned copy of the name across shards.
         let fail =
             |error, reason: &str| self.fail_request(origin, origin_cseq, opcode, error, reason);
+        let Some(target) = info
+            .host(&message)
+            .and_then(|h| HostAddress::from_host_header(h).ok())
+        else {
+            return fail(RequestError::BadRequest, "Host is not a virtual address");
+        };
+        let target = target.as_str();
         let holder = self
             .table
             .borrow()
-            .lookup(&target)
+            .lookup(target)
             .and_then(|key| self.conn(key));
         let Some(conn) = holder else {
             return fail(

@@ -58,8 +58,9 @@ impl OutFrame {
 pub struct RelayRequest {
     pub origin: ConnRef,
     pub origin_cseq: u64,
+    /// The caller's address, stamped as `Httpws-From`. (The target is re-read from the
+    /// message's Host on the owner shard.)
     pub from: VirtualAddress,
-    pub target: VirtualAddress,
     pub opcode: OpCode,
     pub message: Bytes,
     pub info: HeadInfo,
