@@ -220,8 +220,7 @@ impl Shard {
         conn.state.borrow_mut().inflight.remove(&origin_cseq);
         if conn.queued_bytes() + frame.len() > self.config.hard_queued_bytes() {
             tracing::warn!(address = %conn.address, "dropping a connection that stopped reading");
-            conn.kill();
-            self.retire(&conn);
+            self.drop_connection(&conn);
             return;
         }
         conn.enqueue(frame);

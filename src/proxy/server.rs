@@ -50,6 +50,7 @@ impl RunningProxy {
 
     /// Wait until every shard has stopped. The first shard error is returned.
     pub fn wait(self) -> io::Result<()> {
+        let stopper = self.shutdown_handle();
         let mut result = Ok(());
         for thread in self.threads {
             let outcome = thread
@@ -57,10 +58,7 @@ impl RunningProxy {
                 .unwrap_or_else(|_| Err(io::Error::other("a shard thread panicked")));
             if let Err(e) = outcome {
                 // One shard failing takes the others down too, rather than limping on.
-                self.control.begin_shutdown();
-                for id in 0..self.router.shards() {
-                    self.router.notify(id);
-                }
+                stopper.shutdown();
                 if result.is_ok() {
                     result = Err(e);
                 }

@@ -210,6 +210,12 @@ impl Shard {
         }
     }
 
+    /// End `conn` at once without flushing (dead or not reading) and take it out of service.
+    pub fn drop_connection(&self, conn: &Conn) {
+        conn.kill();
+        self.retire(conn);
+    }
+
     /// The driver task of `conn` has finished.
     pub fn connection_ended(&self, conn: &Conn) {
         self.retire(conn);
@@ -438,8 +444,7 @@ impl Shard {
             if let Some(sent) = ping_sent {
                 if now.duration_since(sent) > self.config.pong_timeout {
                     tracing::debug!(address = %conn.address, "no answer to ping; dropping");
-                    conn.kill();
-                    self.retire(&conn);
+                    self.drop_connection(&conn);
                 }
                 continue;
             }

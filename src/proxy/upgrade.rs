@@ -3,6 +3,7 @@
 
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use monoio::io::IntoPollIo;
@@ -21,8 +22,8 @@ use crate::proxy::table::{Claim, CredentialHash, Registration};
 
 /// First read size for a handshake; grown up to the handshake limit only if needed.
 const HANDSHAKE_READ_BYTES: usize = 1024;
-/// Random bits in an address the proxy assigns (for path `/`): unguessable, so nobody can
-/// squat on the next one.
+/// How addresses the proxy assigns (for path `/`) begin; 64 random bits follow, so nobody
+/// can guess and squat on the next one.
 const ASSIGNED_ADDRESS_PREFIX: &str = "ep-";
 
 enum Refusal {
@@ -53,8 +54,7 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
         Err(Refusal::Silent) => return,
         Err(Refusal::Handshake(e)) => {
             tracing::debug!(error = %e, "handshake refused");
-            let _ =
-                monoio::time::timeout(timeout, connection::write_all(&mut io, &e.response())).await;
+            refuse(io, e.response(), timeout).await;
             return;
         }
     };
@@ -71,7 +71,8 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
         None => match assign_address() {
             Some(address) => address,
             None => {
-                refuse(&shard, io, 503, "could not assign an address").await;
+                let refusal = handshake::refusal(503, "could not assign an address");
+                refuse(io, refusal, timeout).await;
                 return;
             }
         },
@@ -155,11 +156,10 @@ fn register(
     leftover: BytesMut,
 ) {
     if shard.draining.get() {
-        monoio::spawn(refuse_owned(
-            shard.clone(),
+        monoio::spawn(refuse(
             io,
-            503,
-            "the proxy is shutting down".into(),
+            handshake::refusal(503, "the proxy is shutting down"),
+            shard.config.handshake_timeout,
         ));
         return;
     }
@@ -173,7 +173,11 @@ fn register(
         Claim::Conflict => {
             tracing::debug!(%address, "registration refused: address held");
             let reason = format!("address {address} is held by another connection");
-            monoio::spawn(refuse_owned(shard.clone(), io, 409, reason));
+            monoio::spawn(refuse(
+                io,
+                handshake::refusal(409, &reason),
+                shard.config.handshake_timeout,
+            ));
             return;
         }
         Claim::Takeover(old_key) => {
@@ -214,14 +218,9 @@ fn register(
     monoio::spawn(connection::drive(shard.clone(), conn, io));
 }
 
-async fn refuse(shard: &Rc<Shard>, mut io: TcpStreamPoll, status: u16, reason: &str) {
-    let response = handshake::refusal(status, reason);
-    let timeout = shard.config.handshake_timeout;
+/// Answer a refused handshake (bounded in time: the peer may not read) and close.
+async fn refuse(mut io: TcpStreamPoll, response: Vec<u8>, timeout: Duration) {
     let _ = monoio::time::timeout(timeout, connection::write_all(&mut io, &response)).await;
-}
-
-async fn refuse_owned(shard: Rc<Shard>, io: TcpStreamPoll, status: u16, reason: String) {
-    refuse(&shard, io, status, &reason).await;
 }
 
 /// A fresh random address for a client that registered with path `/`.
