@@ -1,4 +1,7 @@
-//! The `httpws` command: `httpws proxy` runs the relay.
+//! The `httpws` command: `httpws proxy` runs the relay, `httpws endpoint` the agent, and
+//! `httpws demo` both, with a small web service, on loopback.
+
+mod demo;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -6,6 +9,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use httpws::endpoint::{
+    self,
+    agent::{Agent, AgentConfig},
+    config::{ProxyUrl, SessionConfig},
+    egress::{EgressConfig, ServiceUrl},
+    ingress::IngressConfig,
+};
+use httpws::proto::address::VirtualAddress;
+use httpws::proto::handshake::Token;
 use httpws::proxy::{self, DriverChoice, ProxyConfig, config};
 
 #[global_allocator]
@@ -25,6 +37,112 @@ struct Cli {
 enum Command {
     /// Run the relay (the default when no command is given).
     Proxy(ProxyArgs),
+    /// Run an endpoint agent: local HTTP in (--listen), a local service out (--serve).
+    Endpoint(EndpointArgs),
+    /// Start a proxy, two endpoints and a small web service on loopback, and call the
+    /// service through the tunnel with `curl -x`.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct EndpointArgs {
+    /// The proxy's URL.
+    #[arg(long, env = "HTTPWS_PROXY")]
+    proxy: String,
+    /// The name to register (default: one the proxy assigns, kept across reconnects).
+    #[arg(long)]
+    name: Option<String>,
+    /// Bearer token presented to the proxy (never logged).
+    #[arg(long, env = "HTTPWS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Serve local HTTP clients here: proxy-style (curl -x) or `Host: <endpoint>` requests.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Send requests arriving over the tunnel to this local service (http://host:port[/base]).
+    #[arg(long)]
+    serve: Option<String>,
+    /// Pass the caller's Host header to the service instead of the service's own authority.
+    #[arg(long)]
+    preserve_host: bool,
+    /// Ingress: longest wait for a response over the tunnel.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    request_timeout: Duration,
+    /// Egress: longest wait for the local service's response (then 504).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "25s")]
+    service_timeout: Duration,
+    /// Egress: requests at the service at once (the keep-alive pool's size).
+    #[arg(long, default_value_t = endpoint::pool::DEFAULT_MAX_SERVICE_CONNS)]
+    max_service_conns: usize,
+    /// Largest WebSocket message sent or accepted; keep it within the proxy's limit.
+    #[arg(long, default_value_t = endpoint::config::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Largest request or response body (default: the message limit less 64 KiB for the head).
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+    /// Largest HTTP head from a local client or the service (larger → 431 / 502).
+    #[arg(long, default_value_t = endpoint::config::DEFAULT_MAX_HEAD_BYTES)]
+    max_head_bytes: usize,
+    /// Ingress: client connections served at once.
+    #[arg(long, default_value_t = endpoint::ingress::DEFAULT_MAX_CLIENTS)]
+    max_clients: usize,
+    /// Silence from the proxy after which it is pinged.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
+    ping_interval: Duration,
+    /// Time the proxy has to answer a ping before the tunnel is re-established.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pong_timeout: Duration,
+    /// Longest delay between reconnect attempts (backoff doubles up to it, with jitter).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    reconnect_max: Duration,
+    /// Time allowed to connect and register with the proxy.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    connect_timeout: Duration,
+}
+
+impl EndpointArgs {
+    fn into_config(self) -> anyhow::Result<AgentConfig> {
+        if self.listen.is_none() && self.serve.is_none() {
+            anyhow::bail!("give --listen ADDR, --serve URL, or both");
+        }
+        let proxy = ProxyUrl::parse(&self.proxy).context("--proxy")?;
+        let mut session = SessionConfig::new(proxy);
+        if let Some(name) = &self.name {
+            session.name = Some(VirtualAddress::parse(name.as_bytes()).context("--name")?);
+        }
+        session.token = self.token.map(Token::new);
+        session.connect_timeout = self.connect_timeout;
+        session.ping_interval = self.ping_interval;
+        session.pong_timeout = self.pong_timeout;
+        session.reconnect_max = self.reconnect_max;
+        session.max_message_bytes = self.max_message_bytes;
+        let max_body_bytes = self
+            .max_body_bytes
+            .unwrap_or(session.max_body_bytes())
+            .min(session.max_body_bytes());
+        let serve = match &self.serve {
+            Some(url) => Some(EgressConfig {
+                service: ServiceUrl::parse(url).context("--serve")?,
+                preserve_host: self.preserve_host,
+                service_timeout: self.service_timeout,
+                max_service_conns: self.max_service_conns,
+                max_head_bytes: self.max_head_bytes,
+                max_incoming: session.max_incoming,
+            }),
+            None => None,
+        };
+        Ok(AgentConfig {
+            session,
+            listen: self.listen,
+            ingress: IngressConfig {
+                max_head_bytes: self.max_head_bytes,
+                max_body_bytes,
+                max_clients: self.max_clients,
+                idle_timeout: endpoint::ingress::DEFAULT_CLIENT_IDLE_TIMEOUT,
+                request_timeout: self.request_timeout,
+            },
+            serve,
+        })
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -85,7 +203,7 @@ impl Default for ProxyArgs {
         // Parsing no arguments gives exactly the documented defaults.
         match Cli::parse_from(["httpws", "proxy"]).command {
             Some(Command::Proxy(args)) => args,
-            None => unreachable!("the proxy subcommand was given"),
+            _ => unreachable!("the proxy subcommand was given"),
         }
     }
 }
@@ -124,6 +242,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Some(Command::Proxy(args)) => run_proxy(args),
+        Some(Command::Endpoint(args)) => run_endpoint(args),
+        Some(Command::Demo(args)) => demo::run(args),
         None => run_proxy(ProxyArgs::default()),
     }
 }
@@ -172,4 +292,71 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     running.wait().context("a shard failed")?;
     tracing::info!("httpws proxy stopped");
     Ok(())
+}
+
+/// The tokio runtime the endpoint side runs on.
+fn endpoint_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("httpws-endpoint")
+        .build()
+        .context("starting the endpoint runtime")
+}
+
+fn run_endpoint(args: EndpointArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    endpoint_runtime()?.block_on(async move {
+        let listen = config.listen;
+        let agent = Agent::start(config)
+            .await
+            .with_context(|| format!("binding --listen {listen:?}"))?;
+        if let Some(addr) = agent.listen_addr() {
+            // Tests and scripts read these lines.
+            println!("httpws endpoint listening on http://{addr}");
+            std::io::stdout().flush().ok();
+        }
+        let mut status = agent.session().status();
+        let outcome = loop {
+            tokio::select! {
+                changed = status.changed() => {
+                    if changed.is_err() {
+                        break Ok(());
+                    }
+                    let now = status.borrow_and_update().clone();
+                    match now {
+                        endpoint::Status::Up { address, .. } => {
+                            println!("httpws endpoint registered as {address}");
+                            std::io::stdout().flush().ok();
+                        }
+                        endpoint::Status::Failed(fatal) => break Err(anyhow::anyhow!(fatal)),
+                        endpoint::Status::Closed => break Ok(()),
+                        endpoint::Status::Down => {}
+                    }
+                }
+                _ = shutdown_signal() => {
+                    tracing::info!("shutting down: closing the tunnel");
+                    break Ok(());
+                }
+            }
+        };
+        agent.shutdown().await;
+        outcome
+    })
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }

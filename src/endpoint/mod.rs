@@ -1,2 +1,25 @@
-//! The endpoint role: the agent (`httpws endpoint`) and the client library. Built in the
-//! endpoint issue on top of [`crate::proto`]; nothing here yet.
+//! The endpoint role: the client library ([`Endpoint`]) and the `httpws endpoint` agent
+//! built on it — the patent's "connection manager", which turns ordinary HTTP into tunnel
+//! messages and back.
+//!
+//! - [`session`]: the tunnel itself (register, CSeq matching, pings, reconnect).
+//! - [`client`]: [`Endpoint`], `http::Request` in, `http::Response` out, and `serve`.
+//! - [`ingress`]: the local HTTP/1.1 server (`--listen`) that sends requests into the tunnel.
+//! - [`egress`] and [`pool`]: requests from the tunnel to a local service (`--serve`).
+//! - [`http1`]: HTTP/1.1 framing for both local sides; [`config`]: settings and defaults.
+//! - [`agent`]: all of it on one tunnel.
+//!
+//! The endpoint runs on tokio rather than the proxy's monoio: it holds one tunnel, not a
+//! hundred thousand, and a library has to live inside the runtime its users already have.
+
+pub mod agent;
+pub mod client;
+pub mod config;
+pub mod egress;
+pub mod http1;
+pub mod ingress;
+pub mod pool;
+pub mod session;
+
+pub use client::{Endpoint, EndpointBuilder, httpws_error};
+pub use session::{Failure, Session, Status};

@@ -1,0 +1,174 @@
+//! Endpoint settings: the proxy URL, the name and token, and every limit and timer, with
+//! defaults as named constants.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::proto::address::VirtualAddress;
+use crate::proto::handshake::Token;
+
+/// Time allowed for the TCP connect plus the opening handshake to the proxy.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Silence from the proxy after which the session pings it.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
+/// Time the proxy has to answer a ping before the tunnel is declared dead.
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
+/// First reconnect delay; it doubles per failed attempt up to the maximum.
+pub const DEFAULT_RECONNECT_INITIAL: Duration = Duration::from_millis(100);
+/// Longest reconnect delay.
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// Largest WebSocket message sent or accepted; the proxy's default limit, which a message
+/// must never exceed (the proxy closes the whole tunnel with 1009 if one does).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Room kept in a message for the head when sizing the largest body.
+pub const HEAD_ALLOWANCE_BYTES: usize = 64 * 1024;
+/// Largest HTTP head read from a local client or service.
+pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Incoming requests handled at once; beyond it the session stops reading (the proxy then
+/// answers further callers `target-busy`) instead of queueing without bound.
+pub const DEFAULT_MAX_INCOMING: usize = 1024;
+/// Outgoing frames queued to the tunnel's writer before senders wait.
+pub const OUTGOING_QUEUE_FRAMES: usize = 1024;
+
+/// Where the proxy is: parsed from `ws://host[:port][/]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyUrl {
+    /// Host name or IP literal, without brackets, for connecting.
+    pub host: String,
+    pub port: u16,
+    /// The `Host` header value (`host[:port]` as written).
+    pub authority: String,
+}
+
+/// Why a proxy URL is not usable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProxyUrlError {
+    #[error("proxy URL must start with ws:// (got {0:?})")]
+    Scheme(String),
+    #[error("wss:// is not supported yet: TLS to the proxy arrives with the security work")]
+    TlsUnsupported,
+    #[error("proxy URL has no host")]
+    NoHost,
+    #[error("invalid port in proxy URL")]
+    Port,
+    #[error("proxy URL must not have a path, query or user info (the agent adds /<name>)")]
+    Path,
+}
+
+impl ProxyUrl {
+    pub fn parse(url: &str) -> Result<ProxyUrl, ProxyUrlError> {
+        let rest = if let Some(rest) = strip_prefix_ci(url, "ws://") {
+            rest
+        } else if strip_prefix_ci(url, "wss://").is_some() {
+            return Err(ProxyUrlError::TlsUnsupported);
+        } else {
+            return Err(ProxyUrlError::Scheme(url.to_owned()));
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#', '@']) {
+            return Err(ProxyUrlError::Path);
+        }
+        if authority.is_empty() {
+            return Err(ProxyUrlError::NoHost);
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or(ProxyUrlError::NoHost)?;
+            match after.strip_prefix(':') {
+                Some(p) => (host, p.parse().map_err(|_| ProxyUrlError::Port)?),
+                None if after.is_empty() => (host, 80),
+                None => return Err(ProxyUrlError::Port),
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().map_err(|_| ProxyUrlError::Port)?),
+                None => (authority, 80),
+            }
+        };
+        if host.is_empty() {
+            return Err(ProxyUrlError::NoHost);
+        }
+        Ok(ProxyUrl {
+            host: host.to_owned(),
+            port,
+            authority: authority.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ws://{}", self.authority)
+    }
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// Everything a tunnel session needs. The token is masked in `Debug` (see [`Token`]).
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub proxy: ProxyUrl,
+    /// The name to register; `None` lets the proxy assign one (kept across reconnects).
+    pub name: Option<VirtualAddress>,
+    pub token: Option<Token>,
+    pub connect_timeout: Duration,
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    pub reconnect_initial: Duration,
+    pub reconnect_max: Duration,
+    pub max_message_bytes: usize,
+    pub max_incoming: usize,
+}
+
+impl SessionConfig {
+    /// Defaults for everything but the proxy.
+    pub fn new(proxy: ProxyUrl) -> Self {
+        SessionConfig {
+            proxy,
+            name: None,
+            token: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            pong_timeout: DEFAULT_PONG_TIMEOUT,
+            reconnect_initial: DEFAULT_RECONNECT_INITIAL,
+            reconnect_max: DEFAULT_RECONNECT_MAX,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_incoming: DEFAULT_MAX_INCOMING,
+        }
+    }
+
+    /// The largest body that still fits in a message with its head.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_message_bytes.saturating_sub(HEAD_ALLOWANCE_BYTES)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_urls() {
+        let u = ProxyUrl::parse("ws://127.0.0.1:8080").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("127.0.0.1", 8080));
+        assert_eq!(u.authority, "127.0.0.1:8080");
+        let u = ProxyUrl::parse("WS://relay.example/").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("relay.example", 80));
+        let u = ProxyUrl::parse("ws://[::1]:9000").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 9000));
+        assert_eq!(
+            ProxyUrl::parse("wss://x"),
+            Err(ProxyUrlError::TlsUnsupported)
+        );
+        assert!(matches!(
+            ProxyUrl::parse("http://x"),
+            Err(ProxyUrlError::Scheme(_))
+        ));
+        assert_eq!(ProxyUrl::parse("ws://x/bob"), Err(ProxyUrlError::Path));
+        assert_eq!(ProxyUrl::parse("ws://x:99999"), Err(ProxyUrlError::Port));
+        assert_eq!(ProxyUrl::parse("ws://"), Err(ProxyUrlError::NoHost));
+    }
+}

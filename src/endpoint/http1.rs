@@ -1,0 +1,661 @@
+//! HTTP/1.1 message framing for the agent's local sides: reading a head and a body from a
+//! client or service socket, how long a body is, and which headers stop at this hop.
+//!
+//! A tunnel message always carries a whole HTTP message, so every body is read completely
+//! (within a limit) and re-sent with `Content-Length`; chunked and close-delimited bodies are
+//! decoded here. Parsing is strict where the framing is concerned (RFC 9112 §6.3): a message
+//! whose length is ambiguous is refused, never guessed at.
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Most header lines accepted in one head (more → too large).
+pub const MAX_HEADERS: usize = 100;
+/// Longest chunk-size line (with extensions) accepted in a chunked body.
+const MAX_CHUNK_LINE_BYTES: usize = 1024;
+/// Most bytes of trailer fields accepted after the last chunk (they are read and dropped).
+const MAX_TRAILER_BYTES: usize = 8 * 1024;
+/// How much room to make before each read.
+const READ_RESERVE_BYTES: usize = 16 * 1024;
+
+/// Why a message could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Http1Error {
+    /// The peer closed the connection in the middle of a message.
+    #[error("connection closed mid-message")]
+    Closed,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The head is longer than the limit or has more than [`MAX_HEADERS`] lines.
+    #[error("head exceeds {limit} bytes or {MAX_HEADERS} header lines")]
+    HeadTooLarge { limit: usize },
+    /// The body is longer than the limit (declared or actually sent).
+    #[error("body exceeds {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// The message breaks HTTP/1.1 syntax or its framing is ambiguous.
+    #[error("malformed HTTP message: {0}")]
+    Malformed(&'static str),
+}
+
+impl From<httparse::Error> for Http1Error {
+    fn from(e: httparse::Error) -> Self {
+        match e {
+            httparse::Error::TooManyHeaders => Http1Error::HeadTooLarge { limit: 0 },
+            httparse::Error::HeaderName => Http1Error::Malformed("invalid header name"),
+            httparse::Error::HeaderValue => Http1Error::Malformed("invalid header value"),
+            httparse::Error::NewLine => Http1Error::Malformed("invalid line ending"),
+            httparse::Error::Status => Http1Error::Malformed("invalid status line"),
+            httparse::Error::Token => Http1Error::Malformed("invalid token in request line"),
+            httparse::Error::Version => Http1Error::Malformed("invalid HTTP version"),
+        }
+    }
+}
+
+/// How the body of a message is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyLength {
+    /// No body at all.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Responses only: everything until the connection closes.
+    UntilClose,
+}
+
+/// Where the head ends in `buf` (the offset just past "\r\n\r\n"), searching from `from`.
+fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.min(buf.len());
+    buf[start..]
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| start + i + 4)
+}
+
+/// Read until `buf` holds a whole head; returns its length (the body starts there).
+///
+/// `Ok(None)`: the peer closed cleanly before sending a byte of a new message. Each byte is
+/// scanned once however the head is split across reads, and reading stops at `max_head_bytes`.
+pub async fn read_head<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    max_head_bytes: usize,
+) -> Result<Option<usize>, Http1Error> {
+    let mut scanned = 0;
+    loop {
+        if let Some(end) = find_head_end(buf, scanned) {
+            if end > max_head_bytes {
+                return Err(Http1Error::HeadTooLarge {
+                    limit: max_head_bytes,
+                });
+            }
+            return Ok(Some(end));
+        }
+        if buf.len() >= max_head_bytes {
+            return Err(Http1Error::HeadTooLarge {
+                limit: max_head_bytes,
+            });
+        }
+        // The terminator may straddle the next read: rescan the last 3 bytes only.
+        scanned = buf.len().saturating_sub(3);
+        buf.reserve(READ_RESERVE_BYTES);
+        if io.read_buf(buf).await? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(Http1Error::Closed)
+            };
+        }
+    }
+}
+
+/// The header's value if `name` appears, case-insensitively; errors if it appears twice.
+pub fn single_header<'h>(
+    headers: &'h [httparse::Header<'_>],
+    name: &str,
+) -> Result<Option<&'h [u8]>, Http1Error> {
+    let mut found = None;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case(name) && found.replace(h.value).is_some() {
+            return Err(Http1Error::Malformed("header repeated"));
+        }
+    }
+    Ok(found)
+}
+
+/// Whether a comma-separated header value lists `token` (case-insensitively).
+pub fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// The length a request body declares (RFC 9112 §6.3), refusing every ambiguous shape.
+pub fn request_body_length(headers: &[httparse::Header<'_>]) -> Result<BodyLength, Http1Error> {
+    match declared_length(headers)? {
+        Declared::None => Ok(BodyLength::Empty),
+        Declared::Length(n) => Ok(BodyLength::Length(n)),
+        Declared::Chunked => Ok(BodyLength::Chunked),
+        // A request cannot be delimited by closing the connection.
+        Declared::OtherCoding => Err(Http1Error::Malformed(
+            "Transfer-Encoding of a request must end in chunked",
+        )),
+    }
+}
+
+/// The length of a response body, given the request method and the status (RFC 9112 §6.3).
+pub fn response_body_length(
+    status: u16,
+    request_was_head: bool,
+    headers: &[httparse::Header<'_>],
+) -> Result<BodyLength, Http1Error> {
+    if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok(BodyLength::Empty);
+    }
+    match declared_length(headers)? {
+        Declared::None | Declared::OtherCoding => Ok(BodyLength::UntilClose),
+        Declared::Length(n) => Ok(BodyLength::Length(n)),
+        Declared::Chunked => Ok(BodyLength::Chunked),
+    }
+}
+
+enum Declared {
+    None,
+    Length(u64),
+    Chunked,
+    OtherCoding,
+}
+
+fn declared_length(headers: &[httparse::Header<'_>]) -> Result<Declared, Http1Error> {
+    let mut length: Option<u64> = None;
+    let mut coding: Option<Declared> = None;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            // A list of identical values is allowed (RFC 9110 §8.6); anything else is not.
+            for item in h.value.split(|&b| b == b',') {
+                let n = parse_decimal(item.trim_ascii())
+                    .ok_or(Http1Error::Malformed("invalid Content-Length"))?;
+                if length.replace(n).is_some_and(|prev| prev != n) {
+                    return Err(Http1Error::Malformed("conflicting Content-Length values"));
+                }
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            if coding.is_some() {
+                return Err(Http1Error::Malformed("Transfer-Encoding repeated"));
+            }
+            let last = h
+                .value
+                .rsplit(|&b| b == b',')
+                .next()
+                .map(<[u8]>::trim_ascii)
+                .unwrap_or_default();
+            let chunked_count = h
+                .value
+                .split(|&b| b == b',')
+                .filter(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+                .count();
+            coding = Some(
+                if last.eq_ignore_ascii_case(b"chunked") && chunked_count == 1 {
+                    Declared::Chunked
+                } else if chunked_count > 0 {
+                    return Err(Http1Error::Malformed("chunked is not the final coding"));
+                } else {
+                    Declared::OtherCoding
+                },
+            );
+        }
+    }
+    match (length, coding) {
+        (Some(_), Some(_)) => Err(Http1Error::Malformed(
+            "both Transfer-Encoding and Content-Length",
+        )),
+        (Some(n), None) => Ok(Declared::Length(n)),
+        (None, Some(c)) => Ok(c),
+        (None, None) => Ok(Declared::None),
+    }
+}
+
+/// A plain decimal number: digits only (no sign, no spaces, no hex), at most 19 of them.
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// Read a whole body delimited by `length` from `io`, starting with whatever of it `buf`
+/// already holds; consumes exactly the body's bytes from `buf`. More than `max_body_bytes` →
+/// [`Http1Error::BodyTooLarge`], checked before reading when the length is declared.
+pub async fn read_body<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    length: BodyLength,
+    max_body_bytes: usize,
+) -> Result<Bytes, Http1Error> {
+    let too_large = Http1Error::BodyTooLarge {
+        limit: max_body_bytes,
+    };
+    match length {
+        BodyLength::Empty => Ok(Bytes::new()),
+        BodyLength::Length(n) => {
+            if n > max_body_bytes as u64 {
+                return Err(too_large);
+            }
+            let n = n as usize;
+            if buf.len() < n {
+                buf.reserve(n - buf.len());
+            }
+            while buf.len() < n {
+                if io.read_buf(buf).await? == 0 {
+                    return Err(Http1Error::Closed);
+                }
+            }
+            Ok(buf.split_to(n).freeze())
+        }
+        BodyLength::Chunked => {
+            let mut decoder = ChunkedDecoder::default();
+            let mut body = BytesMut::new();
+            loop {
+                if decoder.decode(buf, &mut body, max_body_bytes)? {
+                    return Ok(body.freeze());
+                }
+                buf.reserve(READ_RESERVE_BYTES);
+                if io.read_buf(buf).await? == 0 {
+                    return Err(Http1Error::Closed);
+                }
+            }
+        }
+        BodyLength::UntilClose => loop {
+            if buf.len() > max_body_bytes {
+                return Err(too_large);
+            }
+            buf.reserve(READ_RESERVE_BYTES);
+            if io.read_buf(buf).await? == 0 {
+                return Ok(buf.split().freeze());
+            }
+        },
+    }
+}
+
+/// The body of a message held whole in memory (a tunnel message), de-framed: a slice of
+/// `msg` when it is not chunked.
+pub fn message_body(
+    msg: &Bytes,
+    head_len: usize,
+    length: BodyLength,
+    max_body_bytes: usize,
+) -> Result<Bytes, Http1Error> {
+    let rest = msg.len() - head_len.min(msg.len());
+    match length {
+        BodyLength::Empty => Ok(Bytes::new()),
+        BodyLength::Length(n) if n > rest as u64 => Err(Http1Error::Malformed(
+            "body shorter than its Content-Length",
+        )),
+        BodyLength::Length(n) if n < rest as u64 => Err(Http1Error::Malformed(
+            "bytes beyond the declared Content-Length",
+        )),
+        BodyLength::Length(_) | BodyLength::UntilClose => Ok(msg.slice(head_len..)),
+        BodyLength::Chunked => {
+            let mut src = BytesMut::from(&msg[head_len..]);
+            let mut body = BytesMut::new();
+            let mut decoder = ChunkedDecoder::default();
+            if !decoder.decode(&mut src, &mut body, max_body_bytes)? {
+                return Err(Http1Error::Malformed("chunked body is incomplete"));
+            }
+            if !src.is_empty() {
+                return Err(Http1Error::Malformed("bytes after the last chunk"));
+            }
+            Ok(body.freeze())
+        }
+    }
+}
+
+/// Incremental decoder for a chunked body: feed it bytes as they arrive.
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    trailer_bytes: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Expecting a chunk-size line.
+    #[default]
+    Size,
+    /// Inside a chunk's data, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last (zero) chunk: trailer lines until an empty one.
+    Trailer,
+    Done,
+}
+
+impl ChunkedDecoder {
+    /// Consume as much of `src` as can be decoded, appending data to `body`.
+    /// `Ok(true)` once the final chunk and trailers are complete (the rest of `src` is left).
+    pub fn decode(
+        &mut self,
+        src: &mut BytesMut,
+        body: &mut BytesMut,
+        max_body_bytes: usize,
+    ) -> Result<bool, Http1Error> {
+        loop {
+            match self.state {
+                ChunkState::Done => return Ok(true),
+                ChunkState::Size => {
+                    let (used, size) = match httparse::parse_chunk_size(src) {
+                        Ok(httparse::Status::Complete(v)) => v,
+                        Ok(httparse::Status::Partial) if src.len() > MAX_CHUNK_LINE_BYTES => {
+                            return Err(Http1Error::Malformed("chunk-size line too long"));
+                        }
+                        Ok(httparse::Status::Partial) => return Ok(false),
+                        Err(_) => return Err(Http1Error::Malformed("invalid chunk size")),
+                    };
+                    if used > MAX_CHUNK_LINE_BYTES {
+                        return Err(Http1Error::Malformed("chunk-size line too long"));
+                    }
+                    if (body.len() as u64).saturating_add(size) > max_body_bytes as u64 {
+                        return Err(Http1Error::BodyTooLarge {
+                            limit: max_body_bytes,
+                        });
+                    }
+                    src.advance(used);
+                    self.state = if size == 0 {
+                        ChunkState::Trailer
+                    } else {
+                        body.reserve(size as usize);
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(left) => {
+                    if src.is_empty() {
+                        return Ok(false);
+                    }
+                    let n = (left as usize).min(src.len());
+                    body.extend_from_slice(&src[..n]);
+                    src.advance(n);
+                    self.state = if n as u64 == left {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left - n as u64)
+                    };
+                }
+                ChunkState::DataEnd => {
+                    if src.len() < 2 {
+                        return Ok(false);
+                    }
+                    if &src[..2] != b"\r\n" {
+                        return Err(Http1Error::Malformed("chunk data not followed by CRLF"));
+                    }
+                    src.advance(2);
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailer => {
+                    let Some(lf) = src.iter().position(|&b| b == b'\n') else {
+                        if self.trailer_bytes + src.len() > MAX_TRAILER_BYTES {
+                            return Err(Http1Error::Malformed("trailer too large"));
+                        }
+                        return Ok(false);
+                    };
+                    if lf == 0 || src[lf - 1] != b'\r' {
+                        return Err(Http1Error::Malformed("bare LF in chunked trailer"));
+                    }
+                    self.trailer_bytes += lf + 1;
+                    if self.trailer_bytes > MAX_TRAILER_BYTES {
+                        return Err(Http1Error::Malformed("trailer too large"));
+                    }
+                    let empty = lf == 1;
+                    src.advance(lf + 1);
+                    if empty {
+                        self.state = ChunkState::Done;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Headers that describe this connection only and never travel past the agent (RFC 9110
+/// §7.6.1), plus the framing headers the agent always rewrites itself.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    const HOP: [&str; 10] = [
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "upgrade",
+        "transfer-encoding",
+        "content-length",
+    ];
+    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// The header names a `Connection` header lists (they are hop-by-hop too), bounded.
+pub fn connection_listed<'h>(headers: &'h [httparse::Header<'_>]) -> Vec<&'h [u8]> {
+    let mut names = Vec::new();
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("connection") {
+            for t in h.value.split(|&b| b == b',') {
+                let t = t.trim_ascii();
+                if !t.is_empty() && names.len() < MAX_HEADERS {
+                    names.push(t);
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Whether `name` must not be copied to the next hop: hop-by-hop, or listed in `Connection`.
+pub fn stops_here(name: &str, listed: &[&[u8]]) -> bool {
+    is_hop_by_hop(name)
+        || listed
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Whether the connection closes after this message: HTTP/1.0 unless `keep-alive`, HTTP/1.1
+/// if `Connection: close`.
+pub fn wants_close(version: u8, headers: &[httparse::Header<'_>]) -> bool {
+    let mut close = false;
+    let mut keep_alive = false;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("connection") {
+            close |= has_token(h.value, "close");
+            keep_alive |= has_token(h.value, "keep-alive");
+        }
+    }
+    if version == 0 { !keep_alive } else { close }
+}
+
+/// Append `name: value\r\n`.
+pub fn put_header(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
+    dst.extend_from_slice(name);
+    dst.extend_from_slice(b": ");
+    dst.extend_from_slice(value);
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// Append `Content-Length: n\r\n`.
+pub fn put_content_length(dst: &mut BytesMut, n: usize) {
+    dst.extend_from_slice(b"Content-Length: ");
+    dst.extend_from_slice(n.to_string().as_bytes());
+    dst.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(list: &[(&'static str, &'static [u8])]) -> Vec<httparse::Header<'static>> {
+        list.iter()
+            .map(|&(name, value)| httparse::Header { name, value })
+            .collect()
+    }
+
+    #[test]
+    fn content_length_rules() {
+        let ok = headers(&[("Content-Length", b"10")]);
+        assert_eq!(request_body_length(&ok).unwrap(), BodyLength::Length(10));
+        let same = headers(&[("Content-Length", b"5, 5"), ("content-length", b"5")]);
+        assert_eq!(request_body_length(&same).unwrap(), BodyLength::Length(5));
+        for bad in [
+            &b"+10"[..],
+            b"0x10",
+            b"",
+            b"1 0",
+            b"-1",
+            b"5, 6",
+            b"99999999999999999999",
+        ] {
+            let h = vec![httparse::Header {
+                name: "Content-Length",
+                value: bad,
+            }];
+            assert!(request_body_length(&h).is_err(), "{bad:?} accepted");
+        }
+        let differ = headers(&[("Content-Length", b"5"), ("Content-Length", b"6")]);
+        assert!(request_body_length(&differ).is_err());
+    }
+
+    #[test]
+    fn transfer_encoding_rules() {
+        let chunked = headers(&[("Transfer-Encoding", b"gzip, chunked")]);
+        assert_eq!(request_body_length(&chunked).unwrap(), BodyLength::Chunked);
+        let both = headers(&[("Transfer-Encoding", b"chunked"), ("Content-Length", b"3")]);
+        assert!(request_body_length(&both).is_err());
+        let not_final = headers(&[("Transfer-Encoding", b"chunked, gzip")]);
+        assert!(request_body_length(&not_final).is_err());
+        let other = headers(&[("Transfer-Encoding", b"gzip")]);
+        assert!(request_body_length(&other).is_err());
+        assert_eq!(
+            response_body_length(200, false, &other).unwrap(),
+            BodyLength::UntilClose
+        );
+        let twice = headers(&[("Transfer-Encoding", b"chunked, chunked")]);
+        assert!(request_body_length(&twice).is_err());
+    }
+
+    #[test]
+    fn response_without_body() {
+        let h = headers(&[("Content-Length", b"10")]);
+        for (status, head) in [(200, true), (204, false), (304, false), (101, false)] {
+            assert_eq!(
+                response_body_length(status, head, &h).unwrap(),
+                BodyLength::Empty
+            );
+        }
+        assert_eq!(
+            response_body_length(200, false, &[]).unwrap(),
+            BodyLength::UntilClose
+        );
+    }
+
+    #[test]
+    fn chunked_decoding_byte_by_byte() {
+        let wire = b"4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+        let mut dec = ChunkedDecoder::default();
+        let mut body = BytesMut::new();
+        let mut src = BytesMut::new();
+        let mut done = false;
+        for &b in wire.iter() {
+            src.extend_from_slice(&[b]);
+            if dec.decode(&mut src, &mut body, 100).unwrap() {
+                done = true;
+                break;
+            }
+        }
+        assert!(done);
+        assert_eq!(&body[..], b"Wikipedia");
+        assert!(
+            src.is_empty(),
+            "the byte after the trailer has not been fed yet"
+        );
+    }
+
+    #[test]
+    fn chunked_limits_and_errors() {
+        let mut body = BytesMut::new();
+        let mut src = BytesMut::from(&b"10\r\n"[..]);
+        assert!(matches!(
+            ChunkedDecoder::default().decode(&mut src, &mut body, 15),
+            Err(Http1Error::BodyTooLarge { .. })
+        ));
+        let mut src = BytesMut::from(&b"3\r\nabcX\r\n"[..]);
+        assert!(
+            ChunkedDecoder::default()
+                .decode(&mut src, &mut body, 15)
+                .is_err()
+        );
+        let mut src = BytesMut::from(&b"zz\r\n"[..]);
+        assert!(
+            ChunkedDecoder::default()
+                .decode(&mut src, &mut body, 15)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn message_body_framings() {
+        let msg = Bytes::from_static(b"HEAD\r\n\r\nhello");
+        assert_eq!(
+            message_body(&msg, 8, BodyLength::Length(5), 100).unwrap(),
+            "hello"
+        );
+        assert!(message_body(&msg, 8, BodyLength::Length(6), 100).is_err());
+        assert!(message_body(&msg, 8, BodyLength::Length(4), 100).is_err());
+        assert_eq!(
+            message_body(&msg, 8, BodyLength::UntilClose, 100).unwrap(),
+            "hello"
+        );
+        let chunked = Bytes::from_static(b"H\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+        assert_eq!(
+            message_body(&chunked, 5, BodyLength::Chunked, 100).unwrap(),
+            "hello"
+        );
+    }
+
+    #[tokio::test]
+    async fn read_head_split_and_limits() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for piece in [&b"GET / HT"[..], b"TP/1.1\r\nHost: x\r", b"\n\r\nBODY"] {
+                b.write_all(piece).await.unwrap();
+            }
+        });
+        let mut buf = BytesMut::new();
+        let n = read_head(&mut a, &mut buf, 1024).await.unwrap().unwrap();
+        assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+
+        let (mut a, mut b) = tokio::io::duplex(64);
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = b.write_all(&[b'a'; 300]).await;
+        });
+        let mut buf = BytesMut::new();
+        assert!(matches!(
+            read_head(&mut a, &mut buf, 100).await,
+            Err(Http1Error::HeadTooLarge { limit: 100 })
+        ));
+    }
+
+    #[test]
+    fn hop_by_hop_and_close() {
+        let h = headers(&[("Connection", b"close, X-Secret"), ("X-Secret", b"1")]);
+        let listed = connection_listed(&h);
+        assert!(stops_here("x-secret", &listed));
+        assert!(stops_here("Keep-Alive", &listed));
+        assert!(!stops_here("Accept", &listed));
+        assert!(wants_close(1, &h));
+        assert!(wants_close(0, &[]));
+        assert!(!wants_close(1, &[]));
+        let ka = headers(&[("Connection", b"keep-alive")]);
+        assert!(!wants_close(0, &ka));
+    }
+}

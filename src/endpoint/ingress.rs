@@ -1,0 +1,517 @@
+//! The agent's ingress (`--listen`): a local HTTP/1.1 server. Each request, proxy-style
+//! (`GET http://bob/path`) or by `Host: bob`, goes over the tunnel to the endpoint it names;
+//! the response comes back on the same client connection. Keep-alive, `Content-Length` and
+//! chunked request bodies, `Expect: 100-continue`; hop-by-hop headers stop here.
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::client::is_tunnel_header;
+use super::http1::{self, BodyLength, Http1Error, MAX_HEADERS};
+use super::session::{Failure, Session};
+
+/// Client connections served at once; more wait in the listen backlog.
+pub const DEFAULT_MAX_CLIENTS: usize = 4096;
+/// Time a client connection may sit idle (or dribble a head) between requests.
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time allowed for a response over the tunnel. The proxy answers 504 after its own
+/// deadline (30 s by default); this is the backstop so nothing can hang.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pause after a failed accept (e.g. out of file descriptors) before trying again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Ingress settings.
+#[derive(Clone, Debug)]
+pub struct IngressConfig {
+    pub max_head_bytes: usize,
+    pub max_body_bytes: usize,
+    pub max_clients: usize,
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// Serve local clients on `listener` until the task is dropped. Each connection's failure
+/// is its own; the listener keeps running.
+pub async fn serve(listener: TcpListener, session: Session, config: IngressConfig) {
+    let config = Arc::new(config);
+    let clients = Arc::new(Semaphore::new(config.max_clients.max(1)));
+    loop {
+        let Ok(permit) = Arc::clone(&clients).acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "ingress: accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let session = session.clone();
+        let config = Arc::clone(&config);
+        tokio::spawn(async move {
+            if let Err(e) = serve_client(stream, &session, &config).await {
+                tracing::debug!(%peer, error = %e, "ingress: client connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// An answer the agent makes itself, and whether the connection closes after it.
+struct LocalError {
+    status: u16,
+    token: Option<&'static str>,
+    reason: String,
+    close: bool,
+}
+
+impl LocalError {
+    fn new(status: u16, reason: impl Into<String>) -> Self {
+        LocalError {
+            status,
+            token: None,
+            reason: reason.into(),
+            close: true,
+        }
+    }
+
+    fn from_http1(e: &Http1Error, max_head_bytes: usize) -> Option<Self> {
+        match e {
+            Http1Error::HeadTooLarge { .. } => Some(LocalError::new(
+                431,
+                format!("request head exceeds {max_head_bytes} bytes or {MAX_HEADERS} headers"),
+            )),
+            Http1Error::BodyTooLarge { limit } => Some(LocalError::new(
+                413,
+                format!("request body exceeds {limit} bytes"),
+            )),
+            Http1Error::Malformed(why) => Some(LocalError::new(400, *why)),
+            Http1Error::Closed | Http1Error::Io(_) => None,
+        }
+    }
+
+    fn tunnel(failure: Failure) -> Self {
+        let (status, token) = match failure {
+            Failure::TunnelDown | Failure::Closed => (502, "tunnel-down"),
+            Failure::TargetGone => (502, "target-gone"),
+            Failure::TooLarge => (413, "message-too-large"),
+        };
+        LocalError {
+            status,
+            token: Some(token),
+            reason: failure.to_string(),
+            close: false,
+        }
+    }
+}
+
+/// What the head said, kept past the point where the head's bytes are released.
+struct Parsed {
+    /// Request line and headers for the tunnel, without Content-Length, CSeq, blank line.
+    head: BytesMut,
+    body: BodyLength,
+    is_head: bool,
+    close: bool,
+    expect_continue: bool,
+}
+
+async fn serve_client(
+    mut stream: TcpStream,
+    session: &Session,
+    config: &IngressConfig,
+) -> Result<(), Http1Error> {
+    stream.set_nodelay(true)?;
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        let head_len = match tokio::time::timeout(
+            config.idle_timeout,
+            http1::read_head(&mut stream, &mut buf, config.max_head_bytes),
+        )
+        .await
+        {
+            Err(_) | Ok(Ok(None)) => return Ok(()),
+            Ok(Ok(Some(n))) => n,
+            Ok(Err(e)) => {
+                if let Some(answer) = LocalError::from_http1(&e, config.max_head_bytes) {
+                    write_local_error(&mut stream, &answer).await?;
+                }
+                return Err(e);
+            }
+        };
+        let parsed = match parse_request(&buf[..head_len], config) {
+            Ok(parsed) => parsed,
+            Err(answer) => {
+                write_local_error(&mut stream, &answer).await?;
+                if answer.close {
+                    return Ok(());
+                }
+                buf.advance(head_len);
+                continue;
+            }
+        };
+        buf.advance(head_len);
+        let has_body = parsed.body != BodyLength::Empty;
+        if !session.is_up() {
+            // Fail fast, before the client sends a body we would only throw away; with a
+            // body still unread on the wire the connection cannot be reused.
+            let mut answer = LocalError::tunnel(Failure::TunnelDown);
+            answer.close = has_body || parsed.close;
+            write_local_error(&mut stream, &answer).await?;
+            if answer.close {
+                return Ok(());
+            }
+            continue;
+        }
+        if parsed.expect_continue && has_body {
+            stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        }
+        let body = match http1::read_body(&mut stream, &mut buf, parsed.body, config.max_body_bytes)
+            .await
+        {
+            Ok(body) => body,
+            Err(e) => {
+                if let Some(answer) = LocalError::from_http1(&e, config.max_head_bytes) {
+                    write_local_error(&mut stream, &answer).await?;
+                }
+                return Err(e);
+            }
+        };
+        let mut head = parsed.head;
+        if has_body || !body.is_empty() {
+            http1::put_content_length(&mut head, body.len());
+        }
+        let outcome =
+            tokio::time::timeout(config.request_timeout, session.request(head, body)).await;
+        let close = match outcome {
+            Ok(Ok(message)) => {
+                write_response(&mut stream, &message, parsed.is_head, parsed.close, session).await?
+            }
+            Ok(Err(failure)) => {
+                let mut answer = LocalError::tunnel(failure);
+                answer.close = parsed.close;
+                write_local_error(&mut stream, &answer).await?;
+                parsed.close
+            }
+            Err(_) => {
+                let answer = LocalError {
+                    status: 504,
+                    token: Some("timeout"),
+                    reason: format!("no response within {:?}", config.request_timeout),
+                    close: parsed.close,
+                };
+                write_local_error(&mut stream, &answer).await?;
+                parsed.close
+            }
+        };
+        if close {
+            let _ = stream.shutdown().await;
+            return Ok(());
+        }
+    }
+}
+
+/// Check the request head and build the tunnel's version of it.
+fn parse_request(head: &[u8], config: &IngressConfig) -> Result<Parsed, LocalError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(LocalError::new(400, "incomplete head")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(LocalError::new(
+                431,
+                format!("more than {MAX_HEADERS} header lines"),
+            ));
+        }
+        Err(e) => return Err(LocalError::new(400, format!("malformed request: {e}"))),
+    }
+    let method = req.method.unwrap_or("");
+    let version = req.version.unwrap_or(1);
+    let target = req.path.unwrap_or("");
+    if method.eq_ignore_ascii_case("CONNECT") {
+        let mut answer = LocalError::new(
+            405,
+            "CONNECT is not supported: the tunnel carries HTTP requests (use http:// URLs)",
+        );
+        answer.close = true;
+        return Err(answer);
+    }
+    let body = http1::request_body_length(req.headers).map_err(|e| {
+        LocalError::from_http1(&e, config.max_head_bytes)
+            .unwrap_or_else(|| LocalError::new(400, "bad body framing"))
+    })?;
+    if matches!(body, BodyLength::Length(n) if n > config.max_body_bytes as u64) {
+        return Err(LocalError::new(
+            413,
+            format!("request body exceeds {} bytes", config.max_body_bytes),
+        ));
+    }
+    let host_header = http1::single_header(req.headers, "host")
+        .map_err(|_| LocalError::new(400, "Host header repeated"))?;
+    let (host, path) = request_target(target, host_header)?;
+
+    let listed = http1::connection_listed(req.headers);
+    let mut out = BytesMut::with_capacity(head.len() + 32);
+    out.extend_from_slice(method.as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    http1::put_header(&mut out, b"Host", host);
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("expect") {
+            // Answered here; the far end gets the body in the same message anyway.
+            expect_continue = version == 1 && http1::has_token(h.value, "100-continue");
+            continue;
+        }
+        if h.name.eq_ignore_ascii_case("host")
+            || is_tunnel_header(h.name)
+            || http1::stops_here(h.name, &listed)
+        {
+            continue;
+        }
+        http1::put_header(&mut out, h.name.as_bytes(), h.value);
+    }
+    Ok(Parsed {
+        head: out,
+        body,
+        is_head: method == "HEAD",
+        close: http1::wants_close(version, req.headers),
+        expect_continue,
+    })
+}
+
+/// The target endpoint (`Host` value) and the origin-form path for a request target:
+/// absolute-form `http://bob/path` (proxy-style) or origin-form `/path` with `Host: bob`.
+fn request_target<'a>(
+    target: &'a str,
+    host_header: Option<&'a [u8]>,
+) -> Result<(&'a [u8], &'a str), LocalError> {
+    if target.starts_with('/') {
+        let host = host_header
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| LocalError::new(400, "missing Host header: name the target endpoint"))?;
+        return Ok((host, target));
+    }
+    let scheme_len = "http://".len();
+    let is_http = target
+        .get(..scheme_len)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+    if !is_http {
+        return Err(LocalError::new(
+            400,
+            "request target must be /path or an http:// URL",
+        ));
+    }
+    let rest = &target[scheme_len..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() || authority.contains('@') {
+        return Err(LocalError::new(400, "invalid authority in the request URL"));
+    }
+    let path = if path.is_empty() { "/" } else { path };
+    // `?q` without a path is `/?q` in origin form; the proxy and target expect a leading '/'.
+    if path.starts_with('?') {
+        return Err(LocalError::new(400, "request URL has a query but no path"));
+    }
+    Ok((authority.as_bytes(), path))
+}
+
+/// Write the tunnel's response to the client. Returns whether to close afterwards.
+async fn write_response(
+    stream: &mut TcpStream,
+    message: &Bytes,
+    is_head: bool,
+    client_close: bool,
+    session: &Session,
+) -> std::io::Result<bool> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let parsed = match resp.parse(message) {
+        Ok(httparse::Status::Complete(n)) => Ok(n),
+        Ok(httparse::Status::Partial) => Err(Http1Error::Malformed("incomplete head")),
+        Err(e) => Err(e.into()),
+    };
+    let status = resp.code.unwrap_or(0);
+    let framed = parsed.and_then(|head_len| {
+        let length = http1::response_body_length(status, is_head, resp.headers)?;
+        http1::message_body(message, head_len, length, session.max_body_bytes())
+    });
+    let body = match framed {
+        Ok(body) => body,
+        Err(e) => {
+            let answer = LocalError {
+                status: 502,
+                token: Some("bad-response"),
+                reason: format!("unusable response from the target: {e}"),
+                close: client_close,
+            };
+            write_local_error(stream, &answer).await?;
+            return Ok(client_close);
+        }
+    };
+    let listed = http1::connection_listed(resp.headers);
+    let mut head = BytesMut::with_capacity(message.len().min(4096));
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(status.to_string().as_bytes());
+    head.extend_from_slice(b" ");
+    head.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    let mut declared_length = None;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            declared_length = Some(h.value);
+        }
+        let httpws = h.name.len() > 7 && h.name[..7].eq_ignore_ascii_case("httpws-");
+        if (httpws && !h.name.eq_ignore_ascii_case("httpws-error"))
+            || h.name.eq_ignore_ascii_case("cseq")
+            || http1::stops_here(h.name, &listed)
+        {
+            continue;
+        }
+        http1::put_header(&mut head, h.name.as_bytes(), h.value);
+    }
+    if is_head || status == 304 {
+        // No body follows, but the length the target declared is still the resource's.
+        if let Some(value) = declared_length {
+            http1::put_header(&mut head, b"Content-Length", value);
+        }
+    } else if status != 204 && !(100..200).contains(&status) {
+        http1::put_content_length(&mut head, body.len());
+    }
+    if client_close {
+        head.extend_from_slice(b"Connection: close\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    write_two(stream, &head, &body).await?;
+    Ok(client_close)
+}
+
+/// Write the agent's own answer (`Httpws-Error` when it has a token).
+async fn write_local_error<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    answer: &LocalError,
+) -> std::io::Result<()> {
+    let body = format!("{}\n", answer.reason);
+    let mut head = BytesMut::with_capacity(256);
+    head.extend_from_slice(
+        format!(
+            "HTTP/1.1 {} {}\r\n",
+            answer.status,
+            crate::proto::head::reason_phrase(answer.status)
+        )
+        .as_bytes(),
+    );
+    if let Some(token) = answer.token {
+        http1::put_header(&mut head, b"Httpws-Error", token.as_bytes());
+    }
+    head.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+    http1::put_content_length(&mut head, body.len());
+    if answer.close {
+        head.extend_from_slice(b"Connection: close\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    write_two(stream, &head, body.as_bytes()).await?;
+    if answer.close {
+        let _ = stream.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Write head and body with vectored writes (one syscall for a small response).
+async fn write_two<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    head: &[u8],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let (mut head, mut body) = (head, body);
+    while !head.is_empty() {
+        let n = stream
+            .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        if n >= head.len() {
+            body = &body[n - head.len()..];
+            head = &[];
+        } else {
+            head = &head[n..];
+        }
+    }
+    stream.write_all(body).await
+}
+
+/// Bind the ingress listener (so its address can be printed before serving starts).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> IngressConfig {
+        IngressConfig {
+            max_head_bytes: 16 * 1024,
+            max_body_bytes: 1024,
+            max_clients: 4,
+            idle_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn proxy_style_request_is_rewritten() {
+        let head = b"POST http://Bob:81/x?y=1 HTTP/1.1\r\nHost: elsewhere\r\nProxy-Connection: keep-alive\r\n\
+            Connection: X-Hop\r\nX-Hop: 1\r\nCSeq: 5\r\nHttpws-From: mallory\r\nTE: trailers\r\n\
+            Expect: 100-continue\r\nContent-Length: 3\r\nAccept: */*\r\n\r\n";
+        let parsed = parse_request(head, &config()).ok().unwrap();
+        assert_eq!(
+            std::str::from_utf8(&parsed.head).unwrap(),
+            "POST /x?y=1 HTTP/1.1\r\nHost: Bob:81\r\nAccept: */*\r\n"
+        );
+        assert_eq!(parsed.body, BodyLength::Length(3));
+        assert!(parsed.expect_continue);
+        assert!(!parsed.close);
+    }
+
+    #[test]
+    fn host_request_and_errors() {
+        let parsed = parse_request(b"GET /a HTTP/1.0\r\nHost: bob\r\n\r\n", &config())
+            .ok()
+            .unwrap();
+        assert!(parsed.head.starts_with(b"GET /a HTTP/1.1\r\nHost: bob\r\n"));
+        assert!(parsed.close, "HTTP/1.0 closes by default");
+        let status = |h: &[u8]| parse_request(h, &config()).err().map(|e| e.status);
+        assert_eq!(status(b"GET /a HTTP/1.1\r\n\r\n"), Some(400));
+        assert_eq!(
+            status(b"CONNECT bob:443 HTTP/1.1\r\nHost: bob\r\n\r\n"),
+            Some(405)
+        );
+        assert_eq!(
+            status(b"POST /a HTTP/1.1\r\nHost: b\r\nContent-Length: 5000\r\n\r\n"),
+            Some(413)
+        );
+        assert_eq!(
+            status(b"POST /a HTTP/1.1\r\nHost: b\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Some(400)
+        );
+        assert_eq!(
+            status(b"GET https://bob/ HTTP/1.1\r\nHost: b\r\n\r\n"),
+            Some(400)
+        );
+        assert_eq!(
+            status(b"GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Some(400)
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! The egress's connections to the local service: a bounded keep-alive pool. At most
+//! `max_conns` requests are at the service at once (more wait their turn); idle connections
+//! are reused newest first and dropped after an idle timeout.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::http1::{self, Http1Error, MAX_HEADERS};
+
+/// Requests at the service at once (and so connections open to it).
+pub const DEFAULT_MAX_SERVICE_CONNS: usize = 64;
+/// An idle pooled connection older than this is closed rather than reused.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed for the TCP connect to the service.
+pub const SERVICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the service gave no usable response.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Could not connect (refused, unreachable, timed out connecting).
+    #[error("cannot connect to the service at {addr}: {why}")]
+    Unreachable { addr: String, why: String },
+    /// The connection failed or the response was malformed or too large.
+    #[error("bad response from the service: {0}")]
+    BadResponse(#[from] Http1Error),
+}
+
+/// A response read from the service: its raw head (through the blank line) and its body,
+/// de-framed.
+#[derive(Debug)]
+pub struct ServiceResponse {
+    pub head: Bytes,
+    pub body: Bytes,
+}
+
+struct IdleConn {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// The pool for one service address.
+pub struct ServicePool {
+    /// `host:port` to connect to.
+    addr: String,
+    idle: Mutex<Vec<IdleConn>>,
+    permits: Semaphore,
+    max_idle: usize,
+    max_head_bytes: usize,
+    max_body_bytes: usize,
+}
+
+impl ServicePool {
+    pub fn new(
+        addr: String,
+        max_conns: usize,
+        max_head_bytes: usize,
+        max_body_bytes: usize,
+    ) -> Self {
+        let max_conns = max_conns.max(1);
+        ServicePool {
+            addr,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(max_conns),
+            max_idle: max_conns,
+            max_head_bytes,
+            max_body_bytes,
+        }
+    }
+
+    /// Send one request (head with its blank line, then body) and read the response. A
+    /// reused connection that turns out to be closed before any response byte is retried
+    /// once on a fresh connection (the service had closed it while idle).
+    pub async fn send(
+        &self,
+        head: &[u8],
+        body: &[u8],
+        is_head: bool,
+    ) -> Result<ServiceResponse, ServiceError> {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Err(ServiceError::Unreachable {
+                addr: self.addr.clone(),
+                why: "pool closed".into(),
+            });
+        };
+        let mut reused_failures = 0;
+        loop {
+            let (mut stream, reused) = match self.take_idle() {
+                Some(stream) => (stream, true),
+                None => (self.connect().await?, false),
+            };
+            match exchange(
+                &mut stream,
+                head,
+                body,
+                is_head,
+                self.max_head_bytes,
+                self.max_body_bytes,
+            )
+            .await
+            {
+                Ok((response, keep)) => {
+                    if keep {
+                        self.put_idle(stream);
+                    }
+                    return Ok(response);
+                }
+                Err(Exchange::NothingBack(_)) if reused && reused_failures == 0 => {
+                    reused_failures += 1;
+                }
+                Err(Exchange::NothingBack(e) | Exchange::Failed(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn take_idle(&self) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(conn) = idle.pop() {
+            if conn.since.elapsed() < POOL_IDLE_TIMEOUT {
+                return Some(conn.stream);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, stream: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // Oldest first out when full: the newest connections are the likeliest still open.
+        if idle.len() >= self.max_idle {
+            idle.remove(0);
+        }
+        idle.push(IdleConn {
+            stream,
+            since: Instant::now(),
+        });
+    }
+
+    async fn connect(&self) -> Result<TcpStream, ServiceError> {
+        let unreachable = |why: String| ServiceError::Unreachable {
+            addr: self.addr.clone(),
+            why,
+        };
+        let stream = tokio::time::timeout(SERVICE_CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| unreachable("connect timed out".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(stream)
+    }
+}
+
+enum Exchange {
+    /// The connection failed before any byte of a response arrived.
+    NothingBack(Http1Error),
+    Failed(Http1Error),
+}
+
+/// Write the request and read the response on one connection; returns whether the
+/// connection may be reused.
+async fn exchange(
+    stream: &mut TcpStream,
+    head: &[u8],
+    body: &[u8],
+    is_head: bool,
+    max_head_bytes: usize,
+    max_body_bytes: usize,
+) -> Result<(ServiceResponse, bool), Exchange> {
+    let write = async {
+        stream.write_all(head).await?;
+        stream.write_all(body).await
+    };
+    write.await.map_err(|e| Exchange::NothingBack(e.into()))?;
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    loop {
+        let head_len = match http1::read_head(stream, &mut buf, max_head_bytes).await {
+            Ok(Some(n)) => n,
+            Ok(None) => return Err(Exchange::NothingBack(Http1Error::Closed)),
+            // A reset before any byte (e.g. the service closed an idle connection).
+            Err(e @ Http1Error::Io(_)) if buf.is_empty() => {
+                return Err(Exchange::NothingBack(e));
+            }
+            Err(e) => return Err(Exchange::Failed(e)),
+        };
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        resp.parse(&buf[..head_len])
+            .map_err(|e| Exchange::Failed(e.into()))?;
+        let status = resp.code.unwrap_or(0);
+        if (100..200).contains(&status) {
+            if status == 101 {
+                return Err(Exchange::Failed(Http1Error::Malformed(
+                    "the service switched protocols, which the tunnel cannot carry",
+                )));
+            }
+            // An interim response (100 Continue, 103 Early Hints): the real one follows.
+            let _ = buf.split_to(head_len);
+            continue;
+        }
+        let length =
+            http1::response_body_length(status, is_head, resp.headers).map_err(Exchange::Failed)?;
+        let keep = !http1::wants_close(resp.version.unwrap_or(1), resp.headers)
+            && length != http1::BodyLength::UntilClose;
+        let head = buf.split_to(head_len).freeze();
+        let body = http1::read_body(stream, &mut buf, length, max_body_bytes)
+            .await
+            .map_err(Exchange::Failed)?;
+        // Bytes past the response mean the service is out of step: do not reuse.
+        let keep = keep && buf.is_empty();
+        return Ok((ServiceResponse { head, body }, keep));
+    }
+}
