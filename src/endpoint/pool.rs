@@ -176,16 +176,20 @@ async fn exchange(
         stream.write_all(head).await?;
         stream.write_all(body).await
     };
-    write.await.map_err(|e| Exchange::NothingBack(e.into()))?;
+    // A service may answer early and stop reading (a 413 or 501 before the whole body):
+    // after a failed write, a response already sent is still worth reading.
+    let write_error = write.await.err();
+    let nothing_back = |e: Http1Error| match write_error {
+        Some(ref w) => Exchange::NothingBack(std::io::Error::new(w.kind(), w.to_string()).into()),
+        None => Exchange::NothingBack(e),
+    };
     let mut buf = BytesMut::with_capacity(8 * 1024);
     loop {
         let head_len = match http1::read_head(stream, &mut buf, max_head_bytes).await {
             Ok(Some(n)) => n,
-            Ok(None) => return Err(Exchange::NothingBack(Http1Error::Closed)),
+            Ok(None) => return Err(nothing_back(Http1Error::Closed)),
             // A reset before any byte (e.g. the service closed an idle connection).
-            Err(e @ Http1Error::Io(_)) if buf.is_empty() => {
-                return Err(Exchange::NothingBack(e));
-            }
+            Err(e @ Http1Error::Io(_)) if buf.is_empty() => return Err(nothing_back(e)),
             Err(e) => return Err(Exchange::Failed(e)),
         };
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -212,7 +216,7 @@ async fn exchange(
             .await
             .map_err(Exchange::Failed)?;
         // Bytes past the response mean the service is out of step: do not reuse.
-        let keep = keep && buf.is_empty();
+        let keep = keep && buf.is_empty() && write_error.is_none();
         return Ok((ServiceResponse { head, body }, keep));
     }
 }

@@ -526,6 +526,11 @@ async fn run_link(
                         {
                             break 'link LinkEnd::Fatal(Fatal::Replaced(reason));
                         }
+                        Ok(Indication::Error { token, reason })
+                            if ErrorToken::parse(&token) == Some(ErrorToken::Shutdown) =>
+                        {
+                            tracing::info!(%reason, "tunnel: the proxy is shutting down");
+                        }
                         Ok(Indication::Error { token, reason }) => {
                             tracing::warn!(%token, %reason, "tunnel: proxy reported an error");
                         }

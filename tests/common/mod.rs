@@ -136,10 +136,17 @@ pub fn connect_status(proxy: &Proxy, path: &str) -> Result<Endpoint, u16> {
 }
 
 pub fn connect_with(proxy: &Proxy, path: &str, headers: &[(&str, &str)]) -> Result<Endpoint, u16> {
-    let stream = TcpStream::connect(proxy.addr).expect("tcp connect");
+    connect_at(proxy.addr, path, headers)
+}
+
+/// [`connect_with`] by address, for threads that do not own the [`Proxy`].
+pub fn connect_at(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Endpoint, u16> {
+    let stream = TcpStream::connect(addr).expect("tcp connect");
     stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
     stream.set_nodelay(true).expect("nodelay");
-    let mut request = proxy.url(path).into_client_request().expect("request");
+    let mut request = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("request");
     for (name, value) in headers {
         request.headers_mut().insert(
             tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
@@ -412,3 +419,6 @@ pub fn owner_shard(name: &str, shards: u64) -> u64 {
     });
     hash % shards
 }
+
+pub mod agent;
+pub mod service;

@@ -1,0 +1,221 @@
+//! The client library (`httpws::endpoint::Endpoint`) against the real proxy binary, with
+//! tungstenite endpoints as the independent party on the other side.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Driver, Proxy};
+use httpws::endpoint::{Endpoint, Failure, Status, client::RequestError, httpws_error};
+
+/// Bound on every await in these tests.
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(LIMIT, f).await.expect("timed out")
+}
+
+fn proxy_url(proxy: &Proxy) -> String {
+    format!("ws://{}", proxy.addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_requests_reach_an_independent_caller() {
+    let proxy = Proxy::start(Driver::Uring, &[]);
+    let bob = within(Endpoint::builder(&proxy_url(&proxy)).name("bob").connect())
+        .await
+        .expect("bob registers");
+    assert_eq!(bob.address().unwrap().as_str(), "bob");
+    let server = bob.clone();
+    tokio::spawn(async move {
+        server
+            .serve(|req: http::Request<Bytes>| async move {
+                let from = req.headers()["httpws-from"].to_str().unwrap().to_owned();
+                let mut response = http::Response::new(req.body().clone());
+                response
+                    .headers_mut()
+                    .insert("x-from", from.parse().unwrap());
+                response
+                    .headers_mut()
+                    .insert("x-path", req.uri().to_string().parse().unwrap());
+                response
+            })
+            .await
+    });
+
+    let addr = proxy.addr;
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut alice = common::connect_at(addr, "/alice", &[]).unwrap();
+        alice.send(
+            "POST /sdp?x=1 HTTP/1.1\r\nHost: bob\r\nCSeq: 42\r\nHttpws-From: forged\r\n\
+             Content-Length: 5\r\n\r\noffer",
+        );
+        alice.recv_http()
+    })
+    .await
+    .unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.cseq(), 42);
+    assert_eq!(
+        reply.header("x-from"),
+        Some("alice"),
+        "the proxy's stamp, not the forgery"
+    );
+    assert_eq!(reply.header("x-path"), Some("/sdp?x=1"));
+    assert_eq!(reply.header("content-length"), Some("5"));
+    assert_eq!(reply.body, "offer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_reach_an_independent_target_and_errors_are_responses() {
+    let proxy = Proxy::start(Driver::Uring, &[]);
+    let addr = proxy.addr;
+    let target = tokio::task::spawn_blocking(move || {
+        let mut bob = common::connect_at(addr, "/bob", &[]).unwrap();
+        bob.answer("answer")
+    });
+    // bob registers before alice asks (the proxy would answer unknown-address otherwise).
+    let alice = within(
+        Endpoint::builder(&proxy_url(&proxy))
+            .name("alice")
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let mut response = None;
+    for _ in 0..50 {
+        let req = http::Request::post("http://bob/offer")
+            .header("x-app", "1")
+            .body(Bytes::from_static(b"v=0"))
+            .unwrap();
+        let r = within(alice.request(req)).await.unwrap();
+        if httpws_error(&r) != Some("unknown-address") {
+            response = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = response.expect("bob registered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.body(), "answer");
+    assert!(response.headers().get("cseq").is_none());
+    let seen = target.await.unwrap();
+    assert_eq!(seen.start, "POST /offer HTTP/1.1");
+    assert_eq!(seen.header("host"), Some("bob"));
+    assert_eq!(seen.header("httpws-from"), Some("alice"));
+    assert_eq!(seen.header("x-app"), Some("1"));
+    assert_eq!(seen.body, "v=0");
+
+    let missing = within(
+        alice.request(
+            http::Request::get("http://carol/")
+                .body(Bytes::new())
+                .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(httpws_error(&missing), Some("unknown-address"));
+    let no_target = alice
+        .request(http::Request::get("/x").body(Bytes::new()).unwrap())
+        .await;
+    assert!(matches!(no_target, Err(RequestError::NoTarget)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_tunnel_fails_waiters_then_reconnects_under_the_same_name() {
+    let mut proxy = Proxy::start(Driver::Uring, &["--shards", "1"]);
+    let addr = proxy.addr;
+    let alice = within(
+        Endpoint::builder(&proxy_url(&proxy))
+            .name("alice")
+            .configure(|c| c.reconnect_max = Duration::from_millis(200))
+            .connect(),
+    )
+    .await
+    .unwrap();
+    // A target that reads the request and never answers.
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bob = common::connect_at(addr, "/bob", &[]).unwrap();
+        let _ = bob.recv();
+        let _ = seen_tx.send(());
+        let _ = bob.expect_close();
+    });
+    let mut status = alice.session().status();
+    let caller = alice.clone();
+    let waiting = tokio::spawn(async move {
+        loop {
+            let req = http::Request::get("http://bob/")
+                .body(Bytes::new())
+                .unwrap();
+            match caller.request(req).await {
+                Ok(r) if httpws_error(&r) == Some("unknown-address") => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other.map(|r| r.status()),
+            }
+        }
+    });
+    tokio::task::spawn_blocking(move || seen_rx.recv_timeout(LIMIT))
+        .await
+        .unwrap()
+        .expect("bob got the request");
+    // Kill the proxy outright: the waiting request must fail, not hang.
+    drop(proxy);
+    let failed = within(waiting).await.unwrap();
+    assert!(
+        matches!(failed, Err(RequestError::Tunnel(Failure::TargetGone))),
+        "{failed:?}"
+    );
+    within(status.wait_for(|s| *s == Status::Down))
+        .await
+        .unwrap();
+    let down = alice
+        .request(
+            http::Request::get("http://bob/")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await;
+    assert!(
+        matches!(down, Err(RequestError::Tunnel(Failure::TunnelDown))),
+        "{down:?}"
+    );
+
+    proxy = Proxy::start_with_args(&[
+        "proxy",
+        "--listen",
+        &addr.to_string(),
+        "--shards",
+        "1",
+        "--no-pin",
+    ]);
+    let up = within(status.wait_for(|s| matches!(s, Status::Up { .. })))
+        .await
+        .unwrap()
+        .clone();
+    assert!(
+        matches!(&up, Status::Up { address, generation: 2 } if address.as_str() == "alice"),
+        "{up:?}"
+    );
+    let back = within(
+        alice.request(
+            http::Request::get("http://nobody/")
+                .body(Bytes::new())
+                .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        httpws_error(&back),
+        Some("unknown-address"),
+        "the new proxy answers"
+    );
+    alice.close().await;
+    assert_eq!(*alice.session().status().borrow(), Status::Closed);
+    drop(proxy);
+}
