@@ -219,3 +219,93 @@ async fn dropped_tunnel_fails_waiters_then_reconnects_under_the_same_name() {
     assert_eq!(*alice.session().status().borrow(), Status::Closed);
     drop(proxy);
 }
+
+/// A fake proxy that registers the endpoint, checks it answers a ping, then goes silent:
+/// the endpoint must ping, give up on the silent proxy, and reconnect as the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_proxy_is_detected_and_replaced_by_a_new_connection() {
+    use httpws::proto::frame::{DecoderConfig, Event, MessageDecoder, Role};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let endpoint = Endpoint::builder(&format!("ws://{addr}"))
+        .name("alice")
+        .configure(|c| {
+            c.ping_interval = Duration::from_millis(200);
+            c.pong_timeout = Duration::from_millis(200);
+            c.reconnect_max = Duration::from_millis(100);
+        })
+        .into_config()
+        .unwrap();
+    let alice = Endpoint::start(endpoint);
+
+    // Accept one connection, complete the handshake, send `:host alice`; returns the stream
+    // and the request line.
+    async fn accept(listener: &tokio::net::TcpListener) -> (tokio::net::TcpStream, String) {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap();
+        let accept = httpws::proto::handshake::accept_key(key.trim().as_bytes());
+        let response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n\r\n"
+        );
+        stream.write_all(response.as_bytes()).await.unwrap();
+        let host = b":host alice";
+        stream.write_all(&[0x81, host.len() as u8]).await.unwrap();
+        stream.write_all(host).await.unwrap();
+        (stream, head.lines().next().unwrap().to_owned())
+    }
+
+    /// The next event from the endpoint, or None at end of stream.
+    async fn next_event(
+        stream: &mut tokio::net::TcpStream,
+        buf: &mut bytes::BytesMut,
+        decoder: &mut MessageDecoder,
+    ) -> Option<Event> {
+        let cfg = DecoderConfig {
+            role: Role::Server,
+            max_message_bytes: 1 << 20,
+        };
+        loop {
+            if let Some(event) = decoder.decode(buf, &cfg).expect("client frames are valid") {
+                return Some(event);
+            }
+            if stream.read_buf(buf).await.unwrap_or(0) == 0 {
+                return None;
+            }
+        }
+    }
+
+    let (mut first, line) = within(accept(&listener)).await;
+    assert_eq!(line, "GET /alice HTTP/1.1");
+    within(alice.session().ready()).await.unwrap();
+    // Our ping is answered with the same payload.
+    first.write_all(&[0x89, 2, b'p', b'1']).await.unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let mut decoder = MessageDecoder::new();
+    let pong = within(next_event(&mut first, &mut buf, &mut decoder)).await;
+    assert_eq!(pong, Some(Event::Pong(Bytes::from_static(b"p1"))));
+    // Then silence: the endpoint pings us, and we do not answer.
+    let ping = within(next_event(&mut first, &mut buf, &mut decoder)).await;
+    assert!(matches!(ping, Some(Event::Ping(_))), "{ping:?}");
+    // It gives up on this connection and registers again, under the same name.
+    let (_second, line) = within(accept(&listener)).await;
+    assert_eq!(line, "GET /alice HTTP/1.1");
+    let end = within(next_event(&mut first, &mut buf, &mut decoder)).await;
+    assert!(
+        matches!(end, None | Some(Event::Close { .. })),
+        "the silent connection is dropped: {end:?}"
+    );
+    alice.close().await;
+}
