@@ -103,6 +103,7 @@ fn agent_config(
             service_timeout: httpws::endpoint::egress::DEFAULT_SERVICE_TIMEOUT,
             max_service_conns: 8,
             max_head_bytes: httpws::endpoint::config::DEFAULT_MAX_HEAD_BYTES,
+            max_body_bytes: session.max_body_bytes(),
             max_incoming: session.max_incoming,
         }),
         None => None,

@@ -126,6 +126,7 @@ impl EndpointArgs {
                 service_timeout: self.service_timeout,
                 max_service_conns: self.max_service_conns,
                 max_head_bytes: self.max_head_bytes,
+                max_body_bytes,
                 max_incoming: session.max_incoming,
             }),
             None => None,
@@ -316,6 +317,8 @@ fn run_endpoint(args: EndpointArgs) -> anyhow::Result<()> {
             std::io::stdout().flush().ok();
         }
         let mut status = agent.session().status();
+        // The tunnel may have registered already: report the current status too.
+        status.mark_changed();
         let outcome = loop {
             tokio::select! {
                 changed = status.changed() => {

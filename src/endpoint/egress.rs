@@ -87,6 +87,8 @@ pub struct EgressConfig {
     pub service_timeout: Duration,
     pub max_service_conns: usize,
     pub max_head_bytes: usize,
+    /// Largest request or response body (responses beyond it → 502 `service-error`).
+    pub max_body_bytes: usize,
     pub max_incoming: usize,
 }
 
@@ -101,7 +103,7 @@ pub async fn serve(session: Session, config: EgressConfig) {
         config.service.addr.clone(),
         config.max_service_conns,
         config.max_head_bytes,
-        session.max_body_bytes(),
+        config.max_body_bytes.min(session.max_body_bytes()),
     ));
     let config = Arc::new(config);
     let limit = Arc::new(Semaphore::new(config.max_incoming.max(1)));
@@ -113,7 +115,8 @@ pub async fn serve(session: Session, config: EgressConfig) {
         let pool = Arc::clone(&pool);
         let config = Arc::clone(&config);
         tokio::spawn(async move {
-            let (head, body) = forward(&request, &pool, &config, session.max_body_bytes()).await;
+            let max_body_bytes = config.max_body_bytes.min(session.max_body_bytes());
+            let (head, body) = forward(&request, &pool, &config, max_body_bytes).await;
             session.respond(&request, head, body).await;
             drop(permit);
         });
@@ -295,6 +298,7 @@ mod tests {
             service_timeout: Duration::from_secs(1),
             max_service_conns: 1,
             max_head_bytes: 1024,
+            max_body_bytes: 1024,
             max_incoming: 1,
         }
     }
