@@ -2,6 +2,7 @@
 //! `httpws demo` both, with a small web service, on loopback.
 
 mod demo;
+mod doctor;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -42,6 +43,9 @@ enum Command {
     /// Start a proxy, two endpoints and a small web service on loopback, and call the
     /// service through the tunnel with `curl -x`.
     Demo(demo::DemoArgs),
+    /// Check this host against what --conns N connections need (open files, sysctls,
+    /// io_uring, conntrack, memory) and print the fix for each shortfall.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -245,6 +249,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Proxy(args)) => run_proxy(args),
         Some(Command::Endpoint(args)) => run_endpoint(args),
         Some(Command::Demo(args)) => demo::run(args),
+        Some(Command::Doctor(args)) => doctor::run(args),
         None => run_proxy(ProxyArgs::default()),
     }
 }
