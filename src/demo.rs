@@ -43,7 +43,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let proxy_url = ProxyUrl::parse(&format!("ws://{}", running.local_addr()))?;
     let shutdown = running.shutdown_handle();
 
-    let outcome = super::endpoint_runtime()?.block_on(async move {
+    let outcome = super::endpoint_runtime(2)?.block_on(async move {
         let service = TcpListener::bind("127.0.0.1:0").await?;
         let service_addr = service.local_addr()?;
         tokio::spawn(web_service(service));

@@ -101,6 +101,9 @@ struct EndpointArgs {
     /// Time allowed to connect and register with the proxy.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     connect_timeout: Duration,
+    /// Worker threads (1: a single-threaded runtime, the cheapest per request).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 impl EndpointArgs {
@@ -301,8 +304,19 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
 }
 
 /// The tokio runtime the endpoint side runs on.
-fn endpoint_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+///
+/// One thread runs tokio's single-threaded scheduler: no work stealing and no cross-thread
+/// wake-ups, which is the cheapest per request for one tunnel. More threads add cores for
+/// many local clients at some cost per request.
+fn endpoint_runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder
         .enable_all()
         .thread_name("httpws-endpoint")
         .build()
@@ -310,8 +324,9 @@ fn endpoint_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run_endpoint(args: EndpointArgs) -> anyhow::Result<()> {
+    let threads = args.threads;
     let config = args.into_config()?;
-    endpoint_runtime()?.block_on(async move {
+    endpoint_runtime(threads)?.block_on(async move {
         let listen = config.listen;
         let agent = Agent::start(config)
             .await
