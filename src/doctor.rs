@@ -576,8 +576,8 @@ pub fn check_nofile(conns: u64, nofile: &Read<(u64, u64)>, nr_open: &Read<u64>) 
             Status::Warn,
             vec![
                 format!(
-                    "no root needed (soft may rise up to hard): `ulimit -n {need}` in the shell \
-                     that starts httpws/loadgen"
+                    "no root needed (soft may rise up to hard; `httpws proxy` raises its own at \
+                     start): `ulimit -n {need}` in the shell that starts loadgen"
                 ),
                 "as a service: LimitNOFILE= in tuning/httpws-proxy.service".into(),
             ],

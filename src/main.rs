@@ -257,8 +257,35 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Raise the soft open-files limit to the hard one: every connection is a descriptor, and
+/// the soft default (often 1024) would cap the proxy long before memory does.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit struct we own; RLIMIT_NOFILE is a valid resource.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let soft = limit.rlim_cur;
+    if soft < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit reads the struct we own; raising soft up to hard needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            limit.rlim_cur = soft;
+        }
+    }
+    tracing::info!(
+        soft = limit.rlim_cur,
+        hard = limit.rlim_max,
+        "open files limit (each connection takes one)"
+    );
+}
+
 fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let config = args.into_config();
+    raise_open_files_limit();
     // Signal handlers go in before anything is listening, so a SIGTERM that follows the
     // banner always means a graceful shutdown.
     let mut signals = signal_hook::iterator::Signals::new([
