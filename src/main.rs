@@ -46,6 +46,8 @@ enum Command {
     /// Check this host against what --conns N connections need (open files, sysctls,
     /// io_uring, conntrack, memory) and print the fix for each shortfall.
     Doctor(doctor::DoctorArgs),
+    /// Print the SHA-256 of a token (read from stdin) for the tokens file.
+    HashToken,
 }
 
 #[derive(clap::Args, Debug)]
@@ -204,6 +206,10 @@ struct ProxyArgs {
     /// On SIGINT/SIGTERM, time in-flight requests get before they fail.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     shutdown_grace: Duration,
+    /// Tokens file (TOML): which token may register which names, and access rules between
+    /// endpoints. Re-read on SIGHUP. Without it the proxy is open.
+    #[arg(long)]
+    tokens: Option<std::path::PathBuf>,
 }
 
 impl Default for ProxyArgs {
@@ -238,6 +244,7 @@ impl ProxyArgs {
             idle_timeout: self.idle_timeout,
             pong_timeout: self.pong_timeout,
             shutdown_grace: self.shutdown_grace,
+            tokens: self.tokens,
         }
     }
 }
@@ -253,6 +260,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Endpoint(args)) => run_endpoint(args),
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Doctor(args)) => doctor::run(args),
+        Some(Command::HashToken) => hash_token(),
         None => run_proxy(ProxyArgs::default()),
     }
 }
@@ -285,12 +293,14 @@ fn raise_open_files_limit() {
 
 fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let config = args.into_config();
+    let open = config.tokens.is_none();
     raise_open_files_limit();
     // Signal handlers go in before anything is listening, so a SIGTERM that follows the
     // banner always means a graceful shutdown.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .context("installing signal handlers")?;
     let running = proxy::start(config).context("starting the proxy")?;
@@ -301,7 +311,7 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
         driver = running.driver().name(),
         "httpws proxy listening"
     );
-    if !addr.ip().is_loopback() {
+    if open && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "listening on a non-loopback address with no tokens file: anyone who can reach it can register any free name");
     }
     // Tests and scripts read this line to learn the port.
@@ -314,6 +324,13 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
         .spawn(move || {
             let mut seen = 0;
             for signal in signals.forever() {
+                if signal == signal_hook::consts::SIGHUP {
+                    match handle.reload_policy() {
+                        Ok(()) => tracing::info!("tokens file reloaded"),
+                        Err(e) => tracing::error!(error = %e, "tokens file not reloaded; the previous one stays in force"),
+                    }
+                    continue;
+                }
                 seen += 1;
                 if seen == 1 {
                     tracing::info!(signal, "shutting down: answering in-flight requests");
@@ -409,4 +426,19 @@ async fn shutdown_signal() {
         }
         _ => std::future::pending().await,
     }
+}
+
+/// `httpws hash-token`: the tokens file stores hashes, never tokens.
+fn hash_token() -> anyhow::Result<()> {
+    let mut token = String::new();
+    std::io::stdin()
+        .read_line(&mut token)
+        .context("reading the token from stdin")?;
+    let token = token.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(
+        !token.is_empty(),
+        "give the token on stdin: printf %s TOKEN | httpws hash-token"
+    );
+    println!("{}", httpws::proxy::access::hash_token(token));
+    Ok(())
 }

@@ -2,8 +2,8 @@
 //! and the connection-level `:error` indications, through the real proxy binary on both io
 //! drivers.
 //!
-//! `forbidden` (403) is not tested here: access rules, the only thing that produces it, come
-//! in a later issue, so nothing can trigger it yet.
+//! `forbidden` (403) comes from access rules in a tokens file and is tested with them, in
+//! `tests/access.rs`.
 //!
 //! "Nothing else arrived" is shown with a barrier, not a timeout: a later request/response
 //! round trip whose answer must be the very next message.
@@ -281,7 +281,7 @@ fn timeout_gets_504_and_the_late_answer_is_dropped(driver: Driver) {
     round_trip(&mut alice, &mut bob, 7, "/fast");
 }
 
-// forbidden (403): access rules come in a later issue; nothing can trigger it yet.
+// forbidden (403): see tests/access.rs (it needs a tokens file with access rules).
 
 // ---------------------------------------------------------------------------------------------
 // Connection-level indications

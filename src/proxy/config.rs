@@ -1,6 +1,7 @@
 //! Proxy settings: every limit has a named default here and a flag in `httpws proxy`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where the proxy listens when no `--listen` is given.
@@ -59,6 +60,8 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     pub pong_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// The tokens file (credentials and access rules); None runs the proxy open.
+    pub tokens: Option<PathBuf>,
 }
 
 impl Default for ProxyConfig {
@@ -80,6 +83,7 @@ impl Default for ProxyConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            tokens: None,
         }
     }
 }

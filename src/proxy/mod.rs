@@ -7,6 +7,7 @@
 //! owned elsewhere cross over [`router`] queues; the target's shard remaps the CSeq
 //! ([`pending`]) and queues the frame; the response travels back the same way ([`relay`]).
 
+pub mod access;
 pub mod config;
 pub mod connection;
 pub mod pending;

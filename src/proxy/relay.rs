@@ -57,6 +57,11 @@ impl Shard {
                 return self.answer_unsent(conn, opcode, cseq, RequestError::BadRequest, reason);
             }
         };
+        // Routing and authorization read the same parsed, canonical name.
+        if !self.may_call(conn.address.as_str(), target.as_str()) {
+            let reason = format!("{} may not call {}", conn.address, target.as_str());
+            return self.answer_unsent(conn, opcode, cseq, RequestError::Forbidden, &reason);
+        }
         {
             let mut st = conn.state.borrow_mut();
             if st.inflight.contains(&cseq) {

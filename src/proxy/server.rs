@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::proxy::access::{AccessError, PolicyCell};
 use crate::proxy::config::ProxyConfig;
 use crate::proxy::router::ShardRouter;
 use crate::proxy::shard::{self, Control, Driver};
@@ -38,6 +39,12 @@ impl RunningProxy {
 
     pub fn shards(&self) -> usize {
         self.shards
+    }
+
+    /// Re-read the tokens file (SIGHUP). Live connections are untouched; on error the old
+    /// policy stays in force.
+    pub fn reload_policy(&self) -> Result<(), AccessError> {
+        self.control.policy.reload()
     }
 
     /// A handle that can start the shutdown from another thread (a signal handler thread).
@@ -76,6 +83,11 @@ pub struct ShutdownHandle {
 }
 
 impl ShutdownHandle {
+    /// See [`RunningProxy::reload_policy`].
+    pub fn reload_policy(&self) -> Result<(), AccessError> {
+        self.control.policy.reload()
+    }
+
     pub fn shutdown(&self) {
         self.control.begin_shutdown();
         for id in 0..self.router.shards() {
@@ -97,7 +109,8 @@ pub fn start(config: ProxyConfig) -> io::Result<RunningProxy> {
     }
     let config = Arc::new(ProxyConfig { shards, ..config });
     let router = Arc::new(ShardRouter::new(shards));
-    let control = Arc::new(Control::default());
+    let policy = PolicyCell::new(config.tokens.clone()).map_err(io::Error::other)?;
+    let control = Arc::new(Control::new(policy));
     let cores = if config.pin_shards {
         core_affinity::get_core_ids()
     } else {

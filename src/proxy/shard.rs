@@ -17,6 +17,7 @@ use crate::proto::frame::{self, DecoderConfig, MAX_HEADER_LEN, OpCode, Role};
 use crate::proto::head::HeadLimits;
 use crate::proto::indication::{self, ErrorToken};
 use crate::proto::request_error::RequestError;
+use crate::proxy::access::{AccessPolicy, PolicyCell};
 use crate::proxy::config::{CLOSE_FLUSH_TIMEOUT, DriverChoice, ProxyConfig};
 use crate::proxy::connection::{Conn, Phase};
 use crate::proxy::router::{ConnKey, OutFrame, ShardMessage, ShardRouter};
@@ -39,15 +40,24 @@ pub const OVERFLOW_REQUEST_LIMIT: usize = 4096;
 /// io_uring submission queue entries per shard.
 const URING_ENTRIES: u32 = 1024;
 
-/// State shared by every shard of one proxy: the shutdown sequence.
-#[derive(Debug, Default)]
+/// State shared by every shard of one proxy: the shutdown sequence and the access policy.
+#[derive(Debug)]
 pub struct Control {
     shutdown: AtomicBool,
     /// Shards that have answered or failed every request they were holding.
     drained: AtomicUsize,
+    pub policy: PolicyCell,
 }
 
 impl Control {
+    pub fn new(policy: PolicyCell) -> Self {
+        Control {
+            shutdown: AtomicBool::new(false),
+            drained: AtomicUsize::new(0),
+            policy,
+        }
+    }
+
     pub fn begin_shutdown(&self) {
         self.shutdown.store(true, Ordering::Release);
     }
@@ -104,6 +114,8 @@ pub struct Shard {
     /// Shutdown has begun: new registrations and requests are refused.
     pub draining: Cell<bool>,
     stop_accepting: Latch,
+    /// This shard's copy of the access policy and the generation it was taken at.
+    policy: RefCell<(u64, Arc<AccessPolicy>)>,
 }
 
 impl Shard {
@@ -114,8 +126,10 @@ impl Shard {
         control: Arc<Control>,
     ) -> Self {
         let shards = router.shards();
+        let policy = (control.policy.generation(), control.policy.current());
         Self {
             id,
+            policy: RefCell::new(policy),
             decoder_config: DecoderConfig {
                 role: Role::Server,
                 max_message_bytes: config.max_message_bytes,
@@ -138,6 +152,28 @@ impl Shard {
             draining: Cell::new(false),
             stop_accepting: Latch::default(),
         }
+    }
+
+    /// The access policy in force: one atomic load per call, a lock only after a reload.
+    pub fn policy(&self) -> Arc<AccessPolicy> {
+        let generation = self.control.policy.generation();
+        let mut cached = self.policy.borrow_mut();
+        if cached.0 != generation {
+            *cached = (generation, self.control.policy.current());
+        }
+        Arc::clone(&cached.1)
+    }
+
+    /// Whether an access rule lets `from` call `to` (canonical names).
+    pub fn may_call(&self, from: &str, to: &str) -> bool {
+        let generation = self.control.policy.generation();
+        {
+            let cached = self.policy.borrow();
+            if cached.0 == generation {
+                return !cached.1.has_rules() || cached.1.may_call(from, to);
+            }
+        }
+        self.policy().may_call(from, to)
     }
 
     pub fn conn(&self, key: ConnKey) -> Option<Rc<Conn>> {

@@ -77,6 +77,16 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
             }
         },
     };
+    let assigned = request.address.is_none();
+    if let Err(denied) = shard
+        .policy()
+        .authorize(request.token.as_ref(), &address, assigned)
+    {
+        tracing::debug!(%address, status = denied.status(), "registration refused by the tokens file");
+        let refusal = handshake::refusal(denied.status(), &denied.to_string());
+        refuse(io, refusal, timeout).await;
+        return;
+    }
     let owner = address.shard_index(shard.router.shards());
     if owner == shard.id {
         register(&shard, io, request, address, leftover);
