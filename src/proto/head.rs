@@ -155,18 +155,23 @@ pub fn inspect(msg: &[u8], limits: &HeadLimits) -> Result<HeadInfo, HeadError> {
         // httparse has no uninit-headers entry point for responses, so these are initialized.
         if max <= DEFAULT_MAX_HEADERS {
             let mut buf = [httparse::EMPTY_HEADER; DEFAULT_MAX_HEADERS];
-            inspect_response(window, truncated, &mut buf[..max])
+            inspect_response(window, msg, truncated, &mut buf[..max])
         } else {
-            inspect_response(window, truncated, &mut vec![httparse::EMPTY_HEADER; max])
+            inspect_response(
+                window,
+                msg,
+                truncated,
+                &mut vec![httparse::EMPTY_HEADER; max],
+            )
         }
     } else if max <= DEFAULT_MAX_HEADERS {
         // Uninitialized: saves clearing 2 KiB of header slots on every request.
         let mut buf = [const { MaybeUninit::<Header<'_>>::uninit() }; DEFAULT_MAX_HEADERS];
-        inspect_request(window, truncated, &mut buf[..max])
+        inspect_request(window, msg, truncated, &mut buf[..max])
     } else {
         let mut buf = Vec::with_capacity(max);
         buf.resize_with(max, MaybeUninit::uninit);
-        inspect_request(window, truncated, &mut buf)
+        inspect_request(window, msg, truncated, &mut buf)
     }
 }
 
@@ -181,17 +186,29 @@ fn is_response(window: &[u8]) -> bool {
 
 fn inspect_request<'b>(
     window: &'b [u8],
+    msg: &[u8],
     truncated: bool,
     buf: &mut [MaybeUninit<Header<'b>>],
 ) -> Result<HeadInfo, HeadError> {
     let mut req = httparse::Request::new(&mut []);
     let parsed = req.parse_with_uninit_headers(window, buf);
     let head_len = parse_status(window, truncated, parsed)?;
-    scan_headers(window, head_len, HeadKind::Request, 0, req.headers)
+    let target = req.path.map(str::as_bytes);
+    let info = scan_headers(window, head_len, HeadKind::Request, 0, req.headers)?;
+    check_framing(
+        &info,
+        &msg[head_len..],
+        HeadKind::Request,
+        target,
+        info.host(window),
+        req.headers,
+    )?;
+    Ok(info)
 }
 
 fn inspect_response<'b>(
     window: &'b [u8],
+    msg: &[u8],
     truncated: bool,
     buf: &mut [Header<'b>],
 ) -> Result<HeadInfo, HeadError> {
@@ -199,7 +216,133 @@ fn inspect_response<'b>(
     let parsed = resp.parse(window);
     let head_len = parse_status(window, truncated, parsed)?;
     let status = resp.code.unwrap_or(0);
-    scan_headers(window, head_len, HeadKind::Response, status, resp.headers)
+    let info = scan_headers(window, head_len, HeadKind::Response, status, resp.headers)?;
+    check_framing(
+        &info,
+        &msg[head_len..],
+        HeadKind::Response,
+        None,
+        None,
+        resp.headers,
+    )?;
+    Ok(info)
+}
+
+/// Strict message framing (RFC 9112 §6.3): refuse, never repair, anything two parsers could
+/// read differently. Requests: Content-Length and Transfer-Encoding never together; one plain
+/// decimal Content-Length that the body matches exactly; Transfer-Encoding only `chunked`,
+/// with a complete chunked body and nothing after it; no body without either header; an
+/// absolute-form target must name the Host. Responses: the same header rules, and never more
+/// body than the Content-Length (less is a HEAD response's right).
+fn check_framing(
+    info: &HeadInfo,
+    body: &[u8],
+    kind: HeadKind,
+    target: Option<&[u8]>,
+    host: Option<&[u8]>,
+    headers: &[Header<'_>],
+) -> Result<(), HeadError> {
+    let malformed = |reason| HeadError::Malformed {
+        cseq: Some(info.cseq),
+        reason,
+    };
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    for h in headers {
+        let name = h.name.as_bytes();
+        if name.len() == 14 && name.eq_ignore_ascii_case(b"content-length") {
+            if length.is_some() {
+                return Err(malformed("duplicate Content-Length"));
+            }
+            length = Some(parse_u64(h.value).ok_or_else(|| malformed("invalid Content-Length"))?);
+        } else if name.len() == 17 && name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if chunked {
+                return Err(malformed("duplicate Transfer-Encoding"));
+            }
+            if !h.value.eq_ignore_ascii_case(b"chunked") {
+                return Err(malformed("Transfer-Encoding other than chunked"));
+            }
+            chunked = true;
+        }
+    }
+    if chunked && length.is_some() {
+        return Err(malformed("both Transfer-Encoding and Content-Length"));
+    }
+    match kind {
+        HeadKind::Request => {
+            let authority = target.and_then(absolute_authority);
+            if authority.is_some_and(|a| !host.is_some_and(|h| h.eq_ignore_ascii_case(a))) {
+                return Err(malformed(
+                    "absolute-form target names another host than Host",
+                ));
+            }
+            match (length, chunked) {
+                (Some(n), _) if n != body.len() as u64 => {
+                    Err(malformed("body length differs from Content-Length"))
+                }
+                (None, true) if !chunked_body_complete(body) => Err(malformed(
+                    "chunked body is malformed or has bytes after its end",
+                )),
+                (None, false) if !body.is_empty() => Err(malformed(
+                    "body without Content-Length or Transfer-Encoding",
+                )),
+                _ => Ok(()),
+            }
+        }
+        HeadKind::Response => match length {
+            Some(n) if (body.len() as u64) > n => Err(malformed("body longer than Content-Length")),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// The authority of an absolute-form request target (`http://bob:80/x` → `bob:80`).
+fn absolute_authority(target: &[u8]) -> Option<&[u8]> {
+    let scheme_end = target.windows(3).position(|w| w == b"://")?;
+    if !target[..scheme_end].iter().all(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let rest = &target[scheme_end + 3..];
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?' || b == b'#')
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// Whether `body` is exactly one complete chunked body (sizes, data, CRLFs, last chunk,
+/// trailers, final CRLF) with nothing after it. Only sizes are parsed; data is skipped.
+fn chunked_body_complete(mut body: &[u8]) -> bool {
+    loop {
+        let Ok(httparse::Status::Complete((used, size))) = httparse::parse_chunk_size(body) else {
+            return false;
+        };
+        body = &body[used..];
+        if size == 0 {
+            break;
+        }
+        let Some(rest) = usize::try_from(size).ok().and_then(|n| body.get(n..)) else {
+            return false;
+        };
+        let Some(rest) = rest.strip_prefix(b"\r\n") else {
+            return false;
+        };
+        body = rest;
+    }
+    // Trailer lines, each CRLF-terminated, then the empty line ending the body.
+    loop {
+        let Some(lf) = body.iter().position(|&b| b == b'\n') else {
+            return false;
+        };
+        if lf == 0 || body[lf - 1] != b'\r' {
+            return false;
+        }
+        let empty = lf == 1;
+        body = &body[lf + 1..];
+        if empty {
+            return body.is_empty();
+        }
+    }
 }
 
 /// Turns httparse's verdict into the head length or the error the proxy answers with.
@@ -625,19 +768,22 @@ mod tests {
 
     #[test]
     fn forged_from_lines_are_replaced() {
-        let one = b"GET / HTTP/1.1\r\nHttpws-From: mallory\r\nHost: bob\r\nCSeq: 3\r\n\r\nbody";
-        let two = b"GET / HTTP/1.1\r\nhttpws-from: x\r\nHost: bob\r\nHTTPWS-FROM:y\r\nCSeq: 3\r\n\r\nbody";
+        let one = b"GET / HTTP/1.1\r\nHttpws-From: mallory\r\nHost: bob\r\nCSeq: 3\r\nContent-Length: 4\r\n\r\nbody";
+        let two = b"GET / HTTP/1.1\r\nhttpws-from: x\r\nHost: bob\r\nHTTPWS-FROM:y\r\nCSeq: 3\r\nContent-Length: 4\r\n\r\nbody";
         for msg in [&one[..], &two[..]] {
             let info = inspect(msg, &lim()).unwrap();
             assert_eq!(&msg[info.head_len..], b"body");
             let out = rewrite(msg, &info, 1_000_000, Some("alice"));
             assert_eq!(
                 out,
-                b"GET / HTTP/1.1\r\nHost: bob\r\nCSeq: 1000000\r\nHttpws-From: alice\r\n\r\n"
+                b"GET / HTTP/1.1\r\nHost: bob\r\nCSeq: 1000000\r\nContent-Length: 4\r\nHttpws-From: alice\r\n\r\n"
             );
             // Without `from` the forged lines still go.
             let out = rewrite(msg, &info, 3, None);
-            assert_eq!(out, b"GET / HTTP/1.1\r\nHost: bob\r\nCSeq: 3\r\n\r\n");
+            assert_eq!(
+                out,
+                b"GET / HTTP/1.1\r\nHost: bob\r\nCSeq: 3\r\nContent-Length: 4\r\n\r\n"
+            );
         }
     }
 
@@ -683,17 +829,22 @@ mod tests {
     #[test]
     fn body_untouched_even_if_it_looks_like_a_head() {
         let body: &[u8] = b"\r\n\r\nCSeq: 9\r\nHttpws-From: z\r\n\r\n\n\n\xff\x00";
-        let mut msg = b"PUT /x HTTP/1.1\r\nCSeq: 1\r\nHost: bob\r\n\r\n".to_vec();
+        let mut msg = format!(
+            "PUT /x HTTP/1.1\r\nCSeq: 1\r\nHost: bob\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
         let head_len = msg.len();
         msg.extend_from_slice(body);
         let info = inspect(&msg, &lim()).unwrap();
         assert_eq!(info.head_len, head_len);
         assert_eq!(&msg[info.head_len..], body);
         let out = rewrite(&msg, &info, 2, Some("a"));
-        assert_eq!(
-            out,
-            b"PUT /x HTTP/1.1\r\nCSeq: 2\r\nHost: bob\r\nHttpws-From: a\r\n\r\n"
+        let want = format!(
+            "PUT /x HTTP/1.1\r\nCSeq: 2\r\nHost: bob\r\nContent-Length: {}\r\nHttpws-From: a\r\n\r\n",
+            body.len()
         );
+        assert_eq!(out, want.as_bytes());
     }
 
     #[test]
@@ -790,7 +941,7 @@ mod tests {
         let err = inspect(msg.as_bytes(), &lim()).unwrap_err();
         assert_eq!(err, HeadError::TooLarge { cseq: Some(55) });
         // The limit counts the whole head including its "\r\n\r\n": exactly at it is fine.
-        let msg = b"GET / HTTP/1.1\r\nHost: b\r\nCSeq: 1\r\n\r\nbody";
+        let msg = b"GET / HTTP/1.1\r\nHost: b\r\nCSeq: 1\r\nContent-Length: 4\r\n\r\nbody";
         let exact = HeadLimits {
             max_head_bytes: msg.len() - 4,
             ..lim()
@@ -1038,14 +1189,14 @@ mod tests {
             } else {
                 "POST /p?q=1 HTTP/1.1"
             };
+            let body: Vec<u8> = (0..rng.below(64)).map(|_| rng.next() as u8).collect();
             let mut msg = format!("{start}\r\n");
             for (l, _) in &lines {
                 msg.push_str(l);
                 msg.push_str("\r\n");
             }
-            msg.push_str("\r\n");
+            msg.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
             let head_len = msg.len();
-            let body: Vec<u8> = (0..rng.below(64)).map(|_| rng.next() as u8).collect();
             let mut msg = msg.into_bytes();
             msg.extend_from_slice(&body);
 
@@ -1076,6 +1227,7 @@ mod tests {
                     want.push(("CSeq".into(), new_cseq.to_string().into_bytes()));
                 }
             }
+            want.push(("Content-Length".into(), body.len().to_string().into_bytes()));
             if let Some(f) = from {
                 want.push(("Httpws-From".into(), f.as_bytes().to_vec()));
             }
@@ -1086,5 +1238,66 @@ mod tests {
             let info2 = inspect(&again, &lim()).unwrap();
             assert_eq!((info2.cseq, info2.head_len), (new_cseq, out.len()));
         }
+    }
+
+    #[test]
+    fn strict_framing_refuses_every_ambiguous_shape() {
+        let req = |extra: &str, body: &str| {
+            format!("POST http://bob/x HTTP/1.1\r\nHost: bob\r\nCSeq: 8\r\n{extra}\r\n{body}")
+        };
+        let refused = [
+            req("Content-Length: 3\r\nTransfer-Encoding: chunked\r\n", "abc"),
+            req("Content-Length: 3\r\nContent-Length: 3\r\n", "abc"),
+            req("Content-Length: +3\r\n", "abc"),
+            req("Content-Length: 0x3\r\n", "abc"),
+            req("Content-Length: \r\n", ""),
+            req("Content-Length: 3, 4\r\n", "abc"),
+            req("Transfer-Encoding: gzip, chunked\r\n", "0\r\n\r\n"),
+            req("Transfer-Encoding: chunked, identity\r\n", "0\r\n\r\n"),
+            req(
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+                "0\r\n\r\n",
+            ),
+            req("Content-Length: 3\r\n", "abcdef"),
+            req("Content-Length: 3\r\n", "ab"),
+            req("", "smuggled"),
+            req(
+                "Transfer-Encoding: chunked\r\n",
+                "3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1",
+            ),
+            req("Transfer-Encoding: chunked\r\n", "3\r\nabc\r\n"),
+            req("X-A: a\0b\r\n", ""),
+            "GET http://mallory/x HTTP/1.1\r\nHost: bob\r\nCSeq: 8\r\n\r\n".to_string(),
+            "GET / HTTP/1.1\r\nHost: bob\rCSeq: 8\r\n\r\n".to_string(),
+        ];
+        for msg in &refused {
+            let err = inspect(msg.as_bytes(), &lim()).expect_err(msg);
+            assert!(
+                matches!(
+                    err,
+                    HeadError::Malformed { .. } | HeadError::MissingCseq | HeadError::BadCseq
+                ),
+                "{msg:?}: {err:?}"
+            );
+        }
+        let accepted = [
+            req("Content-Length: 3\r\n", "abc"),
+            req(
+                "Transfer-Encoding: Chunked\r\n",
+                "3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+            ),
+            req("", ""),
+            "GET http://BOB:80/x HTTP/1.1\r\nHost: bob:80\r\nCSeq: 8\r\n\r\n".to_string(),
+        ];
+        for msg in &accepted {
+            assert!(inspect(msg.as_bytes(), &lim()).is_ok(), "{msg:?}");
+        }
+        // Responses: a HEAD answer declares a length it does not carry; more is refused.
+        let head = "HTTP/1.1 200 OK\r\nCSeq: 1\r\nContent-Length: 99\r\n\r\n";
+        assert!(inspect(head.as_bytes(), &lim()).is_ok());
+        let long = "HTTP/1.1 200 OK\r\nCSeq: 1\r\nContent-Length: 1\r\n\r\nab";
+        assert!(inspect(long.as_bytes(), &lim()).is_err());
+        let close_delimited = "HTTP/1.1 200 OK\r\nCSeq: 1\r\n\r\nanything";
+        assert!(inspect(close_delimited.as_bytes(), &lim()).is_ok());
     }
 }
