@@ -2,7 +2,10 @@
 # httpws side by side with its baselines and peers: one script, one run, interleaved
 # repetitions, medians of REPS (DESIGN.md §4, issue 4).
 #
-#   bash bench/compare.sh [--only relay,http,idle] [--out FILE]
+#   bash bench/compare.sh [--only relay,http,idle] [--out FILE] [--results]
+#
+# --results also puts the report into bench/RESULTS.md, replacing the text between the
+# `<!-- compare.sh:begin -->` and `<!-- compare.sh:end -->` markers (appended if absent).
 #
 # Sections (all by default; --only takes a list separated by , | or spaces, repeatable):
 #   relay  relay vs direct echo with loadgen: proxy (--shards SHARDS) and examples/echo
@@ -33,14 +36,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-only_args=() out_file=""
+only_args=() out_file="" write_results=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --only) only_args+=("$2"); shift 2 ;;
     --only=*) only_args+=("${1#--only=}"); shift ;;
     --out) out_file="$2"; shift 2 ;;
     --out=*) out_file="${1#--out=}"; shift ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    --results) write_results=1; shift ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -769,4 +773,21 @@ report=$(
 )
 echo "$report"
 if [ -n "$out_file" ]; then printf '%s\n' "$report" >"$out_file"; log "wrote $out_file"; fi
+if [ "$write_results" = 1 ]; then
+  REPORT="$report" python3 - bench/RESULTS.md <<'PY'
+import os, sys
+path = sys.argv[1]
+begin, end = "<!-- compare.sh:begin -->", "<!-- compare.sh:end -->"
+# Headings move down two levels so the report nests under RESULTS.md's own sections.
+body = "\n".join(("##" + l if l.startswith("#") else l) for l in os.environ["REPORT"].splitlines())
+text = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+block = f"{begin}\n{body}\n{end}"
+if begin in text and end in text:
+    text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+else:
+    text = text.rstrip("\n") + "\n\n" + block + "\n"
+open(path, "w").write(text)
+PY
+  log "updated bench/RESULTS.md"
+fi
 if [ ${#failed[@]} -gt 0 ]; then log "failed sections: ${failed[*]}"; exit 1; fi
