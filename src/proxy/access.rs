@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::proto::address::VirtualAddress;
 use crate::proto::handshake::Token;
+use crate::proxy::table::constant_time_eq;
 
 /// Why the tokens file cannot be used (the proxy refuses to start, or keeps the old one on
 /// SIGHUP).
@@ -166,10 +167,6 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl AccessPolicy {

@@ -77,7 +77,7 @@ impl AddressTable {
 }
 
 /// Compare two hashes without an early exit, so timing says nothing about where they differ.
-fn constant_time_eq(a: &CredentialHash, b: &CredentialHash) -> bool {
+pub(crate) fn constant_time_eq(a: &CredentialHash, b: &CredentialHash) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
