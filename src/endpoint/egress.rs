@@ -264,16 +264,7 @@ fn tunnel_response(
 fn error_answer(status: u16, token: &str, reason: &str) -> (BytesMut, Bytes) {
     let body = Bytes::from(format!("{reason}\n"));
     let mut head = BytesMut::with_capacity(160);
-    head.extend_from_slice(
-        format!(
-            "HTTP/1.1 {status} {}\r\n",
-            crate::proto::head::reason_phrase(status)
-        )
-        .as_bytes(),
-    );
-    http1::put_header(&mut head, b"Httpws-Error", token.as_bytes());
-    head.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
-    http1::put_content_length(&mut head, body.len());
+    http1::put_error_head(&mut head, status, Some(token), body.len());
     (head, body)
 }
 

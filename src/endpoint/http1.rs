@@ -481,6 +481,21 @@ pub fn put_header(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
     dst.extend_from_slice(b"\r\n");
 }
 
+/// Status line and headers of an answer the agent makes itself: `Httpws-Error` when it has a
+/// token, a `text/plain` body of `body_len` bytes. No blank line (callers add headers after).
+pub fn put_error_head(dst: &mut BytesMut, status: u16, token: Option<&str>, body_len: usize) {
+    dst.extend_from_slice(b"HTTP/1.1 ");
+    dst.extend_from_slice(status.to_string().as_bytes());
+    dst.extend_from_slice(b" ");
+    dst.extend_from_slice(crate::proto::head::reason_phrase(status).as_bytes());
+    dst.extend_from_slice(b"\r\n");
+    if let Some(token) = token {
+        put_header(dst, b"Httpws-Error", token.as_bytes());
+    }
+    dst.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+    put_content_length(dst, body_len);
+}
+
 /// Append `Content-Length: n\r\n`.
 pub fn put_content_length(dst: &mut BytesMut, n: usize) {
     dst.extend_from_slice(b"Content-Length: ");

@@ -402,19 +402,7 @@ async fn write_local_error<W: AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     let body = format!("{}\n", answer.reason);
     let mut head = BytesMut::with_capacity(256);
-    head.extend_from_slice(
-        format!(
-            "HTTP/1.1 {} {}\r\n",
-            answer.status,
-            crate::proto::head::reason_phrase(answer.status)
-        )
-        .as_bytes(),
-    );
-    if let Some(token) = answer.token {
-        http1::put_header(&mut head, b"Httpws-Error", token.as_bytes());
-    }
-    head.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
-    http1::put_content_length(&mut head, body.len());
+    http1::put_error_head(&mut head, answer.status, answer.token, body.len());
     if answer.close {
         head.extend_from_slice(b"Connection: close\r\n");
     }

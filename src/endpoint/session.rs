@@ -688,11 +688,7 @@ async fn on_message(
         HeadKind::Request => {
             const BODY: &[u8] = b"this endpoint does not serve requests\n";
             let mut head = BytesMut::new();
-            head.extend_from_slice(
-                b"HTTP/1.1 501 Not Implemented\r\nHttpws-Error: no-service\r\n\
-                  Content-Type: text/plain; charset=utf-8\r\n",
-            );
-            crate::endpoint::http1::put_content_length(&mut head, BODY.len());
+            crate::endpoint::http1::put_error_head(&mut head, 501, Some("no-service"), BODY.len());
             finish_head(&mut head, info.cseq);
             let body = Bytes::from_static(BODY);
             let _ = out
