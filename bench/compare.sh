@@ -119,15 +119,6 @@ START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') START_LOAD=$(cut -d' ' -f1-3 /proc/l
 
 # Each section runs in a subshell with its own PIDs and cleanup, so a failing section is
 # reported and the next one still runs.
-section_cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$p" 2>/dev/null; then log "pid $p ignored SIGTERM; SIGKILL"; kill -KILL "$p" 2>/dev/null || true; fi
-    wait "$p" 2>/dev/null || true
-  done
-}
 # stderr_tail NAME...: the last lines of each process's stderr, if any, into the log.
 stderr_tail() {
   local n
@@ -712,7 +703,7 @@ for s in "${sections[@]}"; do
   (
     set -e
     pids=()
-    trap section_cleanup EXIT
+    trap stop_pids EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
     "section_$s"

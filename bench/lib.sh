@@ -30,9 +30,8 @@ bench_init() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
 }
-bench_cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
+# stop_pids: SIGTERM every PID in pids, SIGKILL any still there 5 s later, and reap them.
+stop_pids() {
   local p
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
@@ -40,6 +39,11 @@ bench_cleanup() {
     if kill -0 "$p" 2>/dev/null; then log "pid $p ignored SIGTERM; SIGKILL"; kill -KILL "$p" 2>/dev/null || true; fi
     wait "$p" 2>/dev/null || true
   done
+}
+bench_cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_pids
   if [ "$rc" != 0 ] && [ -d "$tmp" ]; then
     log "failed (rc=$rc); logs kept in $tmp"
   elif [ "${KEEP_TMP:-0}" = 1 ]; then
