@@ -21,8 +21,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::proto::address::VirtualAddress;
-use crate::proto::handshake::Token;
-use crate::proxy::table::constant_time_eq;
+use crate::proxy::table::{CredentialHash, constant_time_eq};
 
 /// Why the tokens file cannot be used (the proxy refuses to start, or keeps the old one on
 /// SIGHUP).
@@ -233,23 +232,23 @@ impl AccessPolicy {
         self.tokens.is_some()
     }
 
-    /// May `token` register `address`? `assigned`: the proxy picked the name (path `/`), which
-    /// any valid token may hold since nobody can choose it. Ok carries the token's label.
+    /// May the connection whose token hashes to `credential` register `address`?
+    /// `assigned`: the proxy picked the name (path `/`), which any valid token may hold since
+    /// nobody can choose it. Ok carries the token's label.
     pub fn authorize(
         &self,
-        token: Option<&Token>,
+        credential: Option<&CredentialHash>,
         address: &VirtualAddress,
         assigned: bool,
     ) -> Result<Option<&str>, Denied> {
         let Some(tokens) = &self.tokens else {
             return Ok(None);
         };
-        let token = token.ok_or(Denied::Unauthorized)?;
-        let hash: [u8; 32] = Sha256::digest(token.as_str().as_bytes()).into();
+        let credential = credential.ok_or(Denied::Unauthorized)?;
         // Every entry is compared, so the time taken does not depend on which one matches.
         let mut found = None;
         for entry in tokens {
-            if constant_time_eq(&entry.hash, &hash) {
+            if constant_time_eq(&entry.hash, credential) {
                 found = Some(entry);
             }
         }
@@ -268,11 +267,6 @@ impl AccessPolicy {
             Some(rule) => any_matches(&rule.accept_from, from),
             None => true,
         }
-    }
-
-    /// Whether any access rule exists (requests skip the check when none does).
-    pub fn has_rules(&self) -> bool {
-        !self.rules.is_empty()
     }
 }
 
@@ -359,6 +353,10 @@ accept_from = ["*"]
         AccessPolicy::parse(&text).map_err(|e| e.1).unwrap()
     }
 
+    fn credential(token: &str) -> CredentialHash {
+        Sha256::digest(token.as_bytes()).into()
+    }
+
     fn addr(s: &str) -> VirtualAddress {
         VirtualAddress::parse(s.as_bytes()).unwrap()
     }
@@ -366,7 +364,7 @@ accept_from = ["*"]
     #[test]
     fn registration_needs_an_allowed_token() {
         let p = policy();
-        let a = Token::new("secret-a".into());
+        let a = credential("secret-a");
         assert_eq!(
             p.authorize(Some(&a), &addr("team-a-1"), false),
             Ok(Some("team-a"))
@@ -387,12 +385,12 @@ accept_from = ["*"]
             p.authorize(None, &addr("team-a-1"), false),
             Err(Denied::Unauthorized)
         );
-        let wrong = Token::new("secret-b".into());
+        let wrong = credential("secret-b");
         assert_eq!(
             p.authorize(Some(&wrong), &addr("team-a-1"), false),
             Err(Denied::Unauthorized)
         );
-        let ops = Token::new("secret-ops".into());
+        let ops = credential("secret-ops");
         assert!(p.authorize(Some(&ops), &addr("anything"), false).is_ok());
         assert!(
             AccessPolicy::default()

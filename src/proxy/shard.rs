@@ -155,25 +155,21 @@ impl Shard {
     }
 
     /// The access policy in force: one atomic load per call, a lock only after a reload.
-    pub fn policy(&self) -> Arc<AccessPolicy> {
+    fn fresh_policy(&self) -> std::cell::Ref<'_, (u64, Arc<AccessPolicy>)> {
         let generation = self.control.policy.generation();
-        let mut cached = self.policy.borrow_mut();
-        if cached.0 != generation {
-            *cached = (generation, self.control.policy.current());
+        if self.policy.borrow().0 != generation {
+            *self.policy.borrow_mut() = (generation, self.control.policy.current());
         }
-        Arc::clone(&cached.1)
+        self.policy.borrow()
+    }
+
+    pub fn policy(&self) -> Arc<AccessPolicy> {
+        Arc::clone(&self.fresh_policy().1)
     }
 
     /// Whether an access rule lets `from` call `to` (canonical names).
     pub fn may_call(&self, from: &str, to: &str) -> bool {
-        let generation = self.control.policy.generation();
-        {
-            let cached = self.policy.borrow();
-            if cached.0 == generation {
-                return !cached.1.has_rules() || cached.1.may_call(from, to);
-            }
-        }
-        self.policy().may_call(from, to)
+        self.fresh_policy().1.may_call(from, to)
     }
 
     pub fn conn(&self, key: ConnKey) -> Option<Rc<Conn>> {

@@ -77,16 +77,6 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
             }
         },
     };
-    let assigned = request.address.is_none();
-    if let Err(denied) = shard
-        .policy()
-        .authorize(request.token.as_ref(), &address, assigned)
-    {
-        tracing::debug!(%address, status = denied.status(), "registration refused by the tokens file");
-        let refusal = handshake::refusal(denied.status(), &denied.to_string());
-        refuse(io, refusal, timeout).await;
-        return;
-    }
     let owner = address.shard_index(shard.router.shards());
     if owner == shard.id {
         register(&shard, io, request, address, leftover);
@@ -177,6 +167,21 @@ fn register(
         .token
         .as_ref()
         .map(|t| Sha256::digest(t.as_str().as_bytes()).into());
+    // The tokens file is checked here, on the owner shard, with the one hash of the token
+    // that the takeover check below uses too.
+    let assigned = request.address.is_none();
+    if let Err(denied) = shard
+        .policy()
+        .authorize(credential.as_ref(), &address, assigned)
+    {
+        tracing::debug!(%address, status = denied.status(), "registration refused by the tokens file");
+        monoio::spawn(refuse(
+            io,
+            handshake::refusal(denied.status(), &denied.to_string()),
+            shard.config.handshake_timeout,
+        ));
+        return;
+    }
     let claim = shard.table.borrow().claim(&address, credential.as_ref());
     match claim {
         Claim::Free => {}
