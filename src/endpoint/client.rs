@@ -36,8 +36,6 @@ pub enum RequestError {
     Tunnel(#[from] Failure),
     #[error("request has no target: give an absolute URI (http://name/path) or a Host header")]
     NoTarget,
-    #[error("invalid request: {0}")]
-    Invalid(&'static str),
     #[error("malformed response: {0}")]
     BadResponse(#[from] Http1Error),
 }

@@ -165,7 +165,7 @@ fn service_request(
     request: &Incoming,
     config: &EgressConfig,
     max_body_bytes: usize,
-) -> Result<(Vec<u8>, Bytes, bool), &'static str> {
+) -> Result<(Bytes, Bytes, bool), &'static str> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(&request.message[..request.head_len]) {
@@ -205,7 +205,7 @@ fn service_request(
         http1::put_content_length(&mut head, body.len());
     }
     head.extend_from_slice(b"\r\n");
-    Ok((head.to_vec(), body, method == "HEAD"))
+    Ok((head.freeze(), body, method == "HEAD"))
 }
 
 /// The path and query of a request target; absolute-form loses its authority (it is never
@@ -235,11 +235,7 @@ fn tunnel_response(
     let status = resp.code.unwrap_or(0);
     let listed = http1::connection_listed(resp.headers);
     let mut head = BytesMut::with_capacity(raw_head.len() + 32);
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(status.to_string().as_bytes());
-    head.extend_from_slice(b" ");
-    head.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
-    head.extend_from_slice(b"\r\n");
+    http1::put_status_line(&mut head, status, resp.reason.unwrap_or("").as_bytes());
     let mut declared = None;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {

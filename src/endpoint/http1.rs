@@ -40,7 +40,7 @@ pub enum Http1Error {
 impl From<httparse::Error> for Http1Error {
     fn from(e: httparse::Error) -> Self {
         match e {
-            httparse::Error::TooManyHeaders => Http1Error::HeadTooLarge { limit: 0 },
+            httparse::Error::TooManyHeaders => Http1Error::Malformed("more than 100 header lines"),
             httparse::Error::HeaderName => Http1Error::Malformed("invalid header name"),
             httparse::Error::HeaderValue => Http1Error::Malformed("invalid header value"),
             httparse::Error::NewLine => Http1Error::Malformed("invalid line ending"),
@@ -484,11 +484,11 @@ pub fn put_header(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
 /// Status line and headers of an answer the agent makes itself: `Httpws-Error` when it has a
 /// token, a `text/plain` body of `body_len` bytes. No blank line (callers add headers after).
 pub fn put_error_head(dst: &mut BytesMut, status: u16, token: Option<&str>, body_len: usize) {
-    dst.extend_from_slice(b"HTTP/1.1 ");
-    dst.extend_from_slice(status.to_string().as_bytes());
-    dst.extend_from_slice(b" ");
-    dst.extend_from_slice(crate::proto::head::reason_phrase(status).as_bytes());
-    dst.extend_from_slice(b"\r\n");
+    put_status_line(
+        dst,
+        status,
+        crate::proto::head::reason_phrase(status).as_bytes(),
+    );
     if let Some(token) = token {
         put_header(dst, b"Httpws-Error", token.as_bytes());
     }
@@ -499,7 +499,31 @@ pub fn put_error_head(dst: &mut BytesMut, status: u16, token: Option<&str>, body
 /// Append `Content-Length: n\r\n`.
 pub fn put_content_length(dst: &mut BytesMut, n: usize) {
     dst.extend_from_slice(b"Content-Length: ");
-    dst.extend_from_slice(n.to_string().as_bytes());
+    put_decimal(dst, n as u64);
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// Append `n` in decimal, without allocating.
+pub fn put_decimal(dst: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    dst.extend_from_slice(&digits[i..]);
+}
+
+/// Append a status line `HTTP/1.1 <status> <reason>\r\n`.
+pub fn put_status_line(dst: &mut BytesMut, status: u16, reason: &[u8]) {
+    dst.extend_from_slice(b"HTTP/1.1 ");
+    put_decimal(dst, u64::from(status));
+    dst.extend_from_slice(b" ");
+    dst.extend_from_slice(reason);
     dst.extend_from_slice(b"\r\n");
 }
 
@@ -658,6 +682,16 @@ mod tests {
             read_head(&mut a, &mut buf, 100).await,
             Err(Http1Error::HeadTooLarge { limit: 100 })
         ));
+    }
+
+    #[test]
+    fn decimals_without_allocating() {
+        let mut b = BytesMut::new();
+        for n in [0, 7, 10, 1234567890, u64::MAX] {
+            b.clear();
+            put_decimal(&mut b, n);
+            assert_eq!(&b[..], n.to_string().as_bytes());
+        }
     }
 
     #[test]

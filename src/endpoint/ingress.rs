@@ -4,7 +4,6 @@
 //! chunked request bodies, `Expect: 100-continue`; hop-by-hop headers stop here.
 
 use std::io::IoSlice;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -360,11 +359,7 @@ async fn write_response(
     };
     let listed = http1::connection_listed(resp.headers);
     let mut head = BytesMut::with_capacity(message.len().min(4096));
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(status.to_string().as_bytes());
-    head.extend_from_slice(b" ");
-    head.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
-    head.extend_from_slice(b"\r\n");
+    http1::put_status_line(&mut head, status, resp.reason.unwrap_or("").as_bytes());
     let mut declared_length = None;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -436,11 +431,6 @@ async fn write_two<W: AsyncWrite + Unpin>(
         }
     }
     stream.write_all(body).await
-}
-
-/// Bind the ingress listener (so its address can be printed before serving starts).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 #[cfg(test)]

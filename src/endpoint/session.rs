@@ -318,7 +318,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Append `CSeq: <n>` and the blank line.
 fn finish_head(head: &mut BytesMut, cseq: u64) {
     head.extend_from_slice(b"CSeq: ");
-    head.extend_from_slice(cseq.to_string().as_bytes());
+    super::http1::put_decimal(head, cseq);
     head.extend_from_slice(b"\r\n\r\n");
 }
 
