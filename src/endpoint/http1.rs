@@ -124,12 +124,9 @@ pub fn single_header<'h>(
     Ok(found)
 }
 
-/// Whether a comma-separated header value lists `token` (case-insensitively).
-pub fn has_token(value: &[u8], token: &str) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-}
+pub use crate::proto::handshake::has_token;
+// A plain decimal number: digits only (no sign, no spaces, no hex), within u64.
+use crate::proto::head::parse_u64 as parse_decimal;
 
 /// The length a request body declares (RFC 9112 §6.3), refusing every ambiguous shape.
 pub fn request_body_length(headers: &[httparse::Header<'_>]) -> Result<BodyLength, Http1Error> {
@@ -214,14 +211,6 @@ fn declared_length(headers: &[httparse::Header<'_>]) -> Result<Declared, Http1Er
         (None, Some(c)) => Ok(c),
         (None, None) => Ok(Declared::None),
     }
-}
-
-/// A plain decimal number: digits only (no sign, no spaces, no hex), at most 19 of them.
-fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(s).ok()?.parse().ok()
 }
 
 /// Read a whole body delimited by `length` from `io`, starting with whatever of it `buf`
@@ -503,20 +492,7 @@ pub fn put_content_length(dst: &mut BytesMut, n: usize) {
     dst.extend_from_slice(b"\r\n");
 }
 
-/// Append `n` in decimal, without allocating.
-pub fn put_decimal(dst: &mut BytesMut, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    dst.extend_from_slice(&digits[i..]);
-}
+pub use crate::proto::head::put_u64 as put_decimal;
 
 /// Append a status line `HTTP/1.1 <status> <reason>\r\n`.
 pub fn put_status_line(dst: &mut BytesMut, status: u16, reason: &[u8]) {

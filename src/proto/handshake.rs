@@ -300,7 +300,7 @@ fn set_once<'a>(
 }
 
 /// Whether a comma-separated header list holds `token` (ASCII case-insensitive).
-fn has_token(value: &[u8], token: &str) -> bool {
+pub fn has_token(value: &[u8], token: &str) -> bool {
     value
         .split(|&b| b == b',')
         .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))

@@ -527,7 +527,7 @@ fn internal() -> HeadError {
 }
 
 /// A decimal u64: digits only (no sign, no spaces), at least one, no overflow.
-fn parse_u64(v: &[u8]) -> Option<u64> {
+pub fn parse_u64(v: &[u8]) -> Option<u64> {
     if v.is_empty() {
         return None;
     }
@@ -674,7 +674,7 @@ fn dec_len(mut n: u64) -> usize {
 }
 
 /// Appends `n` in decimal without allocating (digits built back to front on the stack).
-fn put_u64(dst: &mut BytesMut, mut n: u64) {
+pub fn put_u64(dst: &mut BytesMut, mut n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
