@@ -9,6 +9,8 @@
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::proto::head_scanner::{HeadScanner, ScanError};
+
 /// Most header lines accepted in one head (more → too large).
 pub const MAX_HEADERS: usize = 100;
 /// Longest chunk-size line (with extensions) accepted in a chunked body.
@@ -64,41 +66,28 @@ pub enum BodyLength {
     UntilClose,
 }
 
-/// Where the head ends in `buf` (the offset just past "\r\n\r\n"), searching from `from`.
-fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let start = from.min(buf.len());
-    buf[start..]
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| start + i + 4)
-}
-
 /// Read until `buf` holds a whole head; returns its length (the body starts there).
 ///
 /// `Ok(None)`: the peer closed cleanly before sending a byte of a new message. Each byte is
-/// scanned once however the head is split across reads, and reading stops at `max_head_bytes`.
+/// scanned once however the head is split across reads, and reading stops as soon as the head
+/// passes `max_head_bytes` or [`MAX_HEADERS`] lines. A bare LF line end is malformed.
 pub async fn read_head<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
     max_head_bytes: usize,
 ) -> Result<Option<usize>, Http1Error> {
-    let mut scanned = 0;
+    let mut scanner = HeadScanner::new(max_head_bytes, MAX_HEADERS);
     loop {
-        if let Some(end) = find_head_end(buf, scanned) {
-            if end > max_head_bytes {
+        match scanner.scan(buf) {
+            Ok(Some(end)) => return Ok(Some(end)),
+            Ok(None) => {}
+            Err(ScanError::TooLarge) => {
                 return Err(Http1Error::HeadTooLarge {
                     limit: max_head_bytes,
                 });
             }
-            return Ok(Some(end));
+            Err(ScanError::BareLf) => return Err(Http1Error::Malformed("bare LF line ending")),
         }
-        if buf.len() >= max_head_bytes {
-            return Err(Http1Error::HeadTooLarge {
-                limit: max_head_bytes,
-            });
-        }
-        // The terminator may straddle the next read: rescan the last 3 bytes only.
-        scanned = buf.len().saturating_sub(3);
         buf.reserve(READ_RESERVE_BYTES);
         if io.read_buf(buf).await? == 0 {
             return if buf.is_empty() {

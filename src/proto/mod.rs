@@ -5,5 +5,6 @@ pub mod address;
 pub mod frame;
 pub mod handshake;
 pub mod head;
+pub mod head_scanner;
 pub mod indication;
 pub mod request_error;
