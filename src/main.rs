@@ -19,7 +19,7 @@ use httpws::endpoint::{
 };
 use httpws::proto::address::VirtualAddress;
 use httpws::proto::handshake::Token;
-use httpws::proxy::{self, DriverChoice, ProxyConfig, config};
+use httpws::proxy::{self, DriverChoice, ProxyConfig, TlsFiles, config};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -103,6 +103,10 @@ struct EndpointArgs {
     /// Time allowed to connect and register with the proxy.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     connect_timeout: Duration,
+    /// With a wss:// proxy: trust only the CA certificates in this PEM file (a private CA or
+    /// a self-signed proxy certificate) instead of the system's roots.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
     /// Worker threads (1: a single-threaded runtime, the cheapest per request).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -114,7 +118,16 @@ impl EndpointArgs {
             anyhow::bail!("give --listen ADDR, --serve URL, or both");
         }
         let proxy = ProxyUrl::parse(&self.proxy).context("--proxy")?;
+        if self.ca.is_some() && !proxy.tls {
+            anyhow::bail!("--ca is for a wss:// proxy; {proxy} is plain ws://");
+        }
+        let tls = match (&self.ca, proxy.tls) {
+            (Some(ca), _) => Some(endpoint::tls::client_config(Some(ca)).context("--ca")?),
+            (None, true) => Some(endpoint::tls::client_config(None).context("wss:// proxy")?),
+            (None, false) => None,
+        };
         let mut session = SessionConfig::new(proxy);
+        session.tls = tls;
         if let Some(name) = &self.name {
             session.name = Some(VirtualAddress::parse(name.as_bytes()).context("--name")?);
         }
@@ -210,6 +223,18 @@ struct ProxyArgs {
     /// endpoints. Re-read on SIGHUP. Without it the proxy is open.
     #[arg(long)]
     tokens: Option<std::path::PathBuf>,
+    /// Serve wss:// with this PEM certificate chain (leaf first); needs --tls-key. Re-read
+    /// on SIGHUP.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Browser origins that may open a WebSocket, comma-separated (`https://app.example.com`),
+    /// or `*` for any. Handshakes that carry another Origin get 403; clients that send no
+    /// Origin (agents, libraries) are unaffected. Default: none, so no web page can connect.
+    #[arg(long, value_delimiter = ',', value_parser = config::parse_allowed_origin)]
+    allowed_origins: Vec<String>,
 }
 
 impl Default for ProxyArgs {
@@ -245,6 +270,11 @@ impl ProxyArgs {
             pong_timeout: self.pong_timeout,
             shutdown_grace: self.shutdown_grace,
             tokens: self.tokens,
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                _ => None,
+            },
+            allowed_origins: self.allowed_origins,
         }
     }
 }
@@ -294,6 +324,7 @@ fn raise_open_files_limit() {
 fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let config = args.into_config();
     let open = config.tokens.is_none();
+    let tls = config.tls.is_some();
     raise_open_files_limit();
     // Signal handlers go in before anything is listening, so a SIGTERM that follows the
     // banner always means a graceful shutdown.
@@ -315,7 +346,8 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
         tracing::warn!(%addr, "listening on a non-loopback address with no tokens file: anyone who can reach it can register any free name");
     }
     // Tests and scripts read this line to learn the port.
-    println!("httpws proxy listening on ws://{addr}");
+    let scheme = if tls { "wss" } else { "ws" };
+    println!("httpws proxy listening on {scheme}://{addr}");
     std::io::stdout().flush().ok();
 
     let handle = running.shutdown_handle();
@@ -328,6 +360,11 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
                     match handle.reload_policy() {
                         Ok(()) => tracing::info!("tokens file reloaded"),
                         Err(e) => tracing::error!(error = %e, "tokens file not reloaded; the previous one stays in force"),
+                    }
+                    match handle.reload_tls() {
+                        Ok(true) => tracing::info!("TLS certificate reloaded"),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded; the previous one stays in force"),
                     }
                     continue;
                 }

@@ -26,6 +26,8 @@ pub enum ConnectError {
     Fatal(#[from] Fatal),
     #[error("no registration with the proxy within {0:?}")]
     Timeout(Duration),
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
 }
 
 /// Why [`Endpoint::request`] got no HTTP response. Errors the proxy or the target answer
@@ -62,6 +64,26 @@ impl EndpointBuilder {
     pub fn token(mut self, token: &str) -> Self {
         if let Ok(config) = &mut self.config {
             config.token = Some(Token::new(token.to_owned()));
+        }
+        self
+    }
+
+    /// With a `wss://` proxy, trust only the CA certificates in this PEM file instead of the
+    /// system's roots.
+    pub fn ca_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        if let Ok(config) = &mut self.config {
+            match super::tls::client_config(Some(path.as_ref())) {
+                Ok(tls) => config.tls = Some(tls),
+                Err(e) => self.config = Err(e.into()),
+            }
+        }
+        self
+    }
+
+    /// With a `wss://` proxy, use this rustls configuration (roots, client certificates).
+    pub fn tls_config(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        if let Ok(config) = &mut self.config {
+            config.tls = Some(tls);
         }
         self
     }
@@ -119,7 +141,9 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Start building an endpoint for the proxy at `proxy_url` (`ws://host:port`).
+    /// Start building an endpoint for the proxy at `proxy_url` (`ws://host:port`, or
+    /// `wss://host:port` for TLS, checked against the system's roots unless
+    /// [`ca_file`](EndpointBuilder::ca_file) says otherwise).
     pub fn builder(proxy_url: &str) -> EndpointBuilder {
         EndpointBuilder {
             config: ProxyUrl::parse(proxy_url)

@@ -2,6 +2,7 @@
 //! defaults as named constants.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::proto::address::VirtualAddress;
@@ -30,10 +31,13 @@ pub const DEFAULT_MAX_INCOMING: usize = 1024;
 /// Outgoing frames queued to the tunnel's writer before senders wait.
 pub const OUTGOING_QUEUE_FRAMES: usize = 1024;
 
-/// Where the proxy is: parsed from `ws://host[:port][/]`.
+/// Where the proxy is: parsed from `ws://host[:port][/]` or `wss://host[:port][/]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxyUrl {
-    /// Host name or IP literal, without brackets, for connecting.
+    /// `wss://`: TLS to the proxy.
+    pub tls: bool,
+    /// Host name or IP literal, without brackets, for connecting (and, with TLS, the name
+    /// the certificate must carry).
     pub host: String,
     pub port: u16,
     /// The `Host` header value (`host[:port]` as written).
@@ -43,10 +47,8 @@ pub struct ProxyUrl {
 /// Why a proxy URL is not usable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProxyUrlError {
-    #[error("proxy URL must start with ws:// (got {0:?})")]
+    #[error("proxy URL must start with ws:// or wss:// (got {0:?})")]
     Scheme(String),
-    #[error("wss:// is not supported yet: TLS to the proxy arrives with the security work")]
-    TlsUnsupported,
     #[error("proxy URL has no host")]
     NoHost,
     #[error("invalid port in proxy URL")]
@@ -57,13 +59,14 @@ pub enum ProxyUrlError {
 
 impl ProxyUrl {
     pub fn parse(url: &str) -> Result<ProxyUrl, ProxyUrlError> {
-        let rest = if let Some(rest) = strip_prefix_ci(url, "ws://") {
-            rest
-        } else if strip_prefix_ci(url, "wss://").is_some() {
-            return Err(ProxyUrlError::TlsUnsupported);
+        let (tls, rest) = if let Some(rest) = strip_prefix_ci(url, "ws://") {
+            (false, rest)
+        } else if let Some(rest) = strip_prefix_ci(url, "wss://") {
+            (true, rest)
         } else {
             return Err(ProxyUrlError::Scheme(url.to_owned()));
         };
+        let default_port = if tls { 443 } else { 80 };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.contains(['/', '?', '#', '@']) {
             return Err(ProxyUrlError::Path);
@@ -75,19 +78,20 @@ impl ProxyUrl {
             let (host, after) = v6.split_once(']').ok_or(ProxyUrlError::NoHost)?;
             match after.strip_prefix(':') {
                 Some(p) => (host, p.parse().map_err(|_| ProxyUrlError::Port)?),
-                None if after.is_empty() => (host, 80),
+                None if after.is_empty() => (host, default_port),
                 None => return Err(ProxyUrlError::Port),
             }
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (h, p.parse().map_err(|_| ProxyUrlError::Port)?),
-                None => (authority, 80),
+                None => (authority, default_port),
             }
         };
         if host.is_empty() {
             return Err(ProxyUrlError::NoHost);
         }
         Ok(ProxyUrl {
+            tls,
             host: host.to_owned(),
             port,
             authority: authority.to_owned(),
@@ -97,7 +101,8 @@ impl ProxyUrl {
 
 impl fmt::Display for ProxyUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ws://{}", self.authority)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        write!(f, "{scheme}://{}", self.authority)
     }
 }
 
@@ -121,6 +126,8 @@ pub struct SessionConfig {
     pub reconnect_max: Duration,
     pub max_message_bytes: usize,
     pub max_incoming: usize,
+    /// TLS settings for a `wss://` proxy; None there means the system's roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl SessionConfig {
@@ -137,6 +144,7 @@ impl SessionConfig {
             reconnect_max: DEFAULT_RECONNECT_MAX,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_incoming: DEFAULT_MAX_INCOMING,
+            tls: None,
         }
     }
 
@@ -159,10 +167,11 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port), ("relay.example", 80));
         let u = ProxyUrl::parse("ws://[::1]:9000").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 9000));
-        assert_eq!(
-            ProxyUrl::parse("wss://x"),
-            Err(ProxyUrlError::TlsUnsupported)
-        );
+        let u = ProxyUrl::parse("wss://relay.example").unwrap();
+        assert!(u.tls);
+        assert_eq!((u.host.as_str(), u.port), ("relay.example", 443));
+        assert_eq!(u.to_string(), "wss://relay.example");
+        assert!(!ProxyUrl::parse("ws://x").unwrap().tls);
         assert!(matches!(
             ProxyUrl::parse("http://x"),
             Err(ProxyUrlError::Scheme(_))

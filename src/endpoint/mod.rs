@@ -7,6 +7,7 @@
 //! - [`ingress`]: the local HTTP/1.1 server (`--listen`) that sends requests into the tunnel.
 //! - [`egress`] and [`pool`]: requests from the tunnel to a local service (`--serve`).
 //! - [`http1`]: HTTP/1.1 framing for both local sides; [`config`]: settings and defaults.
+//! - [`tls`]: `wss://` to the proxy (trust anchors and the stream).
 //! - [`agent`]: all of it on one tunnel.
 //!
 //! The endpoint runs on tokio rather than the proxy's monoio: it holds one tunnel, not a
@@ -20,6 +21,7 @@ pub mod http1;
 pub mod ingress;
 pub mod pool;
 pub mod session;
+pub mod tls;
 
 pub use client::{Endpoint, EndpointBuilder, httpws_error};
 pub use session::{Failure, Session, Status};

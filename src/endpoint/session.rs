@@ -13,13 +13,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use super::config::{OUTGOING_QUEUE_FRAMES, SessionConfig};
+use super::tls::ProxyStream;
 use crate::proto::address::VirtualAddress;
 use crate::proto::frame::{
     self, DecoderConfig, Event, MAX_HEADER_LEN, MessageDecoder, OpCode, Role,
@@ -69,6 +70,9 @@ pub enum Fatal {
     /// Another connection with our credentials took the name over.
     #[error("replaced by another connection for the same name: {0}")]
     Replaced(String),
+    /// `wss://` without any certificate authority to check the proxy against.
+    #[error("cannot set up TLS to the proxy: {0}")]
+    Tls(String),
 }
 
 /// Why one connection attempt failed.
@@ -82,6 +86,12 @@ pub enum ConnectError {
     Handshake(#[from] ClientHandshakeError),
     #[error("the proxy closed the tunnel before registering it")]
     NotRegistered,
+    /// The TLS handshake failed (an untrusted or mismatched certificate, say). Retried: the
+    /// proxy's certificate may be fixed or renewed while we wait.
+    #[error("TLS to the proxy: {0}")]
+    Tls(std::io::Error),
+    #[error("the proxy host {0:?} is not a valid TLS server name")]
+    ServerName(String),
     #[error(transparent)]
     Fatal(#[from] Fatal),
 }
@@ -354,6 +364,19 @@ impl Backoff {
 /// The session's life: connect, run the link, fail what waited on it, back off, repeat.
 async fn supervise(shared: Arc<Shared>) {
     let config = &shared.config;
+    let tls = match (config.proxy.tls, &config.tls) {
+        (false, _) => None,
+        (true, Some(tls)) => Some(tls.clone()),
+        (true, None) => match super::tls::client_config(None) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                let fatal = Fatal::Tls(e.to_string());
+                tracing::error!(error = %fatal, "tunnel: giving up");
+                shared.status.send_replace(Status::Failed(fatal));
+                return;
+            }
+        },
+    };
     let mut stop = shared.stop.subscribe();
     let mut backoff = Backoff::new(config.reconnect_initial, config.reconnect_max);
     let mut generation = 0u64;
@@ -363,7 +386,7 @@ async fn supervise(shared: Arc<Shared>) {
             break;
         }
         let attempt = tokio::select! {
-            r = connect(&shared) => r,
+            r = connect(&shared, tls.as_ref()) => r,
             _ = stop.wait_for(|s| *s) => break,
         };
         match attempt {
@@ -415,16 +438,32 @@ async fn supervise(shared: Arc<Shared>) {
 }
 
 /// TCP connect and the opening handshake, within the connect timeout.
-async fn connect(shared: &Shared) -> Result<(TcpStream, BytesMut), ConnectError> {
+async fn connect(
+    shared: &Shared,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<(ProxyStream, BytesMut), ConnectError> {
     let config = &shared.config;
     let path = match &lock(&shared.state).address {
         Some(address) => format!("/{address}"),
         None => "/".to_owned(),
     };
     let attempt = async {
-        let mut stream =
-            TcpStream::connect((config.proxy.host.as_str(), config.proxy.port)).await?;
-        stream.set_nodelay(true)?;
+        let tcp = TcpStream::connect((config.proxy.host.as_str(), config.proxy.port)).await?;
+        tcp.set_nodelay(true)?;
+        let mut stream = match tls {
+            None => ProxyStream::Plain(tcp),
+            Some(tls) => {
+                let host = config.proxy.host.clone();
+                let name = ServerName::try_from(host)
+                    .map_err(|_| ConnectError::ServerName(config.proxy.host.clone()))?;
+                let connector = tokio_rustls::TlsConnector::from(tls.clone());
+                let stream = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(ConnectError::Tls)?;
+                ProxyStream::Tls(Box::new(stream))
+            }
+        };
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(|e| std::io::Error::other(e.to_string()))?;
         let key = handshake::client_key(&nonce);
@@ -472,13 +511,37 @@ enum LinkEnd {
 /// liveness timer) here.
 async fn run_link(
     shared: &Arc<Shared>,
-    stream: TcpStream,
-    mut buf: BytesMut,
+    stream: ProxyStream,
+    buf: BytesMut,
     generation: u64,
     stop: &mut watch::Receiver<bool>,
 ) -> LinkEnd {
+    match stream {
+        // A TCP socket splits into halves without a lock; TLS state is shared by both.
+        ProxyStream::Plain(tcp) => {
+            let (rd, wr) = tcp.into_split();
+            run_halves(shared, rd, wr, buf, generation, stop).await
+        }
+        ProxyStream::Tls(tls) => {
+            let (rd, wr) = tokio::io::split(*tls);
+            run_halves(shared, rd, wr, buf, generation, stop).await
+        }
+    }
+}
+
+async fn run_halves<R, W>(
+    shared: &Arc<Shared>,
+    mut rd: R,
+    wr: W,
+    mut buf: BytesMut,
+    generation: u64,
+    stop: &mut watch::Receiver<bool>,
+) -> LinkEnd
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let config = &shared.config;
-    let (mut rd, wr) = stream.into_split();
     let (out, out_rx) = mpsc::channel(OUTGOING_QUEUE_FRAMES);
     let writer = tokio::spawn(write_loop(wr, out_rx));
     let decoder_config = DecoderConfig {
@@ -703,7 +766,7 @@ async fn on_message(
 
 /// The writer: frames queued by anyone, masked (client frames must be) and written in
 /// batches.
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Outgoing>) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     while let Some(first) = rx.recv().await {
         let mut closing = encode(&mut buf, first);

@@ -62,6 +62,19 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     /// The tokens file (credentials and access rules); None runs the proxy open.
     pub tokens: Option<PathBuf>,
+    /// Serve `wss://` with this certificate chain and key; None serves plain `ws://`.
+    pub tls: Option<TlsFiles>,
+    /// Browser origins allowed to open a WebSocket (handshakes carrying `Origin`); empty
+    /// refuses every browser, `*` allows any. Clients that send no `Origin` are not browsers
+    /// and are unaffected.
+    pub allowed_origins: Vec<String>,
+}
+
+/// PEM files for TLS: the certificate chain (leaf first) and its private key.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for ProxyConfig {
@@ -84,6 +97,8 @@ impl Default for ProxyConfig {
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             tokens: None,
+            tls: None,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -94,5 +109,54 @@ impl ProxyConfig {
         self.max_queued_bytes
             .saturating_mul(2)
             .saturating_add(self.max_message_bytes)
+    }
+}
+
+/// Check and normalize one `--allowed-origins` entry: `*`, or a serialized origin
+/// `scheme://host[:port]` (RFC 6454) with no path, lowercased, as browsers send it.
+pub fn parse_allowed_origin(entry: &str) -> Result<String, String> {
+    let entry = entry.trim();
+    if entry == "*" {
+        return Ok(entry.to_owned());
+    }
+    let origin = entry.trim_end_matches('/').to_ascii_lowercase();
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return Err(format!(
+            "{entry:?} is not an origin like https://app.example.com"
+        ));
+    };
+    let scheme_ok = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    let authority_ok = !authority.is_empty() && !authority.contains(['/', '?', '#', '@', ' ']);
+    if !(scheme_ok && authority_ok) {
+        return Err(format!(
+            "{entry:?} is not an origin like https://app.example.com (scheme://host[:port], no path)"
+        ));
+    }
+    Ok(origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_origins_are_normalized_and_checked() {
+        assert_eq!(parse_allowed_origin("*").unwrap(), "*");
+        assert_eq!(
+            parse_allowed_origin("HTTPS://App.Example.com:8443/").unwrap(),
+            "https://app.example.com:8443"
+        );
+        for bad in [
+            "app.example.com",
+            "https://",
+            "https://a/b",
+            "://a",
+            "https://u@a",
+        ] {
+            assert!(parse_allowed_origin(bad).is_err(), "{bad}");
+        }
     }
 }

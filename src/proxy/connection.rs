@@ -17,13 +17,13 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::poll_io::{AsyncRead, AsyncWrite, ReadBuf};
-use monoio::net::tcp::stream_poll::TcpStreamPoll;
 
 use crate::proto::address::VirtualAddress;
 use crate::proto::frame::{self, Event, FrameError, MAX_HEADER_LEN, MessageDecoder};
 use crate::proxy::pending::{InflightSet, PendingTable};
 use crate::proxy::router::{ConnKey, OutFrame};
 use crate::proxy::shard::Shard;
+use crate::proxy::transport::Transport;
 
 /// Most buffers handed to one `writev`.
 const MAX_IOVECS: usize = 64;
@@ -171,7 +171,7 @@ fn partial_growth(partial: &BytesMut, max_frame: usize) -> usize {
 
 /// Read from `io` into the spare capacity of `buf` (the caller reserves room first).
 pub fn poll_read_buf(
-    io: &mut TcpStreamPoll,
+    io: &mut Transport,
     cx: &mut Context<'_>,
     buf: &mut BytesMut,
 ) -> Poll<io::Result<usize>> {
@@ -192,7 +192,7 @@ pub fn poll_read_buf(
 }
 
 /// Write all of `bytes` (used before a connection has a driver: refusals, handshakes).
-pub async fn write_all(io: &mut TcpStreamPoll, mut bytes: &[u8]) -> io::Result<()> {
+pub async fn write_all(io: &mut Transport, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         let n = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, bytes)).await?;
         if n == 0 {
@@ -200,12 +200,13 @@ pub async fn write_all(io: &mut TcpStreamPoll, mut bytes: &[u8]) -> io::Result<(
         }
         bytes = &bytes[n..];
     }
-    Ok(())
+    // TLS may still hold ciphertext for what it accepted.
+    std::future::poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
 }
 
 /// The task that drives `conn` until it ends, then lets the shard clean up after it. The
 /// returned future is spawned as is (no async wrapper), so the task holds nothing but it.
-pub fn drive(shard: Rc<Shard>, conn: Rc<Conn>, io: TcpStreamPoll) -> Driver {
+pub fn drive(shard: Rc<Shard>, conn: Rc<Conn>, io: Transport) -> Driver {
     Driver {
         shard,
         conn,
@@ -217,7 +218,7 @@ pub fn drive(shard: Rc<Shard>, conn: Rc<Conn>, io: TcpStreamPoll) -> Driver {
 pub struct Driver {
     shard: Rc<Shard>,
     conn: Rc<Conn>,
-    io: TcpStreamPoll,
+    io: Transport,
     /// Not polled yet: bytes buffered during the handshake still need decoding.
     fresh: bool,
 }
@@ -242,7 +243,9 @@ impl Driver {
                 if st.out.capacity() > 0 {
                     st.out = VecDeque::new();
                 }
-                return Poll::Ready(Ok(()));
+                drop(st);
+                // A plain socket has nothing to flush; TLS may still hold ciphertext.
+                return Pin::new(&mut self.io).poll_flush(cx);
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let count = st

@@ -17,7 +17,9 @@ pub mod server;
 pub mod shard;
 pub mod slab;
 pub mod table;
+pub mod tls;
+pub mod transport;
 pub mod upgrade;
 
-pub use config::{DriverChoice, ProxyConfig};
+pub use config::{DriverChoice, ProxyConfig, TlsFiles};
 pub use server::{RunningProxy, start};

@@ -1,7 +1,6 @@
 //! Cross-shard routing: one lock-free queue per (from, to) shard pair, drained in batches,
 //! with a sleeping shard woken once per batch of work rather than once per message.
 
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
@@ -13,6 +12,7 @@ use crate::proto::address::VirtualAddress;
 use crate::proto::frame::OpCode;
 use crate::proto::handshake::UpgradeRequest;
 use crate::proto::head::HeadInfo;
+use crate::proxy::transport::DetachedTransport;
 
 /// Queue slots each shard has for messages from all other shards together; split evenly
 /// between the sources so that the total stays the same however many shards run.
@@ -77,7 +77,7 @@ pub struct Delivery {
 /// A freshly upgraded connection travelling to the shard that owns its address.
 #[derive(Debug)]
 pub struct Handoff {
-    pub fd: OwnedFd,
+    pub transport: DetachedTransport,
     pub request: UpgradeRequest,
     pub address: VirtualAddress,
     /// Bytes the client sent after its handshake head.

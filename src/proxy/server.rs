@@ -12,6 +12,7 @@ use crate::proxy::access::{AccessError, PolicyCell};
 use crate::proxy::config::ProxyConfig;
 use crate::proxy::router::ShardRouter;
 use crate::proxy::shard::{self, Control, Driver};
+use crate::proxy::tls::{self, TlsError};
 
 /// Pending-connection queue per listener.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -25,6 +26,7 @@ pub struct RunningProxy {
     threads: Vec<JoinHandle<io::Result<()>>>,
     control: Arc<Control>,
     router: Arc<ShardRouter>,
+    config: Arc<ProxyConfig>,
 }
 
 impl RunningProxy {
@@ -52,6 +54,7 @@ impl RunningProxy {
         ShutdownHandle {
             control: self.control.clone(),
             router: self.router.clone(),
+            config: self.config.clone(),
         }
     }
 
@@ -80,12 +83,24 @@ impl RunningProxy {
 pub struct ShutdownHandle {
     control: Arc<Control>,
     router: Arc<ShardRouter>,
+    config: Arc<ProxyConfig>,
 }
 
 impl ShutdownHandle {
     /// See [`RunningProxy::reload_policy`].
     pub fn reload_policy(&self) -> Result<(), AccessError> {
         self.control.policy.reload()
+    }
+
+    /// Re-read the certificate and key (SIGHUP, after a renewal). New connections get the new
+    /// certificate; open ones keep their sessions; on error the old one stays in force.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        let Some(files) = &self.config.tls else {
+            return Ok(false);
+        };
+        let config = tls::server_config(&files.cert, &files.key)?;
+        self.control.set_tls(config);
+        Ok(true)
     }
 
     pub fn shutdown(&self) {
@@ -110,7 +125,11 @@ pub fn start(config: ProxyConfig) -> io::Result<RunningProxy> {
     let config = Arc::new(ProxyConfig { shards, ..config });
     let router = Arc::new(ShardRouter::new(shards));
     let policy = PolicyCell::new(config.tokens.clone()).map_err(io::Error::other)?;
-    let control = Arc::new(Control::new(policy));
+    let tls = match &config.tls {
+        Some(files) => Some(tls::server_config(&files.cert, &files.key).map_err(io::Error::other)?),
+        None => None,
+    };
+    let control = Arc::new(Control::new(policy, tls));
     let cores = if config.pin_shards {
         core_affinity::get_core_ids()
     } else {
@@ -141,6 +160,7 @@ pub fn start(config: ProxyConfig) -> io::Result<RunningProxy> {
         threads,
         control,
         router,
+        config,
     })
 }
 

@@ -5,8 +5,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -40,22 +40,37 @@ pub const OVERFLOW_REQUEST_LIMIT: usize = 4096;
 /// io_uring submission queue entries per shard.
 const URING_ENTRIES: u32 = 1024;
 
-/// State shared by every shard of one proxy: the shutdown sequence and the access policy.
+/// State shared by every shard of one proxy: the shutdown sequence, the access policy and
+/// the TLS configuration (both replaceable on SIGHUP).
 #[derive(Debug)]
 pub struct Control {
     shutdown: AtomicBool,
     /// Shards that have answered or failed every request they were holding.
     drained: AtomicUsize,
     pub policy: PolicyCell,
+    /// Read once per accepted connection; swapped whole when the certificate is reloaded.
+    tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
 }
 
 impl Control {
-    pub fn new(policy: PolicyCell) -> Self {
+    pub fn new(policy: PolicyCell, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         Control {
             shutdown: AtomicBool::new(false),
             drained: AtomicUsize::new(0),
             policy,
+            tls: RwLock::new(tls),
         }
+    }
+
+    /// The TLS configuration new connections get (None: plain `ws://`).
+    pub fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        // A poisoned lock still holds a whole configuration: it is only ever replaced whole.
+        self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replace the TLS configuration; connections already open keep their sessions.
+    pub fn set_tls(&self, config: Arc<rustls::ServerConfig>) {
+        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(config);
     }
 
     pub fn begin_shutdown(&self) {

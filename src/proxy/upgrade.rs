@@ -1,24 +1,25 @@
 //! Admission: read and check the opening handshake (bounded in size and time), then
 //! register the connection on the shard that owns its address, or refuse it.
 
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use monoio::io::IntoPollIo;
 use monoio::net::TcpStream;
-use monoio::net::tcp::stream_poll::TcpStreamPoll;
 use sha2::{Digest, Sha256};
 
 use crate::proto::address::VirtualAddress;
 use crate::proto::frame::{self, OpCode};
 use crate::proto::handshake::{self, HandshakeError, UpgradeRequest};
+use crate::proto::head_scanner::{HeadScanner, ScanError};
 use crate::proto::indication::{self, ErrorToken};
 use crate::proxy::connection::{self, Conn};
 use crate::proxy::router::{Handoff, OutFrame, ShardMessage};
 use crate::proxy::shard::Shard;
 use crate::proxy::table::{Claim, CredentialHash, Registration};
+use crate::proxy::tls::TlsStream;
+use crate::proxy::transport::Transport;
 
 /// First read size for a handshake; grown up to the handshake limit only if needed.
 const HANDSHAKE_READ_BYTES: usize = 1024;
@@ -35,8 +36,19 @@ enum Refusal {
 /// Handle one accepted TCP connection up to registration (or refusal).
 pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let Ok(mut io) = stream.into_poll_io() else {
+    let Ok(io) = stream.into_poll_io() else {
         return;
+    };
+    // The TLS handshake runs inside the first reads, so the handshake timeout covers it too.
+    let mut io = match shard.control.tls() {
+        None => Transport::Plain(io),
+        Some(config) => match TlsStream::accept(io, config) {
+            Ok(tls) => Transport::Tls(Box::new(tls)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start a TLS session");
+                return;
+            }
+        },
     };
     let timeout = shard.config.handshake_timeout;
     let max = shard.config.max_handshake_bytes;
@@ -58,6 +70,14 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
             return;
         }
     };
+    if let Some(origin) = &request.origin {
+        if !origin_allowed(&shard.config.allowed_origins, origin) {
+            tracing::debug!(%origin, "handshake refused: origin not allowed");
+            let reason = "this Origin may not open a WebSocket here (see --allowed-origins)";
+            refuse(io, handshake::refusal(403, reason), timeout).await;
+            return;
+        }
+    }
     // Only bytes the client actually sent past its head are kept; an empty leftover must
     // not hold on to the handshake buffer for the life of an idle connection.
     let leftover = if buf.len() > head_len {
@@ -82,19 +102,17 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
         register(&shard, io, request, address, leftover);
         return;
     }
-    // Move the socket to the owner shard; the handshake is answered there, after the
-    // owner has checked the address is free.
-    let stream = match io.try_into_comp_io() {
-        Ok(stream) => stream,
-        Err((e, _)) => {
+    // Move the socket (and TLS session) to the owner shard; the handshake is answered there,
+    // after the owner has checked the address is free.
+    let transport = match io.detach() {
+        Ok(transport) => transport,
+        Err(e) => {
             tracing::debug!(error = %e, "could not hand a connection over");
             return;
         }
     };
-    // SAFETY: `into_raw_fd` gives up ownership of the descriptor, which the OwnedFd takes.
-    let fd = unsafe { OwnedFd::from_raw_fd(stream.into_raw_fd()) };
     let handoff = Handoff {
-        fd,
+        transport,
         request,
         address,
         leftover: leftover.freeze(),
@@ -102,16 +120,41 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
     shard.send_to(owner, ShardMessage::Adopt(Box::new(handoff)));
 }
 
+/// Whether a browser page from `origin` may open a WebSocket: listed (compared as ASCII
+/// case-insensitive serialized origins, RFC 6454), or `*` listed.
+pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
+    let origin = origin.trim_end_matches('/');
+    allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+}
+
 async fn read_handshake(
-    io: &mut TcpStreamPoll,
+    io: &mut Transport,
     buf: &mut BytesMut,
     max: usize,
 ) -> Result<(UpgradeRequest, usize), Refusal> {
+    // Each byte is looked at once however the head is split (a slow client must not make
+    // us re-parse it on every read); the parser runs once, on the complete head.
+    let mut scanner = HeadScanner::new(max, handshake::MAX_HANDSHAKE_HEADERS);
     loop {
-        match handshake::parse_upgrade(buf, max) {
-            Ok(Some(parsed)) => return Ok(parsed),
+        match scanner.scan(buf) {
+            Ok(Some(_)) => {
+                return match handshake::parse_upgrade(buf, max) {
+                    Ok(Some(parsed)) => Ok(parsed),
+                    Ok(None) => Err(Refusal::Handshake(HandshakeError::Malformed(
+                        "incomplete request head".into(),
+                    ))),
+                    Err(e) => Err(Refusal::Handshake(e)),
+                };
+            }
             Ok(None) => {}
-            Err(e) => return Err(Refusal::Handshake(e)),
+            Err(ScanError::TooLarge) => {
+                return Err(Refusal::Handshake(HandshakeError::HeadTooLarge));
+            }
+            Err(e @ ScanError::BareLf) => {
+                return Err(Refusal::Handshake(HandshakeError::Malformed(e.to_string())));
+            }
         }
         // Room for at most one byte past the limit: enough for the parser to say "too large".
         let room = (max + 1)
@@ -130,13 +173,12 @@ async fn read_handshake(
 /// A connection handed over by the shard that accepted it.
 pub fn adopt(shard: &Rc<Shard>, handoff: Handoff) {
     let Handoff {
-        fd,
+        transport,
         request,
         address,
         leftover,
     } = handoff;
-    let std_stream = std::net::TcpStream::from(fd);
-    let io = match TcpStream::from_std(std_stream).and_then(|s| s.into_poll_io()) {
+    let io = match Transport::attach(transport) {
         Ok(io) => io,
         Err(e) => {
             tracing::warn!(error = %e, "could not adopt a connection");
@@ -150,7 +192,7 @@ pub fn adopt(shard: &Rc<Shard>, handoff: Handoff) {
 /// Synchronous up to the spawn, so two registrations for one name cannot interleave.
 fn register(
     shard: &Rc<Shard>,
-    io: TcpStreamPoll,
+    io: Transport,
     request: UpgradeRequest,
     address: VirtualAddress,
     leftover: BytesMut,
@@ -234,7 +276,7 @@ fn register(
 }
 
 /// Answer a refused handshake (bounded in time: the peer may not read) and close.
-async fn refuse(mut io: TcpStreamPoll, response: Vec<u8>, timeout: Duration) {
+async fn refuse(mut io: Transport, response: Vec<u8>, timeout: Duration) {
     let _ = monoio::time::timeout(timeout, connection::write_all(&mut io, &response)).await;
 }
 

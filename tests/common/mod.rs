@@ -78,7 +78,10 @@ impl Proxy {
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             while let Some(Ok(line)) = lines.next() {
-                if let Some(addr) = line.strip_prefix("httpws proxy listening on ws://") {
+                if let Some(addr) = line
+                    .strip_prefix("httpws proxy listening on ws://")
+                    .or_else(|| line.strip_prefix("httpws proxy listening on wss://"))
+                {
                     let _ = tx.send(addr.parse::<SocketAddr>().expect("address in banner"));
                 }
             }

@@ -1,0 +1,253 @@
+//! TLS for `wss://`: the server configuration loaded from PEM files, and [`TlsStream`], rustls
+//! driven over the shard's readiness-based socket.
+//!
+//! The stream is written here rather than taken from `tokio-rustls` because a connection may
+//! change threads after its handshake (it moves to the shard owning its address): the socket
+//! travels as a file descriptor and the session as a `rustls::ServerConnection`, and this type
+//! can be taken apart into those two and put back together on the other side.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use monoio::io::poll_io::{AsyncRead, AsyncWrite, ReadBuf};
+use monoio::net::tcp::stream_poll::TcpStreamPoll;
+use rustls::ServerConnection;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Ciphertext rustls may hold for one connection before writes wait for the socket: bounds
+/// per-connection memory the way the plain path's queue limit does.
+const TLS_SEND_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Why the certificate or key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read TLS certificate chain {path}: {source}")]
+    Cert {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{path} holds no PEM certificate")]
+    NoCert { path: PathBuf },
+    #[error("cannot read TLS private key {path}: {source}")]
+    Key {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("TLS certificate and key do not fit together: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// Build the server configuration: the chain in `cert` (leaf first), the key in `key`
+/// (PKCS#8, PKCS#1 or SEC1 PEM). TLS 1.2 and 1.3, ring's cipher suites, no client certificates.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::Cert {
+            path: cert.to_owned(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCert {
+            path: cert.to_owned(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+        path: key.to_owned(),
+        source,
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    // The WebSocket handshake is HTTP/1.1; say so for clients that offer ALPN.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Resumption tickets would be per-shard state that a moved connection cannot take along;
+    // the stateful session cache is shared and thread-safe, so that one stays.
+    Ok(Arc::new(config))
+}
+
+/// A server-side TLS session over a shard's socket.
+pub struct TlsStream {
+    io: TcpStreamPoll,
+    tls: Box<ServerConnection>,
+}
+
+impl std::fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream").finish_non_exhaustive()
+    }
+}
+
+impl TlsStream {
+    /// Start a session; the TLS handshake runs as the stream is first read.
+    pub fn accept(io: TcpStreamPoll, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
+        let tls = ServerConnection::new(config).map_err(io::Error::other)?;
+        Ok(Self::from_parts(io, Box::new(tls)))
+    }
+
+    /// Put a stream back together after the socket and session changed threads.
+    pub fn from_parts(io: TcpStreamPoll, mut tls: Box<ServerConnection>) -> Self {
+        tls.set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
+        Self { io, tls }
+    }
+
+    pub fn into_parts(self) -> (TcpStreamPoll, Box<ServerConnection>) {
+        (self.io, self.tls)
+    }
+
+    /// Write pending ciphertext until none is left (Ready) or the socket is full (Pending).
+    fn poll_send_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.tls.wants_write() {
+            let mut socket = SocketAdapter {
+                io: &mut self.io,
+                cx,
+            };
+            match self.tls.write_tls(&mut socket) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for TlsStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let mut tcp_closed = false;
+        loop {
+            // Plaintext already decrypted goes first (it may be all a moved connection has).
+            match this.tls.reader().read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    // n == 0: the peer's close_notify, a clean end of stream.
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // Closed mid-handshake: nothing more will ever arrive.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && tcp_closed => {
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            // Handshake messages and alerts must go out before we wait for the peer's reply;
+            // a full socket here registers for writability, which wakes us just the same.
+            if let Poll::Ready(Err(e)) = this.poll_send_tls(cx) {
+                return Poll::Ready(Err(e));
+            }
+            let mut socket = SocketAdapter {
+                io: &mut this.io,
+                cx,
+            };
+            match this.tls.read_tls(&mut socket) {
+                // TCP closed: the reader now reports a clean end or a truncation.
+                Ok(0) => tcp_closed = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            if let Err(e) = this.tls.process_new_packets() {
+                // Let the peer see the alert rustls queued, then fail.
+                let _ = this.poll_send_tls(cx);
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TlsStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        // Encrypt as much as the buffer limit takes, then push it out. Plaintext accepted here
+        // is never lost: what the socket cannot take yet stays queued as ciphertext and goes
+        // out on the next write or flush.
+        let mut accepted = this.tls.writer().write_vectored(bufs)?;
+        let sent = this.poll_send_tls(cx)?;
+        if accepted == 0 && bufs.iter().any(|b| !b.is_empty()) {
+            if sent.is_pending() {
+                return Poll::Pending;
+            }
+            accepted = this.tls.writer().write_vectored(bufs)?;
+            let _ = this.poll_send_tls(cx)?;
+        }
+        Poll::Ready(Ok(accepted))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_send_tls(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.tls.send_close_notify();
+        std::task::ready!(this.poll_send_tls(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+/// The socket seen as blocking `Read`/`Write` for rustls: "not ready" becomes `WouldBlock`
+/// (with the waker registered by the poll underneath).
+struct SocketAdapter<'a, 'b> {
+    io: &'a mut TcpStreamPoll,
+    cx: &'a mut Context<'b>,
+}
+
+impl Read for SocketAdapter<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut read_buf = ReadBuf::new(buf);
+        match Pin::new(&mut *self.io).poll_read(self.cx, &mut read_buf) {
+            Poll::Ready(Ok(())) => Ok(read_buf.filled().len()),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Write for SocketAdapter<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write(self.cx, buf) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write_vectored(self.cx, bufs) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
