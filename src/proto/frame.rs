@@ -317,6 +317,9 @@ struct Partial {
     // A `Vec` rather than `BytesMut` for `reserve_exact`: growth stays within the limit
     // instead of doubling past it, and `Bytes::from(Vec)` hands it out without a copy.
     data: Vec<u8>,
+    /// Text only: `data[..utf8_checked]` is known to be valid UTF-8 (what follows is at most
+    /// the start of a character cut by a fragment boundary).
+    utf8_checked: usize,
 }
 
 /// Per-connection reassembly state. MUST hold no heap buffer unless a fragmented message is
@@ -341,7 +344,8 @@ impl MessageDecoder {
     /// again). A frame whose declared length would take the message over
     /// `max_message_bytes` is rejected as soon as its header is readable, before its payload
     /// arrives (never allocate on the peer's say-so). Control frames may arrive between
-    /// fragments. Text messages must be valid UTF-8 (checked when complete; 1007). Close
+    /// fragments. Text messages must be valid UTF-8 (1007), checked fragment by fragment so
+    /// a message is failed by the first fragment no continuation could make valid. Close
     /// payload: length 1 is invalid, the code must satisfy is_valid_close_code, the reason
     /// must be UTF-8. Continuation without a message in progress, or a new data frame while
     /// one is in progress, are errors.
@@ -397,9 +401,14 @@ impl MessageDecoder {
                     reserve_within(&mut data, len, config.max_message_bytes);
                     data.extend_from_slice(&buf[payload_range]);
                     buf.advance(header.header_len + len);
+                    let utf8_checked = match header.opcode {
+                        OpCode::Text => check_utf8_prefix(&data, 0)?,
+                        _ => 0,
+                    };
                     self.partial = Some(Box::new(Partial {
                         opcode: header.opcode,
                         data,
+                        utf8_checked,
                     }));
                     continue;
                 }
@@ -411,14 +420,29 @@ impl MessageDecoder {
                     reserve_within(&mut partial.data, len, config.max_message_bytes);
                     partial.data.extend_from_slice(&buf[payload_range]);
                     buf.advance(header.header_len + len);
+                    if partial.opcode == OpCode::Text {
+                        partial.utf8_checked =
+                            check_utf8_prefix(&partial.data, partial.utf8_checked)?;
+                    }
                     if !header.fin {
                         continue;
                     }
                     let Some(partial) = self.partial.take() else {
                         return Err(FrameError::UnexpectedContinuation);
                     };
-                    let Partial { opcode, data } = *partial;
-                    complete_message(opcode, Bytes::from(data))?
+                    let Partial {
+                        opcode,
+                        data,
+                        utf8_checked,
+                    } = *partial;
+                    // Checked as it arrived: only a character cut short at the end is left.
+                    if opcode == OpCode::Text && utf8_checked != data.len() {
+                        return Err(FrameError::InvalidUtf8);
+                    }
+                    Event::Message {
+                        opcode,
+                        payload: Bytes::from(data),
+                    }
                 }
             };
             return Ok(Some(event));
@@ -444,6 +468,19 @@ fn complete_message(opcode: OpCode, payload: Bytes) -> Result<Event, FrameError>
         return Err(FrameError::InvalidUtf8);
     }
     Ok(Event::Message { opcode, payload })
+}
+
+/// Check `data[from..]`, the part of a text message not checked yet: Err if it holds a
+/// sequence that no further bytes could make valid, else how much of `data` is now known to
+/// be valid (a character cut short at the end waits for the next fragment). Each byte is
+/// checked once (at most 3 again at a fragment boundary), so fail-fast costs nothing extra.
+fn check_utf8_prefix(data: &[u8], from: usize) -> Result<usize, FrameError> {
+    let unchecked = data.get(from..).unwrap_or_default();
+    match std::str::from_utf8(unchecked) {
+        Ok(_) => Ok(data.len()),
+        Err(e) if e.error_len().is_none() => Ok(from + e.valid_up_to()),
+        Err(_) => Err(FrameError::InvalidUtf8),
+    }
 }
 
 fn parse_close(mut payload: Bytes) -> Result<Event, FrameError> {
@@ -883,6 +920,60 @@ mod tests {
                 payload: Bytes::from_static(b"ok \xc3")
             }])
         );
+    }
+
+    #[test]
+    fn fragmented_invalid_utf8_fails_fast() {
+        // Autobahn 6.4.1: the second fragment holds U+110000 (out of range) and is rejected
+        // before the final fragment is sent.
+        let valid = "κόσμε".as_bytes();
+        let mut buf = BytesMut::from(&cframe(false, OpCode::Text, valid)[..]);
+        let mut decoder = MessageDecoder::new();
+        assert_eq!(decoder.decode(&mut buf, &SERVER), Ok(None));
+        assert!(decoder.in_progress());
+        buf.extend(cframe(
+            false,
+            OpCode::Continuation,
+            &[0xf4, 0x90, 0x80, 0x80],
+        ));
+        assert_eq!(
+            decoder.decode(&mut buf, &SERVER),
+            Err(FrameError::InvalidUtf8)
+        );
+        // 6.4.2: the fragment ends on the first byte that makes it invalid (0xf4 0x90).
+        let mut wire = cframe(false, OpCode::Text, valid);
+        wire.extend(cframe(false, OpCode::Continuation, &[0xf4, 0x90]));
+        assert_eq!(decode_all(&wire, &SERVER), Err(FrameError::InvalidUtf8));
+        // A first fragment that is invalid on its own is rejected at once too.
+        assert_eq!(
+            decode_one(&cframe(false, OpCode::Text, &[0x61, 0xff]), &SERVER),
+            Err(FrameError::InvalidUtf8)
+        );
+        // A character cut by a fragment boundary is not an error until it proves wrong:
+        // 0xf4 may start a character, 0xf4 0x90 may not.
+        let mut buf = BytesMut::from(&cframe(false, OpCode::Text, &[0x61, 0xf4])[..]);
+        let mut decoder = MessageDecoder::new();
+        assert_eq!(decoder.decode(&mut buf, &SERVER), Ok(None));
+        buf.extend(cframe(false, OpCode::Continuation, &[0x90]));
+        assert_eq!(
+            decoder.decode(&mut buf, &SERVER),
+            Err(FrameError::InvalidUtf8)
+        );
+        // The same cut completed correctly (U+10FFFF), over three fragments.
+        let mut wire = cframe(false, OpCode::Text, &[0x61, 0xf4]);
+        wire.extend(cframe(false, OpCode::Continuation, &[0x8f]));
+        wire.extend(cframe(true, OpCode::Continuation, &[0xbf, 0xbf]));
+        assert_eq!(
+            decode_all(&wire, &SERVER),
+            Ok(vec![Event::Message {
+                opcode: OpCode::Text,
+                payload: Bytes::from_static("a\u{10FFFF}".as_bytes())
+            }])
+        );
+        // Binary fragments are never checked.
+        let mut wire = cframe(false, OpCode::Binary, &[0xff]);
+        wire.extend(cframe(true, OpCode::Continuation, &[0xfe]));
+        assert!(decode_all(&wire, &SERVER).is_ok());
     }
 
     #[test]
