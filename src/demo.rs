@@ -115,6 +115,7 @@ fn agent_config(
             max_clients: 64,
             idle_timeout: httpws::endpoint::ingress::DEFAULT_CLIENT_IDLE_TIMEOUT,
             request_timeout: httpws::endpoint::ingress::DEFAULT_REQUEST_TIMEOUT,
+            allowed_origins: Vec::new(),
         },
         session,
         listen,

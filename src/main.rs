@@ -19,6 +19,7 @@ use httpws::endpoint::{
 };
 use httpws::proto::address::VirtualAddress;
 use httpws::proto::handshake::Token;
+use httpws::proto::origin;
 use httpws::proxy::{self, DriverChoice, ProxyConfig, TlsFiles, config};
 
 #[global_allocator]
@@ -103,6 +104,11 @@ struct EndpointArgs {
     /// Time allowed to connect and register with the proxy.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     connect_timeout: Duration,
+    /// Ingress: web pages (origins like http://localhost:3000, comma-separated, or `*`) whose
+    /// requests are accepted. Default: none; requests with another Origin, cross-site
+    /// Sec-Fetch-Site, or a DNS-rebinding Host get 403.
+    #[arg(long, value_delimiter = ',', value_parser = origin::parse_allowed)]
+    allowed_origins: Vec<String>,
     /// With a wss:// proxy: trust only the CA certificates in this PEM file (a private CA or
     /// a self-signed proxy certificate) instead of the system's roots.
     #[arg(long)]
@@ -162,6 +168,7 @@ impl EndpointArgs {
                 max_clients: self.max_clients,
                 idle_timeout: endpoint::ingress::DEFAULT_CLIENT_IDLE_TIMEOUT,
                 request_timeout: self.request_timeout,
+                allowed_origins: self.allowed_origins,
             },
             serve,
         })
@@ -233,7 +240,7 @@ struct ProxyArgs {
     /// Browser origins that may open a WebSocket, comma-separated (`https://app.example.com`),
     /// or `*` for any. Handshakes that carry another Origin get 403; clients that send no
     /// Origin (agents, libraries) are unaffected. Default: none, so no web page can connect.
-    #[arg(long, value_delimiter = ',', value_parser = config::parse_allowed_origin)]
+    #[arg(long, value_delimiter = ',', value_parser = origin::parse_allowed)]
     allowed_origins: Vec<String>,
 }
 

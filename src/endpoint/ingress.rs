@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use super::client::is_tunnel_header;
 use super::http1::{self, BodyLength, Http1Error, MAX_HEADERS};
 use super::session::{Failure, Session};
+use crate::proto::origin;
 
 /// Client connections served at once; more wait in the listen backlog.
 pub const DEFAULT_MAX_CLIENTS: usize = 4096;
@@ -34,6 +35,8 @@ pub struct IngressConfig {
     pub max_clients: usize,
     pub idle_timeout: Duration,
     pub request_timeout: Duration,
+    /// Web pages (by `Origin`) that may send requests through the ingress; by default none.
+    pub allowed_origins: Vec<String>,
 }
 
 /// Serve local clients on `listener` until the task is dropped. Each connection's failure
@@ -256,6 +259,12 @@ fn parse_request(head: &[u8], config: &IngressConfig) -> Result<Parsed, LocalErr
     let host_header = http1::single_header(req.headers, "host")
         .map_err(|_| LocalError::new(400, "Host header repeated"))?;
     let (host, path) = request_target(target, host_header)?;
+    refuse_web_pages(
+        req.headers,
+        target.starts_with('/'),
+        host,
+        &config.allowed_origins,
+    )?;
 
     let listed = http1::connection_listed(req.headers);
     let mut out = BytesMut::with_capacity(head.len() + 32);
@@ -286,6 +295,62 @@ fn parse_request(head: &[u8], config: &IngressConfig) -> Result<Parsed, LocalErr
         close: http1::wants_close(version, req.headers),
         expect_continue,
     })
+}
+
+/// Refuse requests that a web page made, so that a page open in a browser on this machine
+/// cannot drive the tunnel (and call endpoints as this agent):
+/// - `Origin` (sent by browsers on cross-origin and non-GET requests) not in
+///   `--allowed-origins`;
+/// - `Sec-Fetch-Site` other than `none` (typed by the user) or `same-origin` (sent by
+///   browsers on every request, including the `<img>` and `<form>` kinds that carry no
+///   Origin);
+/// - DNS rebinding: a page whose own host name was made to resolve to this address sends
+///   origin-form requests with `Host: <its name>:<this port>`. Deliberate clients name the
+///   endpoint alone (`Host: bob`) or use the ingress as a proxy (`curl -x`), so an
+///   origin-form `Host` with a port is refused.
+fn refuse_web_pages(
+    headers: &[httparse::Header<'_>],
+    origin_form: bool,
+    host: &[u8],
+    allowed_origins: &[String],
+) -> Result<(), LocalError> {
+    let forbidden = |reason: String| LocalError {
+        status: 403,
+        token: Some("forbidden"),
+        reason,
+        close: true,
+    };
+    let repeated = |_| LocalError::new(400, "Origin or Sec-Fetch-Site header repeated");
+    if let Some(value) = http1::single_header(headers, "origin").map_err(repeated)? {
+        let text = String::from_utf8_lossy(value);
+        if !origin::allowed(allowed_origins, &text) {
+            return Err(forbidden(format!(
+                "requests from web pages are refused (Origin: {text}); list trusted pages with --allowed-origins"
+            )));
+        }
+        return Ok(());
+    }
+    if let Some(site) = http1::single_header(headers, "sec-fetch-site").map_err(repeated)? {
+        if !(site.eq_ignore_ascii_case(b"none") || site.eq_ignore_ascii_case(b"same-origin")) {
+            return Err(forbidden(format!(
+                "a page of another site made this request (Sec-Fetch-Site: {})",
+                String::from_utf8_lossy(site)
+            )));
+        }
+    }
+    let has_port = host
+        .iter()
+        .rposition(|&b| b == b':')
+        .is_some_and(|i| !host[i + 1..].is_empty() && host[i + 1..].iter().all(u8::is_ascii_digit));
+    if origin_form && has_port {
+        return Err(forbidden(format!(
+            "Host {:?} carries a port, as a browser page sends when its name was pointed at this \
+             ingress (DNS rebinding); name the endpoint alone (Host: bob) or use the ingress as a \
+             proxy (curl -x)",
+            String::from_utf8_lossy(host)
+        )));
+    }
+    Ok(())
 }
 
 /// The target endpoint (`Host` value) and the origin-form path for a request target:
@@ -444,6 +509,7 @@ mod tests {
             max_clients: 4,
             idle_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
+            allowed_origins: Vec::new(),
         }
     }
 
@@ -491,5 +557,31 @@ mod tests {
             status(b"GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
             Some(400)
         );
+    }
+
+    #[test]
+    fn web_pages_cannot_drive_the_ingress() {
+        let verdict = |h: &[u8], allowed: &[&str]| {
+            let mut config = config();
+            config.allowed_origins = allowed.iter().map(|s| s.to_string()).collect();
+            parse_request(h, &config).err().map(|e| (e.status, e.token))
+        };
+        let forbidden = Some((403, Some("forbidden")));
+        let cross = b"GET http://bob/ HTTP/1.1\r\nHost: bob\r\nOrigin: http://evil.example\r\n\r\n";
+        assert_eq!(verdict(cross, &[]), forbidden);
+        assert_eq!(verdict(cross, &["http://evil.example"]), None);
+        assert_eq!(verdict(cross, &["*"]), None);
+        let no_cors = b"GET /img HTTP/1.1\r\nHost: bob\r\nSec-Fetch-Site: cross-site\r\n\r\n";
+        assert_eq!(verdict(no_cors, &[]), forbidden);
+        let typed = b"GET /img HTTP/1.1\r\nHost: bob\r\nSec-Fetch-Site: none\r\n\r\n";
+        assert_eq!(verdict(typed, &[]), None);
+        // DNS rebinding: the page's own name, with the ingress's port, in origin form.
+        let rebound = b"GET /secret HTTP/1.1\r\nHost: rebind.evil.example:8081\r\n\r\n";
+        assert_eq!(verdict(rebound, &[]), forbidden);
+        // The same authority in a proxy-style request is a deliberate client's choice.
+        let proxied = b"GET http://bob:8081/ HTTP/1.1\r\nHost: bob:8081\r\n\r\n";
+        assert_eq!(verdict(proxied, &[]), None);
+        let twice = b"GET /a HTTP/1.1\r\nHost: bob\r\nOrigin: a\r\nOrigin: b\r\n\r\n";
+        assert_eq!(verdict(twice, &["*"]).map(|v| v.0), Some(400));
     }
 }

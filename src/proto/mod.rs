@@ -7,4 +7,5 @@ pub mod handshake;
 pub mod head;
 pub mod head_scanner;
 pub mod indication;
+pub mod origin;
 pub mod request_error;

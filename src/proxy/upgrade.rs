@@ -14,6 +14,7 @@ use crate::proto::frame::{self, OpCode};
 use crate::proto::handshake::{self, HandshakeError, UpgradeRequest};
 use crate::proto::head_scanner::{HeadScanner, ScanError};
 use crate::proto::indication::{self, ErrorToken};
+use crate::proto::origin;
 use crate::proxy::connection::{self, Conn};
 use crate::proxy::router::{Handoff, OutFrame, ShardMessage};
 use crate::proxy::shard::Shard;
@@ -71,7 +72,7 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
         }
     };
     if let Some(origin) = &request.origin {
-        if !origin_allowed(&shard.config.allowed_origins, origin) {
+        if !origin::allowed(&shard.config.allowed_origins, origin) {
             tracing::debug!(%origin, "handshake refused: origin not allowed");
             let reason = "this Origin may not open a WebSocket here (see --allowed-origins)";
             refuse(io, handshake::refusal(403, reason), timeout).await;
@@ -118,15 +119,6 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
         leftover: leftover.freeze(),
     };
     shard.send_to(owner, ShardMessage::Adopt(Box::new(handoff)));
-}
-
-/// Whether a browser page from `origin` may open a WebSocket: listed (compared as ASCII
-/// case-insensitive serialized origins, RFC 6454), or `*` listed.
-pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
-    let origin = origin.trim_end_matches('/');
-    allowed
-        .iter()
-        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }
 
 async fn read_handshake(

@@ -1,0 +1,61 @@
+//! Browser origins (RFC 6454): the `--allowed-origins` lists of the proxy's handshake and the
+//! agent's ingress, and the check of an `Origin` header against one. A request that carries
+//! `Origin` was made by a web page; everything else (agents, libraries, curl) sends none.
+
+/// Whether a page from `origin` may go on: listed (compared as ASCII case-insensitive
+/// serialized origins, RFC 6454), or `*` listed. An empty list allows no page at all.
+pub fn allowed(allowed: &[String], origin: &str) -> bool {
+    let origin = origin.trim_end_matches('/');
+    allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+}
+
+/// Check and normalize one `--allowed-origins` entry: `*`, or a serialized origin
+/// `scheme://host[:port]` (RFC 6454) with no path, lowercased, as browsers send it.
+pub fn parse_allowed(entry: &str) -> Result<String, String> {
+    let entry = entry.trim();
+    if entry == "*" {
+        return Ok(entry.to_owned());
+    }
+    let origin = entry.trim_end_matches('/').to_ascii_lowercase();
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return Err(format!(
+            "{entry:?} is not an origin like https://app.example.com"
+        ));
+    };
+    let scheme_ok = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    let authority_ok = !authority.is_empty() && !authority.contains(['/', '?', '#', '@', ' ']);
+    if !(scheme_ok && authority_ok) {
+        return Err(format!(
+            "{entry:?} is not an origin like https://app.example.com (scheme://host[:port], no path)"
+        ));
+    }
+    Ok(origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_origins_are_normalized_and_checked() {
+        assert_eq!(parse_allowed("*").unwrap(), "*");
+        assert_eq!(
+            parse_allowed("HTTPS://App.Example.com:8443/").unwrap(),
+            "https://app.example.com:8443"
+        );
+        for bad in [
+            "app.example.com",
+            "https://",
+            "https://a/b",
+            "://a",
+            "https://u@a",
+        ] {
+            assert!(parse_allowed(bad).is_err(), "{bad}");
+        }
+    }
+}
