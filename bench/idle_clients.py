@@ -10,11 +10,14 @@ import argparse
 import asyncio
 import base64
 import os
+import ssl
 import sys
 
 
-async def register(host, port, source, name):
-    reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0))
+async def register(host, port, source, name, tls):
+    # With TLS, the certificate must name "localhost" (bench/idle_rss.sh makes one that does).
+    extra = {"ssl": tls, "server_hostname": "localhost"} if tls else {}
+    reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0), **extra)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         (
@@ -40,7 +43,9 @@ async def main():
     parser.add_argument("--conns", type=int, default=10_000)
     parser.add_argument("--sources", type=int, default=8, help="use 127.0.0.2 .. 127.0.0.(1+N)")
     parser.add_argument("--parallel", type=int, default=256)
+    parser.add_argument("--tls-ca", help="connect with TLS (wss://), trusting this PEM CA")
     args = parser.parse_args()
+    tls = ssl.create_default_context(cafile=args.tls_ca) if args.tls_ca else None
 
     sources = [f"127.0.0.{2 + i}" for i in range(args.sources)]
     gate = asyncio.Semaphore(args.parallel)
@@ -48,7 +53,7 @@ async def main():
 
     async def one(i):
         async with gate:
-            writers.append(await register(args.host, args.port, sources[i % len(sources)], f"idle-{i}"))
+            writers.append(await register(args.host, args.port, sources[i % len(sources)], f"idle-{i}", tls))
 
     await asyncio.gather(*(one(i) for i in range(args.conns)))
     print(f"ready {len(writers)}", flush=True)

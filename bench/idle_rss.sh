@@ -7,6 +7,8 @@
 # idle registered connections from bench/idle_clients.py (spread over 127.0.0.2-9), read
 # the RSS again, and report (after - before) / CONNS. The per-process open-files cap
 # (20,000 here) bounds CONNS on this machine; tuning/ covers more on a real host.
+# TLS=1: the same over wss:// (a throwaway self-signed certificate for localhost, made
+# with openssl), to price what a TLS session adds to an idle connection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 counts=("$@")
@@ -17,16 +19,27 @@ bin=target/release/httpws
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
+tls_proxy_args=() tls_client_args=()
+if [ "${TLS:-0}" = 1 ]; then
+  certs=$(mktemp -d)
+  trap 'rm -rf "$certs"' EXIT
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$certs/key.pem" -out "$certs/cert.pem" 2>/dev/null
+  tls_proxy_args=(--tls-cert "$certs/cert.pem" --tls-key "$certs/key.pem")
+  tls_client_args=(--tls-ca "$certs/cert.pem")
+fi
+
 for n in "${counts[@]}"; do
   out=$(mktemp)
-  "$bin" proxy --listen 127.0.0.1:0 --idle-timeout 1h --log warn ${PROXY_ARGS:---shards 2} >"$out" &
+  "$bin" proxy --listen 127.0.0.1:0 --idle-timeout 1h --log warn ${PROXY_ARGS:---shards 2} "${tls_proxy_args[@]}" >"$out" &
   proxy=$!
   for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.05; done
   port=$(grep -o '127.0.0.1:[0-9]*' "$out" | cut -d: -f2)
   sleep 0.5
   before=$(rss_kib "$proxy")
   fifo=$(mktemp -u); mkfifo "$fifo"
-  python3 bench/idle_clients.py --port "$port" --conns "$n" <"$fifo" >"$out.clients" &
+  python3 bench/idle_clients.py --port "$port" --conns "$n" "${tls_client_args[@]}" <"$fifo" >"$out.clients" &
   clients=$!
   exec 3>"$fifo"
   for _ in $(seq 1200); do grep -q '^ready' "$out.clients" && break; sleep 0.1; done
@@ -38,5 +51,5 @@ for n in "${counts[@]}"; do
   kill -TERM "$proxy"; wait "$proxy" || true
   rm -f "$fifo" "$out" "$out.clients"
   per=$(python3 -c "print(f'{($after - $before) * 1024 / $n:.0f}')")
-  echo "conns=$n rss_before_kib=$before rss_after_kib=$after bytes_per_conn=$per"
+  echo "tls=${TLS:-0} conns=$n rss_before_kib=$before rss_after_kib=$after bytes_per_conn=$per"
 done
