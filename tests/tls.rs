@@ -287,7 +287,7 @@ fn agents_over_wss(driver: Driver) {
     let ingress = alice.ingress();
     assert_eq!(alice.wait_registered(IO_TIMEOUT), "alice");
     let scratch = Scratch::new();
-    let upload = scratch.write("up", &common::service::pattern(300_000));
+    let upload = scratch.write("up", &common::service::pattern(4 * 1024 * 1024 + 123));
     let out = curl(&[
         "-x",
         &ingress,
@@ -296,7 +296,7 @@ fn agents_over_wss(driver: Driver) {
         "http://bob/echo",
     ]);
     assert_eq!(out.code, 200, "{}", out.stderr);
-    assert_eq!(out.body, common::service::pattern(300_000));
+    assert_eq!(out.body, common::service::pattern(4 * 1024 * 1024 + 123));
     assert_eq!(service.last_request().header("httpws-from"), Some("alice"));
 }
 

@@ -470,6 +470,7 @@ async fn connect(
         let request =
             handshake::client_request(&config.proxy.authority, &path, &key, config.token.as_ref());
         stream.write_all(request.as_bytes()).await?;
+        stream.flush().await?;
         let mut buf = BytesMut::with_capacity(1024);
         loop {
             if stream.read_buf(&mut buf).await? == 0 {
@@ -776,7 +777,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Out
                 Err(_) => break,
             }
         }
-        if wr.write_all(&buf).await.is_err() {
+        // TLS accepts plaintext before the socket has taken all of its ciphertext: without
+        // the flush, the tail of a batch could wait in rustls until the next write.
+        if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
             return;
         }
         if buf.capacity() > KEEP_WRITE_BUFFER_BYTES {
