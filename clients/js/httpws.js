@@ -1,0 +1,977 @@
+// httpws.js — the httpws endpoint client for browsers and Node (an ES module, no build step,
+// no dependencies).
+//
+// An httpws endpoint holds one WebSocket to an httpws proxy and is known there by a virtual
+// address. Through that socket it calls other endpoints with `fetch()` semantics (each request
+// is one HTTP/1.1 message carrying `Host: <address>` and a `CSeq`, matched to its response)
+// and serves the requests other endpoints send it with an `onrequest` handler that takes a
+// standard `Request` and returns a standard `Response`. It re-registers under the same name
+// when the tunnel drops. The wire contract is docs/protocol.md in the httpws repository.
+//
+//   import { HttpWs } from './httpws.js';
+//   const ep = await HttpWs.connect('wss://relay.example.com', { name: 'alice', token });
+//   ep.onrequest = async (req) => new Response(`hello ${req.headers.get('httpws-from')}`);
+//   const res = await ep.fetch('http://bob/offer', { method: 'POST', body: sdp });
+
+/** Defaults for {@link ConnectOptions}. */
+export const DEFAULTS = Object.freeze({
+  /** Client-side deadline for a response, ms: a backstop behind the proxy's own 30 s. */
+  timeout: 35_000,
+  /** Time allowed from opening the WebSocket to the `:host` indication, ms. */
+  connectTimeout: 10_000,
+  /** Requests this endpoint may have waiting for responses at once. */
+  maxPending: 4096,
+  /** Incoming requests whose handler may run at once (more are answered 503 target-busy). */
+  maxConcurrentHandlers: 1024,
+  /** Largest message sent or accepted, bytes (the proxy's default --max-message-bytes). */
+  maxMessageBytes: 16 * 1024 * 1024,
+  /** Bytes the WebSocket may have buffered unsent before fetch() fails with tunnel-busy. */
+  maxBufferedBytes: 32 * 1024 * 1024,
+  /** First reconnect delay, ms; it doubles on each failed attempt... */
+  reconnectMin: 100,
+  /** ...up to this, ms. Each delay is drawn uniformly from the upper half of the interval. */
+  reconnectMax: 5_000,
+});
+
+/** Largest HTTP head accepted in an incoming message (the proxy's own limit is 16 KiB). */
+const MAX_HEAD_BYTES = 64 * 1024;
+/** Most header lines accepted in an incoming message (the proxy allows 64). */
+const MAX_HEADERS = 100;
+/** Registration refusals that retrying cannot fix (bad name, token or origin). */
+const FATAL_STATUSES = new Set([400, 401, 403, 404]);
+
+const HOP_BY_HOP = [
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
+  'te', 'trailer', 'transfer-encoding', 'upgrade',
+];
+/** Header names a caller may not set on fetch(): the client writes or forbids them. */
+const REFUSED_REQUEST_HEADERS = new Set([
+  ...HOP_BY_HOP, 'host', 'cseq', 'httpws-from', 'content-length', 'expect',
+]);
+/** Header names dropped from a handler's Response: the client writes the framing itself. */
+const DROPPED_RESPONSE_HEADERS = new Set([...HOP_BY_HOP, 'content-length', 'cseq', 'httpws-from']);
+
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+const REASONS = {
+  200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content', 206: 'Partial Content',
+  301: 'Moved Permanently', 302: 'Found', 303: 'See Other', 304: 'Not Modified',
+  307: 'Temporary Redirect', 308: 'Permanent Redirect', 400: 'Bad Request',
+  401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
+  409: 'Conflict', 410: 'Gone', 413: 'Content Too Large', 415: 'Unsupported Media Type',
+  422: 'Unprocessable Content', 429: 'Too Many Requests', 500: 'Internal Server Error',
+  501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+/**
+ * An error from this client. Its `name` (and `code`) is the failure's token:
+ * `tunnel-down`, `target-gone`, `timeout`, `closed`, `message-too-large`, `too-many-pending`,
+ * `tunnel-busy`, `bad-response`, `connect-failed`, `connect-timeout`, `registration-refused`.
+ */
+export class HttpWsError extends Error {
+  /**
+   * @param {string} code the failure's token, also used as `name`
+   * @param {string} message what happened, for people
+   * @param {{cause?: unknown, status?: number}} [extra]
+   */
+  constructor(code, message, extra = {}) {
+    super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
+    this.name = code;
+    this.code = code;
+    /** The registration's HTTP status, where the WebSocket implementation exposes it. */
+    if (extra.status !== undefined) this.status = extra.status;
+  }
+}
+
+/**
+ * Whether `name` is a valid httpws virtual address (DNS host-name rules: labels of
+ * `[a-z0-9-]`, 1–63 characters, not starting or ending with `-`, at most 253 in all).
+ * @param {string} name
+ * @returns {boolean}
+ */
+export function isValidAddress(name) {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 253) return false;
+  return name.toLowerCase().split('.').every((label) => LABEL_RE.test(label));
+}
+
+/**
+ * @typedef {object} ConnectOptions
+ * @property {string} [name] the address to register; default: the URL's path, and with
+ *   neither, the proxy assigns one (kept across reconnects)
+ * @property {string} [token] bearer token (visible ASCII); sent as the `access_token`
+ *   query parameter, percent-encoded, because a browser's WebSocket cannot set headers
+ * @property {typeof WebSocket} [WebSocket] the WebSocket implementation (default
+ *   `globalThis.WebSocket`; in Node before 22 pass the `ws` package's)
+ * @property {object} [wsOptions] third constructor argument for the implementation (for `ws`:
+ *   `{headers: {Authorization: 'Bearer …'}, maxPayload}`); browsers have none
+ * @property {boolean} [reconnect=true] re-register after the tunnel drops
+ * @property {number} [timeout] default response deadline of {@link Endpoint#fetch}, ms
+ * @property {number} [connectTimeout] ms from opening the socket to `:host`
+ * @property {number} [maxPending] requests waiting for responses at once
+ * @property {number} [maxConcurrentHandlers] incoming requests handled at once
+ * @property {number} [maxMessageBytes] largest message sent or accepted
+ * @property {number} [maxBufferedBytes] unsent bytes the socket may hold before fetch fails
+ * @property {number} [reconnectMin] first reconnect delay, ms
+ * @property {number} [reconnectMax] longest reconnect delay, ms
+ * @property {(req: Request, info: RequestInfo) => Response | Promise<Response>} [onrequest]
+ *   handler for incoming requests (may also be set later on the endpoint)
+ */
+
+/**
+ * @typedef {object} RequestInfo
+ * @property {string} from the caller's address (`Httpws-From`, stamped by the proxy)
+ * @property {string} cseq the CSeq the request arrived with
+ */
+
+/**
+ * One endpoint: a registered tunnel to an httpws proxy. Create it with
+ * {@link Endpoint.connect} (or `HttpWs.connect`).
+ *
+ * Events (all `CustomEvent`s with a `detail`):
+ * - `open` — registered (also after each reconnect): `{address, reconnected}`
+ * - `reconnect` — the tunnel is down and another attempt is scheduled:
+ *   `{attempt, delay, code?, reason?, error?}`
+ * - `error` — an `:error` indication from the proxy: `{token, reason, source: 'proxy'}`;
+ *   or one this client found: a failing handler `{token: 'handler-error', reason, error}`,
+ *   an unusable or oversized incoming message `{token: 'bad-message' | 'message-too-large'}`,
+ *   with `source: 'client'`
+ * - `close` — the endpoint is finished (closed, replaced, refused, or the tunnel dropped
+ *   with `reconnect: false`): `{code, reason, error?}`
+ */
+export class Endpoint extends EventTarget {
+  /**
+   * Handler for requests from other endpoints: receives a standard `Request` (url
+   * `http://<this address><path>`, `Httpws-From` among its headers) and the
+   * {@link RequestInfo}, returns a `Response`. Throwing answers 500; without a handler
+   * requests are answered 501 with `Httpws-Error: no-service`.
+   * @type {((req: Request, info: RequestInfo) => Response | Promise<Response>) | null}
+   */
+  onrequest = null;
+
+  #opts;
+  #WebSocket;
+  #wsOptions;
+  #base;
+  #name;
+  #token;
+  /** @type {any} */
+  #ws = null;
+  /** The socket of a registration in progress. */
+  #dialing = null;
+  /** 'connecting' | 'open' | 'down' | 'closed' */
+  #state = 'connecting';
+  #address = null;
+  /** CSeq → waiting fetch. */
+  #pending = new Map();
+  #nextCseq = 1;
+  #handlers = 0;
+  #attempt = 0;
+  #reconnectTimer = null;
+  #replaced = false;
+  #closed;
+  #resolveClosed;
+
+  /**
+   * Prefer {@link Endpoint.connect}, which also waits for registration.
+   * @param {string | URL} url the proxy, `ws://host:port` or `wss://…` (`http(s)://` works too)
+   * @param {ConnectOptions} [options]
+   */
+  constructor(url, options = {}) {
+    super();
+    this.#opts = { ...DEFAULTS, reconnect: true };
+    for (const key of Object.keys(DEFAULTS)) {
+      if (options[key] !== undefined) this.#opts[key] = positive(options[key], key);
+    }
+    if (options.reconnect !== undefined) this.#opts.reconnect = Boolean(options.reconnect);
+    this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof this.#WebSocket !== 'function') {
+      throw new TypeError(
+        'no WebSocket implementation: pass one as {WebSocket} (in Node before 22, the ws package)',
+      );
+    }
+    this.#wsOptions = options.wsOptions;
+    const base = new URL(url);
+    if (base.protocol === 'http:') base.protocol = 'ws:';
+    if (base.protocol === 'https:') base.protocol = 'wss:';
+    if (base.protocol !== 'ws:' && base.protocol !== 'wss:') {
+      throw new TypeError(`the proxy URL must be ws:// or wss://, not ${base.protocol}`);
+    }
+    let name = options.name;
+    if (name === undefined && base.pathname !== '/') name = decodeURIComponent(base.pathname.slice(1));
+    if (name !== undefined && name !== null && name !== '') {
+      if (!isValidAddress(name)) {
+        throw new TypeError(
+          `"${name}" is not a valid httpws address (DNS host-name rules: labels of a-z, 0-9 and -)`,
+        );
+      }
+      this.#name = name.toLowerCase();
+    } else {
+      this.#name = null;
+    }
+    base.pathname = '/';
+    base.search = '';
+    base.hash = '';
+    this.#base = base;
+    this.#token = options.token ?? null;
+    if (this.#token !== null && !/^[\x21-\x7e]+$/.test(this.#token)) {
+      // The proxy refuses other tokens (400); say so here, where the reason can be seen.
+      throw new TypeError('a token must be non-empty visible ASCII (no spaces or control characters)');
+    }
+    if (typeof options.onrequest === 'function') this.onrequest = options.onrequest;
+    this.#closed = new Promise((resolve) => { this.#resolveClosed = resolve; });
+  }
+
+  /**
+   * Open the tunnel and register. Resolves once the proxy's `:host` indication arrives;
+   * rejects with an {@link HttpWsError} (`registration-refused` with `status` where the
+   * WebSocket implementation reveals it, as `ws` does; otherwise `connect-failed`, since a
+   * browser cannot see why a handshake failed) or `connect-timeout`.
+   * @param {string | URL} url
+   * @param {ConnectOptions} [options]
+   * @returns {Promise<Endpoint>}
+   */
+  static async connect(url, options) {
+    const ep = new Endpoint(url, options);
+    try {
+      await ep.#dial();
+    } catch (err) {
+      ep.#finish({ code: 1006, reason: err.message, error: err });
+      throw err;
+    }
+    return ep;
+  }
+
+  /** The registered address (`:host`); after an assigned registration, the assigned one. */
+  get address() {
+    return this.#address;
+  }
+
+  /** Whether the tunnel is registered right now. */
+  get connected() {
+    return this.#state === 'open';
+  }
+
+  /** Requests waiting for their responses. */
+  get pendingCount() {
+    return this.#pending.size;
+  }
+
+  /** Resolves with the `close` event's detail once the endpoint is finished. */
+  get closed() {
+    return this.#closed;
+  }
+
+  /**
+   * Send a request to another endpoint and wait for its response. The URL's host is the
+   * target address (`http://bob/offer`); the request travels as one HTTP/1.1 message. Answers
+   * the proxy makes (unknown address, busy, gone, timeout) come back as `Response`s carrying
+   * an `Httpws-Error` header; this rejects only when no response can come: an
+   * {@link HttpWsError} named `tunnel-down`, `target-gone`, `timeout`, `closed`,
+   * `message-too-large`, `too-many-pending`, `tunnel-busy` or `bad-response`, the signal's
+   * reason when aborted, or a `TypeError` for a bad request (hop-by-hop headers, `Host`,
+   * `CSeq`, `Httpws-From`, `Content-Length`, `Expect` are refused).
+   * @param {string | URL | Request} input
+   * @param {RequestInit & {timeout?: number}} [init] `timeout` in ms overrides the default
+   * @returns {Promise<Response>}
+   */
+  async fetch(input, init) {
+    if (init?.headers !== undefined) checkRequestHeaders(new Headers(init.headers));
+    const request = input instanceof Request && init === undefined ? input : new Request(input, init);
+    checkRequestHeaders(request.headers);
+    const url = new URL(request.url);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new TypeError(`fetch over httpws takes http:// URLs naming the target, not ${url.href}`);
+    }
+    const target = url.hostname;
+    if (!isValidAddress(target)) throw new TypeError(`"${target}" is not a valid httpws address`);
+    const timeout = init?.timeout === undefined ? this.#opts.timeout : positive(init.timeout, 'timeout');
+    const signal = request.signal;
+    signal?.throwIfAborted?.();
+    this.#checkUsable();
+    const limit = this.#opts.maxMessageBytes;
+    const body = await readRequestBody(request, limit);
+    signal?.throwIfAborted?.();
+    this.#checkUsable();
+    const ws = this.#ws;
+    if (this.#pending.size >= this.#opts.maxPending) {
+      throw new HttpWsError('too-many-pending', `${this.#pending.size} requests already wait for responses`);
+    }
+    if (ws.bufferedAmount > this.#opts.maxBufferedBytes) {
+      throw new HttpWsError('tunnel-busy', `${ws.bufferedAmount} bytes wait to be sent on the tunnel`);
+    }
+    const cseq = this.#allocCseq();
+    const lines = [`${request.method} ${url.pathname}${url.search} HTTP/1.1`, `Host: ${target}`, `CSeq: ${cseq}`];
+    for (const [name, value] of request.headers) lines.push(`${name}: ${value}`);
+    if (body !== null || !['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE'].includes(request.method)) {
+      lines.push(`Content-Length: ${body === null ? 0 : body.length}`);
+    }
+    const message = encodeMessage(lines, body);
+    if (message.length > limit) {
+      throw new HttpWsError('message-too-large',
+        `the request is ${message.length} bytes, over the ${limit}-byte limit`);
+    }
+    return new Promise((resolve, reject) => {
+      url.hash = '';
+      const entry = { resolve, reject, method: request.method, url: url.href, timer: null, signal, onAbort: null };
+      entry.timer = setTimeout(() => {
+        this.#settle(cseq)?.reject(new HttpWsError('timeout', `no response from ${target} within ${timeout} ms`));
+      }, Math.min(timeout, 2 ** 31 - 1));
+      if (signal) {
+        entry.onAbort = () => this.#settle(cseq)?.reject(signal.reason);
+        signal.addEventListener('abort', entry.onAbort, { once: true });
+      }
+      this.#pending.set(cseq, entry);
+      try {
+        ws.send(message);
+      } catch (err) {
+        this.#settle(cseq)?.reject(new HttpWsError('tunnel-down', 'the tunnel could not send', { cause: err }));
+      }
+    });
+  }
+
+  /**
+   * Close the tunnel for good: no more reconnects; waiting requests reject with `closed`.
+   * @returns {Promise<object>} the `close` event's detail, once the socket is closed
+   */
+  close() {
+    if (this.#state === 'closed') return this.#closed;
+    const ws = this.#ws;
+    const detail = { code: 1000, reason: 'closed by the application' };
+    this.#state = 'closed';
+    this.#ws = null;
+    clearTimeout(this.#reconnectTimer);
+    this.#failPending('closed', 'the endpoint was closed');
+    try { this.#dialing?.close(); } catch { /* not open yet */ }
+    if (!ws || ws.readyState >= 2) {
+      this.#finish(detail);
+      return this.#closed;
+    }
+    const done = () => {
+      clearTimeout(timer);
+      this.#finish(detail);
+    };
+    // Wait for the closing handshake, but not forever.
+    const timer = setTimeout(done, 2_000);
+    ws.addEventListener('close', done, { once: true });
+    try {
+      ws.close(1000);
+    } catch {
+      done();
+    }
+    return this.#closed;
+  }
+
+  // --- the tunnel ---------------------------------------------------------------------------
+
+  #registrationUrl() {
+    const url = new URL(this.#base);
+    url.pathname = `/${this.#name ?? ''}`;
+    if (this.#token !== null) url.search = `?access_token=${encodeURIComponent(this.#token)}`;
+    return url.href;
+  }
+
+  /** Open one WebSocket and register; resolves with the address from `:host`. */
+  #dial() {
+    return new Promise((resolve, reject) => {
+      const url = this.#registrationUrl();
+      const shownUrl = this.#token === null ? url : url.replace(/access_token=[^&]*/, 'access_token=…');
+      let ws;
+      try {
+        ws = this.#wsOptions === undefined
+          ? new this.#WebSocket(url)
+          : new this.#WebSocket(url, [], this.#wsOptions);
+      } catch (err) {
+        reject(new HttpWsError('connect-failed', `cannot open ${shownUrl}: ${err.message}`, { cause: err }));
+        return;
+      }
+      ws.binaryType = 'arraybuffer';
+      this.#dialing = ws;
+      let registered = false;
+      let settled = false;
+      let opened = false;
+      let lastError;
+      const fail = (err) => {
+        if (this.#dialing === ws) this.#dialing = null;
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        reject(err);
+      };
+      const timer = setTimeout(() => {
+        fail(new HttpWsError('connect-timeout',
+          `no registration from ${shownUrl} within ${this.#opts.connectTimeout} ms`));
+        try { ws.close(); } catch { /* already closing */ }
+      }, this.#opts.connectTimeout);
+      ws.addEventListener('open', () => { opened = true; });
+      ws.addEventListener('error', (event) => {
+        lastError = event?.error ?? event?.message;
+        // The WebSocket API fires close after error, but not every implementation does (Node
+        // 20's experimental one does not, for a refused handshake): act on the error itself.
+        if (registered) {
+          this.#onDown(ws, { code: 1006, reason: String(detailOf(lastError) ?? 'connection error') });
+          try { ws.close(); } catch { /* already closing */ }
+        } else {
+          refused();
+        }
+      });
+      ws.addEventListener('message', (event) => {
+        if (registered) {
+          if (ws === this.#ws) this.#onMessage(ws, event.data);
+          return;
+        }
+        const text = typeof event.data === 'string' ? event.data : new TextDecoder().decode(event.data);
+        const host = /^:host (\S+)$/.exec(text);
+        if (!host || settled || this.#state === 'closed') {
+          if (text.startsWith(':error ')) this.#onIndication(text);
+          fail(new HttpWsError('connect-failed',
+            `expected :host from ${shownUrl}, got ${JSON.stringify(text.slice(0, 100))}`));
+          try { ws.close(); } catch { /* already closing */ }
+          return;
+        }
+        registered = true;
+        settled = true;
+        this.#dialing = null;
+        clearTimeout(timer);
+        const reconnected = this.#address !== null;
+        this.#ws = ws;
+        this.#address = host[1];
+        this.#name = host[1];
+        this.#state = 'open';
+        this.#attempt = 0;
+        resolve(host[1]);
+        this.#emit('open', { address: host[1], reconnected });
+      });
+      ws.addEventListener('close', (event) => {
+        if (registered) this.#onDown(ws, event);
+        else refused();
+      });
+      const refused = () => {
+        const detail = detailOf(lastError);
+        const status = /\b(\d{3})\b/.exec(String(detail ?? ''))?.[1];
+        const what = this.#name === null ? 'an assigned address' : `"${this.#name}"`;
+        if (status !== undefined && /server response/i.test(String(detail))) {
+          fail(new HttpWsError(
+            'registration-refused',
+            `the proxy refused to register ${what}: HTTP ${status} (${explainStatus(Number(status))})`,
+            { status: Number(status), cause: lastError },
+          ));
+        } else {
+          fail(new HttpWsError(
+            'connect-failed',
+            `could not register ${what} at ${shownUrl}${detail ? `: ${detail}` : ''}` +
+              (opened ? ' (the socket closed before :host)' :
+                ' (the proxy is unreachable, or refused the handshake: the name taken (409), ' +
+                'the token missing or not allowed (401/403), or this page\'s origin not in ' +
+                'its --allowed-origins (403); a browser cannot tell which)'),
+            { cause: lastError },
+          ));
+        }
+      };
+    });
+  }
+
+  /** The registered socket closed. */
+  #onDown(ws, event) {
+    if (ws !== this.#ws) return;
+    this.#ws = null;
+    this.#failPending('target-gone', 'the tunnel dropped before the response came');
+    if (this.#state === 'closed') return;
+    const detail = { code: event?.code, reason: event?.reason };
+    if (!this.#opts.reconnect || this.#replaced) {
+      const error = this.#replaced
+        ? new HttpWsError('replaced', 'another connection with the same token took the address')
+        : undefined;
+      this.#finish(error ? { ...detail, error } : detail);
+      return;
+    }
+    this.#state = 'down';
+    this.#scheduleReconnect(detail);
+  }
+
+  #scheduleReconnect(detail) {
+    const ceiling = Math.min(this.#opts.reconnectMax, this.#opts.reconnectMin * 2 ** Math.min(this.#attempt, 30));
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    this.#attempt += 1;
+    this.#reconnectTimer = setTimeout(() => this.#reconnect(), delay);
+    this.#emit('reconnect', { attempt: this.#attempt, delay, ...detail });
+  }
+
+  async #reconnect() {
+    this.#reconnectTimer = null;
+    if (this.#state === 'closed') return;
+    try {
+      await this.#dial();
+    } catch (error) {
+      if (this.#state === 'closed') return;
+      if (FATAL_STATUSES.has(error.status)) {
+        this.#finish({ code: 1006, reason: error.message, error });
+      } else {
+        this.#scheduleReconnect({ error });
+      }
+    }
+  }
+
+  #finish(detail) {
+    if (this.#resolveClosed === null) return;
+    this.#state = 'closed';
+    clearTimeout(this.#reconnectTimer);
+    this.#failPending('closed', 'the endpoint was closed');
+    const resolve = this.#resolveClosed;
+    this.#resolveClosed = null;
+    resolve(detail);
+    this.#emit('close', detail);
+  }
+
+  #checkUsable() {
+    if (this.#state === 'closed') throw new HttpWsError('closed', 'the endpoint is closed');
+    if (this.#state !== 'open' || this.#ws === null) {
+      throw new HttpWsError('tunnel-down', 'the tunnel to the proxy is down; reconnecting');
+    }
+  }
+
+  #allocCseq() {
+    let cseq;
+    do {
+      cseq = this.#nextCseq;
+      this.#nextCseq = cseq >= Number.MAX_SAFE_INTEGER ? 1 : cseq + 1;
+    } while (this.#pending.has(cseq));
+    return cseq;
+  }
+
+  /** Remove a waiting request and its timer; returns its entry (or undefined). */
+  #settle(cseq) {
+    const entry = this.#pending.get(cseq);
+    if (entry === undefined) return undefined;
+    this.#pending.delete(cseq);
+    clearTimeout(entry.timer);
+    if (entry.onAbort) entry.signal.removeEventListener('abort', entry.onAbort);
+    return entry;
+  }
+
+  #failPending(code, message) {
+    for (const cseq of [...this.#pending.keys()]) this.#settle(cseq)?.reject(new HttpWsError(code, message));
+  }
+
+  #emit(type, detail) {
+    let event;
+    if (typeof CustomEvent === 'function') {
+      event = new CustomEvent(type, { detail });
+    } else {
+      event = new Event(type);
+      Object.defineProperty(event, 'detail', { value: detail });
+    }
+    this.dispatchEvent(event);
+  }
+
+  // --- messages -----------------------------------------------------------------------------
+
+  #onIndication(text) {
+    const error = /^:error (\S+)(?: (.*))?$/s.exec(text);
+    if (!error) return; // `:host` after registration, or an indication this client does not know
+    const token = error[1];
+    if (token === 'replaced') this.#replaced = true;
+    this.#emit('error', { token, reason: unquote(error[2] ?? ''), source: 'proxy' });
+  }
+
+  #onMessage(ws, data) {
+    let bytes;
+    if (typeof data === 'string') {
+      if (data.startsWith(':')) {
+        this.#onIndication(data);
+        return;
+      }
+      bytes = new TextEncoder().encode(data);
+    } else if (data instanceof ArrayBuffer) {
+      bytes = new Uint8Array(data);
+    } else if (ArrayBuffer.isView(data)) {
+      bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    } else {
+      return; // a Blob: this implementation ignored binaryType
+    }
+    if (bytes[0] === 0x3a) {
+      this.#onIndication(new TextDecoder().decode(bytes));
+      return;
+    }
+    let message;
+    try {
+      message = parseMessage(bytes);
+      if (bytes.length > this.#opts.maxMessageBytes) {
+        throw Object.assign(
+          new HttpWsError('message-too-large',
+            `a ${bytes.length}-byte message, over the ${this.#opts.maxMessageBytes}-byte limit`),
+          { kind: message.kind, cseq: message.cseq },
+        );
+      }
+    } catch (err) {
+      const code = err.code === 'message-too-large' ? 'message-too-large' : 'bad-response';
+      if (err.kind === 'response' && err.cseq !== null && err.cseq !== undefined) {
+        this.#settle(Number(err.cseq))?.reject(new HttpWsError(code, `unusable response: ${err.message}`));
+      } else if (err.kind === 'request' && err.cseq !== null && err.cseq !== undefined) {
+        const [status, token] = code === 'message-too-large' ? [413, 'message-too-large'] : [400, 'bad-request'];
+        this.#send(ws, errorResponse(err.cseq, status, token, `${err.message}\n`));
+      }
+      this.#emit('error', {
+        token: code === 'message-too-large' ? code : 'bad-message', reason: err.message, source: 'client',
+      });
+      return;
+    }
+    if (message.kind === 'response') {
+      const entry = this.#settle(Number(message.cseq));
+      if (entry === undefined) return; // timed out or aborted already: a late answer
+      try {
+        entry.resolve(toResponse(message, entry.method, entry.url));
+      } catch (err) {
+        entry.reject(new HttpWsError('bad-response', `unusable response: ${err.message}`, { cause: err }));
+      }
+    } else {
+      this.#serve(ws, message);
+    }
+  }
+
+  #send(ws, bytes) {
+    if (ws !== this.#ws) return; // that tunnel is gone: the proxy answered the caller itself
+    try {
+      ws.send(bytes);
+    } catch {
+      // The socket is closing; its close event takes care of the rest.
+    }
+  }
+
+  async #serve(ws, message) {
+    const cseq = message.cseq;
+    const handler = this.onrequest;
+    if (typeof handler !== 'function') {
+      this.#send(ws, errorResponse(cseq, 501, 'no-service', 'this endpoint does not serve requests\n'));
+      return;
+    }
+    if (this.#handlers >= this.#opts.maxConcurrentHandlers) {
+      this.#send(ws, errorResponse(cseq, 503, 'target-busy', 'this endpoint is handling too many requests\n'));
+      return;
+    }
+    let request;
+    try {
+      request = toRequest(message, this.#address);
+    } catch (err) {
+      this.#send(ws, errorResponse(cseq, 400, 'bad-request', `${err.message}\n`));
+      return;
+    }
+    const from = message.headers.find(([name]) => name.toLowerCase() === 'httpws-from')?.[1] ?? '';
+    this.#handlers += 1;
+    let bytes;
+    try {
+      const response = await handler.call(this, request, { from, cseq });
+      if (!response || typeof response.status !== 'number' || typeof response.headers !== 'object' ||
+          response.status < 200 || response.status > 599) {
+        throw new TypeError('onrequest must return a Response with a status from 200 to 599');
+      }
+      const body = await readBody(response.body, this.#opts.maxMessageBytes, 'the response body');
+      bytes = serializeResponse(cseq, response, body, message.method === 'HEAD');
+      if (bytes.length > this.#opts.maxMessageBytes) {
+        throw new HttpWsError('message-too-large',
+          `the response is ${bytes.length} bytes, over the ${this.#opts.maxMessageBytes}-byte limit`);
+      }
+    } catch (error) {
+      this.#emit('error', { token: 'handler-error', reason: String(error?.message ?? error), error, source: 'client' });
+      bytes = errorResponse(cseq, 500, 'service-error', 'the request handler failed\n');
+    } finally {
+      this.#handlers -= 1;
+    }
+    this.#send(ws, bytes);
+  }
+}
+
+/**
+ * Connect an endpoint to the proxy at `url` and register it; see {@link Endpoint.connect}.
+ * @param {string | URL} url
+ * @param {ConnectOptions} [options]
+ * @returns {Promise<Endpoint>}
+ */
+export function connect(url, options) {
+  return Endpoint.connect(url, options);
+}
+
+/** The module's API as one object: `HttpWs.connect(url, options)`. */
+export const HttpWs = Object.freeze({ connect, Endpoint, HttpWsError, isValidAddress, DEFAULTS });
+export default HttpWs;
+
+// --- helpers (HTTP/1.1 in one message) ------------------------------------------------------
+
+function positive(value, what) {
+  const n = Number(value);
+  if (!(n > 0)) throw new TypeError(`${what} must be a positive number, not ${value}`);
+  return n;
+}
+
+function detailOf(error) {
+  return error instanceof Error ? error.message : error;
+}
+
+function explainStatus(status) {
+  switch (status) {
+    case 400: return 'bad request: the name or the handshake is not acceptable';
+    case 401: return 'a token is required, or this one is unknown';
+    case 403: return 'this token may not register that name, or this origin is not allowed';
+    case 409: return 'the name is held by another connection';
+    case 503: return 'the proxy is shutting down';
+    default: return 'refused';
+  }
+}
+
+function checkRequestHeaders(headers) {
+  for (const [name] of headers) {
+    if (REFUSED_REQUEST_HEADERS.has(name.toLowerCase())) {
+      throw new TypeError(`header ${name} cannot be set on an httpws request ` +
+        '(the client writes Host, CSeq and the framing; the proxy writes Httpws-From)');
+    }
+  }
+}
+
+/** A request's body, whole; null for none. */
+async function readRequestBody(request, limit) {
+  if (request.body !== undefined) return readBody(request.body, limit, 'the request body');
+  // Firefox and Safari have no Request.body stream: read it at once, and check afterwards.
+  const bytes = new Uint8Array(await request.arrayBuffer());
+  if (bytes.length > limit) {
+    throw new HttpWsError('message-too-large', `the request body is over the ${limit}-byte message limit`);
+  }
+  return bytes.length === 0 ? null : bytes;
+}
+
+/** Read a body stream whole, refusing more than `limit` bytes; null for no body. */
+async function readBody(stream, limit, what) {
+  if (stream === null || stream === undefined) return null;
+  const reader = stream.getReader();
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    const chunk = value instanceof Uint8Array ? value : new Uint8Array(value);
+    total += chunk.length;
+    if (total > limit) {
+      await reader.cancel().catch(() => {});
+      throw new HttpWsError('message-too-large', `${what} is over the ${limit}-byte message limit`);
+    }
+    chunks.push(chunk);
+  }
+  return concat(chunks, total);
+}
+
+function concat(chunks, total) {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
+/** A head (lines without CRLF) and optional body as one message, the head in Latin-1. */
+function encodeMessage(lines, body) {
+  const head = `${lines.join('\r\n')}\r\n\r\n`;
+  const out = new Uint8Array(head.length + (body === null ? 0 : body.length));
+  for (let i = 0; i < head.length; i++) out[i] = head.charCodeAt(i) & 0xff;
+  if (body !== null) out.set(body, head.length);
+  return out;
+}
+
+function latin1(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 8192) {
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192));
+  }
+  return s;
+}
+
+function indexOfCrlf(bytes, from) {
+  for (let i = from; i + 1 < bytes.length; i++) {
+    if (bytes[i] === 13 && bytes[i + 1] === 10) return i;
+  }
+  return -1;
+}
+
+function unquote(text) {
+  if (!(text.length >= 2 && text.startsWith('"') && text.endsWith('"'))) return text;
+  return text.slice(1, -1).replace(/\\(.)/gs, '$1');
+}
+
+function errorResponse(cseq, status, token, text) {
+  const body = new TextEncoder().encode(text);
+  return encodeMessage([
+    `HTTP/1.1 ${status} ${REASONS[status] ?? ''}`,
+    `CSeq: ${cseq}`,
+    `Httpws-Error: ${token}`,
+    'Content-Type: text/plain; charset=utf-8',
+    `Content-Length: ${body.length}`,
+  ], body);
+}
+
+function serializeResponse(cseq, response, body, isHead) {
+  const status = response.status;
+  const reason = response.statusText || REASONS[status] || '';
+  const lines = [`HTTP/1.1 ${status} ${reason}`, `CSeq: ${cseq}`];
+  for (const [name, value] of response.headers) {
+    if (!DROPPED_RESPONSE_HEADERS.has(name.toLowerCase())) lines.push(`${name}: ${value}`);
+  }
+  if (status !== 204 && status !== 304) {
+    let length = body === null ? 0 : body.length;
+    // A HEAD handler may declare the length of the body it does not send.
+    const declared = response.headers.get('content-length');
+    if (isHead && length === 0 && declared !== null && /^\d+$/.test(declared)) length = Number(declared);
+    lines.push(`Content-Length: ${length}`);
+  }
+  return encodeMessage(lines, isHead || status === 204 || status === 304 ? null : body);
+}
+
+/**
+ * Parse one message into `{kind, method, target, status, reason, headers, cseq, body}`.
+ * Throws an Error carrying `kind` and `cseq` when they could be read, so that the request or
+ * response it belongs to can still be answered.
+ */
+function parseMessage(bytes) {
+  let end = -1;
+  const scan = Math.min(bytes.length, MAX_HEAD_BYTES + 4);
+  for (let i = 0; i + 3 < scan; i++) {
+    if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) {
+      end = i;
+      break;
+    }
+  }
+  if (end < 0) throw new Error('no complete HTTP head');
+  const lines = latin1(bytes.subarray(0, end)).split('\r\n');
+  const start = lines[0];
+  const message = {
+    kind: 'request', method: '', target: '', status: 0, reason: '', headers: [], cseq: null, body: null,
+  };
+  const fail = (what) => Object.assign(new Error(what), { kind: message.kind, cseq: message.cseq });
+  let m;
+  if (start.startsWith('HTTP/')) {
+    message.kind = 'response';
+    m = /^HTTP\/1\.[01] (\d{3})(?: ([^\r\n]*))?$/.exec(start);
+    if (!m) throw fail(`bad status line ${JSON.stringify(start.slice(0, 100))}`);
+    message.status = Number(m[1]);
+    message.reason = m[2] ?? '';
+  } else {
+    m = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^ \r\n]+) HTTP\/1\.[01]$/.exec(start);
+    if (!m) throw fail(`bad request line ${JSON.stringify(start.slice(0, 100))}`);
+    message.method = m[1];
+    message.target = m[2];
+  }
+  if (lines.length - 1 > MAX_HEADERS) throw fail(`more than ${MAX_HEADERS} header lines`);
+  let problem = null;
+  let contentLength = null;
+  let chunked = false;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i];
+    const colon = line.indexOf(':');
+    const name = colon > 0 ? line.slice(0, colon) : '';
+    if (!TOKEN_RE.test(name) || /[\r\n\0]/.test(line)) {
+      problem ??= `bad header line ${JSON.stringify(line.slice(0, 100))}`;
+      continue;
+    }
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    const lower = name.toLowerCase();
+    if (lower === 'cseq') {
+      if (message.cseq !== null || !/^\d{1,20}$/.test(value)) problem ??= 'a missing, repeated or malformed CSeq';
+      else message.cseq = value;
+    } else if (lower === 'content-length') {
+      if (contentLength !== null || !/^\d{1,15}$/.test(value)) problem ??= 'a repeated or malformed Content-Length';
+      else contentLength = Number(value);
+    } else if (lower === 'transfer-encoding') {
+      if (chunked || value.toLowerCase() !== 'chunked') problem ??= `unsupported Transfer-Encoding ${value}`;
+      chunked = true;
+    }
+    message.headers.push([name, value]);
+  }
+  if (message.cseq === null) throw fail('no CSeq');
+  if (problem !== null) throw fail(problem);
+  if (chunked && contentLength !== null) throw fail('both Transfer-Encoding and Content-Length');
+  const rest = bytes.subarray(end + 4);
+  if (chunked) {
+    message.body = decodeChunked(rest, fail);
+  } else if (contentLength !== null) {
+    if (rest.length > contentLength) throw fail('more body than its Content-Length');
+    // Less is allowed in a response: one to HEAD declares a length it does not carry.
+    if (rest.length < contentLength && message.kind === 'request') throw fail('less body than its Content-Length');
+    message.body = rest;
+  } else {
+    message.body = rest; // no length: the body is the rest of the message
+  }
+  return message;
+}
+
+function decodeChunked(bytes, fail) {
+  const chunks = [];
+  let total = 0;
+  let pos = 0;
+  for (;;) {
+    const eol = indexOfCrlf(bytes, pos);
+    if (eol < 0) throw fail('an incomplete chunked body');
+    const size = latin1(bytes.subarray(pos, eol)).split(';')[0].trim();
+    if (!/^[0-9a-fA-F]{1,8}$/.test(size)) throw fail('a bad chunk size');
+    const n = parseInt(size, 16);
+    pos = eol + 2;
+    if (n === 0) break;
+    if (pos + n + 2 > bytes.length || bytes[pos + n] !== 13 || bytes[pos + n + 1] !== 10) {
+      throw fail('an incomplete chunked body');
+    }
+    chunks.push(bytes.subarray(pos, pos + n));
+    total += n;
+    pos += n + 2;
+  }
+  for (;;) { // trailer lines, dropped, up to the blank line
+    const eol = indexOfCrlf(bytes, pos);
+    if (eol < 0) throw fail('an incomplete chunked body');
+    const blank = eol === pos;
+    pos = eol + 2;
+    if (blank) break;
+  }
+  if (pos !== bytes.length) throw fail('bytes after the chunked body');
+  return concat(chunks, total);
+}
+
+function toResponse(message, method, url) {
+  const headers = new Headers();
+  for (const [name, value] of message.headers) {
+    const lower = name.toLowerCase();
+    if (lower !== 'cseq' && lower !== 'transfer-encoding') headers.append(name, value);
+  }
+  const status = message.status;
+  if (status < 200 || status > 599) throw new Error(`status ${status} cannot be a final response`);
+  const noBody = method === 'HEAD' || status === 204 || status === 205 || status === 304;
+  let response;
+  try {
+    response = new Response(noBody ? null : message.body, { status, statusText: message.reason, headers });
+  } catch {
+    response = new Response(noBody ? null : message.body, { status, headers });
+  }
+  Object.defineProperty(response, 'url', { value: url });
+  return response;
+}
+
+function toRequest(message, address) {
+  let path = message.target;
+  if (!path.startsWith('/')) {
+    if (path === '*') path = '/';
+    else {
+      const absolute = new URL(path);
+      path = absolute.pathname + absolute.search;
+    }
+  }
+  const headers = new Headers();
+  for (const [name, value] of message.headers) {
+    const lower = name.toLowerCase();
+    if (lower !== 'cseq' && lower !== 'content-length' && lower !== 'transfer-encoding') headers.append(name, value);
+  }
+  const init = { method: message.method, headers };
+  if (message.body.length > 0) {
+    if (message.method === 'GET' || message.method === 'HEAD') {
+      throw new Error(`a ${message.method} request with a body cannot be handled as a fetch Request`);
+    }
+    init.body = message.body;
+  }
+  return new Request(`http://${address}${path}`, init);
+}
