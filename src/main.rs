@@ -127,10 +127,12 @@ impl EndpointArgs {
         if self.ca.is_some() && !proxy.tls {
             anyhow::bail!("--ca is for a wss:// proxy; {proxy} is plain ws://");
         }
-        let tls = match (&self.ca, proxy.tls) {
-            (Some(ca), _) => Some(endpoint::tls::client_config(Some(ca)).context("--ca")?),
-            (None, true) => Some(endpoint::tls::client_config(None).context("wss:// proxy")?),
-            (None, false) => None,
+        // Resolved here rather than left to the session, so a bad --ca stops the agent at once.
+        let tls = match proxy.tls {
+            true => {
+                Some(endpoint::tls::client_config(self.ca.as_deref()).context("TLS to the proxy")?)
+            }
+            false => None,
         };
         let mut session = SessionConfig::new(proxy);
         session.tls = tls;

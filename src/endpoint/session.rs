@@ -364,18 +364,33 @@ impl Backoff {
 /// The session's life: connect, run the link, fail what waited on it, back off, repeat.
 async fn supervise(shared: Arc<Shared>) {
     let config = &shared.config;
-    let tls = match (config.proxy.tls, &config.tls) {
-        (false, _) => None,
-        (true, Some(tls)) => Some(tls.clone()),
-        (true, None) => match super::tls::client_config(None) {
+    // Problems no retry can fix are found once, here: no trust anchors, or a host that can
+    // never match a certificate.
+    let tls = if config.proxy.tls {
+        let tls = match &config.tls {
+            Some(tls) => Ok(tls.clone()),
+            None => super::tls::client_config(None).map_err(|e| e.to_string()),
+        };
+        let checked = tls.and_then(
+            |tls| match ServerName::try_from(config.proxy.host.as_str()) {
+                Ok(_) => Ok(tls),
+                Err(_) => Err(format!(
+                    "{:?} is not a valid TLS server name",
+                    config.proxy.host
+                )),
+            },
+        );
+        match checked {
             Ok(tls) => Some(tls),
-            Err(e) => {
-                let fatal = Fatal::Tls(e.to_string());
+            Err(why) => {
+                let fatal = Fatal::Tls(why);
                 tracing::error!(error = %fatal, "tunnel: giving up");
                 shared.status.send_replace(Status::Failed(fatal));
                 return;
             }
-        },
+        }
+    } else {
+        None
     };
     let mut stop = shared.stop.subscribe();
     let mut backoff = Backoff::new(config.reconnect_initial, config.reconnect_max);

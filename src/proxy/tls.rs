@@ -66,8 +66,8 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .with_single_cert(chain, key)?;
     // The WebSocket handshake is HTTP/1.1; say so for clients that offer ALPN.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // Resumption tickets would be per-shard state that a moved connection cannot take along;
-    // the stateful session cache is shared and thread-safe, so that one stays.
+    // Resumption uses rustls' default stateful cache, shared by all shards; a reload (SIGHUP)
+    // starts a new one, so clients do a full handshake once after a certificate renewal.
     Ok(Arc::new(config))
 }
 
@@ -86,13 +86,14 @@ impl std::fmt::Debug for TlsStream {
 impl TlsStream {
     /// Start a session; the TLS handshake runs as the stream is first read.
     pub fn accept(io: TcpStreamPoll, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
-        let tls = ServerConnection::new(config).map_err(io::Error::other)?;
+        let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
+        // The limit is part of the session, so it travels with it between shards.
+        tls.set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
         Ok(Self::from_parts(io, Box::new(tls)))
     }
 
     /// Put a stream back together after the socket and session changed threads.
-    pub fn from_parts(io: TcpStreamPoll, mut tls: Box<ServerConnection>) -> Self {
-        tls.set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
+    pub fn from_parts(io: TcpStreamPoll, tls: Box<ServerConnection>) -> Self {
         Self { io, tls }
     }
 
@@ -127,19 +128,29 @@ impl AsyncRead for TlsStream {
         let this = self.get_mut();
         let mut tcp_closed = false;
         loop {
+            // Decrypt whatever records are buffered; an error queues an alert for the peer.
+            let state = match this.tls.process_new_packets() {
+                Ok(state) => state,
+                Err(e) => {
+                    let _ = this.poll_send_tls(cx);
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+                }
+            };
             // Plaintext already decrypted goes first (it may be all a moved connection has).
-            match this.tls.reader().read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    // n == 0: the peer's close_notify, a clean end of stream.
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                // Closed mid-handshake: nothing more will ever arrive.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && tcp_closed => {
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
+            // Only as many bytes as are waiting are initialized: zeroing the whole spare room
+            // of the shard's read block on every read would cost a memset per read.
+            let waiting = state.plaintext_bytes_to_read();
+            if waiting > 0 && buf.remaining() > 0 {
+                let dst = buf.initialize_unfilled_to(waiting.min(buf.remaining()));
+                let n = this.tls.reader().read(dst)?;
+                buf.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            // A close_notify, or TCP closed without one: either way the stream has ended. A
+            // truncation needs no TLS-level error: the WebSocket close handshake is missing
+            // and the connection layer treats that as a dropped peer.
+            if state.peer_has_closed() || tcp_closed || buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
             }
             // Handshake messages and alerts must go out before we wait for the peer's reply;
             // a full socket here registers for writability, which wakes us just the same.
@@ -151,16 +162,10 @@ impl AsyncRead for TlsStream {
                 cx,
             };
             match this.tls.read_tls(&mut socket) {
-                // TCP closed: the reader now reports a clean end or a truncation.
                 Ok(0) => tcp_closed = true,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
                 Err(e) => return Poll::Ready(Err(e)),
-            }
-            if let Err(e) = this.tls.process_new_packets() {
-                // Let the peer see the alert rustls queued, then fail.
-                let _ = this.poll_send_tls(cx);
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
             }
         }
     }

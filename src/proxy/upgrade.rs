@@ -53,7 +53,7 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
     };
     let timeout = shard.config.handshake_timeout;
     let max = shard.config.max_handshake_bytes;
-    let mut buf = BytesMut::with_capacity(HANDSHAKE_READ_BYTES.min(max + 1));
+    let mut buf = BytesMut::with_capacity(HANDSHAKE_READ_BYTES.min(max));
     let parsed = match monoio::time::timeout(timeout, read_handshake(&mut io, &mut buf, max)).await
     {
         Ok(result) => result,
@@ -131,8 +131,8 @@ async fn read_handshake(
     let mut scanner = HeadScanner::new(max, handshake::MAX_HANDSHAKE_HEADERS);
     loop {
         match scanner.scan(buf) {
-            Ok(Some(_)) => {
-                return match handshake::parse_upgrade(buf, max) {
+            Ok(Some(end)) => {
+                return match handshake::parse_upgrade(&buf[..end], max) {
                     Ok(Some(parsed)) => Ok(parsed),
                     Ok(None) => Err(Refusal::Handshake(HandshakeError::Malformed(
                         "incomplete request head".into(),
@@ -148,10 +148,8 @@ async fn read_handshake(
                 return Err(Refusal::Handshake(HandshakeError::Malformed(e.to_string())));
             }
         }
-        // Room for at most one byte past the limit: enough for the parser to say "too large".
-        let room = (max + 1)
-            .saturating_sub(buf.len())
-            .min(HANDSHAKE_READ_BYTES);
+        // Never read past the limit: the scanner refuses a head that reaches it unfinished.
+        let room = max.saturating_sub(buf.len()).min(HANDSHAKE_READ_BYTES);
         buf.reserve(room.max(1));
         let n = std::future::poll_fn(|cx| connection::poll_read_buf(io, cx, buf))
             .await
