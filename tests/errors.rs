@@ -12,22 +12,10 @@ mod common;
 
 use common::parse_error_indication;
 
-use common::{Driver, Endpoint, Http, Proxy, RawClient, connect};
+use common::{Driver, Endpoint, Http, Proxy, RawClient, assert_proxy_error, connect};
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
-
-/// Assert `response` is the proxy's own answer: `status`, `Httpws-Error: token`, `cseq`.
-#[track_caller]
-fn assert_proxy_error(response: &Http, status: u16, token: &str, cseq: u64) {
-    assert_eq!(response.status(), status, "{response:?}");
-    assert_eq!(
-        response.all("httpws-error"),
-        vec![token],
-        "Httpws-Error token: {response:?}"
-    );
-    assert_eq!(response.cseq(), cseq, "the caller's CSeq: {response:?}");
-}
 
 /// Read the next message and assert it is `:error <token> "…"`.
 #[track_caller]

@@ -37,12 +37,7 @@ macro_rules! hostile_cases {
     };
 }
 
-const FIN: u8 = 0x80;
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-const PONG: u8 = 0xa;
+use common::wire::{BINARY, CLOSE, FIN, PING, PONG, TEXT};
 
 // =============================================================================================
 // Bystanders and other helpers
@@ -101,13 +96,7 @@ impl Bystanders {
 /// `text/plain` reason.
 #[track_caller]
 fn assert_proxy_error(response: &Http, status: u16, token: &str, cseq: u64) {
-    assert_eq!(response.status(), status, "{response:?}");
-    assert_eq!(
-        response.all("httpws-error"),
-        vec![token],
-        "Httpws-Error token: {response:?}"
-    );
-    assert_eq!(response.cseq(), cseq, "the caller's CSeq: {response:?}");
+    common::assert_proxy_error(response, status, token, cseq);
     assert!(
         !response.body.trim().is_empty(),
         "a proxy error gives a reason: {response:?}"

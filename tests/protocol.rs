@@ -5,14 +5,7 @@ mod common;
 
 use common::{Driver, Endpoint, Http, Proxy, RawClient, connect};
 
-const FIN: u8 = 0x80;
-const RSV1: u8 = 0x40;
-const CONTINUATION: u8 = 0x0;
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-const PONG: u8 = 0xa;
+use common::wire::{BINARY, CLOSE, CONTINUATION, FIN, PING, PONG, RSV1, TEXT};
 
 /// A proxy with a small message limit, and a bystander pair `alice` → `bob`.
 struct Scene {

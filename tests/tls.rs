@@ -75,6 +75,14 @@ impl Certs {
     }
 }
 
+/// `httpws endpoint --proxy wss://localhost:PORT --name NAME --ca CA <extra…>`.
+fn wss_agent(proxy: &Proxy, name: &str, ca: &str, extra: &[&str]) -> Agent {
+    let url = format!("wss://localhost:{}", proxy.addr.port());
+    let mut args = vec!["--name", name, "--ca", ca];
+    args.extend_from_slice(extra);
+    Agent::start_url(&url, &args)
+}
+
 fn tls_proxy(driver: Driver, certs: &Certs) -> Proxy {
     Proxy::start(
         driver,
@@ -224,35 +232,18 @@ fn untrusted_certificate_is_refused_by_the_client(driver: Driver) {
     );
     // The agent with the wrong --ca never registers, and says why.
     let service = Service::start();
-    let url = format!("wss://localhost:{}", proxy.addr.port());
-    let mut agent = Agent::start_url(
-        &url,
-        &[
-            "--name",
-            "bob",
-            "--serve",
-            &service.url(),
-            "--ca",
-            &other.ca(),
-            "--reconnect-max",
-            "200ms",
-        ],
+    let serve = service.url();
+    let mut agent = wss_agent(
+        &proxy,
+        "bob",
+        &other.ca(),
+        &["--serve", &serve, "--reconnect-max", "200ms"],
     );
     assert_eq!(agent.try_registered(Duration::from_secs(2)), None);
     assert!(agent.running(), "a TLS failure is retried, not fatal");
     // ...and bob is still free for the agent with the right CA.
     drop(agent);
-    let mut good = Agent::start_url(
-        &url,
-        &[
-            "--name",
-            "bob",
-            "--serve",
-            &service.url(),
-            "--ca",
-            &certs.ca(),
-        ],
-    );
+    let mut good = wss_agent(&proxy, "bob", &certs.ca(), &["--serve", &serve]);
     assert_eq!(good.wait_registered(IO_TIMEOUT), "bob");
 }
 
@@ -260,30 +251,9 @@ fn agents_over_wss(driver: Driver) {
     let certs = Certs::new("a");
     let proxy = tls_proxy(driver, &certs);
     let service = Service::start();
-    let url = format!("wss://localhost:{}", proxy.addr.port());
-    let mut bob = Agent::start_url(
-        &url,
-        &[
-            "--name",
-            "bob",
-            "--serve",
-            &service.url(),
-            "--ca",
-            &certs.ca(),
-        ],
-    );
+    let mut bob = wss_agent(&proxy, "bob", &certs.ca(), &["--serve", &service.url()]);
     assert_eq!(bob.wait_registered(IO_TIMEOUT), "bob");
-    let mut alice = Agent::start_url(
-        &url,
-        &[
-            "--name",
-            "alice",
-            "--listen",
-            "127.0.0.1:0",
-            "--ca",
-            &certs.ca(),
-        ],
-    );
+    let mut alice = wss_agent(&proxy, "alice", &certs.ca(), &["--listen", "127.0.0.1:0"]);
     let ingress = alice.ingress();
     assert_eq!(alice.wait_registered(IO_TIMEOUT), "alice");
     let scratch = Scratch::new();

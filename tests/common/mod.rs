@@ -429,3 +429,27 @@ pub fn owner_shard(name: &str, shards: u64) -> u64 {
 
 pub mod agent;
 pub mod service;
+
+/// First-byte bits of a raw WebSocket frame, for tests that write frames by hand.
+pub mod wire {
+    pub const FIN: u8 = 0x80;
+    pub const RSV1: u8 = 0x40;
+    pub const CONTINUATION: u8 = 0x0;
+    pub const TEXT: u8 = 0x1;
+    pub const BINARY: u8 = 0x2;
+    pub const CLOSE: u8 = 0x8;
+    pub const PING: u8 = 0x9;
+    pub const PONG: u8 = 0xa;
+}
+
+/// Assert `response` is the proxy's own answer: `status`, `Httpws-Error: token`, `cseq`.
+#[track_caller]
+pub fn assert_proxy_error(response: &Http, status: u16, token: &str, cseq: u64) {
+    assert_eq!(response.status(), status, "{response:?}");
+    assert_eq!(
+        response.all("httpws-error"),
+        vec![token],
+        "Httpws-Error token: {response:?}"
+    );
+    assert_eq!(response.cseq(), cseq, "the caller's CSeq: {response:?}");
+}
