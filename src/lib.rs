@@ -17,7 +17,10 @@
 //!   goes over lock-free queues ([`proxy::router`]); CSeq remapping lives in
 //!   [`proxy::pending`]; limits and defaults in [`proxy::config`].
 //! - [`endpoint`]: the endpoint agent and client library (its own issue).
+//! - [`tls`]: PEM loading and the crypto provider shared by the proxy's `wss://` listener
+//!   and the endpoint's `wss://` client.
 
 pub mod endpoint;
 pub mod proto;
 pub mod proxy;
+pub mod tls;

@@ -27,6 +27,7 @@ use crate::proto::frame::{
 };
 use crate::proto::handshake::{self, ClientHandshakeError};
 use crate::proto::head::{self, HeadKind, HeadLimits};
+use crate::proto::head_scanner::{HeadScanner, ScanError};
 use crate::proto::indication::{self, ErrorToken, Indication};
 
 /// Largest handshake response head accepted from the proxy.
@@ -487,16 +488,32 @@ async fn connect(
         stream.write_all(request.as_bytes()).await?;
         stream.flush().await?;
         let mut buf = BytesMut::with_capacity(1024);
+        // Each byte is scanned once; the response is parsed once, when its head is complete.
+        let mut scanner = HeadScanner::new(
+            MAX_HANDSHAKE_RESPONSE_BYTES,
+            handshake::MAX_HANDSHAKE_HEADERS,
+        );
         loop {
             if stream.read_buf(&mut buf).await? == 0 {
                 return Err(ConnectError::NotRegistered);
             }
-            match handshake::parse_response(&buf, &key, MAX_HANDSHAKE_RESPONSE_BYTES) {
+            let end = match scanner.scan(&buf) {
+                Ok(Some(end)) => end,
+                Ok(None) => continue,
+                Err(ScanError::TooLarge) => return Err(ClientHandshakeError::HeadTooLarge.into()),
+                Err(e @ ScanError::BareLf) => {
+                    return Err(ClientHandshakeError::Malformed(e.to_string()).into());
+                }
+            };
+            match handshake::parse_response(&buf[..end], &key, MAX_HANDSHAKE_RESPONSE_BYTES) {
                 Ok(Some(head_len)) => {
                     let leftover = buf.split_off(head_len);
                     return Ok((stream, leftover));
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    let why = "incomplete response head".to_owned();
+                    return Err(ClientHandshakeError::Malformed(why).into());
+                }
                 // A bad name or token will be just as bad next time.
                 Err(ClientHandshakeError::Refused { status, reason })
                     if matches!(status, 400 | 401 | 403 | 404) =>

@@ -15,8 +15,8 @@ use std::task::{Context, Poll};
 use monoio::io::poll_io::{AsyncRead, AsyncWrite, ReadBuf};
 use monoio::net::tcp::stream_poll::TcpStreamPoll;
 use rustls::ServerConnection;
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Ciphertext rustls may hold for one connection before writes wait for the socket: bounds
 /// per-connection memory the way the plain path's queue limit does.
@@ -44,12 +44,10 @@ pub enum TlsError {
 /// Build the server configuration: the chain in `cert` (leaf first), the key in `key`
 /// (PKCS#8, PKCS#1 or SEC1 PEM). TLS 1.2 and 1.3, ring's cipher suites, no client certificates.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| TlsError::Cert {
-            path: cert.to_owned(),
-            source,
-        })?;
+    let chain = crate::tls::load_certificates(cert).map_err(|source| TlsError::Cert {
+        path: cert.to_owned(),
+        source,
+    })?;
     if chain.is_empty() {
         return Err(TlsError::NoCert {
             path: cert.to_owned(),
@@ -59,13 +57,11 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         path: key.to_owned(),
         source,
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(crate::tls::crypto_provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
-    // The WebSocket handshake is HTTP/1.1; say so for clients that offer ALPN.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![crate::tls::ALPN_HTTP1.to_vec()];
     // Resumption uses rustls' default stateful cache, shared by all shards; a reload (SIGHUP)
     // starts a new one, so clients do a full handshake once after a certificate renewal.
     Ok(Arc::new(config))
