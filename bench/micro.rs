@@ -8,7 +8,8 @@ use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use httpws::proto::frame::{DecoderConfig, MessageDecoder, OpCode, Role, encode_frame, unmask};
 use httpws::proto::head::{self, HeadLimits};
-use httpws::proxy::router::{ConnKey, Delivery, OutFrame, ShardMessage, ShardRouter};
+use httpws::proto::ingress::{self, Forwarded, IngressHead};
+use httpws::proxy::router::{CallerKind, ConnKey, Delivery, OutFrame, ShardMessage, ShardRouter};
 
 const REQUEST: &[u8] = b"POST /offer HTTP/1.1\r\nHost: bob\r\nCSeq: 123456\r\n\
 Content-Type: application/sdp\r\nContent-Length: 64\r\nHttpws-From: mallory\r\n\r\n\
@@ -81,12 +82,56 @@ fn heads(c: &mut Criterion) {
     group.finish();
 }
 
+/// What curl sends through the public ingress.
+const INGRESS_REQUEST: &[u8] =
+    b"GET /api/items?page=2 HTTP/1.1\r\nHost: svc.tunnel.example.com\r\n\
+User-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
+/// A service's answer as the agent relays it.
+const INGRESS_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nCSeq: 17\r\nContent-Type: text/plain\r\n\
+Connection: keep-alive\r\nContent-Length: 3\r\n\r\nok\n";
+
+/// The public ingress's per-request head work: check the caller's head and write the relayed
+/// one; on the way back, write the caller's response head from the target's message.
+fn ingress_heads(c: &mut Criterion) {
+    let limits = HeadLimits::default();
+    let domains = vec!["tunnel.example.com".to_owned()];
+    let forwarded = Forwarded {
+        peer: "203.0.113.7".parse().expect("ip"),
+        tls: false,
+    };
+    let mut arena = BytesMut::with_capacity(64 * 1024);
+    let mut group = c.benchmark_group("ingress");
+    group.bench_function("parse_request", |b| {
+        b.iter(|| {
+            if arena.capacity() < 1024 {
+                arena.reserve(64 * 1024);
+            }
+            let parsed = ingress::parse_request(INGRESS_REQUEST, &domains, forwarded, &mut arena);
+            assert!(matches!(parsed, Ok(IngressHead::Relay(_))));
+            arena.split().freeze()
+        });
+    });
+    group.bench_function("inspect_and_write_response", |b| {
+        b.iter(|| {
+            let info = head::inspect(INGRESS_RESPONSE, &limits).expect("valid head");
+            if arena.capacity() < 1024 {
+                arena.reserve(64 * 1024);
+            }
+            head::write_http_head(&mut arena, INGRESS_RESPONSE, &info, 3, false)
+                .expect("relayable");
+            arena.split().freeze()
+        });
+    });
+    group.finish();
+}
+
 fn delivery(cseq: u64) -> ShardMessage {
     ShardMessage::Respond(Delivery {
         to: ConnKey {
             index: 1,
             generation: 0,
         },
+        kind: CallerKind::WebSocket,
         origin_cseq: cseq,
         frame: OutFrame {
             head: Bytes::from_static(b"head"),
@@ -140,5 +185,5 @@ fn cross_shard(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, frames, heads, cross_shard);
+criterion_group!(benches, frames, heads, ingress_heads, cross_shard);
 criterion_main!(benches);

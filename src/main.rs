@@ -116,6 +116,10 @@ struct EndpointArgs {
     /// Worker threads (1: a single-threaded runtime, the cheapest per request).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Take calls from the internet: register as public, so the proxy's public HTTP ingress
+    /// relays requests for this name (without it, they get 403).
+    #[arg(long)]
+    public: bool,
 }
 
 impl EndpointArgs {
@@ -140,6 +144,7 @@ impl EndpointArgs {
             session.name = Some(VirtualAddress::parse(name.as_bytes()).context("--name")?);
         }
         session.token = self.token.map(Token::new);
+        session.public = self.public;
         session.connect_timeout = self.connect_timeout;
         session.ping_interval = self.ping_interval;
         session.pong_timeout = self.pong_timeout;
@@ -244,6 +249,29 @@ struct ProxyArgs {
     /// Origin (agents, libraries) are unaffected. Default: none, so no web page can connect.
     #[arg(long, value_delimiter = ',', value_parser = origin::parse_allowed)]
     allowed_origins: Vec<String>,
+    /// Public HTTP ingress: a domain whose subdomains name endpoints, so that
+    /// `bob.<domain>` reaches `bob` (repeatable, or comma-separated). A bare `Host: bob`
+    /// always works. Plain HTTP requests (no Upgrade) on --listen go to the ingress.
+    #[arg(long = "domain", value_delimiter = ',', value_parser = parse_domain)]
+    domains: Vec<String>,
+    /// Also serve the public HTTP ingress (only; no registrations) on this plain-HTTP address.
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// Serve the JavaScript client at /httpws.js (to Host: the proxy's own address).
+    #[arg(long)]
+    serve_client: bool,
+    /// Serve the WebRTC signaling demo at /webrtc/ (and the client); pages it serves may open
+    /// WebSockets back to it.
+    #[arg(long)]
+    serve_demo: bool,
+}
+
+/// A `--domain`: a host name (the virtual-address grammar), lowercase, no trailing dot.
+fn parse_domain(s: &str) -> Result<String, String> {
+    let name = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    httpws::proto::address::VirtualAddress::validate(name.as_bytes())
+        .map_err(|e| format!("{s:?} is not a domain name: {e}"))?;
+    Ok(name)
 }
 
 impl Default for ProxyArgs {
@@ -284,6 +312,10 @@ impl ProxyArgs {
                 _ => None,
             },
             allowed_origins: self.allowed_origins,
+            domains: self.domains,
+            http_listen: self.http_listen,
+            serve_client: self.serve_client,
+            serve_demo: self.serve_demo,
         }
     }
 }
@@ -357,6 +389,9 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port.
     let scheme = if tls { "wss" } else { "ws" };
     println!("httpws proxy listening on {scheme}://{addr}");
+    if let Some(http) = running.http_addr() {
+        println!("httpws proxy public HTTP ingress on http://{http}");
+    }
     std::io::stdout().flush().ok();
 
     let handle = running.shutdown_handle();

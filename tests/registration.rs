@@ -376,9 +376,17 @@ fn http_1_0_is_refused_with_400(driver: Driver) {
     fresh_pair_exchanges(&proxy);
 }
 
-fn plain_get_without_upgrade_is_refused_with_426(driver: Driver) {
+/// A request without `Upgrade` is plain HTTP for the public ingress (no endpoint is named
+/// `x`: 404); one that asks for another protocol than WebSocket is refused with 426.
+fn plain_get_goes_to_the_ingress_and_other_upgrades_get_426(driver: Driver) {
     let proxy = Proxy::start(driver, &[]);
     let head = raw_handshake(&proxy, "GET /bob HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status_of(&head), 404, "{head}");
+    assert!(head.contains("Httpws-Error: unknown-address"), "{head}");
+    let head = raw_handshake(
+        &proxy,
+        "GET /bob HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+    );
     assert_eq!(status_of(&head), 426, "{head}");
     fresh_pair_exchanges(&proxy);
 }
@@ -510,7 +518,7 @@ on_both_drivers!(
     wrong_websocket_version_is_refused_with_426_naming_13,
     post_is_refused_with_400,
     http_1_0_is_refused_with_400,
-    plain_get_without_upgrade_is_refused_with_426,
+    plain_get_goes_to_the_ingress_and_other_upgrades_get_426,
     oversized_handshake_head_is_refused_with_431,
     stalled_handshakes_are_closed_after_the_handshake_timeout,
 );

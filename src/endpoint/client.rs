@@ -68,6 +68,15 @@ impl EndpointBuilder {
         self
     }
 
+    /// Take calls from the internet: register as public (`?public=1`), so the proxy's public
+    /// HTTP ingress relays requests for this name. Endpoints are private by default.
+    pub fn public(mut self, public: bool) -> Self {
+        if let Ok(config) = &mut self.config {
+            config.public = public;
+        }
+        self
+    }
+
     /// With a `wss://` proxy, trust only the CA certificates in this PEM file instead of the
     /// system's roots.
     pub fn ca_file(mut self, path: impl AsRef<std::path::Path>) -> Self {

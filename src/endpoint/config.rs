@@ -128,6 +128,8 @@ pub struct SessionConfig {
     pub max_incoming: usize,
     /// TLS settings for a `wss://` proxy; None there means the system's roots.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Register as public (`?public=1`): take calls from the proxy's public HTTP ingress.
+    pub public: bool,
 }
 
 impl SessionConfig {
@@ -145,6 +147,7 @@ impl SessionConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_incoming: DEFAULT_MAX_INCOMING,
             tls: None,
+            public: false,
         }
     }
 

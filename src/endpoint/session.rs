@@ -459,10 +459,13 @@ async fn connect(
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<(ProxyStream, BytesMut), ConnectError> {
     let config = &shared.config;
-    let path = match &lock(&shared.state).address {
+    let mut path = match &lock(&shared.state).address {
         Some(address) => format!("/{address}"),
         None => "/".to_owned(),
     };
+    if config.public {
+        path.push_str("?public=1");
+    }
     let attempt = async {
         let tcp = TcpStream::connect((config.proxy.host.as_str(), config.proxy.port)).await?;
         tcp.set_nodelay(true)?;

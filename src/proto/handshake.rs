@@ -27,6 +27,8 @@ const WEBSOCKET_VERSION: &str = "13";
 /// The query parameter browsers use for the credential, since they cannot set headers on a
 /// WebSocket.
 const ACCESS_TOKEN_PARAM: &str = "access_token";
+/// The query parameter with which an endpoint asks to take calls from the internet.
+const PUBLIC_PARAM: &str = "public";
 
 /// A bearer token. `Debug` prints `Token(***)`: tokens are never logged. No `Display`, so one
 /// cannot end up in a format string by accident.
@@ -82,6 +84,10 @@ pub struct UpgradeRequest {
     pub accept_key: String,
     /// The `Origin` header, for browser clients; the proxy decides what to do with it.
     pub origin: Option<String>,
+    /// The `Host` header (for the same-origin check of pages the proxy serves itself).
+    pub host: String,
+    /// `?public=1`: the endpoint takes calls from the internet (public HTTP ingress).
+    pub public: bool,
 }
 
 /// Why an opening handshake is refused. [`status`](Self::status) and
@@ -191,9 +197,9 @@ pub fn parse_upgrade(
         return Err(HandshakeError::BadHttpVersion);
     }
     let fields = RequestFields::collect(req.headers)?;
-    if !fields.host {
+    let Some(host) = fields.host else {
         return Err(HandshakeError::MissingHost);
-    }
+    };
     if !(fields.upgrade_websocket && fields.connection_upgrade) {
         return Err(HandshakeError::NotUpgrade);
     }
@@ -215,6 +221,10 @@ pub fn parse_upgrade(
         Some(query) => query_token(query)?,
         None => None,
     };
+    let public = match query {
+        Some(query) => query_public(query)?,
+        None => false,
+    };
     let token = match (header_token, query_token) {
         (Some(h), Some(q)) if h != q => return Err(HandshakeError::ConflictingTokens),
         (Some(h), _) => Some(h),
@@ -234,6 +244,8 @@ pub fn parse_upgrade(
         token,
         accept_key: accept_key(key),
         origin,
+        host: String::from_utf8_lossy(host).into_owned(),
+        public,
     };
     Ok(Some((request, head_len)))
 }
@@ -241,7 +253,7 @@ pub fn parse_upgrade(
 /// The header facts the server side needs, gathered in one pass.
 #[derive(Default)]
 struct RequestFields<'a> {
-    host: bool,
+    host: Option<&'a [u8]>,
     upgrade_websocket: bool,
     connection_upgrade: bool,
     version: Option<&'a [u8]>,
@@ -257,7 +269,7 @@ impl<'a> RequestFields<'a> {
             let value = h.value.trim_ascii();
             let name = h.name;
             if name.eq_ignore_ascii_case("host") {
-                once(&mut f.host, "Host")?;
+                set_once(&mut f.host, value, "Host")?;
             } else if name.eq_ignore_ascii_case("upgrade") {
                 // Upgrade and Connection are lists and may legally be split over several lines.
                 f.upgrade_websocket |= has_token(value, "websocket");
@@ -275,15 +287,6 @@ impl<'a> RequestFields<'a> {
         }
         Ok(f)
     }
-}
-
-fn once(seen: &mut bool, name: &str) -> Result<(), HandshakeError> {
-    if std::mem::replace(seen, true) {
-        return Err(HandshakeError::Malformed(format!(
-            "duplicate {name} header"
-        )));
-    }
-    Ok(())
 }
 
 fn set_once<'a>(
@@ -337,6 +340,22 @@ fn parse_target(target: &str) -> Result<(Option<VirtualAddress>, Option<&str>), 
     Ok((Some(address), query))
 }
 
+/// Whether a complete request head asks for a protocol upgrade (has an `Upgrade` header):
+/// such a request is a registration and goes to [`parse_upgrade`]; any other is plain HTTP
+/// for the public ingress. A head httparse refuses counts as an upgrade, so that the
+/// handshake's own error names what is wrong with it.
+pub fn is_upgrade(head: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HANDSHAKE_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => req
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("upgrade")),
+        Ok(httparse::Status::Partial) | Err(_) => true,
+    }
+}
+
 /// The token of `Authorization: Bearer <t>`; `None` for any other scheme.
 fn bearer_token(value: &[u8]) -> Result<Option<Token>, HandshakeError> {
     let (scheme, rest) = match value.iter().position(|&b| b == b' ' || b == b'\t') {
@@ -347,6 +366,32 @@ fn bearer_token(value: &[u8]) -> Result<Option<Token>, HandshakeError> {
         return Ok(None);
     }
     checked_token(rest.trim_ascii(), "bearer token").map(Some)
+}
+
+/// The `public` query parameter: `1`/`true` or `0`/`false`; repeats must agree.
+fn query_public(query: &str) -> Result<bool, HandshakeError> {
+    let mut found: Option<bool> = None;
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != PUBLIC_PARAM {
+            continue;
+        }
+        let public = match value {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            _ => {
+                return Err(HandshakeError::Malformed(
+                    "public must be 1, true, 0 or false".into(),
+                ));
+            }
+        };
+        if found.replace(public).is_some_and(|p| p != public) {
+            return Err(HandshakeError::Malformed(
+                "conflicting public parameters".into(),
+            ));
+        }
+    }
+    Ok(found.unwrap_or(false))
 }
 
 /// The `access_token` query parameter, percent-decoded. Repeats must agree.

@@ -18,6 +18,9 @@ pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 * 1024;
 pub const DEFAULT_MAX_HEADERS: usize = 64;
 /// More header lines than this to drop (CSeq + Httpws-From lines) make the head a bad request.
 pub const MAX_REMOVED_LINES: usize = 4;
+/// Hop-by-hop lines (Connection, Keep-Alive, ...) remembered in a response, for relaying it to
+/// a plain HTTP client; a response with more cannot be relayed there (see [`write_http_head`]).
+pub const MAX_HOP_LINES: usize = 4;
 
 const CSEQ_PREFIX: &[u8] = b"CSeq: ";
 const FROM_PREFIX: &[u8] = b"Httpws-From: ";
@@ -63,6 +66,16 @@ impl Span {
     }
 }
 
+/// How a message's body is delimited, from its head.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// Neither header: a request has no body; a response's body is the rest of the message.
+    #[default]
+    None,
+    Length(u64),
+    Chunked,
+}
+
 /// Where things are inside one message (byte offsets into it).
 #[derive(Clone, Debug)]
 pub struct HeadInfo {
@@ -80,6 +93,14 @@ pub struct HeadInfo {
     n_drops: u8,
     /// Which entry of `drops` is the CSeq line (rewritten in place rather than dropped).
     cseq_drop: u8,
+    /// Content-Length / Transfer-Encoding as checked by [`inspect`].
+    pub framing: BodyFraming,
+    /// Response only: hop-by-hop lines, kept between endpoints but dropped towards a plain
+    /// HTTP client (whose connection the proxy manages itself).
+    hops: [Span; MAX_HOP_LINES],
+    n_hops: u8,
+    /// More hop-by-hop lines than `hops` holds.
+    hops_overflow: bool,
 }
 
 impl HeadInfo {
@@ -100,6 +121,39 @@ impl HeadInfo {
 
     fn drops(&self) -> &[Span] {
         &self.drops[..self.n_drops as usize]
+    }
+
+    fn hops(&self) -> &[Span] {
+        &self.hops[..self.n_hops as usize]
+    }
+
+    /// The description of a request head written by the proxy itself (public ingress), whose
+    /// Host value and CSeq line are where the writer put them: saves parsing it again.
+    pub fn for_built_request(
+        head_len: usize,
+        host: Range<u32>,
+        cseq_line: Range<u32>,
+        framing: BodyFraming,
+    ) -> HeadInfo {
+        let mut drops = [Span::default(); MAX_REMOVED_LINES];
+        drops[0] = Span {
+            start: cseq_line.start,
+            end: cseq_line.end,
+        };
+        HeadInfo {
+            kind: HeadKind::Request,
+            head_len,
+            cseq: 0,
+            host: Some(host),
+            status: 0,
+            drops,
+            n_drops: 1,
+            cseq_drop: 0,
+            framing,
+            hops: [Span::default(); MAX_HOP_LINES],
+            n_hops: 0,
+            hops_overflow: false,
+        }
     }
 }
 
@@ -194,8 +248,8 @@ fn inspect_request<'b>(
     let parsed = req.parse_with_uninit_headers(window, buf);
     let head_len = parse_status(window, truncated, parsed)?;
     let target = req.path.map(str::as_bytes);
-    let info = scan_headers(window, head_len, HeadKind::Request, 0, req.headers)?;
-    check_framing(
+    let mut info = scan_headers(window, head_len, HeadKind::Request, 0, req.headers)?;
+    info.framing = check_framing(
         &info,
         &msg[head_len..],
         HeadKind::Request,
@@ -216,8 +270,8 @@ fn inspect_response<'b>(
     let parsed = resp.parse(window);
     let head_len = parse_status(window, truncated, parsed)?;
     let status = resp.code.unwrap_or(0);
-    let info = scan_headers(window, head_len, HeadKind::Response, status, resp.headers)?;
-    check_framing(
+    let mut info = scan_headers(window, head_len, HeadKind::Response, status, resp.headers)?;
+    info.framing = check_framing(
         &info,
         &msg[head_len..],
         HeadKind::Response,
@@ -241,7 +295,7 @@ fn check_framing(
     target: Option<&[u8]>,
     host: Option<&[u8]>,
     headers: &[Header<'_>],
-) -> Result<(), HeadError> {
+) -> Result<BodyFraming, HeadError> {
     let malformed = |reason| HeadError::Malformed {
         cseq: Some(info.cseq),
         reason,
@@ -268,6 +322,11 @@ fn check_framing(
     if chunked && length.is_some() {
         return Err(malformed("both Transfer-Encoding and Content-Length"));
     }
+    let framing = match (length, chunked) {
+        (Some(n), _) => BodyFraming::Length(n),
+        (None, true) => BodyFraming::Chunked,
+        (None, false) => BodyFraming::None,
+    };
     match kind {
         HeadKind::Request => {
             let authority = target.and_then(absolute_authority);
@@ -286,12 +345,12 @@ fn check_framing(
                 (None, false) if !body.is_empty() => Err(malformed(
                     "body without Content-Length or Transfer-Encoding",
                 )),
-                _ => Ok(()),
+                _ => Ok(framing),
             }
         }
         HeadKind::Response => match length {
             Some(n) if (body.len() as u64) > n => Err(malformed("body longer than Content-Length")),
-            _ => Ok(()),
+            _ => Ok(framing),
         },
     }
 }
@@ -419,6 +478,9 @@ fn scan_headers(
     let mut drops = [Span::default(); MAX_REMOVED_LINES];
     let mut n_drops = 0usize;
     let mut too_many_drops = false;
+    let mut hops = [Span::default(); MAX_HOP_LINES];
+    let mut n_hops = 0usize;
+    let mut hops_overflow = false;
 
     for h in headers {
         let name = h.name.as_bytes();
@@ -428,6 +490,7 @@ fn scan_headers(
             4 if name.eq_ignore_ascii_case(b"cseq") => Wanted::Cseq,
             4 if name.eq_ignore_ascii_case(b"host") => Wanted::Host,
             11 if name.eq_ignore_ascii_case(b"httpws-from") => Wanted::From,
+            _ if kind == HeadKind::Response && is_hop_by_hop(name) => Wanted::Hop,
             _ => continue,
         };
         match which {
@@ -445,7 +508,7 @@ fn scan_headers(
                     host = Some(start as u32..end as u32);
                 }
             }
-            Wanted::Cseq | Wanted::From => {
+            Wanted::Cseq | Wanted::From | Wanted::Hop => {
                 // The name slice always points into `msg`; the line runs to the next LF.
                 let start = (name.as_ptr() as usize)
                     .checked_sub(base)
@@ -459,6 +522,15 @@ fn scan_headers(
                     start: start as u32,
                     end: (name_end + lf + 1) as u32,
                 };
+                if which == Wanted::Hop {
+                    if n_hops < MAX_HOP_LINES {
+                        hops[n_hops] = span;
+                        n_hops += 1;
+                    } else {
+                        hops_overflow = true;
+                    }
+                    continue;
+                }
                 if which == Wanted::Cseq {
                     cseq_count += 1;
                     cseq = parse_u64(h.value);
@@ -507,6 +579,10 @@ fn scan_headers(
         drops,
         n_drops: n_drops as u8,
         cseq_drop,
+        framing: BodyFraming::None,
+        hops,
+        n_hops: n_hops as u8,
+        hops_overflow,
     })
 }
 
@@ -515,6 +591,19 @@ enum Wanted {
     Cseq,
     Host,
     From,
+    Hop,
+}
+
+/// Headers that describe one connection rather than the message (RFC 9110 §7.6.1), which a
+/// relay must not pass on to the next connection.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    match name.len() {
+        2 => name.eq_ignore_ascii_case(b"te"),
+        7 => name.eq_ignore_ascii_case(b"upgrade") || name.eq_ignore_ascii_case(b"trailer"),
+        10 => name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive"),
+        16 => name.eq_ignore_ascii_case(b"proxy-connection"),
+        _ => false,
+    }
 }
 
 /// httparse's slices always lie within the buffer and end before a LF, so this is unreachable;
@@ -615,6 +704,73 @@ pub fn rewritten_head_len(_msg: &[u8], info: &HeadInfo, cseq: u64, from: Option<
     let cseq_line = CSEQ_PREFIX.len() + dec_len(cseq) + CRLF.len();
     let from_line = from.map_or(0, |f| FROM_PREFIX.len() + f.len() + CRLF.len());
     info.head_len - dropped + cseq_line + from_line
+}
+
+/// Why a response cannot go to a plain HTTP client.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HttpHeadError {
+    #[error("the response has more than {MAX_HOP_LINES} hop-by-hop header lines")]
+    TooManyHopLines,
+}
+
+/// Append the head of a response for a plain HTTP client (public ingress): the target's head
+/// without its CSeq, Httpws-From and hop-by-hop lines, with `Content-Length` added when the
+/// message gives no length (its body is then the rest of the message: `body_len` bytes) and
+/// the status may have a body. Stops before the blank line, so that the caller can add its own
+/// connection header.
+pub fn write_http_head(
+    dst: &mut BytesMut,
+    msg: &[u8],
+    info: &HeadInfo,
+    body_len: usize,
+    head_request: bool,
+) -> Result<(), HttpHeadError> {
+    if info.hops_overflow {
+        return Err(HttpHeadError::TooManyHopLines);
+    }
+    dst.reserve(info.head_len + 32);
+    let (mut drops, mut hops) = (
+        info.drops().iter().peekable(),
+        info.hops().iter().peekable(),
+    );
+    let mut pos = 0;
+    // Both lists are in message order; merge them.
+    loop {
+        let next = match (drops.peek(), hops.peek()) {
+            (Some(d), Some(h)) if d.start < h.start => drops.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => hops.next(),
+            (Some(_), None) => drops.next(),
+            (None, None) => break,
+        };
+        let Some(span) = next else { break };
+        dst.extend_from_slice(&msg[pos..span.start as usize]);
+        pos = span.end as usize;
+    }
+    dst.extend_from_slice(&msg[pos..info.head_len - 2]);
+    let bodiless = head_request || info.status < 200 || info.status == 204 || info.status == 304;
+    if info.framing == BodyFraming::None && !bodiless {
+        dst.extend_from_slice(b"Content-Length: ");
+        put_u64(dst, body_len as u64);
+        dst.extend_from_slice(CRLF);
+    }
+    Ok(())
+}
+
+/// Append a synthesized error response for a plain HTTP client, without its blank line (as
+/// [`write_http_head`]): status line, `Httpws-Error`, `Content-Type`, `Content-Length` of a
+/// body `reason` + `"\n"` that the caller writes after the blank line.
+pub fn write_http_error_head(dst: &mut BytesMut, status: u16, token: &str, reason: &str) {
+    let phrase = reason_phrase(status);
+    dst.reserve(128 + phrase.len() + token.len());
+    dst.extend_from_slice(b"HTTP/1.1 ");
+    put_u64(dst, u64::from(status));
+    dst.extend_from_slice(b" ");
+    dst.extend_from_slice(phrase.as_bytes());
+    dst.extend_from_slice(b"\r\nHttpws-Error: ");
+    dst.extend_from_slice(token.as_bytes());
+    dst.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    put_u64(dst, reason.len() as u64 + 1);
+    dst.extend_from_slice(CRLF);
 }
 
 /// Append a complete synthesized HTTP/1.1 error response: status line with the standard

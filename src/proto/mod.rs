@@ -2,10 +2,12 @@
 //! so that it can be unit-tested, benchmarked and fuzzed on its own.
 
 pub mod address;
+pub mod chunked;
 pub mod frame;
 pub mod handshake;
 pub mod head;
 pub mod head_scanner;
 pub mod indication;
+pub mod ingress;
 pub mod origin;
 pub mod request_error;

@@ -11,6 +11,17 @@ pub fn allowed(allowed: &[String], origin: &str) -> bool {
         .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }
 
+/// Whether `origin` is the origin of the server the request was sent to (its `Host`): a page
+/// the proxy served itself opening a WebSocket back to it. The scheme must match how the
+/// connection came in (`https` over TLS).
+pub fn same_origin(origin: &str, host: &str, tls: bool) -> bool {
+    let scheme = if tls { "https://" } else { "http://" };
+    let origin = origin.trim_end_matches('/');
+    origin.len() > scheme.len()
+        && origin[..scheme.len()].eq_ignore_ascii_case(scheme)
+        && origin[scheme.len()..].eq_ignore_ascii_case(host.trim())
+}
+
 /// Check and normalize one `--allowed-origins` entry: `*`, or a serialized origin
 /// `scheme://host[:port]` (RFC 6454) with no path, lowercased, as browsers send it.
 pub fn parse_allowed(entry: &str) -> Result<String, String> {
@@ -40,6 +51,36 @@ pub fn parse_allowed(entry: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_origin_needs_scheme_host_and_port() {
+        assert!(same_origin(
+            "http://127.0.0.1:8080",
+            "127.0.0.1:8080",
+            false
+        ));
+        assert!(same_origin(
+            "HTTPS://Relay.Example.com",
+            "relay.example.com",
+            true
+        ));
+        assert!(!same_origin(
+            "http://relay.example.com",
+            "relay.example.com",
+            true
+        ));
+        assert!(!same_origin(
+            "http://127.0.0.1:8081",
+            "127.0.0.1:8080",
+            false
+        ));
+        assert!(!same_origin(
+            "http://evil.example",
+            "relay.example.com",
+            false
+        ));
+        assert!(!same_origin("null", "null", false));
+    }
 
     #[test]
     fn allowed_origins_are_normalized_and_checked() {

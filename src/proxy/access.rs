@@ -7,10 +7,11 @@
 //! label = "team-a"                 # for logs; the token itself is never logged
 //! sha256 = "<64 hex digits>"       # `httpws hash-token` prints it
 //! names = ["team-a-*", "printer"]  # exact names, or a prefix ending in `*`; "*" is any
+//! public = false                   # may not register public endpoints (default: may)
 //!
 //! [[rules]]
 //! targets = ["team-a-*"]           # the first rule whose targets match decides
-//! accept_from = ["team-a-*", "ops"]
+//! accept_from = ["team-a-*", "ops", "-internet-"]   # "-internet-": public ingress callers
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::proto::address::VirtualAddress;
+use crate::proto::ingress::INTERNET_CALLER;
 use crate::proxy::table::{CredentialHash, constant_time_eq};
 
 /// Why the tokens file cannot be used (the proxy refuses to start, or keeps the old one on
@@ -47,13 +49,16 @@ pub enum Denied {
     /// A known token that is not allowed this name (403).
     #[error("this token may not register {0}")]
     Forbidden(String),
+    /// A known token whose endpoints may not take calls from the internet (403).
+    #[error("this token may not register a public endpoint (public = false in the tokens file)")]
+    PublicForbidden,
 }
 
 impl Denied {
     pub fn status(&self) -> u16 {
         match self {
             Denied::Unauthorized => 401,
-            Denied::Forbidden(_) => 403,
+            Denied::Forbidden(_) | Denied::PublicForbidden => 403,
         }
     }
 }
@@ -68,6 +73,10 @@ pub enum NamePattern {
 impl NamePattern {
     fn parse(s: &str) -> Result<NamePattern, String> {
         let lower = s.to_ascii_lowercase();
+        if lower == INTERNET_CALLER {
+            // Not an address, but the name rules use for callers of the public ingress.
+            return Ok(NamePattern::Exact(lower));
+        }
         match lower.strip_suffix('*') {
             Some(prefix) if !prefix.contains('*') => Ok(NamePattern::Prefix(prefix.to_owned())),
             Some(_) => Err(format!("pattern {s:?}: only one trailing '*' is allowed")),
@@ -94,6 +103,8 @@ struct TokenEntry {
     label: String,
     hash: [u8; 32],
     names: Vec<NamePattern>,
+    /// May register endpoints that take calls from the internet.
+    public: bool,
 }
 
 struct Rule {
@@ -139,6 +150,14 @@ struct TokenFormat {
     label: String,
     sha256: String,
     names: Vec<String>,
+    #[serde(default = "public_by_default")]
+    public: bool,
+}
+
+/// Tokens may register public endpoints unless their entry says `public = false`: an
+/// endpoint is private until it asks, so the default only lets its owner choose.
+fn public_by_default() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -209,6 +228,7 @@ impl AccessPolicy {
                 label: t.label.clone(),
                 hash,
                 names: patterns(&t.names)?,
+                public: t.public,
             });
         }
         let rules = file
@@ -235,11 +255,13 @@ impl AccessPolicy {
     /// May the connection whose token hashes to `credential` register `address`?
     /// `assigned`: the proxy picked the name (path `/`), which any valid token may hold since
     /// nobody can choose it. Ok carries the token's label.
+    /// `public`: the endpoint asked to take calls from the internet.
     pub fn authorize(
         &self,
         credential: Option<&CredentialHash>,
         address: &VirtualAddress,
         assigned: bool,
+        public: bool,
     ) -> Result<Option<&str>, Denied> {
         let Some(tokens) = &self.tokens else {
             return Ok(None);
@@ -253,6 +275,9 @@ impl AccessPolicy {
             }
         }
         let entry = found.ok_or(Denied::Unauthorized)?;
+        if public && !entry.public {
+            return Err(Denied::PublicForbidden);
+        }
         if assigned || any_matches(&entry.names, address.as_str()) {
             Ok(Some(entry.label.as_str()))
         } else {
@@ -338,10 +363,15 @@ names = ["team-a-*", "Printer"]
 label = "ops"
 sha256 = "{}"
 names = ["*"]
+public = false
 
 [[rules]]
 targets = ["team-a-*"]
 accept_from = ["team-a-*", "ops"]
+
+[[rules]]
+targets = ["web"]
+accept_from = ["-internet-"]
 
 [[rules]]
 targets = ["*"]
@@ -366,35 +396,48 @@ accept_from = ["*"]
         let p = policy();
         let a = credential("secret-a");
         assert_eq!(
-            p.authorize(Some(&a), &addr("team-a-1"), false),
+            p.authorize(Some(&a), &addr("team-a-1"), false, false),
             Ok(Some("team-a"))
         );
         assert_eq!(
-            p.authorize(Some(&a), &addr("printer"), false),
+            p.authorize(Some(&a), &addr("printer"), false, false),
             Ok(Some("team-a"))
         );
         assert_eq!(
-            p.authorize(Some(&a), &addr("team-b-1"), false),
+            p.authorize(Some(&a), &addr("team-b-1"), false, false),
             Err(Denied::Forbidden("team-b-1".into()))
         );
         assert_eq!(
-            p.authorize(Some(&a), &addr("ep-1"), true),
+            p.authorize(Some(&a), &addr("ep-1"), true, false),
             Ok(Some("team-a"))
         );
         assert_eq!(
-            p.authorize(None, &addr("team-a-1"), false),
+            p.authorize(None, &addr("team-a-1"), false, false),
             Err(Denied::Unauthorized)
         );
         let wrong = credential("secret-b");
         assert_eq!(
-            p.authorize(Some(&wrong), &addr("team-a-1"), false),
+            p.authorize(Some(&wrong), &addr("team-a-1"), false, false),
             Err(Denied::Unauthorized)
         );
         let ops = credential("secret-ops");
-        assert!(p.authorize(Some(&ops), &addr("anything"), false).is_ok());
+        assert!(
+            p.authorize(Some(&ops), &addr("anything"), false, false)
+                .is_ok()
+        );
+        assert_eq!(
+            p.authorize(Some(&ops), &addr("anything"), false, true),
+            Err(Denied::PublicForbidden),
+            "public = false"
+        );
+        assert!(
+            p.authorize(Some(&a), &addr("team-a-1"), false, true)
+                .is_ok(),
+            "public by default"
+        );
         assert!(
             AccessPolicy::default()
-                .authorize(None, &addr("x"), false)
+                .authorize(None, &addr("x"), false, false)
                 .is_ok()
         );
     }
@@ -402,6 +445,9 @@ accept_from = ["*"]
     #[test]
     fn first_matching_rule_decides() {
         let p = policy();
+        assert!(p.may_call("-internet-", "web"));
+        assert!(!p.may_call("ops", "web"));
+        assert!(!p.may_call("-internet-", "team-a-1"));
         assert!(p.may_call("team-a-2", "team-a-1"));
         assert!(p.may_call("ops", "team-a-1"));
         assert!(!p.may_call("team-b-1", "team-a-1"));

@@ -68,6 +68,15 @@ pub struct ProxyConfig {
     /// refuses every browser, `*` allows any. Clients that send no `Origin` are not browsers
     /// and are unaffected.
     pub allowed_origins: Vec<String>,
+    /// Public ingress: host names under which `<address>.<domain>` reaches `<address>`
+    /// (lowercase, no trailing dot).
+    pub domains: Vec<String>,
+    /// A second, plain-HTTP listener for the public ingress only (no registrations).
+    pub http_listen: Option<SocketAddr>,
+    /// Serve the JavaScript client at `/httpws.js`.
+    pub serve_client: bool,
+    /// Serve the WebRTC signaling demo at `/webrtc/` (and the client).
+    pub serve_demo: bool,
 }
 
 /// PEM files for TLS: the certificate chain (leaf first) and its private key.
@@ -99,6 +108,10 @@ impl Default for ProxyConfig {
             tokens: None,
             tls: None,
             allowed_origins: Vec::new(),
+            domains: Vec::new(),
+            http_listen: None,
+            serve_client: false,
+            serve_demo: false,
         }
     }
 }

@@ -69,14 +69,17 @@ pub struct ConnState {
 pub struct Conn {
     pub key: ConnKey,
     pub address: VirtualAddress,
+    /// Registered with `?public=1`: takes calls from the internet (public ingress).
+    pub public: bool,
     pub state: RefCell<ConnState>,
 }
 
 impl Conn {
-    pub fn new(key: ConnKey, address: VirtualAddress, leftover: BytesMut) -> Self {
+    pub fn new(key: ConnKey, address: VirtualAddress, public: bool, leftover: BytesMut) -> Self {
         Self {
             key,
             address,
+            public,
             state: RefCell::new(ConnState {
                 out: VecDeque::new(),
                 out_bytes: 0,

@@ -10,6 +10,8 @@
 pub mod access;
 pub mod config;
 pub mod connection;
+pub mod ingress;
+pub mod pages;
 pub mod pending;
 pub mod relay;
 pub mod router;

@@ -7,13 +7,21 @@ use std::time::Instant;
 use crate::proto::frame::OpCode;
 use crate::proxy::router::ConnRef;
 
+/// How the answer to a request reaches its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyAs {
+    /// A WebSocket frame; a synthesized answer uses the opcode the request came with.
+    Frame(OpCode),
+    /// A plain HTTP/1.1 response (public ingress); a response to HEAD never has a body.
+    Http { head_request: bool },
+}
+
 /// One relayed request waiting for its response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pending {
     pub origin: ConnRef,
     pub origin_cseq: u64,
-    /// The opcode the request came with; a synthesized answer uses the same one.
-    pub opcode: OpCode,
+    pub reply: ReplyAs,
     pub deadline: Instant,
 }
 
@@ -96,20 +104,21 @@ pub type InflightSet = BTreeSet<u64>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::router::ConnKey;
+    use crate::proxy::router::{CallerKind, ConnKey};
     use std::time::Duration;
 
     fn pending(origin_cseq: u64, deadline: Instant) -> Pending {
         Pending {
             origin: ConnRef {
                 shard: 0,
+                kind: CallerKind::WebSocket,
                 key: ConnKey {
                     index: 1,
                     generation: 1,
                 },
             },
             origin_cseq,
-            opcode: OpCode::Text,
+            reply: ReplyAs::Frame(OpCode::Text),
             deadline,
         }
     }

@@ -9,10 +9,13 @@ use crate::proto::address::HostAddress;
 use crate::proto::frame::OpCode;
 use crate::proto::head::{self, HeadInfo, HeadKind};
 use crate::proto::indication::{self, ErrorToken};
+use crate::proto::ingress::INTERNET_CALLER;
 use crate::proto::request_error::RequestError;
 use crate::proxy::connection::Conn;
-use crate::proxy::pending::{Pending, Unmatched};
-use crate::proxy::router::{ConnKey, ConnRef, Delivery, OutFrame, RelayRequest, ShardMessage};
+use crate::proxy::pending::{Pending, ReplyAs, Unmatched};
+use crate::proxy::router::{
+    CallerKind, ConnKey, ConnRef, Delivery, OutFrame, RelayRequest, ShardMessage,
+};
 use crate::proxy::shard::Shard;
 
 impl Shard {
@@ -84,21 +87,31 @@ impl Shard {
         let owner = target.shard_index(self.router.shards());
         let origin = ConnRef {
             shard: self.id as u16,
+            kind: CallerKind::WebSocket,
             key: conn.key,
         };
+        let body = message.slice(info.head_len..);
         let request = RelayRequest {
             origin,
             origin_cseq: cseq,
-            from: conn.address.clone(),
+            from: Some(conn.address.clone()),
             opcode,
             message,
             info,
+            body,
+            reply: ReplyAs::Frame(opcode),
         };
+        self.route_request(owner, request);
+    }
+
+    /// Send an accepted request on to the shard that owns its target.
+    pub fn route_request(&self, owner: usize, request: RelayRequest) {
         if owner == self.id {
             self.accept_request(request);
         } else if self.overflowing(owner) {
             let reason = "the target's shard is backed up";
-            self.fail_request(origin, cseq, opcode, RequestError::TargetBusy, reason);
+            let (origin, cseq, reply) = (request.origin, request.origin_cseq, request.reply);
+            self.fail_request(origin, cseq, reply, RequestError::TargetBusy, reason);
         } else {
             self.send_to(owner, ShardMessage::Request(request));
         }
@@ -113,11 +126,13 @@ impl Shard {
             opcode,
             message,
             info,
+            body,
+            reply,
         } = request;
         // The origin shard checked this Host; parsing it again here (on the stack) is cheaper
         // than carrying an owned copy of the name across shards.
         let fail =
-            |error, reason: &str| self.fail_request(origin, origin_cseq, opcode, error, reason);
+            |error, reason: &str| self.fail_request(origin, origin_cseq, reply, error, reason);
         let Some(target) = info
             .host(&message)
             .and_then(|h| HostAddress::from_host_header(h).ok())
@@ -138,6 +153,13 @@ impl Shard {
         };
         if self.draining.get() {
             return fail(RequestError::TargetBusy, "the proxy is shutting down");
+        }
+        // Endpoints are private unless they registered as public (`?public=1`).
+        if from.is_none() && !conn.public {
+            return fail(
+                RequestError::Forbidden,
+                &format!("{target} does not take calls from the internet"),
+            );
         }
         let queued = conn.queued_bytes();
         let proxy_cseq = {
@@ -160,7 +182,7 @@ impl Shard {
             let cseq = st.pending.insert(Pending {
                 origin,
                 origin_cseq,
-                opcode,
+                reply,
                 deadline,
             });
             if !st.in_timed_set {
@@ -170,8 +192,7 @@ impl Shard {
             cseq
         };
         self.pending_total.set(self.pending_total.get() + 1);
-        let body = message.slice(info.head_len..);
-        let from = Some(from.as_str());
+        let from = Some(from.as_ref().map_or(INTERNET_CALLER, |f| f.as_str()));
         let head_len = head::rewritten_head_len(&message, &info, proxy_cseq, from);
         let head = self.frame_with(opcode, head_len + body.len(), |arena| {
             head::write_head(arena, &message, &info, proxy_cseq, from);
@@ -185,11 +206,37 @@ impl Shard {
             Ok(p) => {
                 self.pending_total.set(self.pending_total.get() - 1);
                 let body = message.slice(info.head_len..);
-                let head_len = head::rewritten_head_len(&message, info, p.origin_cseq, None);
-                let head = self.frame_with(opcode, head_len + body.len(), |arena| {
-                    head::write_head(arena, &message, info, p.origin_cseq, None);
-                });
-                self.deliver(p.origin, p.origin_cseq, OutFrame { head, body });
+                let frame = match p.reply {
+                    ReplyAs::Frame(_) => {
+                        let head_len =
+                            head::rewritten_head_len(&message, info, p.origin_cseq, None);
+                        let head = self.frame_with(opcode, head_len + body.len(), |arena| {
+                            head::write_head(arena, &message, info, p.origin_cseq, None);
+                        });
+                        OutFrame { head, body }
+                    }
+                    ReplyAs::Http { head_request } => {
+                        let (head, written) = self.arena_bytes(|arena| {
+                            head::write_http_head(arena, &message, info, body.len(), head_request)
+                        });
+                        match written {
+                            Ok(()) if head_request => OutFrame {
+                                head,
+                                body: Bytes::new(),
+                            },
+                            Ok(()) => OutFrame { head, body },
+                            Err(e) => {
+                                let reason = format!("{} answered with {e}", conn.address);
+                                self.http_error(
+                                    RequestError::TargetGone.status(),
+                                    "bad-response",
+                                    &reason,
+                                )
+                            }
+                        }
+                    }
+                };
+                self.deliver(p.origin, p.origin_cseq, frame);
             }
             Err(Unmatched::Late) => {
                 tracing::debug!(address = %conn.address, cseq = info.cseq, "dropping a late response");
@@ -207,10 +254,11 @@ impl Shard {
     /// Hand the answer to request `origin_cseq` to its caller, wherever it lives.
     pub fn deliver(&self, origin: ConnRef, origin_cseq: u64, frame: OutFrame) {
         if usize::from(origin.shard) == self.id {
-            self.deliver_local(origin.key, origin_cseq, frame);
+            self.deliver_local(origin.kind, origin.key, origin_cseq, frame);
         } else {
             let delivery = Delivery {
                 to: origin.key,
+                kind: origin.kind,
                 origin_cseq,
                 frame,
             };
@@ -220,7 +268,14 @@ impl Shard {
 
     /// The answer reached the caller's shard. A caller that has gone is simply not there; a
     /// caller that stopped reading while its answers pile up is cut off.
-    pub fn deliver_local(&self, key: ConnKey, origin_cseq: u64, frame: OutFrame) {
+    pub fn deliver_local(&self, kind: CallerKind, key: ConnKey, origin_cseq: u64, frame: OutFrame) {
+        if kind == CallerKind::Http {
+            let caller = self.callers.borrow().get(key).cloned();
+            if let Some(caller) = caller {
+                caller.deliver(origin_cseq, frame);
+            }
+            return;
+        }
         let Some(conn) = self.conn(key) else { return };
         conn.state.borrow_mut().inflight.remove(&origin_cseq);
         if conn.queued_bytes() + frame.len() > self.config.hard_queued_bytes() {
@@ -236,12 +291,27 @@ impl Shard {
         &self,
         origin: ConnRef,
         origin_cseq: u64,
-        opcode: OpCode,
+        reply: ReplyAs,
         error: RequestError,
         reason: &str,
     ) {
-        let frame = self.error_frame(opcode, origin_cseq, error, reason);
+        let frame = match reply {
+            ReplyAs::Frame(opcode) => self.error_frame(opcode, origin_cseq, error, reason),
+            ReplyAs::Http { .. } => self.http_error(error.status(), error.token(), reason),
+        };
         self.deliver(origin, origin_cseq, frame);
+    }
+
+    /// An error answer for a plain HTTP client: the head (without its blank line, see
+    /// [`head::write_http_head`]) and the reason as the body.
+    pub fn http_error(&self, status: u16, token: &str, reason: &str) -> OutFrame {
+        let (head, ()) =
+            self.arena_bytes(|arena| head::write_http_error_head(arena, status, token, reason));
+        let (body, ()) = self.arena_bytes(|arena| {
+            arena.extend_from_slice(reason.as_bytes());
+            arena.extend_from_slice(b"\n");
+        });
+        OutFrame { head, body }
     }
 
     /// Answer a request that was refused before it was accepted (not in the in-flight set,
@@ -306,7 +376,7 @@ impl Shard {
         self.pending_total
             .set(self.pending_total.get() - pending.len());
         for p in pending {
-            self.fail_request(p.origin, p.origin_cseq, p.opcode, error, reason);
+            self.fail_request(p.origin, p.origin_cseq, p.reply, error, reason);
         }
     }
 }

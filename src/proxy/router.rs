@@ -12,6 +12,7 @@ use crate::proto::address::VirtualAddress;
 use crate::proto::frame::OpCode;
 use crate::proto::handshake::UpgradeRequest;
 use crate::proto::head::HeadInfo;
+use crate::proxy::pending::ReplyAs;
 use crate::proxy::transport::DetachedTransport;
 
 /// Queue slots each shard has for messages from all other shards together; split evenly
@@ -28,10 +29,20 @@ pub struct ConnKey {
     pub generation: u32,
 }
 
+/// Which of a shard's connection slabs a key belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallerKind {
+    /// A registered endpoint's WebSocket.
+    WebSocket,
+    /// A plain HTTP client of the public ingress.
+    Http,
+}
+
 /// A connection anywhere in the proxy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConnRef {
     pub shard: u16,
+    pub kind: CallerKind,
     pub key: ConnKey,
 }
 
@@ -58,18 +69,25 @@ impl OutFrame {
 pub struct RelayRequest {
     pub origin: ConnRef,
     pub origin_cseq: u64,
-    /// The caller's address, stamped as `Httpws-From`. (The target is re-read from the
-    /// message's Host on the owner shard.)
-    pub from: VirtualAddress,
+    /// The caller's address, stamped as `Httpws-From`; `None` for an internet caller. (The
+    /// target is re-read from the head's Host on the owner shard.)
+    pub from: Option<VirtualAddress>,
+    /// The frame opcode towards the target.
     pub opcode: OpCode,
+    /// The request head (`info` describes it); anything after `info.head_len` is ignored.
     pub message: Bytes,
     pub info: HeadInfo,
+    /// The body, handed on untouched.
+    pub body: Bytes,
+    /// How the caller wants its answer.
+    pub reply: ReplyAs,
 }
 
 /// The answer to one request, on its way back to the caller's connection.
 #[derive(Debug)]
 pub struct Delivery {
     pub to: ConnKey,
+    pub kind: CallerKind,
     pub origin_cseq: u64,
     pub frame: OutFrame,
 }
@@ -212,6 +230,7 @@ mod tests {
                 index: 0,
                 generation: 0,
             },
+            kind: CallerKind::WebSocket,
             origin_cseq: cseq,
             frame: OutFrame {
                 head: Bytes::new(),

@@ -21,6 +21,7 @@ const LISTEN_BACKLOG: i32 = 4096;
 #[derive(Debug)]
 pub struct RunningProxy {
     local_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     driver: Driver,
     shards: usize,
     threads: Vec<JoinHandle<io::Result<()>>>,
@@ -33,6 +34,11 @@ impl RunningProxy {
     /// The address actually bound (the port is filled in when `--listen` asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the plain-HTTP ingress listener (`--http-listen`), if any.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     pub fn driver(&self) -> Driver {
@@ -122,6 +128,18 @@ pub fn start(config: ProxyConfig) -> io::Result<RunningProxy> {
     for _ in 1..shards {
         listeners.push(bind(local_addr)?);
     }
+    let mut http_listeners: Vec<Option<std::net::TcpListener>> =
+        (0..shards).map(|_| None).collect();
+    let mut http_addr = None;
+    if let Some(addr) = config.http_listen {
+        let first = bind(addr)?;
+        let bound = first.local_addr()?;
+        http_listeners[0] = Some(first);
+        for slot in http_listeners.iter_mut().skip(1) {
+            *slot = Some(bind(bound)?);
+        }
+        http_addr = Some(bound);
+    }
     let config = Arc::new(ProxyConfig { shards, ..config });
     let router = Arc::new(ShardRouter::new(shards));
     let policy = PolicyCell::new(config.tokens.clone()).map_err(io::Error::other)?;
@@ -136,7 +154,7 @@ pub fn start(config: ProxyConfig) -> io::Result<RunningProxy> {
         None
     };
     let mut threads = Vec::with_capacity(shards);
-    for (id, listener) in listeners.into_iter().enumerate() {
+    for (id, (listener, http_listener)) in listeners.into_iter().zip(http_listeners).enumerate() {
         let (config, router, control) = (config.clone(), router.clone(), control.clone());
         let core = cores
             .as_ref()
@@ -149,12 +167,13 @@ pub fn start(config: ProxyConfig) -> io::Result<RunningProxy> {
                     core_affinity::set_for_current(core);
                 }
                 tracing::info!(shard = id, driver = driver.name(), "shard starting");
-                shard::run(id, driver, config, router, control, listener)
+                shard::run(id, driver, config, router, control, listener, http_listener)
             })?;
         threads.push(thread);
     }
     Ok(RunningProxy {
         local_addr,
+        http_addr,
         driver,
         shards,
         threads,

@@ -20,6 +20,7 @@ use crate::proto::request_error::RequestError;
 use crate::proxy::access::{AccessPolicy, PolicyCell};
 use crate::proxy::config::{CLOSE_FLUSH_TIMEOUT, DriverChoice, ProxyConfig};
 use crate::proxy::connection::{Conn, Phase};
+use crate::proxy::ingress::HttpCaller;
 use crate::proxy::router::{ConnKey, OutFrame, ShardMessage, ShardRouter};
 use crate::proxy::slab::ConnectionSlab;
 use crate::proxy::table::AddressTable;
@@ -118,6 +119,8 @@ pub struct Shard {
     pub decoder_config: DecoderConfig,
     pub head_limits: HeadLimits,
     pub conns: RefCell<ConnectionSlab<Rc<Conn>>>,
+    /// Plain HTTP clients of the public ingress (each waits for at most one answer).
+    pub callers: RefCell<ConnectionSlab<Rc<HttpCaller>>>,
     pub table: RefCell<AddressTable>,
     pub read_buf: RefCell<BytesMut>,
     arena: RefCell<BytesMut>,
@@ -129,6 +132,7 @@ pub struct Shard {
     /// Shutdown has begun: new registrations and requests are refused.
     pub draining: Cell<bool>,
     stop_accepting: Latch,
+    stop_accepting_http: Latch,
     /// This shard's copy of the access policy and the generation it was taken at.
     policy: RefCell<(u64, Arc<AccessPolicy>)>,
 }
@@ -157,6 +161,7 @@ impl Shard {
             router,
             control,
             conns: RefCell::default(),
+            callers: RefCell::default(),
             table: RefCell::default(),
             read_buf: RefCell::new(BytesMut::new()),
             arena: RefCell::new(BytesMut::new()),
@@ -166,6 +171,7 @@ impl Shard {
             pending_total: Cell::new(0),
             draining: Cell::new(false),
             stop_accepting: Latch::default(),
+            stop_accepting_http: Latch::default(),
         }
     }
 
@@ -216,6 +222,17 @@ impl Shard {
         arena.extend_from_slice(&header[..n]);
         write(&mut arena);
         arena.split().freeze()
+    }
+
+    /// Bytes written by `write` into the arena (heads for plain HTTP clients), and what
+    /// `write` returned.
+    pub fn arena_bytes<R>(&self, write: impl FnOnce(&mut BytesMut) -> R) -> (Bytes, R) {
+        let mut arena = self.arena.borrow_mut();
+        if arena.capacity() < ARENA_BLOCK_BYTES / 8 {
+            arena.reserve(ARENA_BLOCK_BYTES);
+        }
+        let result = write(&mut arena);
+        (arena.split().freeze(), result)
     }
 
     /// A whole small frame (control frames, indications).
@@ -310,7 +327,7 @@ impl Shard {
         match msg {
             ShardMessage::Adopt(handoff) => upgrade::adopt(self, *handoff),
             ShardMessage::Request(request) => self.accept_request(request),
-            ShardMessage::Respond(d) => self.deliver_local(d.to, d.origin_cseq, d.frame),
+            ShardMessage::Respond(d) => self.deliver_local(d.kind, d.to, d.origin_cseq, d.frame),
         }
     }
 }
@@ -354,9 +371,10 @@ pub fn run(
     router: Arc<ShardRouter>,
     control: Arc<Control>,
     listener: std::net::TcpListener,
+    http_listener: Option<std::net::TcpListener>,
 ) -> std::io::Result<()> {
     use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
-    let main = shard_main(id, config, router, control, listener);
+    let main = shard_main(id, config, router, control, listener, http_listener);
     match driver {
         Driver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
             .enable_timer()
@@ -376,30 +394,64 @@ async fn shard_main(
     router: Arc<ShardRouter>,
     control: Arc<Control>,
     listener: std::net::TcpListener,
+    http_listener: Option<std::net::TcpListener>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
+    let http_listener = http_listener.map(TcpListener::from_std).transpose()?;
     let shard = Rc::new(Shard::new(id, config, router, control));
     monoio::spawn(inbox_loop(shard.clone()));
     monoio::spawn(sweep_loop(shard.clone()));
-    accept_loop(&shard, &listener).await;
+    let http_accepting = http_listener.map(|l| {
+        let shard = shard.clone();
+        monoio::spawn(async move {
+            accept_loop(
+                &shard,
+                &l,
+                ListenerKind::HttpOnly,
+                &shard.stop_accepting_http,
+            )
+            .await;
+            stop_listener(l);
+        })
+    });
+    accept_loop(&shard, &listener, ListenerKind::Main, &shard.stop_accepting).await;
+    if let Some(task) = http_accepting {
+        task.await;
+    }
+    stop_listener(listener);
+    shut_down(shard).await;
+    Ok(())
+}
+
+fn stop_listener(listener: TcpListener) {
     // Dropping the listener is not enough on io_uring: the cancelled accept may still hold
     // the descriptor for a while. Shutting the socket down makes the kernel refuse new
     // connections at once.
     // SAFETY: shutdown(2) on a descriptor this shard owns and has not closed.
     unsafe { libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&listener), libc::SHUT_RDWR) };
     drop(listener);
-    shut_down(shard).await;
-    Ok(())
 }
 
-async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener) {
+/// What a listener serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ListenerKind {
+    /// `--listen`: registrations, and plain HTTP for the public ingress.
+    Main,
+    /// `--http-listen`: the public ingress only.
+    HttpOnly,
+}
+
+async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener, kind: ListenerKind, stop: &Latch) {
     let mut last_warning: Option<Instant> = None;
     loop {
         monoio::select! {
-            _ = shard.stop_accepting.wait() => break,
+            _ = stop.wait() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    monoio::spawn(upgrade::admit(shard.clone(), stream));
+                Ok((stream, peer)) if kind == ListenerKind::Main => {
+                    monoio::spawn(upgrade::admit(shard.clone(), stream, peer));
+                }
+                Ok((stream, peer)) => {
+                    monoio::spawn(upgrade::admit_http(shard.clone(), stream, peer));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: say so at most once a second, back
@@ -424,6 +476,7 @@ async fn inbox_loop(shard: Rc<Shard>) {
         if shard.control.is_shutting_down() && !shard.draining.get() {
             shard.draining.set(true);
             shard.stop_accepting.set();
+            shard.stop_accepting_http.set();
         }
         if handled == INBOX_BATCH {
             yield_now().await;

@@ -1,6 +1,7 @@
 //! Admission: read and check the opening handshake (bounded in size and time), then
 //! register the connection on the shard that owns its address, or refuse it.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use crate::proto::head_scanner::{HeadScanner, ScanError};
 use crate::proto::indication::{self, ErrorToken};
 use crate::proto::origin;
 use crate::proxy::connection::{self, Conn};
+use crate::proxy::ingress;
 use crate::proxy::router::{Handoff, OutFrame, ShardMessage};
 use crate::proxy::shard::Shard;
 use crate::proxy::table::{Claim, CredentialHash, Registration};
@@ -34,8 +36,9 @@ enum Refusal {
     Handshake(HandshakeError),
 }
 
-/// Handle one accepted TCP connection up to registration (or refusal).
-pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
+/// Handle one accepted TCP connection up to registration (or refusal). A first request
+/// without `Upgrade` is plain HTTP: the connection goes to the public ingress.
+pub async fn admit(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let Ok(io) = stream.into_poll_io() else {
         return;
@@ -63,7 +66,11 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
         }
     };
     let (request, head_len) = match parsed {
-        Ok(parsed) => parsed,
+        Ok(Head::Upgrade(request, head_len)) => (request, head_len),
+        Ok(Head::Plain) => {
+            ingress::serve(shard, io, peer.ip(), buf).await;
+            return;
+        }
         Err(Refusal::Silent) => return,
         Err(Refusal::Handshake(e)) => {
             tracing::debug!(error = %e, "handshake refused");
@@ -72,7 +79,10 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
         }
     };
     if let Some(origin) = &request.origin {
-        if !origin::allowed(&shard.config.allowed_origins, origin) {
+        // Pages the proxy serves itself (--serve-demo) may connect back to it.
+        let own_page = shard.config.serve_demo
+            && origin::same_origin(origin, &request.host, matches!(io, Transport::Tls(_)));
+        if !own_page && !origin::allowed(&shard.config.allowed_origins, origin) {
             tracing::debug!(%origin, "handshake refused: origin not allowed");
             let reason = "this Origin may not open a WebSocket here (see --allowed-origins)";
             refuse(io, handshake::refusal(403, reason), timeout).await;
@@ -121,19 +131,38 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream) {
     shard.send_to(owner, ShardMessage::Adopt(Box::new(handoff)));
 }
 
+/// What the first request head on a connection turned out to be.
+enum Head {
+    Upgrade(UpgradeRequest, usize),
+    /// No `Upgrade`: an HTTP request for the public ingress (still in the buffer).
+    Plain,
+}
+
+/// A connection on the `--http-listen` listener: plain HTTP for the public ingress only.
+pub async fn admit_http(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let Ok(io) = stream.into_poll_io() else {
+        return;
+    };
+    ingress::serve(shard, Transport::Plain(io), peer.ip(), BytesMut::new()).await;
+}
+
 async fn read_handshake(
     io: &mut Transport,
     buf: &mut BytesMut,
     max: usize,
-) -> Result<(UpgradeRequest, usize), Refusal> {
+) -> Result<Head, Refusal> {
     // Each byte is looked at once however the head is split (a slow client must not make
     // us re-parse it on every read); the parser runs once, on the complete head.
     let mut scanner = HeadScanner::new(max, handshake::MAX_HANDSHAKE_HEADERS);
     loop {
         match scanner.scan(buf) {
             Ok(Some(end)) => {
+                if !handshake::is_upgrade(&buf[..end]) {
+                    return Ok(Head::Plain);
+                }
                 return match handshake::parse_upgrade(&buf[..end], max) {
-                    Ok(Some(parsed)) => Ok(parsed),
+                    Ok(Some((request, head_len))) => Ok(Head::Upgrade(request, head_len)),
                     Ok(None) => Err(Refusal::Handshake(HandshakeError::Malformed(
                         "incomplete request head".into(),
                     ))),
@@ -202,9 +231,10 @@ fn register(
     // The tokens file is checked here, on the owner shard, with the one hash of the token
     // that the takeover check below uses too.
     let assigned = request.address.is_none();
-    if let Err(denied) = shard
-        .policy()
-        .authorize(credential.as_ref(), &address, assigned)
+    if let Err(denied) =
+        shard
+            .policy()
+            .authorize(credential.as_ref(), &address, assigned, request.public)
     {
         tracing::debug!(%address, status = denied.status(), "registration refused by the tokens file");
         monoio::spawn(refuse(
@@ -240,7 +270,7 @@ fn register(
     let key = shard
         .conns
         .borrow_mut()
-        .insert_with(|key| Rc::new(Conn::new(key, address.clone(), leftover)));
+        .insert_with(|key| Rc::new(Conn::new(key, address.clone(), request.public, leftover)));
     let Some(conn) = shard.conn(key) else { return };
     shard.table.borrow_mut().insert(
         address.clone(),

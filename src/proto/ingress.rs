@@ -1,0 +1,508 @@
+//! Requests from internet callers (the proxy's public HTTP ingress): which virtual address a
+//! `Host` names, the strict checks on a plain HTTP/1.1 head, and the head relayed to the
+//! target, written in one pass over the caller's head.
+//!
+//! The relayed head is a normal httpws request (DESIGN §2): `Host: <address>`, a `CSeq` line
+//! the target's shard renumbers, and none of the caller's connection headers, CSeq or
+//! `Httpws-From` (which the proxy stamps with [`INTERNET_CALLER`]).
+
+use std::mem::MaybeUninit;
+use std::net::IpAddr;
+
+use bytes::BytesMut;
+use httparse::Header;
+
+use crate::proto::address::HostAddress;
+use crate::proto::head::{self, BodyFraming, HeadInfo};
+
+/// The `Httpws-From` of a request that came from the internet. It starts with `-`, which no
+/// virtual address may, so no endpoint can register it or pass for it.
+pub const INTERNET_CALLER: &str = "-internet-";
+/// Most header lines accepted in an internet caller's head.
+pub const MAX_INGRESS_HEADERS: usize = head::DEFAULT_MAX_HEADERS;
+
+/// Why an internet caller's request cannot be relayed: the HTTP status and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngressError {
+    #[error("{0}")]
+    BadRequest(&'static str),
+    #[error("Host is not a virtual address: {0}")]
+    BadHost(String),
+    #[error("too many header lines")]
+    TooManyHeaders,
+    #[error("the {0} method is not supported here")]
+    MethodNotAllowed(String),
+    #[error("Transfer-Encoding other than chunked")]
+    UnsupportedEncoding,
+}
+
+impl IngressError {
+    pub fn status(&self) -> u16 {
+        match self {
+            IngressError::BadRequest(_) | IngressError::BadHost(_) => 400,
+            IngressError::TooManyHeaders => 431,
+            IngressError::MethodNotAllowed(_) => 405,
+            IngressError::UnsupportedEncoding => 501,
+        }
+    }
+}
+
+/// What a `Host` names. (Lives on the stack for one request; boxing the address would cost
+/// an allocation per request.)
+#[derive(Debug, Clone, Copy)]
+#[allow(clippy::large_enum_variant)]
+pub enum HostRoute {
+    /// An endpoint: `<address>` or `<address>.<domain>`.
+    Endpoint(HostAddress),
+    /// The proxy itself: an IP literal, `localhost`, or one of the `--domain`s exactly.
+    Proxy,
+}
+
+/// Route a `Host` value (port ignored). A name under one of `domains` loses that suffix
+/// (`bob.tunnel.example.com` → `bob`); any other name is the address itself.
+pub fn route_host(host: &[u8], domains: &[String]) -> Result<HostRoute, IngressError> {
+    let host = host.trim_ascii();
+    if host.first() == Some(&b'[') {
+        return Ok(HostRoute::Proxy); // an IPv6 literal
+    }
+    let name = match host.iter().rposition(|&b| b == b':') {
+        Some(i) => &host[..i],
+        None => host,
+    };
+    if name.eq_ignore_ascii_case(b"localhost") || is_ipv4_literal(name) {
+        return Ok(HostRoute::Proxy);
+    }
+    for domain in domains {
+        let d = domain.as_bytes();
+        if name.eq_ignore_ascii_case(d) {
+            return Ok(HostRoute::Proxy);
+        }
+        if name.len() > d.len() + 1
+            && name[name.len() - d.len()..].eq_ignore_ascii_case(d)
+            && name[name.len() - d.len() - 1] == b'.'
+        {
+            let label = &name[..name.len() - d.len() - 1];
+            return HostAddress::from_host_header(label)
+                .map(HostRoute::Endpoint)
+                .map_err(|e| IngressError::BadHost(e.to_string()));
+        }
+    }
+    HostAddress::from_host_header(host)
+        .map(HostRoute::Endpoint)
+        .map_err(|e| IngressError::BadHost(e.to_string()))
+}
+
+fn is_ipv4_literal(name: &[u8]) -> bool {
+    std::str::from_utf8(name).is_ok_and(|s| s.parse::<std::net::Ipv4Addr>().is_ok())
+}
+
+/// Where the caller is, for the `X-Forwarded-*` headers the target gets.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarded {
+    pub peer: IpAddr,
+    pub tls: bool,
+}
+
+/// A checked internet caller's head. (On the stack, once per request: not boxed.)
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub enum IngressHead {
+    /// A WebSocket upgrade: the registration path handles it.
+    Upgrade,
+    /// A request for the proxy itself (its own pages).
+    Proxy(ProxyRequest),
+    /// A request to relay; the relayed head was written to `dst`.
+    Relay(RelayHead),
+}
+
+/// A request whose `Host` is the proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyRequest {
+    pub method: String,
+    pub path: String,
+    pub keep_alive: bool,
+    pub framing: BodyFraming,
+}
+
+/// What the ingress needs to relay one request and answer its caller.
+#[derive(Debug, Clone)]
+pub struct RelayHead {
+    pub target: HostAddress,
+    /// Describes the relayed head written to `dst` (offsets from where it starts).
+    pub info: HeadInfo,
+    /// How the caller's body is delimited (the relayed message keeps it as it is).
+    pub framing: BodyFraming,
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`: the caller waits for a 100 before sending its body.
+    pub expect_continue: bool,
+    pub head_request: bool,
+}
+
+/// Check the caller's head (`head` ends with its blank line) and, for a request to relay,
+/// append the relayed head to `dst`.
+///
+/// The same strict framing as relayed messages (docs/protocol.md §9): one decimal
+/// Content-Length or `Transfer-Encoding: chunked`, never both; exactly one Host; an
+/// absolute-form target must name the Host. CONNECT is refused (405).
+pub fn parse_request(
+    head: &[u8],
+    domains: &[String],
+    forwarded: Forwarded,
+    dst: &mut BytesMut,
+) -> Result<IngressHead, IngressError> {
+    let mut buf = [const { MaybeUninit::<Header<'_>>::uninit() }; MAX_INGRESS_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(head, &mut buf) {
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        Ok(_) => return Err(IngressError::BadRequest("incomplete request head")),
+        Err(httparse::Error::TooManyHeaders) => return Err(IngressError::TooManyHeaders),
+        Err(httparse::Error::Version) => return Err(IngressError::BadRequest("not HTTP/1.x")),
+        Err(_) => return Err(IngressError::BadRequest("malformed request head")),
+    }
+    let method = req.method.unwrap_or_default();
+    let target = req.path.unwrap_or_default();
+    let http11 = req.version == Some(1);
+    let headers: &[Header<'_>] = req.headers;
+
+    let mut host: Option<&[u8]> = None;
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut upgrade = false;
+    let mut expect_continue = false;
+    for h in headers {
+        let name = h.name.as_bytes();
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") && host.replace(h.value).is_some() => {
+                return Err(IngressError::BadRequest("duplicate Host"));
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                let n = head::parse_u64(h.value)
+                    .ok_or(IngressError::BadRequest("invalid Content-Length"))?;
+                if length.replace(n).is_some() {
+                    return Err(IngressError::BadRequest("duplicate Content-Length"));
+                }
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                if chunked {
+                    return Err(IngressError::BadRequest("duplicate Transfer-Encoding"));
+                }
+                if !h.value.eq_ignore_ascii_case(b"chunked") {
+                    return Err(IngressError::UnsupportedEncoding);
+                }
+                chunked = true;
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    close |= token.eq_ignore_ascii_case(b"close");
+                    keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            7 if name.eq_ignore_ascii_case(b"upgrade") => upgrade = true,
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
+            }
+            _ => {}
+        }
+    }
+    if upgrade {
+        return Ok(IngressHead::Upgrade);
+    }
+    if chunked && length.is_some() {
+        return Err(IngressError::BadRequest(
+            "both Transfer-Encoding and Content-Length",
+        ));
+    }
+    let framing = match (length, chunked) {
+        (Some(n), _) => BodyFraming::Length(n),
+        (None, true) => BodyFraming::Chunked,
+        (None, false) => BodyFraming::None,
+    };
+    let keep_alive = if http11 {
+        !close
+    } else {
+        keep_alive_token && !close
+    };
+    if method.eq_ignore_ascii_case("CONNECT") {
+        return Err(IngressError::MethodNotAllowed(method.to_owned()));
+    }
+    let host = host.ok_or(IngressError::BadRequest("missing Host"))?;
+    let host = host.trim_ascii();
+    if host.is_empty() {
+        return Err(IngressError::BadRequest("empty Host"));
+    }
+    // Absolute form (`GET http://bob/x`): relayed in origin form, and it must agree with Host
+    // so that two readers cannot route it differently.
+    let path = match absolute_form(target) {
+        Some((authority, path)) => {
+            if !authority.as_bytes().eq_ignore_ascii_case(host) {
+                return Err(IngressError::BadRequest(
+                    "absolute-form target names another host than Host",
+                ));
+            }
+            path
+        }
+        None if target.starts_with('/') || target == "*" => target,
+        None => return Err(IngressError::BadRequest("request target must be a path")),
+    };
+    let address = match route_host(host, domains)? {
+        HostRoute::Proxy => {
+            return Ok(IngressHead::Proxy(ProxyRequest {
+                method: method.to_owned(),
+                path: path.to_owned(),
+                keep_alive,
+                framing,
+            }));
+        }
+        HostRoute::Endpoint(address) => address,
+    };
+
+    let start = dst.len();
+    dst.reserve(head.len() + 128);
+    dst.extend_from_slice(method.as_bytes());
+    dst.extend_from_slice(b" ");
+    dst.extend_from_slice(path.as_bytes());
+    dst.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    let host_start = dst.len() - start;
+    dst.extend_from_slice(address.as_str().as_bytes());
+    let host_end = dst.len() - start;
+    dst.extend_from_slice(b"\r\n");
+    for h in headers {
+        if dropped_on_ingress(h.name.as_bytes()) {
+            continue;
+        }
+        dst.extend_from_slice(h.name.as_bytes());
+        dst.extend_from_slice(b": ");
+        dst.extend_from_slice(h.value);
+        dst.extend_from_slice(b"\r\n");
+    }
+    dst.extend_from_slice(b"X-Forwarded-For: ");
+    let mut ip = [0u8; 64];
+    let ip = format_ip(forwarded.peer, &mut ip);
+    dst.extend_from_slice(ip);
+    dst.extend_from_slice(b"\r\nX-Forwarded-Host: ");
+    dst.extend_from_slice(host);
+    dst.extend_from_slice(if forwarded.tls {
+        b"\r\nX-Forwarded-Proto: https\r\n"
+    } else {
+        b"\r\nX-Forwarded-Proto: http\r\n"
+    });
+    let cseq_start = dst.len() - start;
+    dst.extend_from_slice(b"CSeq: 0\r\n");
+    let cseq_end = dst.len() - start;
+    dst.extend_from_slice(b"\r\n");
+    let head_len = dst.len() - start;
+    let info = HeadInfo::for_built_request(
+        head_len,
+        host_start as u32..host_end as u32,
+        cseq_start as u32..cseq_end as u32,
+        framing,
+    );
+    Ok(IngressHead::Relay(RelayHead {
+        target: address,
+        info,
+        framing,
+        keep_alive,
+        expect_continue,
+        head_request: method == "HEAD",
+    }))
+}
+
+/// `http://authority/path?q` → (`authority`, `/path?q`); `None` for any other form.
+fn absolute_form(target: &str) -> Option<(&str, &str)> {
+    let rest = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let path = &rest[end..];
+    Some((&rest[..end], if path.is_empty() { "/" } else { path }))
+}
+
+/// Caller headers the target does not get: the ones the proxy sets itself (Host, CSeq,
+/// Httpws-From, X-Forwarded-*), and those about the caller's connection to the proxy.
+fn dropped_on_ingress(name: &[u8]) -> bool {
+    head::is_hop_by_hop(name)
+        || match name.len() {
+            4 => name.eq_ignore_ascii_case(b"host") || name.eq_ignore_ascii_case(b"cseq"),
+            6 => name.eq_ignore_ascii_case(b"expect"),
+            9 => name.eq_ignore_ascii_case(b"forwarded"),
+            11 => name.eq_ignore_ascii_case(b"httpws-from"),
+            15 => name.eq_ignore_ascii_case(b"x-forwarded-for"),
+            16 => name.eq_ignore_ascii_case(b"x-forwarded-host"),
+            17 => name.eq_ignore_ascii_case(b"x-forwarded-proto"),
+            19 => name.eq_ignore_ascii_case(b"proxy-authorization"),
+            _ => false,
+        }
+}
+
+/// Format an IP address into `buf` without allocating.
+fn format_ip(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // 64 bytes hold any IPv4 or IPv6 text form (at most 45 bytes).
+    let _ = write!(cursor, "{ip}");
+    let n = cursor.position() as usize;
+    &buf[..n]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fwd() -> Forwarded {
+        Forwarded {
+            peer: "203.0.113.7".parse().expect("ip"),
+            tls: false,
+        }
+    }
+
+    fn domains() -> Vec<String> {
+        vec!["tunnel.example.com".into()]
+    }
+
+    fn relay(head: &[u8]) -> (RelayHead, Vec<u8>) {
+        let mut dst = BytesMut::from(&b"arena-prefix"[..]);
+        match parse_request(head, &domains(), fwd(), &mut dst) {
+            Ok(IngressHead::Relay(r)) => (r, dst[12..].to_vec()),
+            other => panic!("not relayed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn routes_hosts() {
+        let d = domains();
+        let ep = |s: &str| match route_host(s.as_bytes(), &d) {
+            Ok(HostRoute::Endpoint(a)) => a.as_str().to_owned(),
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(ep("bob"), "bob");
+        assert_eq!(ep("Bob:8080"), "bob");
+        assert_eq!(ep("bob.Tunnel.Example.com"), "bob");
+        assert_eq!(ep("a.b.tunnel.example.com:80"), "a.b");
+        assert_eq!(ep("bob.other.example"), "bob.other.example");
+        for proxy in [
+            "127.0.0.1:8080",
+            "localhost",
+            "[::1]:80",
+            "tunnel.example.com",
+        ] {
+            assert!(
+                matches!(route_host(proxy.as_bytes(), &d), Ok(HostRoute::Proxy)),
+                "{proxy}"
+            );
+        }
+        assert!(matches!(
+            route_host(b"-x-.tunnel.example.com", &d),
+            Err(IngressError::BadHost(_))
+        ));
+        assert!(matches!(
+            route_host(b"bad_name", &d),
+            Err(IngressError::BadHost(_))
+        ));
+    }
+
+    #[test]
+    fn writes_the_relayed_head() {
+        let head =
+            b"POST /x?y=1 HTTP/1.1\r\nHost: svc.tunnel.example.com\r\nConnection: keep-alive\r\n\
+            Content-Length: 5\r\nCSeq: 99\r\nHttpws-From: alice\r\nX-Forwarded-For: 1.2.3.4\r\n\
+            Accept: */*\r\n\r\n";
+        let (r, out) = relay(head);
+        assert_eq!(r.target.as_str(), "svc");
+        assert!(r.keep_alive);
+        assert_eq!(r.framing, BodyFraming::Length(5));
+        let text = String::from_utf8(out.clone()).expect("utf-8");
+        assert_eq!(
+            text,
+            "POST /x?y=1 HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\nAccept: */*\r\n\
+             X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Host: svc.tunnel.example.com\r\n\
+             X-Forwarded-Proto: http\r\nCSeq: 0\r\n\r\n"
+        );
+        // The description matches what a full inspection of the same head finds.
+        assert_eq!(r.info.head_len, out.len());
+        assert_eq!(r.info.host(&out), Some(&b"svc"[..]));
+        let mut msg = out.clone();
+        msg.extend_from_slice(b"hello");
+        let inspected = head::inspect(&msg, &head::HeadLimits::default()).expect("valid");
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        head::write_head(&mut a, &out, &r.info, 7, Some(INTERNET_CALLER));
+        head::write_head(&mut b, &msg, &inspected, 7, Some(INTERNET_CALLER));
+        assert_eq!(a, b);
+        assert!(String::from_utf8_lossy(&a).contains("Httpws-From: -internet-\r\n"));
+    }
+
+    #[test]
+    fn absolute_form_and_keep_alive_rules() {
+        let (_, out) = relay(b"GET http://bob/a/b HTTP/1.1\r\nHost: bob\r\n\r\n");
+        assert!(out.starts_with(b"GET /a/b HTTP/1.1\r\nHost: bob\r\n"));
+        let (r, _) = relay(b"GET / HTTP/1.0\r\nHost: bob\r\n\r\n");
+        assert!(!r.keep_alive);
+        let (r, _) = relay(b"GET / HTTP/1.0\r\nHost: bob\r\nConnection: Keep-Alive\r\n\r\n");
+        assert!(r.keep_alive);
+        let (r, _) = relay(b"HEAD / HTTP/1.1\r\nHost: bob\r\nConnection: close\r\n\r\n");
+        assert!(!r.keep_alive && r.head_request);
+        let (r, _) = relay(
+            b"PUT / HTTP/1.1\r\nHost: bob\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+        );
+        assert!(r.expect_continue);
+    }
+
+    #[test]
+    fn refusals() {
+        let err = |head: &[u8]| {
+            let mut dst = BytesMut::new();
+            parse_request(head, &domains(), fwd(), &mut dst).expect_err("refused")
+        };
+        assert_eq!(err(b"GET / HTTP/1.1\r\n\r\n").status(), 400);
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").status(),
+            400
+        );
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .status(),
+            400
+        );
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n")
+                .status(),
+            400
+        );
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n").status(),
+            400
+        );
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n").status(),
+            501
+        );
+        assert_eq!(
+            err(b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n").status(),
+            405
+        );
+        assert_eq!(
+            err(b"GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n").status(),
+            400
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: bad_name\r\n\r\n").status(),
+            400
+        );
+        let mut dst = BytesMut::new();
+        let upgrade = b"GET /bob HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n";
+        assert!(matches!(
+            parse_request(upgrade, &domains(), fwd(), &mut dst),
+            Ok(IngressHead::Upgrade)
+        ));
+        let own = b"GET /httpws.js HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n";
+        assert!(matches!(
+            parse_request(own, &domains(), fwd(), &mut dst),
+            Ok(IngressHead::Proxy(ProxyRequest { ref path, .. })) if path == "/httpws.js"
+        ));
+        assert!(
+            dst.is_empty(),
+            "nothing written for requests that are not relayed"
+        );
+    }
+}

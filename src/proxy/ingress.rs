@@ -1,0 +1,510 @@
+//! Public HTTP ingress: plain HTTP/1.1 clients from the internet (no WebSocket), their
+//! requests relayed to endpoints that registered as public and the answers written back.
+//!
+//! One task per client connection, one request at a time (keep-alive; pipelined requests
+//! wait in the buffer). A request is read whole, head and body, because one WebSocket message
+//! carries one whole HTTP message; it then takes the same path as an endpoint's request
+//! (`Shard::route_request`), with `Httpws-From: -internet-` and the answer framed as HTTP
+//! instead of as a WebSocket frame. Reads land in the shard's shared read blocks and a
+//! complete request is split off them without copying, as on WebSocket connections.
+
+use std::cell::RefCell;
+use std::io::{self, IoSlice};
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use monoio::io::poll_io::AsyncWrite;
+
+use crate::proto::chunked::ChunkedScanner;
+use crate::proto::frame::OpCode;
+use crate::proto::head::BodyFraming;
+use crate::proto::head_scanner::{HeadScanner, ScanError};
+use crate::proto::ingress::{
+    self, Forwarded, INTERNET_CALLER, IngressHead, MAX_INGRESS_HEADERS, RelayHead,
+};
+use crate::proto::request_error::RequestError;
+use crate::proxy::connection::poll_read_buf;
+use crate::proxy::pages;
+use crate::proxy::pending::ReplyAs;
+use crate::proxy::router::{CallerKind, ConnKey, ConnRef, OutFrame, RelayRequest};
+use crate::proxy::shard::Shard;
+use crate::proxy::transport::Transport;
+
+/// Smallest room offered to a read that continues a partial request.
+const MIN_PARTIAL_READ: usize = 4 * 1024;
+/// Written when the caller sent `Expect: 100-continue` and its body has not arrived.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// Ends a head on a connection that stays open / one that closes after this response.
+const END_KEEP_ALIVE: &[u8] = b"\r\n";
+const END_CLOSE: &[u8] = b"Connection: close\r\n\r\n";
+
+/// The shard-side half of one ingress connection: where its answer is delivered.
+#[derive(Debug)]
+pub struct HttpCaller {
+    state: RefCell<CallerState>,
+}
+
+#[derive(Debug, Default)]
+struct CallerState {
+    /// The CSeq of the request being answered (0: none).
+    awaiting: u64,
+    reply: Option<OutFrame>,
+    waker: Option<Waker>,
+}
+
+impl HttpCaller {
+    /// The answer to request `cseq`; anything else (a stale answer) is dropped.
+    pub fn deliver(&self, cseq: u64, frame: OutFrame) {
+        let mut st = self.state.borrow_mut();
+        if st.awaiting != cseq || st.reply.is_some() {
+            return;
+        }
+        st.reply = Some(frame);
+        if let Some(waker) = st.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn expect(&self, cseq: u64) {
+        let mut st = self.state.borrow_mut();
+        st.awaiting = cseq;
+        st.reply = None;
+    }
+
+    fn poll_reply(&self, cx: &mut Context<'_>) -> Poll<OutFrame> {
+        let mut st = self.state.borrow_mut();
+        match st.reply.take() {
+            Some(frame) => {
+                st.awaiting = 0;
+                Poll::Ready(frame)
+            }
+            None => {
+                st.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Why an ingress connection ended early (logged once, at debug level).
+#[derive(Debug, thiserror::Error)]
+enum IngressEnd {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("timed out waiting for the caller")]
+    Timeout,
+}
+
+/// Serve one ingress connection. `buf` holds what was read already (the first head).
+pub async fn serve(shard: Rc<Shard>, io: Transport, peer: IpAddr, buf: BytesMut) {
+    let caller = Rc::new(HttpCaller {
+        state: RefCell::default(),
+    });
+    let key = shard.callers.borrow_mut().insert_with(|_| caller.clone());
+    let tls = matches!(io, Transport::Tls(_));
+    let mut conn = IngressConn {
+        shard: shard.clone(),
+        caller,
+        key,
+        io,
+        buf,
+        forwarded: Forwarded { peer, tls },
+        next_cseq: 0,
+    };
+    if let Err(e) = conn.run().await {
+        tracing::debug!(%peer, error = %e, "ingress connection ended");
+    }
+    shard.callers.borrow_mut().remove(key);
+}
+
+/// Whether the connection stays open after a response.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+struct IngressConn {
+    shard: Rc<Shard>,
+    caller: Rc<HttpCaller>,
+    key: ConnKey,
+    io: Transport,
+    /// Bytes of the request being read (and of any pipelined after it).
+    buf: BytesMut,
+    forwarded: Forwarded,
+    next_cseq: u64,
+}
+
+impl IngressConn {
+    async fn run(&mut self) -> Result<(), IngressEnd> {
+        loop {
+            let Some(head_end) = self.read_head().await? else {
+                return Ok(()); // the caller closed between requests
+            };
+            let next = self.handle(head_end).await?;
+            if next == Next::Close || self.shard.draining.get() {
+                let _ = std::future::poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Wait for a complete head; `None` when the caller closes cleanly before sending one.
+    /// A caller gets `idle_timeout` to start a request and `handshake_timeout` to finish
+    /// its head, so a slow one cannot hold a connection open forever.
+    async fn read_head(&mut self) -> Result<Option<usize>, IngressEnd> {
+        let config = self.shard.config.clone();
+        let mut scanner = HeadScanner::new(config.max_head_bytes, MAX_INGRESS_HEADERS);
+        let mut deadline =
+            (!self.buf.is_empty()).then(|| Instant::now() + config.handshake_timeout);
+        let idle_deadline = Instant::now() + config.idle_timeout;
+        loop {
+            match scanner.scan(&self.buf) {
+                Ok(Some(end)) => return Ok(Some(end)),
+                Ok(None) => {}
+                Err(ScanError::TooLarge) => {
+                    let reason = format!(
+                        "request head larger than {} bytes or over {MAX_INGRESS_HEADERS} lines",
+                        config.max_head_bytes
+                    );
+                    self.write_error(431, "bad-request", &reason, Next::Close)
+                        .await?;
+                    return Ok(None);
+                }
+                Err(e @ ScanError::BareLf) => {
+                    self.write_error(400, "bad-request", &e.to_string(), Next::Close)
+                        .await?;
+                    return Ok(None);
+                }
+            }
+            let until = deadline.unwrap_or(idle_deadline);
+            let was_empty = self.buf.is_empty();
+            let n = self.read_until(until).await?;
+            if n == 0 {
+                if was_empty {
+                    return Ok(None);
+                }
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+            }
+            deadline.get_or_insert_with(|| Instant::now() + self.shard.config.handshake_timeout);
+        }
+    }
+
+    /// Read more bytes, by `until`. Between requests the bytes land in the shard's shared
+    /// read block and are split off it; a partial request grows its own buffer.
+    async fn read_until(&mut self, until: Instant) -> Result<usize, IngressEnd> {
+        let left = until.saturating_duration_since(Instant::now());
+        let shard = self.shard.clone();
+        let read = async {
+            if self.buf.is_empty() {
+                let n = std::future::poll_fn(|cx| {
+                    let mut block = shard.read_buf.borrow_mut();
+                    shard.prepare_read_buf(&mut block);
+                    poll_read_buf(&mut self.io, cx, &mut block)
+                })
+                .await?;
+                self.buf = shard.read_buf.borrow_mut().split();
+                Ok::<usize, io::Error>(n)
+            } else {
+                let max = shard.config.max_message_bytes + shard.config.max_head_bytes;
+                if self.buf.capacity() == self.buf.len() {
+                    // Grow with what the caller has sent, never with what it claims.
+                    let room = self
+                        .buf
+                        .len()
+                        .max(MIN_PARTIAL_READ)
+                        .min(max.saturating_sub(self.buf.len()).max(1));
+                    self.buf.reserve(room);
+                }
+                std::future::poll_fn(|cx| poll_read_buf(&mut self.io, cx, &mut self.buf)).await
+            }
+        };
+        match monoio::time::timeout(left, read).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(IngressEnd::Timeout),
+        }
+    }
+
+    /// Handle the request whose head is `buf[..head_end]`.
+    async fn handle(&mut self, head_end: usize) -> Result<Next, IngressEnd> {
+        let shard = self.shard.clone();
+        let (head_bytes, parsed) = shard.arena_bytes(|arena| {
+            ingress::parse_request(
+                &self.buf[..head_end],
+                &shard.config.domains,
+                self.forwarded,
+                arena,
+            )
+        });
+        match parsed {
+            Err(e) => {
+                let token = if e.status() == 400 {
+                    "bad-request"
+                } else {
+                    "refused"
+                };
+                self.write_error(e.status(), token, &e.to_string(), Next::Close)
+                    .await?;
+                Ok(Next::Close)
+            }
+            Ok(IngressHead::Upgrade) => {
+                let reason = "a WebSocket registration must be the first request on a \
+                              connection to the proxy's WebSocket listener";
+                self.write_error(400, "bad-request", reason, Next::Close)
+                    .await?;
+                Ok(Next::Close)
+            }
+            Ok(IngressHead::Proxy(request)) => {
+                // A body on a request to the proxy itself is not read: close after answering.
+                let next = if request.keep_alive && request.framing == BodyFraming::None {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                };
+                let _ = self.buf.split_to(head_end);
+                self.release_buffer();
+                let page = pages::answer(&shard.config, &request.method, &request.path);
+                let head_request = request.method == "HEAD";
+                self.write_response(&page.head, page.body.as_ref(), head_request, next)
+                    .await?;
+                Ok(next)
+            }
+            Ok(IngressHead::Relay(relay)) => self.relay(head_end, head_bytes, relay).await,
+        }
+    }
+
+    async fn relay(
+        &mut self,
+        head_end: usize,
+        head_bytes: Bytes,
+        relay: RelayHead,
+    ) -> Result<Next, IngressEnd> {
+        let shard = self.shard.clone();
+        let next = if relay.keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        };
+        // The relayed message (head + body) must fit one WebSocket message.
+        let max_body = shard
+            .config
+            .max_message_bytes
+            .saturating_sub(relay.info.head_len);
+        let too_large =
+            || format!("request body over the limit of {max_body} bytes (--max-message-bytes)");
+        let body_len = match relay.framing {
+            BodyFraming::None => 0,
+            BodyFraming::Length(n) if n > max_body as u64 => {
+                self.write_error(413, "message-too-large", &too_large(), Next::Close)
+                    .await?;
+                return Ok(Next::Close);
+            }
+            BodyFraming::Length(n) => n as usize,
+            BodyFraming::Chunked => {
+                match self
+                    .read_chunked(head_end, max_body, relay.expect_continue)
+                    .await?
+                {
+                    Ok(n) => n,
+                    Err((status, token, reason)) => {
+                        self.write_error(status, token, &reason, Next::Close)
+                            .await?;
+                        return Ok(Next::Close);
+                    }
+                }
+            }
+        };
+        if relay.framing != BodyFraming::Chunked {
+            self.read_body(head_end + body_len, relay.expect_continue)
+                .await?;
+        }
+        let message = self.buf.split_to(head_end + body_len).freeze();
+        self.release_buffer();
+        let body = message.slice(head_end..);
+
+        if !shard.may_call(INTERNET_CALLER, relay.target.as_str()) {
+            let reason = format!(
+                "the tokens file does not let internet callers reach {}",
+                relay.target.as_str()
+            );
+            self.write_error(403, RequestError::Forbidden.token(), &reason, next)
+                .await?;
+            return Ok(next);
+        }
+        if shard.draining.get() {
+            let reason = "the proxy is shutting down";
+            self.write_error(503, RequestError::TargetBusy.token(), reason, Next::Close)
+                .await?;
+            return Ok(Next::Close);
+        }
+        self.next_cseq += 1;
+        let cseq = self.next_cseq;
+        self.caller.expect(cseq);
+        let owner = relay.target.shard_index(shard.router.shards());
+        let reply = ReplyAs::Http {
+            head_request: relay.head_request,
+        };
+        shard.route_request(
+            owner,
+            RelayRequest {
+                origin: ConnRef {
+                    shard: shard.id as u16,
+                    kind: CallerKind::Http,
+                    key: self.key,
+                },
+                origin_cseq: cseq,
+                from: None,
+                // Binary: the body may be any bytes, and text frames must be UTF-8.
+                opcode: OpCode::Binary,
+                message: head_bytes,
+                info: relay.info,
+                body,
+                reply,
+            },
+        );
+        // No timer of its own: every relayed request is answered (by its target, or by the
+        // proxy with `timeout` at the request deadline, `target-gone`, ...).
+        let caller = self.caller.clone();
+        let frame = std::future::poll_fn(|cx| caller.poll_reply(cx)).await;
+        self.write_response(&frame.head, Some(&frame.body), relay.head_request, next)
+            .await?;
+        Ok(next)
+    }
+
+    /// Read until `buf` holds `total` bytes (head and Content-Length body).
+    async fn read_body(&mut self, total: usize, expect_continue: bool) -> Result<(), IngressEnd> {
+        if self.buf.len() >= total {
+            return Ok(());
+        }
+        if expect_continue {
+            write_all(&mut self.io, &[CONTINUE]).await?;
+        }
+        let until = Instant::now() + self.shard.config.request_timeout;
+        if self.buf.capacity() < total {
+            // Room for what was declared, bounded by the limit checked before.
+            self.buf
+                .reserve((total - self.buf.len()).min(self.buf.len().max(MIN_PARTIAL_READ) * 4));
+        }
+        while self.buf.len() < total {
+            if self.read_until(until).await? == 0 {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Read a chunked body to its end. `Ok(Ok(len))`: the body is `buf[head_end..][..len]`.
+    #[allow(clippy::type_complexity)]
+    async fn read_chunked(
+        &mut self,
+        head_end: usize,
+        max_body: usize,
+        expect_continue: bool,
+    ) -> Result<Result<usize, (u16, &'static str, String)>, IngressEnd> {
+        let mut scanner = ChunkedScanner::new();
+        let until = Instant::now() + self.shard.config.request_timeout;
+        let mut asked = false;
+        loop {
+            match scanner.scan(&self.buf[head_end..]) {
+                Ok(Some(len)) => return Ok(Ok(len)),
+                Ok(None) => {}
+                Err(e) => return Ok(Err((400, "bad-request", format!("chunked body: {e}")))),
+            }
+            if self.buf.len() - head_end > max_body {
+                let reason = format!(
+                    "request body over the limit of {max_body} bytes (--max-message-bytes)"
+                );
+                return Ok(Err((413, "message-too-large", reason)));
+            }
+            if expect_continue && !asked {
+                asked = true;
+                write_all(&mut self.io, &[CONTINUE]).await?;
+            }
+            if self.read_until(until).await? == 0 {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+            }
+        }
+    }
+
+    /// An empty buffer must not pin the shard's shared read block while the connection idles.
+    fn release_buffer(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
+    async fn write_response(
+        &mut self,
+        head: &[u8],
+        body: Option<&Bytes>,
+        head_request: bool,
+        next: Next,
+    ) -> io::Result<()> {
+        let end = match next {
+            Next::KeepAlive => END_KEEP_ALIVE,
+            Next::Close => END_CLOSE,
+        };
+        let body: &[u8] = match body {
+            Some(b) if !head_request => b,
+            _ => &[],
+        };
+        write_all(&mut self.io, &[head, end, body]).await
+    }
+
+    async fn write_error(
+        &mut self,
+        status: u16,
+        token: &str,
+        reason: &str,
+        next: Next,
+    ) -> io::Result<()> {
+        let frame = self.shard.http_error(status, token, reason);
+        self.write_response(&frame.head, Some(&frame.body), false, next)
+            .await
+    }
+}
+
+/// Most pieces one response is written from: head, its end, body.
+const MAX_PIECES: usize = 3;
+
+/// Write every byte of `pieces` (at most [`MAX_PIECES`]) with vectored writes, then flush
+/// (TLS holds ciphertext otherwise). Nothing is allocated.
+async fn write_all(io: &mut Transport, pieces: &[&[u8]]) -> io::Result<()> {
+    let mut parts: [&[u8]; MAX_PIECES] = [&[]; MAX_PIECES];
+    let count = pieces.len().min(MAX_PIECES);
+    parts[..count].copy_from_slice(&pieces[..count]);
+    let mut first = 0;
+    loop {
+        while first < count && parts[first].is_empty() {
+            first += 1;
+        }
+        if first == count {
+            break;
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_PIECES];
+        for (slice, part) in slices.iter_mut().zip(&parts[first..count]) {
+            *slice = IoSlice::new(part);
+        }
+        let live = &slices[..count - first];
+        let n = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_write_vectored(cx, live)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let mut left = n;
+        while left > 0 && first < count {
+            let len = parts[first].len();
+            if len <= left {
+                left -= len;
+                first += 1;
+            } else {
+                parts[first] = &parts[first][left..];
+                left = 0;
+            }
+        }
+    }
+    std::future::poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
+}
