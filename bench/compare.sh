@@ -16,7 +16,9 @@
 #          direct p99. Plots (loadgen --plot) go to PLOTS_DIR.
 #   http   wrk against one nginx `return 200`: direct; nginx reverse proxy (a second nginx,
 #          proxy_pass + upstream keepalive); rathole with the tcp and the websocket
-#          transport; httpws (client agent → proxy → svc agent → nginx, as bench/tunnel_http.sh).
+#          transport; httpws (client agent → proxy → svc agent → nginx, as bench/tunnel_http.sh);
+#          httpws_ingress (wrk → proxy's public HTTP ingress → public svc agent → nginx: the
+#          same hops as rathole).
 #          All run at once; each rep runs every target once, in an order rotated per rep.
 #          req/s, p50, p99, RSS and CPU per request of each relay's processes.
 #          Target: httpws ≥ rathole's req/s and ≤ its p99.
@@ -412,14 +414,17 @@ section_http() {
     log "rathole is not installed: the http section runs without it"
     echo "rathole could not be installed (see stderr): no rathole targets in this run." >"$tmp/http.norathole"
   fi
-  targets+=(httpws)
+  targets+=(httpws httpws_ingress)
 
   httpws_tunnel_start "$bin" "$backend_port" "$PROXY_ARGS" "$ENDPOINT_ARGS" http_
+  httpws_ingress_start "$bin" "$backend_port" "$PROXY_ARGS" "$ENDPOINT_ARGS" ingress_
   # shellcheck disable=SC2086
   {
     cmdlog http "httpws proxy (pid $proxy_pid)" "$bin" --log warn proxy --listen 127.0.0.1:0 $PROXY_ARGS
     cmdlog http "httpws svc agent (pid $svc_pid)" "$bin" --log warn endpoint --proxy "$proxy_addr" --name svc --serve "http://127.0.0.1:$backend_port" $ENDPOINT_ARGS
     cmdlog http "httpws client agent (pid $client_pid)" "$bin" --log warn endpoint --proxy "$proxy_addr" --name client --listen 127.0.0.1:0 $ENDPOINT_ARGS
+    cmdlog http "httpws ingress proxy (pid $ig_proxy_pid)" "$bin" --log warn proxy --listen 127.0.0.1:0 $PROXY_ARGS
+    cmdlog http "httpws public svc agent (pid $ig_svc_pid)" "$bin" --log warn endpoint --proxy "ws://$ig_addr" --name svc --public --serve "http://127.0.0.1:$backend_port" $ENDPOINT_ARGS
   }
 
   # target → URL, extra wrk args, relay processes (name=pid)
@@ -430,6 +435,8 @@ section_http() {
   url[rathole_ws]="http://127.0.0.1:$rw_port/"; procs[rathole_ws]="server=$rw_s client=$rw_c"
   url[httpws]="http://$ingress/"; procs[httpws]="proxy=$proxy_pid svc_agent=$svc_pid client_agent=$client_pid"
   extra[httpws]="Host: svc"
+  url[httpws_ingress]="http://$ig_addr/"; procs[httpws_ingress]="proxy=$ig_proxy_pid svc_agent=$ig_svc_pid"
+  extra[httpws_ingress]="Host: svc"
   local t kv
 
   # ticks_line "name=pid ...": "name=ticks ..." (CPU of each of those processes)
@@ -461,9 +468,9 @@ section_http() {
   done
   for t in "${targets[@]}"; do echo "$(rss_line "${procs[$t]}")" >"$tmp/http.rss_after.$t"; done
   echo "$(rss_kib "$backend_worker"):$(hwm_kib "$backend_worker")" >"$tmp/http.rss_backend"
-  stderr_tail backend nginx_rp rathole_tcp_server rathole_tcp_client rathole_ws_server rathole_ws_client http_proxy http_svc http_client
+  stderr_tail backend nginx_rp rathole_tcp_server rathole_tcp_client rathole_ws_server rathole_ws_client http_proxy http_svc http_client ingress_proxy ingress_svc
   # shellcheck disable=SC2086
-  stop_pid "$proxy_pid" "$svc_pid" "$client_pid" $rt_c $rt_s $rw_c $rw_s "$rp_pid" "$backend_pid"
+  stop_pid "$proxy_pid" "$svc_pid" "$client_pid" "$ig_proxy_pid" "$ig_svc_pid" $rt_c $rt_s $rw_c $rw_s "$rp_pid" "$backend_pid"
 }
 
 report_http() {
@@ -474,13 +481,14 @@ import os, statistics
 exec(os.environ["PY_WRK"])
 tmp, reps, tck = os.environ["TMP"], int(os.environ["REPS"]), int(os.environ["CLK_TCK"])
 med = statistics.median
-targets = ["direct", "nginx_proxy", "rathole_tcp", "rathole_ws", "httpws"]
+targets = ["direct", "nginx_proxy", "rathole_tcp", "rathole_ws", "httpws", "httpws_ingress"]
 path = {
     "direct": "wrk → nginx",
     "nginx_proxy": "wrk → nginx (proxy_pass, upstream keepalive) → nginx",
     "rathole_tcp": "wrk → rathole server → tcp transport → rathole client → nginx",
     "rathole_ws": "wrk → rathole server → websocket transport → rathole client → nginx",
     "httpws": "wrk → client agent → proxy → svc agent → nginx",
+    "httpws_ingress": "wrk → proxy (public HTTP ingress) → svc agent → nginx",
 }
 runs, cpu = {}, {}
 for t in targets:
@@ -545,18 +553,22 @@ b = open(f"{tmp}/http.rss_backend").read().strip().split(":")
 print(f"\nBackend nginx worker: RSS {int(b[0]) / 1024:.1f} MiB (peak {int(b[1]) / 1024:.1f} MiB). "
       "CPU per request = utime + stime (from /proc/PID/stat, all the relay's processes, summed) "
       "during that target's wrk runs / its requests. nginx reverse proxy: its worker process "
-      "(the master is idle). rathole: server + client. httpws: proxy + both agents.\n")
+      "(the master is idle). rathole: server + client. httpws: proxy + both agents. "
+      "httpws_ingress: proxy + svc agent.\n")
 rows = []
 if "httpws" in m:
-    print("| httpws vs | req/s ratio (target ≥ 1) | p99 ratio (target ≤ 1) |")
+    print("| httpws path vs | req/s ratio (target ≥ 1) | p99 ratio (target ≤ 1) |")
     print("|---|---|---|")
-    for peer in ("rathole_tcp", "rathole_ws", "nginx_proxy"):
-        if peer in m:
-            rr, pr = m["httpws"]["rps"] / m[peer]["rps"], m["httpws"]["p99"] / m[peer]["p99"]
-            print(f"| {peer} | {rr:.2f} | {pr:.2f} |")
-            if peer.startswith("rathole"):
-                rows.append((f"httpws / {peer} req/s", f"{rr:.2f} ({m['httpws']['rps']:,.0f} / {m[peer]['rps']:,.0f})", "≥ 1", rr >= 1))
-                rows.append((f"httpws / {peer} p99", f"{pr:.2f} ({fmt_lat(m['httpws']['p99'])} / {fmt_lat(m[peer]['p99'])})", "≤ 1", pr <= 1))
+    for ours in ("httpws", "httpws_ingress"):
+        if ours not in m:
+            continue
+        for peer in ("rathole_tcp", "rathole_ws", "nginx_proxy"):
+            if peer in m:
+                rr, pr = m[ours]["rps"] / m[peer]["rps"], m[ours]["p99"] / m[peer]["p99"]
+                print(f"| {ours} vs {peer} | {rr:.2f} | {pr:.2f} |")
+                if peer.startswith("rathole"):
+                    rows.append((f"{ours} / {peer} req/s", f"{rr:.2f} ({m[ours]['rps']:,.0f} / {m[peer]['rps']:,.0f})", "≥ 1", rr >= 1))
+                    rows.append((f"{ours} / {peer} p99", f"{pr:.2f} ({fmt_lat(m[ours]['p99'])} / {fmt_lat(m[peer]['p99'])})", "≤ 1", pr <= 1))
     print()
 cfg = f"{tmp}/http.configs"
 if os.path.exists(cfg):

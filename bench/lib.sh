@@ -189,6 +189,32 @@ httpws_tunnel_start() {
   fi
 }
 
+# httpws_ingress_start BIN SERVICE_PORT PROXY_ARGS ENDPOINT_ARGS [PREFIX]: the equal-hop path
+# (client → relay → tunnel agent → service), as rathole and frp are measured:
+#   BIN --log warn proxy --listen 127.0.0.1:0 PROXY_ARGS
+#   BIN --log warn endpoint --proxy ws://PROXY --name svc --public --serve http://127.0.0.1:SERVICE_PORT ENDPOINT_ARGS
+# wrk then talks to the proxy's public HTTP ingress with `Host: svc`. One request is checked
+# by hand. Sets ig_proxy_pid ig_svc_pid ig_addr (host:port); files $tmp/PREFIX{proxy,svc}.*
+httpws_ingress_start() {
+  local bin=$1 port=$2 proxy_args=$3 endpoint_args=$4 pre=${5:-}
+  # shellcheck disable=SC2086
+  spawn "${pre}proxy" "$bin" --log warn proxy --listen 127.0.0.1:0 $proxy_args
+  ig_proxy_pid=$spawned
+  wait_for "$ig_proxy_pid" "$tmp/${pre}proxy.out" 'listening on ws://'
+  ig_addr=$(grep -oE 'ws://[^ ]+' "$tmp/${pre}proxy.out" | head -n1 | sed 's|ws://||')
+  # shellcheck disable=SC2086
+  spawn "${pre}svc" "$bin" --log warn endpoint --proxy "ws://$ig_addr" --name svc --public \
+    --serve "http://127.0.0.1:$port" $endpoint_args
+  ig_svc_pid=$spawned
+  wait_for "$ig_svc_pid" "$tmp/${pre}svc.out" 'registered as svc'
+  log "ingress proxy (pid $ig_proxy_pid) on $ig_addr, public svc agent (pid $ig_svc_pid)"
+  local body
+  body=$(curl -sS --max-time 5 -H 'Host: svc' -w ' [HTTP %{http_code}]' "http://$ig_addr/" 2>&1) || true
+  if [ "$body" != $'ok\n [HTTP 200]' ] && [ "$body" != 'ok [HTTP 200]' ]; then
+    log "sanity request through the public ingress failed: $(printf %q "$body")"; return 1
+  fi
+}
+
 # run_wrk NAME REP ARGS...: wrk ARGS > $tmp/wrk.NAME.REP, one progress line on stderr.
 run_wrk() {
   local name=$1 rep=$2; shift 2
