@@ -117,7 +117,7 @@ fn ingress_heads(c: &mut Criterion) {
             if arena.capacity() < 1024 {
                 arena.reserve(64 * 1024);
             }
-            head::write_http_head(&mut arena, INGRESS_RESPONSE, &info, 3, false)
+            head::write_http_head(&mut arena, INGRESS_RESPONSE, &info, b"ok\n", false)
                 .expect("relayable");
             arena.split().freeze()
         });

@@ -711,22 +711,52 @@ pub fn rewritten_head_len(_msg: &[u8], info: &HeadInfo, cseq: u64, from: Option<
 pub enum HttpHeadError {
     #[error("the response has more than {MAX_HOP_LINES} hop-by-hop header lines")]
     TooManyHopLines,
+    #[error("an interim (1xx) response as the answer")]
+    Interim,
+    #[error("a body that differs from its Content-Length")]
+    LengthMismatch,
+    #[error("an incomplete chunked body")]
+    IncompleteChunked,
+    #[error("a body on a status that has none")]
+    UnexpectedBody,
 }
 
 /// Append the head of a response for a plain HTTP client (public ingress): the target's head
 /// without its CSeq, Httpws-From and hop-by-hop lines, with `Content-Length` added when the
-/// message gives no length (its body is then the rest of the message: `body_len` bytes) and
-/// the status may have a body. Stops before the blank line, so that the caller can add its own
+/// message gives no length (its body, `body`, is then the rest of the message) and the status
+/// may have a body. Stops before the blank line, so that the caller can add its own
 /// connection header.
+///
+/// The client's connection is kept alive, so the answer must frame itself exactly: unless it
+/// answers a HEAD, a body that is shorter than its Content-Length, an incomplete chunked
+/// body, a body on 204/304, or an interim 1xx status is refused (the caller gets 502).
 pub fn write_http_head(
     dst: &mut BytesMut,
     msg: &[u8],
     info: &HeadInfo,
-    body_len: usize,
+    body: &[u8],
     head_request: bool,
 ) -> Result<(), HttpHeadError> {
     if info.hops_overflow {
         return Err(HttpHeadError::TooManyHopLines);
+    }
+    if info.status < 200 {
+        return Err(HttpHeadError::Interim);
+    }
+    let bodiless = head_request || info.status == 204 || info.status == 304;
+    if !head_request {
+        if bodiless && !body.is_empty() {
+            return Err(HttpHeadError::UnexpectedBody);
+        }
+        match info.framing {
+            BodyFraming::Length(n) if n != body.len() as u64 => {
+                return Err(HttpHeadError::LengthMismatch);
+            }
+            BodyFraming::Chunked if !bodiless && !chunked_body_complete(body) => {
+                return Err(HttpHeadError::IncompleteChunked);
+            }
+            _ => {}
+        }
     }
     dst.reserve(info.head_len + 32);
     let (mut drops, mut hops) = (
@@ -747,10 +777,9 @@ pub fn write_http_head(
         pos = span.end as usize;
     }
     dst.extend_from_slice(&msg[pos..info.head_len - 2]);
-    let bodiless = head_request || info.status < 200 || info.status == 204 || info.status == 304;
     if info.framing == BodyFraming::None && !bodiless {
         dst.extend_from_slice(b"Content-Length: ");
-        put_u64(dst, body_len as u64);
+        put_u64(dst, body.len() as u64);
         dst.extend_from_slice(CRLF);
     }
     Ok(())

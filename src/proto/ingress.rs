@@ -169,6 +169,8 @@ pub fn parse_request(
     let mut chunked = false;
     let mut close = false;
     let mut keep_alive_token = false;
+    // A `Connection` token that names another header (RFC 9110 §7.6.1: not forwarded).
+    let mut lists_headers = false;
     let mut upgrade = false;
     let mut expect_continue = false;
     for h in headers {
@@ -197,6 +199,9 @@ pub fn parse_request(
                 for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                     close |= token.eq_ignore_ascii_case(b"close");
                     keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                    lists_headers |= !token.is_empty()
+                        && !token.eq_ignore_ascii_case(b"close")
+                        && !token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
             7 if name.eq_ignore_ascii_case(b"upgrade") => upgrade = true,
@@ -269,7 +274,9 @@ pub fn parse_request(
     let host_end = dst.len() - start;
     dst.extend_from_slice(b"\r\n");
     for h in headers {
-        if dropped_on_ingress(h.name.as_bytes()) {
+        if dropped_on_ingress(h.name.as_bytes())
+            || (lists_headers && listed_in_connection(headers, h.name.as_bytes()))
+        {
             continue;
         }
         dst.extend_from_slice(h.name.as_bytes());
@@ -334,6 +341,22 @@ fn dropped_on_ingress(name: &[u8]) -> bool {
             19 => name.eq_ignore_ascii_case(b"proxy-authorization"),
             _ => false,
         }
+}
+
+/// Whether a `Connection` header lists `name`: the caller's options for its connection to the
+/// proxy, not for the target. The framing headers stay whatever it lists: the body is relayed
+/// as it came, so its length must go with it.
+fn listed_in_connection(headers: &[Header<'_>], name: &[u8]) -> bool {
+    if name.eq_ignore_ascii_case(b"content-length")
+        || name.eq_ignore_ascii_case(b"transfer-encoding")
+    {
+        return false;
+    }
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
 }
 
 /// Format an IP address into `buf` without allocating.
@@ -430,6 +453,20 @@ mod tests {
         head::write_head(&mut b, &msg, &inspected, 7, Some(INTERNET_CALLER));
         assert_eq!(a, b);
         assert!(String::from_utf8_lossy(&a).contains("Httpws-From: -internet-\r\n"));
+    }
+
+    #[test]
+    fn headers_listed_in_connection_stay_here() {
+        let (r, out) = relay(
+            b"POST / HTTP/1.1\r\nHost: bob\r\nConnection: keep-alive, X-Hop, Content-Length\r\n\
+              X-Hop: secret\r\nX-Keep: 1\r\nContent-Length: 2\r\n\r\n",
+        );
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(!text.contains("X-Hop"), "{text}");
+        assert!(text.contains("X-Keep: 1\r\n"), "{text}");
+        // Framing is never dropped: the body goes as it came.
+        assert!(text.contains("Content-Length: 2\r\n"), "{text}");
+        assert!(r.keep_alive);
     }
 
     #[test]

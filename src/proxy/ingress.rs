@@ -158,7 +158,9 @@ impl IngressConn {
     /// its head, so a slow one cannot hold a connection open forever.
     async fn read_head(&mut self) -> Result<Option<usize>, IngressEnd> {
         let config = self.shard.config.clone();
-        let mut scanner = HeadScanner::new(config.max_head_bytes, MAX_INGRESS_HEADERS);
+        // A caller's head is held to the same limit as a registration's: both come from
+        // outside, and the first one on a connection is read before anyone knows which it is.
+        let mut scanner = HeadScanner::new(config.max_handshake_bytes, MAX_INGRESS_HEADERS);
         let mut deadline =
             (!self.buf.is_empty()).then(|| Instant::now() + config.handshake_timeout);
         let idle_deadline = Instant::now() + config.idle_timeout;
@@ -169,7 +171,7 @@ impl IngressConn {
                 Err(ScanError::TooLarge) => {
                     let reason = format!(
                         "request head larger than {} bytes or over {MAX_INGRESS_HEADERS} lines",
-                        config.max_head_bytes
+                        config.max_handshake_bytes
                     );
                     self.write_error(431, "bad-request", &reason, Next::Close)
                         .await?;
@@ -210,7 +212,7 @@ impl IngressConn {
                 self.buf = shard.read_buf.borrow_mut().split();
                 Ok::<usize, io::Error>(n)
             } else {
-                let max = shard.config.max_message_bytes + shard.config.max_head_bytes;
+                let max = shard.config.max_message_bytes + shard.config.max_handshake_bytes;
                 if self.buf.capacity() == self.buf.len() {
                     // Grow with what the caller has sent, never with what it claims.
                     let room = self
@@ -444,9 +446,10 @@ impl IngressConn {
         head_request: bool,
         next: Next,
     ) -> io::Result<()> {
+        // A draining shard closes every ingress connection after its answer (`run`): say so.
         let end = match next {
-            Next::KeepAlive => END_KEEP_ALIVE,
-            Next::Close => END_CLOSE,
+            Next::KeepAlive if !self.shard.draining.get() => END_KEEP_ALIVE,
+            Next::KeepAlive | Next::Close => END_CLOSE,
         };
         let body: &[u8] = match body {
             Some(b) if !head_request => b,

@@ -217,7 +217,7 @@ impl Shard {
                     }
                     ReplyAs::Http { head_request } => {
                         let (head, written) = self.arena_bytes(|arena| {
-                            head::write_http_head(arena, &message, info, body.len(), head_request)
+                            head::write_http_head(arena, &message, info, &body, head_request)
                         });
                         match written {
                             Ok(()) if head_request => OutFrame {

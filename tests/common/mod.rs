@@ -48,6 +48,8 @@ impl Driver {
 pub struct Proxy {
     child: Child,
     pub addr: SocketAddr,
+    /// The `--http-listen` address from the banner's second line, when that flag was given.
+    pub http_addr: Option<SocketAddr>,
 }
 
 impl Proxy {
@@ -75,6 +77,7 @@ impl Proxy {
             .expect("spawn httpws");
         let stdout = child.stdout.take().expect("stdout piped");
         let (tx, rx) = mpsc::channel();
+        let (http_tx, http_rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             while let Some(Ok(line)) = lines.next() {
@@ -83,6 +86,10 @@ impl Proxy {
                     .or_else(|| line.strip_prefix("httpws proxy listening on wss://"))
                 {
                     let _ = tx.send(addr.parse::<SocketAddr>().expect("address in banner"));
+                } else if let Some(addr) =
+                    line.strip_prefix("httpws proxy public HTTP ingress on http://")
+                {
+                    let _ = http_tx.send(addr.parse::<SocketAddr>().expect("address in banner"));
                 }
             }
         });
@@ -93,7 +100,23 @@ impl Proxy {
                 panic!("proxy did not print its address in time");
             }
         };
-        Proxy { child, addr }
+        // The ingress line follows the first one; only wait for it when it was asked for.
+        let http_addr = if args.contains(&"--http-listen") {
+            match http_rx.recv_timeout(IO_TIMEOUT) {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("proxy did not print its public HTTP ingress address in time");
+                }
+            }
+        } else {
+            None
+        };
+        Proxy {
+            child,
+            addr,
+            http_addr,
+        }
     }
 
     pub fn pid(&self) -> u32 {
