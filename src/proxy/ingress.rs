@@ -34,6 +34,9 @@ use crate::proxy::router::{CallerKind, ConnKey, ConnRef, OutFrame, RelayRequest}
 use crate::proxy::shard::Shard;
 use crate::proxy::transport::Transport;
 
+/// How long, and for how many bytes, a closing connection drains what the caller still sends.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+const LINGER_BYTES: usize = 1024 * 1024;
 /// Smallest room offered to a read that continues a partial request.
 const MIN_PARTIAL_READ: usize = 4 * 1024;
 /// Written when the caller sent `Expect: 100-continue` and its body has not arrived.
@@ -148,9 +151,26 @@ impl IngressConn {
             let next = self.handle(head_end).await?;
             if next == Next::Close || self.shard.draining.get() {
                 let _ = std::future::poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await;
+                self.linger().await;
                 return Ok(());
             }
         }
+    }
+
+    /// After the last response, read and drop what the caller is still sending (a body the
+    /// proxy refused unread) for a moment: closing a socket with unread bytes sends a reset,
+    /// which can destroy the response before the caller has read it.
+    async fn linger(&mut self) {
+        let until = Instant::now() + LINGER_TIME;
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            self.buf.clear();
+            match self.read_until(until).await {
+                Ok(n) if n > 0 => dropped += n,
+                _ => break,
+            }
+        }
+        self.release_buffer();
     }
 
     /// Wait for a complete head; `None` when the caller closes cleanly before sending one.
