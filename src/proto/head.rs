@@ -910,6 +910,50 @@ mod tests {
             .collect()
     }
 
+    fn http_head(msg: &[u8], head_request: bool) -> Result<String, HttpHeadError> {
+        let info = inspect(msg, &lim()).expect("valid response");
+        let mut dst = BytesMut::new();
+        write_http_head(&mut dst, msg, &info, &msg[info.head_len..], head_request)?;
+        Ok(String::from_utf8(dst.to_vec()).expect("ascii"))
+    }
+
+    #[test]
+    fn responses_for_http_clients_lose_cseq_and_hop_lines_and_gain_a_length() {
+        let msg = b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nCSeq: 9\r\nX-A: 1\r\n\
+            Keep-Alive: timeout=5\r\nHttpws-From: x\r\nUpgrade: h2c\r\n\r\nbody";
+        assert_eq!(
+            http_head(msg, false).unwrap(),
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 4\r\n"
+        );
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nCSeq: 1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n";
+        assert_eq!(
+            http_head(chunked, false).unwrap(),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+        );
+        let no_content = b"HTTP/1.1 204 No Content\r\nCSeq: 1\r\n\r\n";
+        assert_eq!(
+            http_head(no_content, false).unwrap(),
+            "HTTP/1.1 204 No Content\r\n"
+        );
+        // HEAD: a declared length without the body is its right.
+        let head = b"HTTP/1.1 200 OK\r\nCSeq: 1\r\nContent-Length: 10\r\n\r\n";
+        assert!(http_head(head, true).is_ok());
+        assert_eq!(http_head(head, false), Err(HttpHeadError::LengthMismatch));
+        let cut = b"HTTP/1.1 200 OK\r\nCSeq: 1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab";
+        assert_eq!(http_head(cut, false), Err(HttpHeadError::IncompleteChunked));
+        let interim = b"HTTP/1.1 100 Continue\r\nCSeq: 1\r\n\r\n";
+        assert_eq!(http_head(interim, false), Err(HttpHeadError::Interim));
+        let body_on_204 = b"HTTP/1.1 204 No Content\r\nCSeq: 1\r\n\r\nx";
+        assert_eq!(
+            http_head(body_on_204, false),
+            Err(HttpHeadError::UnexpectedBody)
+        );
+        let hops =
+            b"HTTP/1.1 200 OK\r\nCSeq: 1\r\nTE: a\r\nTE: b\r\nTE: c\r\nTE: d\r\nTE: e\r\n\r\n";
+        assert_eq!(http_head(hops, false), Err(HttpHeadError::TooManyHopLines));
+    }
+
     #[test]
     fn request_with_host_and_cseq() {
         let msg =
