@@ -101,6 +101,8 @@ export function isValidAddress(name) {
  *   neither, the proxy assigns one (kept across reconnects)
  * @property {string} [token] bearer token (visible ASCII); sent as the `access_token`
  *   query parameter, percent-encoded, because a browser's WebSocket cannot set headers
+ * @property {boolean} [public=false] take calls from the internet: asks the proxy (with the
+ *   `public=1` query parameter) to route its plain-HTTP ingress for this address here
  * @property {typeof WebSocket} [WebSocket] the WebSocket implementation (default
  *   `globalThis.WebSocket`; in Node before 22 pass the `ws` package's)
  * @property {object} [wsOptions] third constructor argument for the implementation (for `ws`:
@@ -155,6 +157,7 @@ export class Endpoint extends EventTarget {
   #base;
   #name;
   #token;
+  #public;
   /** @type {any} */
   #ws = null;
   /** The socket of a registration in progress. */
@@ -218,6 +221,7 @@ export class Endpoint extends EventTarget {
       // The proxy refuses other tokens (400); say so here, where the reason can be seen.
       throw new TypeError('a token must be non-empty visible ASCII (no spaces or control characters)');
     }
+    this.#public = Boolean(options.public);
     if (typeof options.onrequest === 'function') this.onrequest = options.onrequest;
     this.#closed = new Promise((resolve) => { this.#resolveClosed = resolve; });
   }
@@ -367,7 +371,10 @@ export class Endpoint extends EventTarget {
   #registrationUrl() {
     const url = new URL(this.#base);
     url.pathname = `/${this.#name ?? ''}`;
-    if (this.#token !== null) url.search = `?access_token=${encodeURIComponent(this.#token)}`;
+    const query = [];
+    if (this.#token !== null) query.push(`access_token=${encodeURIComponent(this.#token)}`);
+    if (this.#public) query.push('public=1');
+    if (query.length > 0) url.search = `?${query.join('&')}`;
     return url.href;
   }
 
