@@ -61,6 +61,11 @@ fn agent_http_corpus() {
     replay("agent_http", targets::agent_http);
 }
 
+#[test]
+fn ingress_corpus() {
+    replay("ingress", targets::ingress);
+}
+
 /// Every target has a corpus directory and a test above (a new target must get both).
 #[test]
 fn every_target_has_a_corpus() {

@@ -12,20 +12,23 @@ mod agent_http;
 mod frame;
 mod handshake;
 mod head;
+mod ingress;
 mod input;
 
 pub use agent_http::agent_http;
 pub use frame::frame;
 pub use handshake::handshake;
 pub use head::head;
+pub use ingress::ingress;
 
 /// A target: it panics on a finding and returns otherwise.
 pub type Target = fn(&[u8]);
 
 /// Every target with its name, which is also the name of its corpus directory.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("frame", frame),
     ("handshake", handshake),
     ("head", head),
     ("agent_http", agent_http),
+    ("ingress", ingress),
 ];
