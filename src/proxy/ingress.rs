@@ -30,7 +30,9 @@ use crate::proto::request_error::RequestError;
 use crate::proxy::connection::poll_read_buf;
 use crate::proxy::pages;
 use crate::proxy::pending::ReplyAs;
-use crate::proxy::router::{CallerKind, ConnKey, ConnRef, OutFrame, RelayRequest};
+use crate::proxy::router::{
+    CallerKind, ConnKey, ConnRef, HttpHandoff, OutFrame, RelayRequest, ShardMessage,
+};
 use crate::proxy::shard::Shard;
 use crate::proxy::transport::Transport;
 
@@ -103,7 +105,8 @@ enum IngressEnd {
 }
 
 /// Serve one ingress connection. `buf` holds what was read already (the first head).
-pub async fn serve(shard: Rc<Shard>, io: Transport, peer: IpAddr, buf: BytesMut) {
+/// `may_move`: the connection may still move to the shard that owns its first target.
+pub async fn serve(shard: Rc<Shard>, io: Transport, peer: IpAddr, buf: BytesMut, may_move: bool) {
     let caller = Rc::new(HttpCaller {
         state: RefCell::default(),
     });
@@ -117,18 +120,57 @@ pub async fn serve(shard: Rc<Shard>, io: Transport, peer: IpAddr, buf: BytesMut)
         buf,
         forwarded: Forwarded { peer, tls },
         next_cseq: 0,
+        may_move,
     };
-    if let Err(e) = conn.run().await {
-        tracing::debug!(%peer, error = %e, "ingress connection ended");
-    }
+    let outcome = conn.run().await;
     shard.callers.borrow_mut().remove(key);
+    match outcome {
+        Ok(None) => {}
+        Ok(Some(owner)) => {
+            // Keep-alive callers mostly talk to one endpoint: on its owner shard, their
+            // requests and answers need no cross-shard hop. The request just read moves along.
+            let IngressConn { io, buf, .. } = conn;
+            match io.detach() {
+                Ok(transport) => {
+                    let handoff = HttpHandoff {
+                        transport,
+                        peer,
+                        buffered: buf.freeze(),
+                    };
+                    shard.send_to(owner, ShardMessage::AdoptHttp(Box::new(handoff)));
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "could not hand an ingress connection over")
+                }
+            }
+        }
+        Err(e) => tracing::debug!(%peer, error = %e, "ingress connection ended"),
+    }
 }
 
-/// Whether the connection stays open after a response.
+/// An ingress connection handed over by the shard that accepted it.
+pub fn adopt(shard: &Rc<Shard>, handoff: HttpHandoff) {
+    let HttpHandoff {
+        transport,
+        peer,
+        buffered,
+    } = handoff;
+    match Transport::attach(transport) {
+        Ok(io) => {
+            let buf = BytesMut::from(&buffered[..]);
+            monoio::spawn(serve(shard.clone(), io, peer, buf, false));
+        }
+        Err(e) => tracing::warn!(error = %e, "could not adopt an ingress connection"),
+    }
+}
+
+/// What to do after a request.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Next {
     KeepAlive,
     Close,
+    /// Move the connection to this shard (its first request has not been handled).
+    Move(usize),
 }
 
 struct IngressConn {
@@ -140,19 +182,24 @@ struct IngressConn {
     buf: BytesMut,
     forwarded: Forwarded,
     next_cseq: u64,
+    may_move: bool,
 }
 
 impl IngressConn {
-    async fn run(&mut self) -> Result<(), IngressEnd> {
+    /// Serve requests until the connection ends (`None`) or should move to another shard.
+    async fn run(&mut self) -> Result<Option<usize>, IngressEnd> {
         loop {
             let Some(head_end) = self.read_head().await? else {
-                return Ok(()); // the caller closed between requests
+                return Ok(None); // the caller closed between requests
             };
             let next = self.handle(head_end).await?;
+            if let Next::Move(owner) = next {
+                return Ok(Some(owner));
+            }
             if next == Next::Close || self.shard.draining.get() {
                 let _ = std::future::poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await;
                 self.linger().await;
-                return Ok(());
+                return Ok(None);
             }
         }
     }
@@ -295,7 +342,14 @@ impl IngressConn {
                     .await?;
                 Ok(next)
             }
-            Ok(IngressHead::Relay(relay)) => self.relay(head_end, head_bytes, relay).await,
+            Ok(IngressHead::Relay(relay)) => {
+                let owner = relay.target.shard_index(shard.router.shards());
+                let first = std::mem::replace(&mut self.may_move, false) && self.next_cseq == 0;
+                if first && owner != shard.id && !shard.draining.get() {
+                    return Ok(Next::Move(owner));
+                }
+                self.relay(head_end, head_bytes, relay).await
+            }
         }
     }
 
@@ -468,8 +522,9 @@ impl IngressConn {
     ) -> io::Result<()> {
         // A draining shard closes every ingress connection after its answer (`run`): say so.
         let end = match next {
-            Next::KeepAlive if !self.shard.draining.get() => END_KEEP_ALIVE,
-            Next::KeepAlive | Next::Close => END_CLOSE,
+            // (A connection that moves is handed over before anything is written.)
+            Next::KeepAlive | Next::Move(_) if !self.shard.draining.get() => END_KEEP_ALIVE,
+            Next::KeepAlive | Next::Move(_) | Next::Close => END_CLOSE,
         };
         let body: &[u8] = match body {
             Some(b) if !head_request => b,

@@ -102,10 +102,20 @@ pub struct Handoff {
     pub leftover: Bytes,
 }
 
+/// A public-ingress connection travelling to the shard that owns its first request's target.
+#[derive(Debug)]
+pub struct HttpHandoff {
+    pub transport: DetachedTransport,
+    pub peer: std::net::IpAddr,
+    /// What was read and not yet handled: the first request (or part of it) and anything after.
+    pub buffered: Bytes,
+}
+
 /// Everything one shard can ask of another.
 #[derive(Debug)]
 pub enum ShardMessage {
     Adopt(Box<Handoff>),
+    AdoptHttp(Box<HttpHandoff>),
     Request(RelayRequest),
     Respond(Delivery),
 }

@@ -326,6 +326,7 @@ impl Shard {
     fn handle_shard_message(self: &Rc<Self>, msg: ShardMessage) {
         match msg {
             ShardMessage::Adopt(handoff) => upgrade::adopt(self, *handoff),
+            ShardMessage::AdoptHttp(handoff) => crate::proxy::ingress::adopt(self, *handoff),
             ShardMessage::Request(request) => self.accept_request(request),
             ShardMessage::Respond(d) => self.deliver_local(d.kind, d.to, d.origin_cseq, d.frame),
         }

@@ -68,7 +68,7 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let (request, head_len) = match parsed {
         Ok(Head::Upgrade(request, head_len)) => (request, head_len),
         Ok(Head::Plain) => {
-            ingress::serve(shard, io, peer.ip(), buf).await;
+            ingress::serve(shard, io, peer.ip(), buf, true).await;
             return;
         }
         Err(Refusal::Silent) => return,
@@ -144,7 +144,14 @@ pub async fn admit_http(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let Ok(io) = stream.into_poll_io() else {
         return;
     };
-    ingress::serve(shard, Transport::Plain(io), peer.ip(), BytesMut::new()).await;
+    ingress::serve(
+        shard,
+        Transport::Plain(io),
+        peer.ip(),
+        BytesMut::new(),
+        true,
+    )
+    .await;
 }
 
 async fn read_handshake(
