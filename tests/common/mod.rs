@@ -451,6 +451,7 @@ pub fn owner_shard(name: &str, shards: u64) -> u64 {
 }
 
 pub mod agent;
+pub mod process;
 pub mod service;
 
 /// First-byte bits of a raw WebSocket frame, for tests that write frames by hand.
