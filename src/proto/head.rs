@@ -789,17 +789,7 @@ pub fn write_http_head(
 /// [`write_http_head`]): status line, `Httpws-Error`, `Content-Type`, `Content-Length` of a
 /// body `reason` + `"\n"` that the caller writes after the blank line.
 pub fn write_http_error_head(dst: &mut BytesMut, status: u16, token: &str, reason: &str) {
-    let phrase = reason_phrase(status);
-    dst.reserve(128 + phrase.len() + token.len());
-    dst.extend_from_slice(b"HTTP/1.1 ");
-    put_u64(dst, u64::from(status));
-    dst.extend_from_slice(b" ");
-    dst.extend_from_slice(phrase.as_bytes());
-    dst.extend_from_slice(b"\r\nHttpws-Error: ");
-    dst.extend_from_slice(token.as_bytes());
-    dst.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
-    put_u64(dst, reason.len() as u64 + 1);
-    dst.extend_from_slice(CRLF);
+    write_error_head(dst, status, token, None, reason);
 }
 
 /// Append a complete synthesized HTTP/1.1 error response: status line with the standard
@@ -807,23 +797,31 @@ pub fn write_http_error_head(dst: &mut BytesMut, status: u16, token: &str, reaso
 /// `Content-Type: text/plain; charset=utf-8`, `Content-Length: <n>`, blank line, and the body
 /// `reason` + `"\n"`.
 pub fn write_error_response(dst: &mut BytesMut, status: u16, token: &str, cseq: u64, reason: &str) {
+    write_error_head(dst, status, token, Some(cseq), reason);
+    dst.extend_from_slice(CRLF);
+    dst.extend_from_slice(reason.as_bytes());
+    dst.extend_from_slice(b"\n");
+}
+
+/// The head of an error response up to (not including) its blank line; room is reserved for
+/// the blank line and the body too.
+fn write_error_head(dst: &mut BytesMut, status: u16, token: &str, cseq: Option<u64>, reason: &str) {
     debug_assert!(!token.bytes().any(|b| b == b'\r' || b == b'\n'));
     let phrase = reason_phrase(status);
-    let body_len = reason.len() + 1;
     dst.reserve(160 + phrase.len() + token.len() + reason.len());
     dst.extend_from_slice(b"HTTP/1.1 ");
     put_u64(dst, u64::from(status));
     dst.extend_from_slice(b" ");
     dst.extend_from_slice(phrase.as_bytes());
-    dst.extend_from_slice(b"\r\nCSeq: ");
-    put_u64(dst, cseq);
+    if let Some(cseq) = cseq {
+        dst.extend_from_slice(b"\r\nCSeq: ");
+        put_u64(dst, cseq);
+    }
     dst.extend_from_slice(b"\r\nHttpws-Error: ");
     dst.extend_from_slice(token.as_bytes());
     dst.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
-    put_u64(dst, body_len as u64);
-    dst.extend_from_slice(b"\r\n\r\n");
-    dst.extend_from_slice(reason.as_bytes());
-    dst.extend_from_slice(b"\n");
+    put_u64(dst, reason.len() as u64 + 1);
+    dst.extend_from_slice(CRLF);
 }
 
 /// The standard reason phrase for the statuses httpws produces; "Unknown" for others.

@@ -194,16 +194,45 @@ pub fn poll_read_buf(
     }
 }
 
-/// Write all of `bytes` (used before a connection has a driver: refusals, handshakes).
-pub async fn write_all(io: &mut Transport, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        let n = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, bytes)).await?;
+/// Most pieces [`write_all`] takes: an ingress response is head, end of head, body.
+const MAX_PIECES: usize = 3;
+
+/// Write every byte of `pieces` (at most [`MAX_PIECES`]) with vectored writes, then flush
+/// (TLS holds ciphertext otherwise). Nothing is allocated. Used where a connection has no
+/// driver: refusals, handshakes and the public ingress.
+pub async fn write_all(io: &mut Transport, pieces: &[&[u8]]) -> io::Result<()> {
+    let mut parts: [&[u8]; MAX_PIECES] = [&[]; MAX_PIECES];
+    let count = pieces.len().min(MAX_PIECES);
+    parts[..count].copy_from_slice(&pieces[..count]);
+    let mut first = 0;
+    loop {
+        while first < count && parts[first].is_empty() {
+            first += 1;
+        }
+        if first == count {
+            break;
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_PIECES];
+        for (slice, part) in slices.iter_mut().zip(&parts[first..count]) {
+            *slice = IoSlice::new(part);
+        }
+        let live = &slices[..count - first];
+        let n = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_write_vectored(cx, live)).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        bytes = &bytes[n..];
+        let mut left = n;
+        while left > 0 && first < count {
+            let len = parts[first].len();
+            if len <= left {
+                left -= len;
+                first += 1;
+            } else {
+                parts[first] = &parts[first][left..];
+                left = 0;
+            }
+        }
     }
-    // TLS may still hold ciphertext for what it accepted.
     std::future::poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
 }
 

@@ -9,7 +9,7 @@
 //! complete request is split off them without copying, as on WebSocket connections.
 
 use std::cell::RefCell;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -27,7 +27,7 @@ use crate::proto::ingress::{
     self, Forwarded, INTERNET_CALLER, IngressHead, MAX_INGRESS_HEADERS, RelayHead,
 };
 use crate::proto::request_error::RequestError;
-use crate::proxy::connection::poll_read_buf;
+use crate::proxy::connection::{poll_read_buf, write_all};
 use crate::proxy::pages;
 use crate::proxy::pending::ReplyAs;
 use crate::proxy::router::{
@@ -224,12 +224,12 @@ impl IngressConn {
     /// A caller gets `idle_timeout` to start a request and `handshake_timeout` to finish
     /// its head, so a slow one cannot hold a connection open forever.
     async fn read_head(&mut self) -> Result<Option<usize>, IngressEnd> {
-        let config = self.shard.config.clone();
+        let config = &self.shard.config;
+        let (max_head, head_timeout) = (config.max_handshake_bytes, config.handshake_timeout);
         // A caller's head is held to the same limit as a registration's: both come from
         // outside, and the first one on a connection is read before anyone knows which it is.
-        let mut scanner = HeadScanner::new(config.max_handshake_bytes, MAX_INGRESS_HEADERS);
-        let mut deadline =
-            (!self.buf.is_empty()).then(|| Instant::now() + config.handshake_timeout);
+        let mut scanner = HeadScanner::new(max_head, MAX_INGRESS_HEADERS);
+        let mut deadline = (!self.buf.is_empty()).then(|| Instant::now() + head_timeout);
         let idle_deadline = Instant::now() + config.idle_timeout;
         loop {
             match scanner.scan(&self.buf) {
@@ -238,7 +238,7 @@ impl IngressConn {
                 Err(ScanError::TooLarge) => {
                     let reason = format!(
                         "request head larger than {} bytes or over {MAX_INGRESS_HEADERS} lines",
-                        config.max_handshake_bytes
+                        max_head
                     );
                     self.write_error(431, "bad-request", &reason, Next::Close)
                         .await?;
@@ -259,7 +259,7 @@ impl IngressConn {
                 }
                 return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
             }
-            deadline.get_or_insert_with(|| Instant::now() + self.shard.config.handshake_timeout);
+            deadline.get_or_insert_with(|| Instant::now() + head_timeout);
         }
     }
 
@@ -348,7 +348,7 @@ impl IngressConn {
                 if first && owner != shard.id && !shard.draining.get() {
                     return Ok(Next::Move(owner));
                 }
-                self.relay(head_end, head_bytes, relay).await
+                self.relay(head_end, head_bytes, relay, owner).await
             }
         }
     }
@@ -358,6 +358,7 @@ impl IngressConn {
         head_end: usize,
         head_bytes: Bytes,
         relay: RelayHead,
+        owner: usize,
     ) -> Result<Next, IngressEnd> {
         let shard = self.shard.clone();
         let next = if relay.keep_alive {
@@ -420,7 +421,6 @@ impl IngressConn {
         self.next_cseq += 1;
         let cseq = self.next_cseq;
         self.caller.expect(cseq);
-        let owner = relay.target.shard_index(shard.router.shards());
         let reply = ReplyAs::Http {
             head_request: relay.head_request,
         };
@@ -544,45 +544,4 @@ impl IngressConn {
         self.write_response(&frame.head, Some(&frame.body), false, next)
             .await
     }
-}
-
-/// Most pieces one response is written from: head, its end, body.
-const MAX_PIECES: usize = 3;
-
-/// Write every byte of `pieces` (at most [`MAX_PIECES`]) with vectored writes, then flush
-/// (TLS holds ciphertext otherwise). Nothing is allocated.
-async fn write_all(io: &mut Transport, pieces: &[&[u8]]) -> io::Result<()> {
-    let mut parts: [&[u8]; MAX_PIECES] = [&[]; MAX_PIECES];
-    let count = pieces.len().min(MAX_PIECES);
-    parts[..count].copy_from_slice(&pieces[..count]);
-    let mut first = 0;
-    loop {
-        while first < count && parts[first].is_empty() {
-            first += 1;
-        }
-        if first == count {
-            break;
-        }
-        let mut slices = [IoSlice::new(&[]); MAX_PIECES];
-        for (slice, part) in slices.iter_mut().zip(&parts[first..count]) {
-            *slice = IoSlice::new(part);
-        }
-        let live = &slices[..count - first];
-        let n = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_write_vectored(cx, live)).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        let mut left = n;
-        while left > 0 && first < count {
-            let len = parts[first].len();
-            if len <= left {
-                left -= len;
-                first += 1;
-            } else {
-                parts[first] = &parts[first][left..];
-                left = 0;
-            }
-        }
-    }
-    std::future::poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
 }

@@ -213,22 +213,27 @@ impl Shard {
         payload_len: usize,
         write: impl FnOnce(&mut BytesMut),
     ) -> Bytes {
-        let mut arena = self.arena.borrow_mut();
         let mut header = [0u8; MAX_HEADER_LEN];
         let n = frame::encode_header(&mut header, true, opcode, None, payload_len as u64);
-        if arena.capacity() < n + payload_len.min(ARENA_BLOCK_BYTES / 4) {
-            arena.reserve(ARENA_BLOCK_BYTES);
-        }
-        arena.extend_from_slice(&header[..n]);
-        write(&mut arena);
-        arena.split().freeze()
+        let room = n + payload_len.min(ARENA_BLOCK_BYTES / 4);
+        self.arena_write(room, |arena| {
+            arena.extend_from_slice(&header[..n]);
+            write(arena)
+        })
+        .0
     }
 
     /// Bytes written by `write` into the arena (heads for plain HTTP clients), and what
     /// `write` returned.
     pub fn arena_bytes<R>(&self, write: impl FnOnce(&mut BytesMut) -> R) -> (Bytes, R) {
+        self.arena_write(ARENA_BLOCK_BYTES / 8, write)
+    }
+
+    /// Split off what `write` appends to the arena, moving on to a fresh block first when
+    /// fewer than `room` bytes are left (a bigger write still works: the block grows).
+    fn arena_write<R>(&self, room: usize, write: impl FnOnce(&mut BytesMut) -> R) -> (Bytes, R) {
         let mut arena = self.arena.borrow_mut();
-        if arena.capacity() < ARENA_BLOCK_BYTES / 8 {
+        if arena.capacity() < room {
             arena.reserve(ARENA_BLOCK_BYTES);
         }
         let result = write(&mut arena);

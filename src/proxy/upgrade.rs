@@ -304,7 +304,7 @@ fn register(
 
 /// Answer a refused handshake (bounded in time: the peer may not read) and close.
 async fn refuse(mut io: Transport, response: Vec<u8>, timeout: Duration) {
-    let _ = monoio::time::timeout(timeout, connection::write_all(&mut io, &response)).await;
+    let _ = monoio::time::timeout(timeout, connection::write_all(&mut io, &[&response])).await;
 }
 
 /// A fresh random address for a client that registered with path `/`.
