@@ -7,6 +7,7 @@ pub mod frame;
 pub mod handshake;
 pub mod head;
 pub mod head_scanner;
+pub mod header_name;
 pub mod indication;
 pub mod ingress;
 pub mod origin;
