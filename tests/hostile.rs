@@ -1460,6 +1460,178 @@ fn slowloris(addr: SocketAddr, conns: usize, opened: mpsc::Sender<()>) -> Vec<En
 }
 
 // =============================================================================================
+// Clients that send while they never read: every queued frame counts, and counts what it holds
+// =============================================================================================
+
+/// Send `chunk` over and over (at most `limit` bytes) to a proxy that should drop us: true
+/// once a write fails (the proxy reset the connection), false if all `limit` bytes went in.
+fn flood_until_dropped(stream: &mut TcpStream, chunk: &[u8], limit: usize) -> bool {
+    stream.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let mut sent = 0;
+    while sent < limit {
+        if stream.write_all(chunk).is_err() {
+            return true;
+        }
+        sent += chunk.len();
+    }
+    false
+}
+
+/// One masked client frame, as bytes.
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let key = [0x21, 0x43, 0x65, 0x87];
+    let mut frame = vec![first, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&key);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    frame
+}
+
+fn floods_without_reading_are_dropped_at_the_queue_limit(driver: Driver) {
+    // Queue limit 256 KiB, messages up to 64 KiB: a connection is dropped once what is queued
+    // to it passes 2 × 256 KiB + 64 KiB, whatever the frames are.
+    const FLOOD: usize = 18 * 1024 * 1024;
+    let proxy = Proxy::start(
+        driver,
+        &[
+            "--max-queued-bytes",
+            "262144",
+            "--max-message-bytes",
+            "65536",
+        ],
+    );
+    let pid = proxy.pid();
+    let mut by = Bystanders::register(&proxy);
+    let mut requests_for_nobody = Vec::new();
+    for cseq in 1..=2000u64 {
+        let head = format!("GET / HTTP/1.1\r\nHost: nobody\r\nCSeq: {cseq}\r\n\r\n");
+        requests_for_nobody.extend(client_frame(FIN | BINARY, head.as_bytes()));
+    }
+    let floods: [(&str, Vec<u8>); 4] = [
+        (
+            "empty pings (answered by pongs)",
+            client_frame(FIN | PING, b"").repeat(8192),
+        ),
+        (
+            "125-byte pings",
+            client_frame(FIN | PING, &[b'p'; 125]).repeat(512),
+        ),
+        (
+            "garbage messages (answered by :error bad-message)",
+            client_frame(FIN | BINARY, b"x").repeat(8192),
+        ),
+        (
+            "requests for nobody (answered by 404 unknown-address)",
+            requests_for_nobody,
+        ),
+    ];
+    for (i, (what, chunk)) in floods.iter().enumerate() {
+        let baseline = vm_rss_kib(pid);
+        let mut raw = RawClient::connect_small_window(&proxy, &format!("/flooder-{i}"), 4096);
+        let dropped = flood_until_dropped(&mut raw.stream, chunk, FLOOD);
+        let grown = vm_rss_kib(pid).saturating_sub(baseline);
+        assert!(
+            dropped,
+            "{what}: {FLOOD} bytes sent without reading and the proxy did not drop the sender \
+             (RSS +{grown} KiB)"
+        );
+        assert!(
+            grown < 16 * 1024,
+            "{what}: proxy RSS grew by {grown} KiB for one sender that never reads \
+             (--max-queued-bytes 256 KiB)"
+        );
+        by.check();
+    }
+}
+
+fn tiny_messages_waiting_for_a_non_reader_do_not_pin_shared_blocks(driver: Driver) {
+    // What the kernel can buffer towards the target: its largest send buffer, plus margin.
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
+        .unwrap_or(4 << 20);
+    const MIB: usize = 1 << 20;
+    let fill = wmem_max / MIB + 4;
+    let max_queued = (fill + 16) * MIB;
+    // One shard, so that the tiny requests and the filler share the shard's read block.
+    let proxy = Proxy::start(
+        driver,
+        &[
+            "--shards",
+            "1",
+            "--max-queued-bytes",
+            &max_queued.to_string(),
+        ],
+    );
+    let pid = proxy.pid();
+    let mut by = Bystanders::register(&proxy);
+    let _sink = RawClient::connect_small_window(&proxy, "/sink", 4096);
+    let mut caller = connect(&proxy, "/tiny-caller");
+    // Fill every buffer between the proxy and the sink: what comes next has to wait.
+    let big = vec![b'B'; MIB];
+    for cseq in 1..=fill as u64 {
+        let mut message = format!(
+            "POST /fill HTTP/1.1\r\nHost: sink\r\nCSeq: {cseq}\r\nContent-Length: {MIB}\r\n\r\n"
+        )
+        .into_bytes();
+        message.extend_from_slice(&big);
+        caller
+            .ws
+            .send(Message::binary(message))
+            .expect("send filler");
+    }
+    // A busy endpoint that reads everything: its 60 KiB messages to itself use up the rest of
+    // each read block the proxy reads a tiny request into.
+    let mut busy = connect(&proxy, "/busy");
+    let (seen_tx, seen_rx) = mpsc::channel();
+    let busy_reader = {
+        let stream = busy.ws.get_ref().try_clone().expect("clone busy socket");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        let mut reader = tungstenite::WebSocket::from_raw_socket(
+            stream,
+            tungstenite::protocol::Role::Client,
+            None,
+        );
+        thread::spawn(move || {
+            while let Ok(message) = reader.read() {
+                if message.is_binary() && seen_tx.send(()).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let filler = vec![b'f'; 60 * 1024];
+    thread::sleep(Duration::from_millis(300)); // let the fill reach the kernel's buffers
+    let baseline = vm_rss_kib(pid);
+    const TINY: u64 = 1500;
+    for cseq in 100..100 + TINY {
+        let tiny =
+            format!("POST /t HTTP/1.1\r\nHost: sink\r\nCSeq: {cseq}\r\nContent-Length: 1\r\n\r\nx");
+        caller.ws.send(Message::binary(tiny)).expect("send tiny");
+        let mut message = format!(
+            "POST /f HTTP/1.1\r\nHost: busy\r\nCSeq: {cseq}\r\nContent-Length: {}\r\n\r\n",
+            filler.len()
+        )
+        .into_bytes();
+        message.extend_from_slice(&filler);
+        busy.ws.send(Message::binary(message)).expect("send busy");
+        seen_rx
+            .recv_timeout(IO_TIMEOUT)
+            .expect("the busy endpoint receives its message");
+    }
+    let grown = vm_rss_kib(pid).saturating_sub(baseline);
+    assert!(
+        grown < 24 * 1024,
+        "{TINY} one-byte requests waiting for a target that never reads grew the proxy by \
+         {grown} KiB (about {} KiB of them)",
+        TINY * 130 / 1024
+    );
+    by.check();
+    drop(busy);
+    let _ = busy_reader.join();
+}
+
+// =============================================================================================
 // A target that stops reading
 // =============================================================================================
 
@@ -1825,5 +1997,7 @@ hostile_cases!(
     a_different_token_cannot_take_a_live_name,
     slowloris_connections_are_closed_at_the_handshake_timeout,
     zero_window_target_gets_target_busy_and_memory_stays_bounded,
+    floods_without_reading_are_dropped_at_the_queue_limit,
+    tiny_messages_waiting_for_a_non_reader_do_not_pin_shared_blocks,
     sigterm_under_load_answers_every_in_flight_request,
 );

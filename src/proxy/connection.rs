@@ -31,6 +31,15 @@ const MAX_IOVECS: usize = 64;
 const READS_PER_TURN: usize = 16;
 /// Smallest room offered to a read that continues a partial frame.
 const MIN_PARTIAL_READ: usize = 4 * 1024;
+/// What one queued piece costs beyond its bytes (its queue slot, with the queue's growth, and
+/// its allocation), counted
+/// against `--max-queued-bytes` so that a flood of tiny frames (pongs) is bounded too.
+pub const QUEUE_SLOT_BYTES: usize = 80;
+/// Pieces smaller than this are copied into a buffer of their own when they have to wait
+/// (the socket is full): as views they would pin a whole 64 KiB read or arena block each,
+/// shared with frames long gone, and the queue would hold far more than it counts. A larger
+/// piece holds at most twice its size.
+pub const COPY_WHEN_WAITING_BYTES: usize = 32 * 1024;
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +58,11 @@ pub enum Phase {
 #[derive(Debug)]
 pub struct ConnState {
     out: VecDeque<Bytes>,
+    /// Bytes in `out` still to be written.
     out_bytes: usize,
+    /// The socket refused more bytes and `out` has not emptied since: whatever is queued now
+    /// waits for the peer, so it is copied out of the shard's shared blocks.
+    stalled: bool,
     waker: Option<Waker>,
     pub phase: Phase,
     /// Requests sent to this connection, waiting for its responses.
@@ -83,6 +96,7 @@ impl Conn {
             state: RefCell::new(ConnState {
                 out: VecDeque::new(),
                 out_bytes: 0,
+                stalled: false,
                 waker: None,
                 phase: Phase::Open,
                 pending: PendingTable::default(),
@@ -96,18 +110,32 @@ impl Conn {
         }
     }
 
-    /// Queue a frame for writing. Frames queued after the close frame are dropped.
-    pub fn enqueue(&self, frame: OutFrame) {
+    /// Queue a frame for writing, unless the queue would then hold more than `limit` bytes
+    /// (counted as [`ConnState::held_bytes`]): the peer is not reading, and the caller drops
+    /// the connection. Frames queued after the close frame are dropped.
+    pub fn enqueue(&self, frame: OutFrame, limit: usize) -> Queued {
         let mut st = self.state.borrow_mut();
         if st.phase != Phase::Open {
-            return;
+            return Queued::Ok;
+        }
+        let pieces = if frame.body.is_empty() { 1 } else { 2 };
+        if st.held_bytes() + frame.len() + pieces * QUEUE_SLOT_BYTES > limit {
+            return Queued::OverLimit;
         }
         st.out_bytes += frame.len();
-        st.out.push_back(frame.head);
-        if !frame.body.is_empty() {
-            st.out.push_back(frame.body);
+        if st.stalled && frame.len() < COPY_WHEN_WAITING_BYTES {
+            let mut own = Vec::with_capacity(frame.len());
+            own.extend_from_slice(&frame.head);
+            own.extend_from_slice(&frame.body);
+            st.out.push_back(Bytes::from(own));
+        } else {
+            st.out.push_back(frame.head);
+            if !frame.body.is_empty() {
+                st.out.push_back(frame.body);
+            }
         }
         wake(&mut st);
+        Queued::Ok
     }
 
     /// Queue the close frame (after anything already queued) and stop taking new frames.
@@ -131,8 +159,9 @@ impl Conn {
         wake(&mut st);
     }
 
+    /// What the outbound queue holds, as counted against `--max-queued-bytes`.
     pub fn queued_bytes(&self) -> usize {
-        self.state.borrow().out_bytes
+        self.state.borrow().held_bytes()
     }
 
     pub fn is_open(&self) -> bool {
@@ -150,6 +179,37 @@ impl Conn {
         }
         if st.partial.is_empty() {
             st.partial = BytesMut::new();
+        }
+    }
+}
+
+/// Whether [`Conn::enqueue`] took a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Queued {
+    Ok,
+    /// The queue is full: the peer does not read what it is sent.
+    OverLimit,
+}
+
+impl ConnState {
+    /// Every byte the outbound queue holds: the bytes still to write plus a slot's cost per
+    /// piece (pieces that could pin a shared block are copied out of it once they wait).
+    fn held_bytes(&self) -> usize {
+        self.out_bytes + self.out.len() * QUEUE_SLOT_BYTES
+    }
+
+    /// The socket is full: copy what waits out of the shard's shared blocks, once per stall
+    /// (everything queued while stalled is copied as it comes).
+    fn stall(&mut self) {
+        if self.stalled {
+            return;
+        }
+        self.stalled = true;
+        for piece in self.out.iter_mut() {
+            if piece.len() < COPY_WHEN_WAITING_BYTES {
+                *piece = Bytes::copy_from_slice(piece);
+            }
         }
     }
 }
@@ -275,6 +335,7 @@ impl Driver {
                 if st.out.capacity() > 0 {
                     st.out = VecDeque::new();
                 }
+                st.stalled = false;
                 drop(st);
                 // A plain socket has nothing to flush; TLS may still hold ciphertext.
                 return Pin::new(&mut self.io).poll_flush(cx);
@@ -291,7 +352,10 @@ impl Driver {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    st.stall();
+                    return Poll::Pending;
+                }
             };
             st.out_bytes -= written;
             let mut left = written;
@@ -395,10 +459,13 @@ impl Driver {
             }
             Event::Ping(payload) => {
                 let pong = self.shard.control_frame(frame::OpCode::Pong, &payload);
-                self.conn.enqueue(OutFrame {
-                    head: pong,
-                    body: Bytes::new(),
-                });
+                self.shard.queue(
+                    &self.conn,
+                    OutFrame {
+                        head: pong,
+                        body: Bytes::new(),
+                    },
+                );
             }
             Event::Pong(_) => self.conn.state.borrow_mut().ping_sent = None,
             Event::Close { code, .. } => {

@@ -197,7 +197,7 @@ impl Shard {
         let head = self.frame_with(opcode, head_len + body.len(), |arena| {
             head::write_head(arena, &message, &info, proxy_cseq, from);
         });
-        conn.enqueue(OutFrame { head, body });
+        self.queue(&conn, OutFrame { head, body });
     }
 
     fn on_response(&self, conn: &Conn, opcode: OpCode, message: Bytes, info: &HeadInfo) {
@@ -278,12 +278,7 @@ impl Shard {
         }
         let Some(conn) = self.conn(key) else { return };
         conn.state.borrow_mut().inflight.remove(&origin_cseq);
-        if conn.queued_bytes() + frame.len() > self.config.hard_queued_bytes() {
-            tracing::warn!(address = %conn.address, "dropping a connection that stopped reading");
-            self.drop_connection(&conn);
-            return;
-        }
-        conn.enqueue(frame);
+        self.queue(&conn, frame);
     }
 
     /// Answer a request the proxy had accepted (it is in the caller's in-flight set).
@@ -324,7 +319,7 @@ impl Shard {
         error: RequestError,
         reason: &str,
     ) {
-        conn.enqueue(self.error_frame(opcode, cseq, error, reason));
+        self.queue(conn, self.error_frame(opcode, cseq, error, reason));
     }
 
     fn error_frame(

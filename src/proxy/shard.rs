@@ -19,7 +19,7 @@ use crate::proto::indication::{self, ErrorToken};
 use crate::proto::request_error::RequestError;
 use crate::proxy::access::{AccessPolicy, PolicyCell};
 use crate::proxy::config::{CLOSE_FLUSH_TIMEOUT, DriverChoice, ProxyConfig};
-use crate::proxy::connection::{Conn, Phase};
+use crate::proxy::connection::{Conn, Phase, Queued};
 use crate::proxy::ingress::HttpCaller;
 use crate::proxy::router::{ConnKey, OutFrame, ShardMessage, ShardRouter};
 use crate::proxy::slab::ConnectionSlab;
@@ -245,14 +245,27 @@ impl Shard {
         self.frame_with(opcode, payload.len(), |a| a.extend_from_slice(payload))
     }
 
+    /// Queue a frame on `conn`. Every frame counts against the connection's queue limit,
+    /// pongs, indications and the proxy's own answers included: a peer that sends while it
+    /// never reads is dropped once its queue passes the limit.
+    pub fn queue(&self, conn: &Conn, frame: OutFrame) {
+        if conn.enqueue(frame, self.config.hard_queued_bytes()) == Queued::OverLimit {
+            tracing::warn!(address = %conn.address, "dropping a connection that stopped reading");
+            self.drop_connection(conn);
+        }
+    }
+
     /// Queue an `:error <token> "<reason>"` indication.
     pub fn send_indication(&self, conn: &Conn, token: ErrorToken, reason: &str) {
         let text = indication::encode_error(token, reason);
         let head = self.control_frame(OpCode::Text, text.as_bytes());
-        conn.enqueue(OutFrame {
-            head,
-            body: Bytes::new(),
-        });
+        self.queue(
+            conn,
+            OutFrame {
+                head,
+                body: Bytes::new(),
+            },
+        );
     }
 
     /// A close frame with `code` and `reason`.
@@ -557,10 +570,13 @@ impl Shard {
             let quiet = now.duration_since(last_seen);
             if quiet >= self.config.idle_timeout {
                 let ping = self.control_frame(OpCode::Ping, b"");
-                conn.enqueue(OutFrame {
-                    head: ping,
-                    body: Bytes::new(),
-                });
+                self.queue(
+                    &conn,
+                    OutFrame {
+                        head: ping,
+                        body: Bytes::new(),
+                    },
+                );
                 conn.state.borrow_mut().ping_sent = Some(now);
             }
             if quiet >= idle_for {

@@ -294,10 +294,13 @@ fn register(
         None,
         indication::encode_host(address.as_str()).as_bytes(),
     );
-    conn.enqueue(OutFrame {
-        head: hello.freeze(),
-        body: Bytes::new(),
-    });
+    shard.queue(
+        &conn,
+        OutFrame {
+            head: hello.freeze(),
+            body: Bytes::new(),
+        },
+    );
     tracing::debug!(%address, shard = shard.id, "registered");
     monoio::spawn(connection::drive(shard.clone(), conn, io));
 }

@@ -328,7 +328,20 @@ pub struct RawClient {
 impl RawClient {
     /// Handshake by hand for `path`, and swallow the 101 and the `:host` frame.
     pub fn connect(proxy: &Proxy, path: &str) -> RawClient {
-        let mut stream = TcpStream::connect(proxy.addr).expect("tcp connect");
+        Self::handshake(TcpStream::connect(proxy.addr).expect("tcp connect"), path)
+    }
+
+    /// [`connect`](Self::connect) with a receive buffer of `rcvbuf` bytes, for a client that
+    /// will stop reading: the proxy's writes then back up after a few KiB.
+    pub fn connect_small_window(proxy: &Proxy, path: &str, rcvbuf: usize) -> RawClient {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        socket.connect(&proxy.addr.into()).expect("connect");
+        Self::handshake(socket.into(), path)
+    }
+
+    fn handshake(mut stream: TcpStream, path: &str) -> RawClient {
         stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
         write!(
             stream,
