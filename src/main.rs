@@ -4,7 +4,7 @@
 mod demo;
 mod doctor;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -325,6 +325,9 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log")?)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: logs piped to a file, journald or a
+        // collector must stay plain text (and NO_COLOR turns them off everywhere).
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     match cli.command {
         Some(Command::Proxy(args)) => run_proxy(args),

@@ -121,25 +121,15 @@ impl ShutdownHandle {
 pub fn start(config: ProxyConfig) -> io::Result<RunningProxy> {
     let shards = config.shards.clamp(1, usize::from(u16::MAX));
     let driver = Driver::resolve(config.driver)?;
-    // The first listener fixes the port (it may be 0); the others share it via SO_REUSEPORT.
-    let first = bind(config.listen)?;
-    let local_addr = first.local_addr()?;
-    let mut listeners = vec![first];
-    for _ in 1..shards {
-        listeners.push(bind(local_addr)?);
-    }
-    let mut http_listeners: Vec<Option<std::net::TcpListener>> =
-        (0..shards).map(|_| None).collect();
-    let mut http_addr = None;
-    if let Some(addr) = config.http_listen {
-        let first = bind(addr)?;
-        let bound = first.local_addr()?;
-        http_listeners[0] = Some(first);
-        for slot in http_listeners.iter_mut().skip(1) {
-            *slot = Some(bind(bound)?);
-        }
-        http_addr = Some(bound);
-    }
+    let (local_addr, listeners) = bind_shared("--listen", config.listen, shards)?;
+    let (http_addr, http_listeners): (_, Vec<Option<std::net::TcpListener>>) =
+        match config.http_listen {
+            Some(addr) => {
+                let (bound, listeners) = bind_shared("--http-listen", addr, shards)?;
+                (Some(bound), listeners.into_iter().map(Some).collect())
+            }
+            None => (None, (0..shards).map(|_| None).collect()),
+        };
     let config = Arc::new(ProxyConfig { shards, ..config });
     let router = Arc::new(ShardRouter::new(shards));
     let policy = PolicyCell::new(config.tokens.clone()).map_err(io::Error::other)?;
@@ -183,12 +173,57 @@ pub fn start(config: ProxyConfig) -> io::Result<RunningProxy> {
     })
 }
 
-fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+/// One listener per shard on `addr`, sharing its port through `SO_REUSEPORT`, and the address
+/// bound (the port filled in when `addr` asked for port 0).
+///
+/// `SO_REUSEPORT` would just as happily let a second proxy (or anything else run by the same
+/// user) join the port and take a share of the connections, silently. So the port is first
+/// claimed by a probe socket without `SO_REUSEPORT`, which fails if anyone listens there; it
+/// is released only to bind the shards' sockets a moment later.
+fn bind_shared(
+    flag: &str,
+    addr: SocketAddr,
+    shards: usize,
+) -> io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
+    let named = |e: io::Error| bind_error(flag, addr, e);
+    let probe = new_socket(addr, false).map_err(named)?;
+    probe.bind(&addr.into()).map_err(named)?;
+    let bound = probe
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("the listener has no IP address"))?;
+    drop(probe);
+    let named = |e: io::Error| bind_error(flag, bound, e);
+    let listeners = (0..shards)
+        .map(|_| {
+            let socket = new_socket(bound, true)?;
+            socket.bind(&bound.into())?;
+            socket.listen(LISTEN_BACKLOG)?;
+            Ok(socket.into())
+        })
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(named)?;
+    Ok((bound, listeners))
+}
+
+fn new_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // SO_REUSEADDR only lets us bind past connections in TIME_WAIT; never past a listener.
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    socket.set_reuse_port(reuse_port)?;
     socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
+    Ok(socket)
+}
+
+/// A bind failure that names the flag and the address, in the words a user needs.
+fn bind_error(flag: &str, addr: SocketAddr, e: io::Error) -> io::Error {
+    let what = match e.kind() {
+        io::ErrorKind::AddrInUse => "is in use (another process listens there)".to_owned(),
+        io::ErrorKind::AddrNotAvailable => "is not an address of this host".to_owned(),
+        io::ErrorKind::PermissionDenied => {
+            "needs privileges (ports below 1024 need root or CAP_NET_BIND_SERVICE)".to_owned()
+        }
+        _ => format!("cannot be bound: {e}"),
+    };
+    io::Error::new(e.kind(), format!("{flag} {addr} {what}"))
 }

@@ -36,7 +36,7 @@ pub enum Driver {
 }
 
 impl Driver {
-    fn flag(self) -> &'static str {
+    pub fn flag(self) -> &'static str {
         match self {
             Driver::Uring => "auto",
             Driver::Epoll => "legacy",
