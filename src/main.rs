@@ -254,6 +254,12 @@ struct ProxyArgs {
     /// always works. Plain HTTP requests (no Upgrade) on --listen go to the ingress.
     #[arg(long = "domain", value_delimiter = ',', value_parser = parse_domain)]
     domains: Vec<String>,
+    /// A name of the proxy itself (repeatable, or comma-separated), e.g. the name in its
+    /// certificate when there is no --domain: requests to it get the proxy's own pages, and
+    /// pages the proxy served under it may open WebSockets back (--serve-demo). IP literals,
+    /// `localhost` and the --domains are the proxy's names already.
+    #[arg(long = "public-name", value_delimiter = ',', value_parser = parse_domain)]
+    public_names: Vec<String>,
     /// Also serve the public HTTP ingress (only; no registrations) on this plain-HTTP address.
     #[arg(long)]
     http_listen: Option<SocketAddr>,
@@ -313,6 +319,7 @@ impl ProxyArgs {
             },
             allowed_origins: self.allowed_origins,
             domains: self.domains,
+            public_names: self.public_names,
             http_listen: self.http_listen,
             serve_client: self.serve_client,
             serve_demo: self.serve_demo,

@@ -151,7 +151,8 @@ fn owner_shard(canonical: &[u8], shards: usize) -> usize {
 }
 
 /// The host part of a `Host` value: trimmed, with an optional `:port` checked and dropped.
-fn host_part(value: &[u8]) -> Result<&[u8], AddressError> {
+/// (The name itself is not checked here: an IP literal or a domain is not an address.)
+pub fn host_part(value: &[u8]) -> Result<&[u8], AddressError> {
     let value = value.trim_ascii();
     // The first ':' splits: a host name never contains one, so "a:b:80" fails as a bad port
     // instead of being guessed at.
@@ -184,7 +185,8 @@ fn validate_label(label: &[u8]) -> Result<(), AddressError> {
 }
 
 /// A port is 1–5 ASCII digits with a value of at most 65535.
-fn validate_port(port: &[u8]) -> Result<(), AddressError> {
+/// A `Host` port: 1-5 ASCII digits, at most 65535.
+pub fn validate_port(port: &[u8]) -> Result<(), AddressError> {
     if port.is_empty() || port.len() > MAX_PORT_DIGITS || !port.iter().all(u8::is_ascii_digit) {
         return Err(AddressError::BadPort);
     }

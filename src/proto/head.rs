@@ -12,12 +12,16 @@ use std::ops::Range;
 use bytes::BytesMut;
 use httparse::Header;
 
+use crate::proto::header_name::{self, HTTPWS_TARGET_ERROR};
+
 /// Default limit on the head's size, up to and including its blank line.
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Default limit on the number of header lines in one head.
 pub const DEFAULT_MAX_HEADERS: usize = 64;
-/// More header lines than this to drop (CSeq + Httpws-From lines) make the head a bad request.
-pub const MAX_REMOVED_LINES: usize = 4;
+/// More header lines than this to rewrite (the CSeq line, `Httpws-From` lines, a response's
+/// `Httpws-Error` lines) make the head a bad request. At most 8: `HeadInfo::renames` is a
+/// bit per line.
+pub const MAX_REMOVED_LINES: usize = 8;
 /// Hop-by-hop lines (Connection, Keep-Alive, ...) remembered in a response, for relaying it to
 /// a plain HTTP client; a response with more cannot be relayed there (see [`write_http_head`]).
 pub const MAX_HOP_LINES: usize = 4;
@@ -88,11 +92,16 @@ pub struct HeadInfo {
     pub host: Option<Range<u32>>,
     /// Response only: the status code (0 for requests).
     pub status: u16,
-    /// Lines to drop, in message order: the CSeq line and every Httpws-From line.
+    /// Lines to rewrite, in message order: the CSeq line, every Httpws-From line (in any
+    /// spelling, see [`header_name`]), and a response's Httpws-Error lines.
     drops: [Span; MAX_REMOVED_LINES],
     n_drops: u8,
     /// Which entry of `drops` is the CSeq line (rewritten in place rather than dropped).
     cseq_drop: u8,
+    /// A bit per entry of `drops` that is renamed rather than dropped: a target's own
+    /// `Httpws-Error` becomes `Httpws-Target-Error`, so that it cannot pass its answer off
+    /// as one the proxy made.
+    renames: u8,
     /// Content-Length / Transfer-Encoding as checked by [`inspect`].
     pub framing: BodyFraming,
     /// Response only: hop-by-hop lines, kept between endpoints but dropped towards a plain
@@ -123,6 +132,20 @@ impl HeadInfo {
         &self.drops[..self.n_drops as usize]
     }
 
+    fn is_renamed(&self, drop: usize) -> bool {
+        self.renames & (1 << drop) != 0
+    }
+
+    /// Write entry `drop` of `drops` again if it is renamed (as `Httpws-Target-Error`, its
+    /// value kept byte for byte); a dropped line writes nothing.
+    fn write_renamed(&self, dst: &mut BytesMut, msg: &[u8], drop: usize, span: Span) {
+        if self.is_renamed(drop) {
+            let value_start = span.start as usize + header_name::HTTPWS_ERROR.len();
+            dst.extend_from_slice(HTTPWS_TARGET_ERROR);
+            dst.extend_from_slice(&msg[value_start..span.end as usize]);
+        }
+    }
+
     fn hops(&self) -> &[Span] {
         &self.hops[..self.n_hops as usize]
     }
@@ -149,6 +172,7 @@ impl HeadInfo {
             drops,
             n_drops: 1,
             cseq_drop: 0,
+            renames: 0,
             framing,
             hops: [Span::default(); MAX_HOP_LINES],
             n_hops: 0,
@@ -477,6 +501,7 @@ fn scan_headers(
     let mut host_count = 0u32;
     let mut drops = [Span::default(); MAX_REMOVED_LINES];
     let mut n_drops = 0usize;
+    let mut renames = 0u8;
     let mut too_many_drops = false;
     let mut hops = [Span::default(); MAX_HOP_LINES];
     let mut n_hops = 0usize;
@@ -486,10 +511,17 @@ fn scan_headers(
         let name = h.name.as_bytes();
         // Dispatching on the length first keeps the common case (any other header) to one
         // compare; names are ASCII tokens, so an ASCII case fold is the right comparison.
+        // `Httpws-From` and `Httpws-Error` are matched in every spelling a CGI-style
+        // service would take for them (`Httpws_From`).
         let which = match name.len() {
             4 if name.eq_ignore_ascii_case(b"cseq") => Wanted::Cseq,
             4 if name.eq_ignore_ascii_case(b"host") => Wanted::Host,
-            11 if name.eq_ignore_ascii_case(b"httpws-from") => Wanted::From,
+            11 if header_name::same_name(name, header_name::HTTPWS_FROM) => Wanted::From,
+            12 if kind == HeadKind::Response
+                && header_name::same_name(name, header_name::HTTPWS_ERROR) =>
+            {
+                Wanted::Error
+            }
             _ if kind == HeadKind::Response && is_hop_by_hop(name) => Wanted::Hop,
             _ => continue,
         };
@@ -508,7 +540,7 @@ fn scan_headers(
                     host = Some(start as u32..end as u32);
                 }
             }
-            Wanted::Cseq | Wanted::From | Wanted::Hop => {
+            Wanted::Cseq | Wanted::From | Wanted::Error | Wanted::Hop => {
                 // The name slice always points into `msg`; the line runs to the next LF.
                 let start = (name.as_ptr() as usize)
                     .checked_sub(base)
@@ -537,6 +569,9 @@ fn scan_headers(
                     cseq_drop = n_drops as u8;
                 }
                 if n_drops < MAX_REMOVED_LINES {
+                    if which == Wanted::Error {
+                        renames |= 1 << n_drops;
+                    }
                     drops[n_drops] = span;
                     n_drops += 1;
                 } else {
@@ -558,7 +593,7 @@ fn scan_headers(
         })
     };
     if too_many_drops {
-        return malformed("too many Httpws-From lines");
+        return malformed("too many CSeq, Httpws-From or Httpws-Error lines");
     }
     if kind == HeadKind::Request {
         match (host_count, &host) {
@@ -579,6 +614,7 @@ fn scan_headers(
         drops,
         n_drops: n_drops as u8,
         cseq_drop,
+        renames,
         framing: BodyFraming::None,
         hops,
         n_hops: n_hops as u8,
@@ -591,6 +627,8 @@ enum Wanted {
     Cseq,
     Host,
     From,
+    /// A response's own `Httpws-Error` (renamed on the way).
+    Error,
     Hop,
 }
 
@@ -685,6 +723,8 @@ pub fn write_head(dst: &mut BytesMut, msg: &[u8], info: &HeadInfo, cseq: u64, fr
             dst.extend_from_slice(CSEQ_PREFIX);
             put_u64(dst, cseq);
             dst.extend_from_slice(CRLF);
+        } else {
+            info.write_renamed(dst, msg, i, *span);
         }
         pos = span.end as usize;
     }
@@ -701,9 +741,16 @@ pub fn write_head(dst: &mut BytesMut, msg: &[u8], info: &HeadInfo, cseq: u64, fr
 /// Length [`write_head`] will produce (so callers can size a frame header before writing).
 pub fn rewritten_head_len(_msg: &[u8], info: &HeadInfo, cseq: u64, from: Option<&str>) -> usize {
     let dropped: usize = info.drops().iter().map(|s| s.len()).sum();
+    let renamed: usize = info
+        .drops()
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| info.is_renamed(i))
+        .map(|(_, span)| span.len() + HTTPWS_TARGET_ERROR.len() - header_name::HTTPWS_ERROR.len())
+        .sum();
     let cseq_line = CSEQ_PREFIX.len() + dec_len(cseq) + CRLF.len();
     let from_line = from.map_or(0, |f| FROM_PREFIX.len() + f.len() + CRLF.len());
-    info.head_len - dropped + cseq_line + from_line
+    info.head_len - dropped + renamed + cseq_line + from_line
 }
 
 /// Why a response cannot go to a plain HTTP client.
@@ -760,20 +807,32 @@ pub fn write_http_head(
     }
     dst.reserve(info.head_len + 32);
     let (mut drops, mut hops) = (
-        info.drops().iter().peekable(),
-        info.hops().iter().peekable(),
+        info.drops().iter().copied().enumerate().peekable(),
+        info.hops().iter().copied().peekable(),
     );
     let mut pos = 0;
-    // Both lists are in message order; merge them.
+    // Both lists are in message order; merge them. Hop lines are dropped; of the others,
+    // renamed lines are written again under their new name.
     loop {
-        let next = match (drops.peek(), hops.peek()) {
-            (Some(d), Some(h)) if d.start < h.start => drops.next(),
-            (Some(_), Some(_)) | (None, Some(_)) => hops.next(),
-            (Some(_), None) => drops.next(),
+        let (span, renamed) = match (drops.peek(), hops.peek()) {
+            (Some((_, d)), Some(h)) if d.start < h.start => {
+                let Some((i, d)) = drops.next() else { break };
+                (d, Some(i))
+            }
+            (Some(_), Some(_)) | (None, Some(_)) => {
+                let Some(h) = hops.next() else { break };
+                (h, None)
+            }
+            (Some(_), None) => {
+                let Some((i, d)) = drops.next() else { break };
+                (d, Some(i))
+            }
             (None, None) => break,
         };
-        let Some(span) = next else { break };
         dst.extend_from_slice(&msg[pos..span.start as usize]);
+        if let Some(i) = renamed {
+            info.write_renamed(dst, msg, i, span);
+        }
         pos = span.end as usize;
     }
     dst.extend_from_slice(&msg[pos..info.head_len - 2]);
@@ -993,6 +1052,57 @@ mod tests {
             let out = rewrite(msg.as_bytes(), &info, 10, None);
             assert_eq!(out, b"GET / HTTP/1.1\r\nHost: bob\r\nCSeq: 10\r\n\r\n");
         }
+    }
+
+    #[test]
+    fn from_twins_in_any_spelling_are_dropped_from_requests_and_responses() {
+        let req = b"GET / HTTP/1.1\r\nHttpws_From: admin\r\nHost: bob\r\nhttpws_FROM: x\r\n\
+            CSeq: 3\r\nX-Httpws-From: kept\r\n\r\n";
+        let info = inspect(req, &lim()).unwrap();
+        assert_eq!(
+            rewrite(req, &info, 7, Some("alice")),
+            b"GET / HTTP/1.1\r\nHost: bob\r\nCSeq: 7\r\nX-Httpws-From: kept\r\nHttpws-From: alice\r\n\r\n"
+        );
+        let resp = b"HTTP/1.1 200 OK\r\nCSeq: 1\r\nHttpws_From: admin\r\n\r\n";
+        let info = inspect(resp, &lim()).unwrap();
+        assert_eq!(
+            rewrite(resp, &info, 9, None),
+            b"HTTP/1.1 200 OK\r\nCSeq: 9\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_targets_own_httpws_error_is_renamed_in_every_spelling() {
+        let resp = b"HTTP/1.1 404 Not Found\r\nHttpws-Error: unknown-address\r\nCSeq: 1\r\n\
+            httpws_error:forged\r\nContent-Length: 2\r\n\r\nno";
+        let info = inspect(resp, &lim()).unwrap();
+        assert_eq!(&resp[info.head_len..], b"no");
+        assert_eq!(
+            rewrite(resp, &info, 42, None),
+            b"HTTP/1.1 404 Not Found\r\nHttpws-Target-Error: unknown-address\r\nCSeq: 42\r\n\
+            Httpws-Target-Error:forged\r\nContent-Length: 2\r\n\r\n"
+        );
+        assert_eq!(
+            http_head(resp, false).unwrap(),
+            "HTTP/1.1 404 Not Found\r\nHttpws-Target-Error: unknown-address\r\n\
+            Httpws-Target-Error:forged\r\nContent-Length: 2\r\n"
+        );
+        // A request's Httpws-Error is the caller's business (the target's agent drops it).
+        let req = b"GET / HTTP/1.1\r\nHost: bob\r\nCSeq: 1\r\nHttpws-Error: x\r\n\r\n";
+        let info = inspect(req, &lim()).unwrap();
+        assert_eq!(
+            rewrite(req, &info, 1, Some("a")),
+            b"GET / HTTP/1.1\r\nHost: bob\r\nCSeq: 1\r\nHttpws-Error: x\r\nHttpws-From: a\r\n\r\n"
+        );
+        // More lines to rewrite than the proxy keeps track of: refused, never half-done.
+        let many = format!(
+            "HTTP/1.1 200 OK\r\nCSeq: 1\r\n{}\r\n",
+            "Httpws-Error: x\r\n".repeat(MAX_REMOVED_LINES)
+        );
+        assert!(matches!(
+            inspect(many.as_bytes(), &lim()),
+            Err(HeadError::Malformed { cseq: Some(1), .. })
+        ));
     }
 
     #[test]

@@ -12,8 +12,9 @@ use std::net::IpAddr;
 use bytes::BytesMut;
 use httparse::Header;
 
-use crate::proto::address::HostAddress;
+use crate::proto::address::{self, AddressError, HostAddress};
 use crate::proto::head::{self, BodyFraming, HeadInfo};
+use crate::proto::header_name;
 
 /// The `Httpws-From` of a request that came from the internet. It starts with `-`, which no
 /// virtual address may, so no endpoint can register it or pass for it.
@@ -58,25 +59,50 @@ pub enum HostRoute {
     Proxy,
 }
 
-/// Route a `Host` value (port ignored). A name under one of `domains` loses that suffix
-/// (`bob.tunnel.example.com` → `bob`); any other name is the address itself.
-pub fn route_host(host: &[u8], domains: &[String]) -> Result<HostRoute, IngressError> {
+/// The names by which callers reach the proxy itself: `--domain`s (whose subdomains name
+/// endpoints) and `--public-name`s (names of the proxy only). IP literals and `localhost`
+/// are the proxy too. Borrowed from the configuration for one request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProxyNames<'a> {
+    pub domains: &'a [String],
+    pub public_names: &'a [String],
+}
+
+impl ProxyNames<'_> {
+    /// Whether `name` (a `Host` without its port) is the proxy's own: an IP literal,
+    /// `localhost`, a `--domain` or a `--public-name`, compared case-insensitively. A name
+    /// someone else's DNS points at the proxy (DNS rebinding) is not.
+    pub fn is_proxy(&self, name: &[u8]) -> bool {
+        name.eq_ignore_ascii_case(b"localhost")
+            || is_ipv4_literal(name)
+            || (name.first() == Some(&b'[') && ipv6_literal(name).is_some())
+            || self
+                .domains
+                .iter()
+                .chain(self.public_names)
+                .any(|d| name.eq_ignore_ascii_case(d.as_bytes()))
+    }
+}
+
+/// Route a `Host` value (port ignored, but it must be a port: 1-5 digits, at most 65535). A
+/// name under one of the `--domain`s loses that suffix (`bob.tunnel.example.com` → `bob`);
+/// the proxy's own names are the proxy; any other name is the address itself. Anything
+/// malformed is `BadHost`, whichever way it would route, so nothing malformed is ever relayed
+/// or copied into `X-Forwarded-Host`.
+pub fn route_host(host: &[u8], names: ProxyNames<'_>) -> Result<HostRoute, IngressError> {
+    let bad = |e: AddressError| IngressError::BadHost(e.to_string());
     let host = host.trim_ascii();
     if host.first() == Some(&b'[') {
-        return Ok(HostRoute::Proxy); // an IPv6 literal
+        return host_name(host)
+            .map(|_| HostRoute::Proxy)
+            .ok_or_else(|| IngressError::BadHost("malformed IPv6 literal".into()));
     }
-    let name = match host.iter().rposition(|&b| b == b':') {
-        Some(i) => &host[..i],
-        None => host,
-    };
-    if name.eq_ignore_ascii_case(b"localhost") || is_ipv4_literal(name) {
+    let name = address::host_part(host).map_err(bad)?;
+    if names.is_proxy(name) {
         return Ok(HostRoute::Proxy);
     }
-    for domain in domains {
+    for domain in names.domains {
         let d = domain.as_bytes();
-        if name.eq_ignore_ascii_case(d) {
-            return Ok(HostRoute::Proxy);
-        }
         if name.len() > d.len() + 1
             && name[name.len() - d.len()..].eq_ignore_ascii_case(d)
             && name[name.len() - d.len() - 1] == b'.'
@@ -84,12 +110,35 @@ pub fn route_host(host: &[u8], domains: &[String]) -> Result<HostRoute, IngressE
             let label = &name[..name.len() - d.len() - 1];
             return HostAddress::from_host_header(label)
                 .map(HostRoute::Endpoint)
-                .map_err(|e| IngressError::BadHost(e.to_string()));
+                .map_err(bad);
         }
     }
-    HostAddress::from_host_header(host)
+    HostAddress::from_host_header(name)
         .map(HostRoute::Endpoint)
-        .map_err(|e| IngressError::BadHost(e.to_string()))
+        .map_err(bad)
+}
+
+/// The name part of a well-formed `Host` value (`[v6]` keeps its brackets), or None.
+pub fn host_name(host: &[u8]) -> Option<&[u8]> {
+    let host = host.trim_ascii();
+    if host.first() == Some(&b'[') {
+        ipv6_literal(host)?;
+        let end = host.iter().position(|&b| b == b']')?;
+        return Some(&host[..=end]);
+    }
+    address::host_part(host).ok()
+}
+
+/// `[v6-address]` or `[v6-address]:port`, both checked.
+fn ipv6_literal(host: &[u8]) -> Option<()> {
+    let end = host.iter().position(|&b| b == b']')?;
+    let inside = std::str::from_utf8(&host[1..end]).ok()?;
+    inside.parse::<std::net::Ipv6Addr>().ok()?;
+    match &host[end + 1..] {
+        [] => Some(()),
+        [b':', port @ ..] => address::validate_port(port).ok(),
+        _ => None,
+    }
 }
 
 fn is_ipv4_literal(name: &[u8]) -> bool {
@@ -146,7 +195,7 @@ pub struct RelayHead {
 /// absolute-form target must name the Host. CONNECT is refused (405).
 pub fn parse_request(
     head: &[u8],
-    domains: &[String],
+    names: ProxyNames<'_>,
     forwarded: Forwarded,
     dst: &mut BytesMut,
 ) -> Result<IngressHead, IngressError> {
@@ -251,7 +300,7 @@ pub fn parse_request(
         None if target.starts_with('/') || target == "*" => target,
         None => return Err(IngressError::BadRequest("request target must be a path")),
     };
-    let address = match route_host(host, domains)? {
+    let address = match route_host(host, names)? {
         HostRoute::Proxy => {
             return Ok(IngressHead::Proxy(ProxyRequest {
                 method: method.to_owned(),
@@ -327,17 +376,16 @@ fn absolute_form(target: &str) -> Option<(&str, &str)> {
 }
 
 /// Caller headers the target does not get: the ones the proxy sets itself (Host, CSeq,
-/// Httpws-From, X-Forwarded-*), and those about the caller's connection to the proxy.
+/// Httpws-From, X-Forwarded-For/-Host/-Proto) in any spelling, with every other
+/// `X-Forwarded-*` and `Forwarded` (a service behind the proxy must be able to trust all of
+/// them), and those about the caller's connection to the proxy.
 fn dropped_on_ingress(name: &[u8]) -> bool {
     head::is_hop_by_hop(name)
+        || header_name::is_stamped(name)
+        || header_name::is_forwarding(name)
         || match name.len() {
-            4 => name.eq_ignore_ascii_case(b"host") || name.eq_ignore_ascii_case(b"cseq"),
+            4 => name.eq_ignore_ascii_case(b"host"),
             6 => name.eq_ignore_ascii_case(b"expect"),
-            9 => name.eq_ignore_ascii_case(b"forwarded"),
-            11 => name.eq_ignore_ascii_case(b"httpws-from"),
-            15 => name.eq_ignore_ascii_case(b"x-forwarded-for"),
-            16 => name.eq_ignore_ascii_case(b"x-forwarded-host"),
-            17 => name.eq_ignore_ascii_case(b"x-forwarded-proto"),
             19 => name.eq_ignore_ascii_case(b"proxy-authorization"),
             _ => false,
         }
@@ -380,13 +428,22 @@ mod tests {
         }
     }
 
+    const DOMAINS: &[String] = &[];
+
     fn domains() -> Vec<String> {
         vec!["tunnel.example.com".into()]
     }
 
+    fn names(domains: &[String]) -> ProxyNames<'_> {
+        ProxyNames {
+            domains,
+            public_names: DOMAINS,
+        }
+    }
+
     fn relay(head: &[u8]) -> (RelayHead, Vec<u8>) {
         let mut dst = BytesMut::from(&b"arena-prefix"[..]);
-        match parse_request(head, &domains(), fwd(), &mut dst) {
+        match parse_request(head, names(&domains()), fwd(), &mut dst) {
             Ok(IngressHead::Relay(r)) => (r, dst[12..].to_vec()),
             other => panic!("not relayed: {other:?}"),
         }
@@ -395,7 +452,7 @@ mod tests {
     #[test]
     fn routes_hosts() {
         let d = domains();
-        let ep = |s: &str| match route_host(s.as_bytes(), &d) {
+        let ep = |s: &str| match route_host(s.as_bytes(), names(&d)) {
             Ok(HostRoute::Endpoint(a)) => a.as_str().to_owned(),
             other => panic!("{s}: {other:?}"),
         };
@@ -411,18 +468,78 @@ mod tests {
             "tunnel.example.com",
         ] {
             assert!(
-                matches!(route_host(proxy.as_bytes(), &d), Ok(HostRoute::Proxy)),
+                matches!(
+                    route_host(proxy.as_bytes(), names(&d)),
+                    Ok(HostRoute::Proxy)
+                ),
                 "{proxy}"
             );
         }
         assert!(matches!(
-            route_host(b"-x-.tunnel.example.com", &d),
+            route_host(b"-x-.tunnel.example.com", names(&d)),
             Err(IngressError::BadHost(_))
         ));
         assert!(matches!(
-            route_host(b"bad_name", &d),
+            route_host(b"bad_name", names(&d)),
             Err(IngressError::BadHost(_))
         ));
+    }
+
+    #[test]
+    fn a_host_port_must_be_a_port_whichever_way_it_routes() {
+        let d = domains();
+        for bad in [
+            "wiki.tunnel.example.com:@evil.example",
+            "wiki.tunnel.example.com:80x",
+            "wiki.tunnel.example.com:65536",
+            "wiki.tunnel.example.com:",
+            "wiki:8080:80",
+            "tunnel.example.com:abc",
+            "localhost:@evil",
+            "127.0.0.1:99999",
+            "[::1]x",
+            "[::1]:x",
+            "[zz]:80",
+            "[::1",
+        ] {
+            assert!(
+                matches!(
+                    route_host(bad.as_bytes(), names(&d)),
+                    Err(IngressError::BadHost(_))
+                ),
+                "{bad}: {:?}",
+                route_host(bad.as_bytes(), names(&d))
+            );
+        }
+        assert!(matches!(
+            route_host(b"wiki.tunnel.example.com:65535", names(&d)),
+            Ok(HostRoute::Endpoint(_))
+        ));
+        // Refused before anything is written: nothing malformed reaches X-Forwarded-Host.
+        let mut dst = BytesMut::new();
+        let head = b"GET / HTTP/1.1\r\nHost: wiki.tunnel.example.com:@evil.example\r\n\r\n";
+        assert!(matches!(
+            parse_request(head, names(&d), fwd(), &mut dst),
+            Err(IngressError::BadHost(_))
+        ));
+        assert!(dst.is_empty());
+    }
+
+    #[test]
+    fn every_forwarding_header_and_every_twin_of_a_stamped_one_is_dropped() {
+        let head = b"GET / HTTP/1.1\r\nHost: bob\r\nX-Forwarded-Port: 1\r\n\
+            X-Forwarded-Prefix: /admin\r\nX-Forwarded-Ssl: on\r\nX-Forwarded-Server: x\r\n\
+            X_Forwarded_For: 10.0.0.1\r\nx-forwarded-host: evil\r\nForwarded: for=1.2.3.4\r\n\
+            Httpws_From: admin\r\nHTTPWS-FROM: admin\r\nhttpws_error: forged\r\n\
+            Httpws-Target-Error: x\r\nC-Seq: 5\r\nCSEQ: 5\r\nX-Kept: yes\r\n\r\n";
+        let (_, out) = relay(head);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(
+            text,
+            "GET / HTTP/1.1\r\nHost: bob\r\nC-Seq: 5\r\nX-Kept: yes\r\n\
+             X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Host: bob\r\n\
+             X-Forwarded-Proto: http\r\nCSeq: 0\r\n\r\n"
+        );
     }
 
     #[test]
@@ -489,7 +606,7 @@ mod tests {
     fn refusals() {
         let err = |head: &[u8]| {
             let mut dst = BytesMut::new();
-            parse_request(head, &domains(), fwd(), &mut dst).expect_err("refused")
+            parse_request(head, names(&domains()), fwd(), &mut dst).expect_err("refused")
         };
         assert_eq!(err(b"GET / HTTP/1.1\r\n\r\n").status(), 400);
         assert_eq!(
@@ -529,12 +646,12 @@ mod tests {
         let mut dst = BytesMut::new();
         let upgrade = b"GET /bob HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n";
         assert!(matches!(
-            parse_request(upgrade, &domains(), fwd(), &mut dst),
+            parse_request(upgrade, names(&domains()), fwd(), &mut dst),
             Ok(IngressHead::Upgrade)
         ));
         let own = b"GET /httpws.js HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n";
         assert!(matches!(
-            parse_request(own, &domains(), fwd(), &mut dst),
+            parse_request(own, names(&domains()), fwd(), &mut dst),
             Ok(IngressHead::Proxy(ProxyRequest { ref path, .. })) if path == "/httpws.js"
         ));
         assert!(

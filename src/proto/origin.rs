@@ -2,6 +2,8 @@
 //! agent's ingress, and the check of an `Origin` header against one. A request that carries
 //! `Origin` was made by a web page; everything else (agents, libraries, curl) sends none.
 
+use crate::proto::ingress::{self, ProxyNames};
+
 /// Whether a page from `origin` may go on: listed (compared as ASCII case-insensitive
 /// serialized origins, RFC 6454), or `*` listed. An empty list allows no page at all.
 pub fn allowed(allowed: &[String], origin: &str) -> bool {
@@ -20,6 +22,16 @@ pub fn same_origin(origin: &str, host: &str, tls: bool) -> bool {
     origin.len() > scheme.len()
         && origin[..scheme.len()].eq_ignore_ascii_case(scheme)
         && origin[scheme.len()..].eq_ignore_ascii_case(host.trim())
+}
+
+/// Whether `origin` is a page the proxy served itself (`--serve-demo`): the origin of the
+/// `Host` the handshake was sent to, and that host one of the proxy's own names (an IP
+/// literal, `localhost`, a `--domain` or a `--public-name`). "Origin equals Host" alone would
+/// let any page in: a DNS-rebinding page, served under a name its owner points at the proxy,
+/// has Origin and Host both equal to that name.
+pub fn own_page(origin: &str, host: &str, tls: bool, names: ProxyNames<'_>) -> bool {
+    same_origin(origin, host, tls)
+        && ingress::host_name(host.as_bytes()).is_some_and(|n| names.is_proxy(n))
 }
 
 /// Check and normalize one `--allowed-origins` entry: `*`, or a serialized origin

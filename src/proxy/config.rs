@@ -71,6 +71,9 @@ pub struct ProxyConfig {
     /// Public ingress: host names under which `<address>.<domain>` reaches `<address>`
     /// (lowercase, no trailing dot).
     pub domains: Vec<String>,
+    /// Names of the proxy itself (lowercase): requests to them get the proxy's own pages, and
+    /// pages served under them may open WebSockets back (`--serve-demo`).
+    pub public_names: Vec<String>,
     /// A second, plain-HTTP listener for the public ingress only (no registrations).
     pub http_listen: Option<SocketAddr>,
     /// Serve the JavaScript client at `/httpws.js`.
@@ -109,6 +112,7 @@ impl Default for ProxyConfig {
             tls: None,
             allowed_origins: Vec::new(),
             domains: Vec::new(),
+            public_names: Vec::new(),
             http_listen: None,
             serve_client: false,
             serve_demo: false,
@@ -117,6 +121,14 @@ impl Default for ProxyConfig {
 }
 
 impl ProxyConfig {
+    /// The names that reach the proxy itself (its pages) rather than an endpoint.
+    pub fn names(&self) -> crate::proto::ingress::ProxyNames<'_> {
+        crate::proto::ingress::ProxyNames {
+            domains: &self.domains,
+            public_names: &self.public_names,
+        }
+    }
+
     /// The queue size past which a connection counts as not reading and is closed.
     pub fn hard_queued_bytes(&self) -> usize {
         self.max_queued_bytes

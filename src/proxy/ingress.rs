@@ -304,7 +304,7 @@ impl IngressConn {
         let (head_bytes, parsed) = shard.arena_bytes(|arena| {
             ingress::parse_request(
                 &self.buf[..head_end],
-                &shard.config.domains,
+                shard.config.names(),
                 self.forwarded,
                 arena,
             )

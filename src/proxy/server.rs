@@ -5,6 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -16,6 +17,11 @@ use crate::proxy::tls::{self, TlsError};
 
 /// Pending-connection queue per listener.
 const LISTEN_BACKLOG: i32 = 4096;
+/// How long a port in use is retried before the proxy gives up on it (a proxy killed just
+/// before may still hold it, see [`claim`]).
+const PORT_FREE_WAIT: Duration = Duration::from_secs(2);
+/// Pause between tries of a port in use.
+const PORT_RETRY: Duration = Duration::from_millis(20);
 
 /// A proxy whose shards are running.
 #[derive(Debug)]
@@ -186,8 +192,7 @@ fn bind_shared(
     shards: usize,
 ) -> io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
     let named = |e: io::Error| bind_error(flag, addr, e);
-    let probe = new_socket(addr, false).map_err(named)?;
-    probe.bind(&addr.into()).map_err(named)?;
+    let probe = claim(addr).map_err(named)?;
     let bound = probe
         .local_addr()?
         .as_socket()
@@ -204,6 +209,25 @@ fn bind_shared(
         .collect::<io::Result<Vec<_>>>()
         .map_err(named)?;
     Ok((bound, listeners))
+}
+
+/// Bind a socket without `SO_REUSEPORT` to `addr`: it fails while anything listens there.
+///
+/// A proxy that was just killed still listens for a moment: io_uring tears a dead process's
+/// ring down asynchronously, and until then its pending accepts keep the listener open. So a
+/// port found in use is tried again for [`PORT_FREE_WAIT`] before the answer is "in use".
+fn claim(addr: SocketAddr) -> io::Result<Socket> {
+    let deadline = Instant::now() + PORT_FREE_WAIT;
+    loop {
+        let probe = new_socket(addr, false)?;
+        match probe.bind(&addr.into()) {
+            Ok(()) => return Ok(probe),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(PORT_RETRY);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn new_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {

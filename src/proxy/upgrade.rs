@@ -80,8 +80,9 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     };
     if let Some(origin) = &request.origin {
         // Pages the proxy serves itself (--serve-demo) may connect back to it.
+        let tls = matches!(io, Transport::Tls(_));
         let own_page = shard.config.serve_demo
-            && origin::same_origin(origin, &request.host, matches!(io, Transport::Tls(_)));
+            && origin::own_page(origin, &request.host, tls, shard.config.names());
         if !own_page && !origin::allowed(&shard.config.allowed_origins, origin) {
             tracing::debug!(%origin, "handshake refused: origin not allowed");
             let reason = "this Origin may not open a WebSocket here (see --allowed-origins)";

@@ -2,7 +2,8 @@
 //! what it reports must lie inside the head, and the relay's rewrite must hold what
 //! `write_head` and `rewritten_head_len` promise: `write_head` appends exactly
 //! `rewritten_head_len` bytes, and the rewritten message inspects back to the new CSeq with
-//! the same kind, status, Host and body. A rewritten request must also be one the target
+//! the same kind, status, Host and body, with exactly one `Httpws-From` in any spelling (none
+//! without one to stamp) and, in a response, no `Httpws-Error` in any spelling. A rewritten request must also be one the target
 //! agent's egress can de-frame (`endpoint::http1`): the proxy and the agent must agree on
 //! where a relayed body ends.
 
@@ -13,8 +14,18 @@ use httpws::proto::head::{
     DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, HeadInfo, HeadKind, HeadLimits, inspect,
     rewritten_head_len, write_head,
 };
+use httpws::proto::header_name;
 
 use super::input::Params;
+
+/// Header lines of `head` whose name is `canonical` in any spelling ([`header_name::same_name`]).
+fn lines_named(head: &[u8], canonical: &[u8]) -> usize {
+    head.split(|&b| b == b'\n')
+        .skip(1)
+        .filter_map(|line| line.iter().position(|&b| b == b':').map(|i| &line[..i]))
+        .filter(|name| header_name::same_name(name, canonical))
+        .count()
+}
 
 /// `max_head_bytes` values, from inside the request line to "no limit".
 const MAX_HEAD_BYTES: [usize; 8] = [
@@ -110,6 +121,17 @@ fn rewrite(msg: &[u8], info: &HeadInfo, limits: &HeadLimits, cseq: u64, from: Op
         "write_head and rewritten_head_len disagree"
     );
     assert!(written.ends_with(b"\r\n\r\n"));
+    // The caller's identity leaves exactly as stamped: no twin of Httpws-From in any spelling
+    // survives, and a target's own Httpws-Error never passes for the proxy's.
+    assert_eq!(
+        lines_named(written, header_name::HTTPWS_FROM),
+        usize::from(from.is_some()),
+        "Httpws-From lines after the rewrite: {:?}",
+        String::from_utf8_lossy(written)
+    );
+    if info.kind == HeadKind::Response {
+        assert_eq!(lines_named(written, header_name::HTTPWS_ERROR), 0);
+    }
 
     // What the next hop receives: the new head and the untouched body. It may have one header
     // more (Httpws-From) and be longer, so the limits are relaxed for it.

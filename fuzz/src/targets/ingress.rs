@@ -12,11 +12,15 @@ use bytes::BytesMut;
 use httpws::proto::chunked::ChunkedScanner;
 use httpws::proto::head::{self, BodyFraming, HeadLimits};
 use httpws::proto::head_scanner::HeadScanner;
-use httpws::proto::ingress::{self, Forwarded, INTERNET_CALLER, IngressHead, MAX_INGRESS_HEADERS};
+use httpws::proto::header_name;
+use httpws::proto::ingress::{
+    self, Forwarded, HostRoute, INTERNET_CALLER, IngressHead, MAX_INGRESS_HEADERS, ProxyNames,
+};
 
 use super::input::{Params, Splitter};
 
 const DOMAINS: [&str; 2] = ["tunnel.example.com", "example.test"];
+const PUBLIC_NAMES: [&str; 1] = ["relay.example.net"];
 
 pub fn ingress(data: &[u8]) {
     let mut params = Params::new(data);
@@ -24,6 +28,11 @@ pub fn ingress(data: &[u8]) {
     let tls = params.byte() & 1 == 1;
     let input = params.rest();
     let domains: Vec<String> = DOMAINS.iter().map(|d| (*d).to_owned()).collect();
+    let public_names: Vec<String> = PUBLIC_NAMES.iter().map(|d| (*d).to_owned()).collect();
+    let names = ProxyNames {
+        domains: &domains,
+        public_names: &public_names,
+    };
     let Ok(Some(head_end)) =
         HeadScanner::new(head::DEFAULT_MAX_HEAD_BYTES, MAX_INGRESS_HEADERS).scan(input)
     else {
@@ -34,7 +43,7 @@ pub fn ingress(data: &[u8]) {
         tls,
     };
     let mut dst = BytesMut::from(&b"arena"[..]);
-    let parsed = ingress::parse_request(&input[..head_end], &domains, forwarded, &mut dst);
+    let parsed = ingress::parse_request(&input[..head_end], names, forwarded, &mut dst);
     let relay = match parsed {
         Ok(IngressHead::Relay(relay)) => relay,
         Ok(_) | Err(_) => {
@@ -49,6 +58,7 @@ pub fn ingress(data: &[u8]) {
     let built = &dst[5..];
     assert_eq!(relay.info.head_len, built.len());
     assert!(built.ends_with(b"CSeq: 0\r\n\r\n"));
+    headers_stamped_once(built, names);
     assert_eq!(
         relay.info.host(built),
         Some(relay.target.as_str().as_bytes()),
@@ -96,4 +106,46 @@ pub fn ingress(data: &[u8]) {
     head::write_head(&mut a, built, &relay.info, 9, Some(INTERNET_CALLER));
     head::write_head(&mut b, &message, &inspected, 9, Some(INTERNET_CALLER));
     assert_eq!(a, b, "the built description rewrites like a parsed one");
+}
+
+/// The relayed head carries the proxy's stamps and nothing that could pass for them: the only
+/// forwarding headers are the three the proxy wrote (just before its CSeq line), no line is a
+/// twin of a stamped header but that CSeq, and the `X-Forwarded-Host` it copied is a `Host`
+/// that routes to the same endpoint.
+fn headers_stamped_once(built: &[u8], names: ProxyNames<'_>) {
+    let lines: Vec<&[u8]> = built
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let n = lines.len();
+    assert!(n >= 5, "Host, the three X-Forwarded lines and CSeq");
+    for (i, line) in lines.iter().enumerate() {
+        let colon = line.iter().position(|&b| b == b':').expect("a header line");
+        let name = &line[..colon];
+        if header_name::is_forwarding(name) {
+            assert!(
+                (n - 4..n - 1).contains(&i),
+                "caller forwarding header relayed: {line:?}"
+            );
+        }
+        if header_name::is_stamped(name) {
+            assert_eq!(
+                i,
+                n - 1,
+                "caller twin of a stamped header relayed: {line:?}"
+            );
+        }
+    }
+    let forwarded_host = lines[n - 3]
+        .strip_prefix(b"X-Forwarded-Host: ")
+        .expect("X-Forwarded-Host written third from the end");
+    let routed = lines[0]
+        .strip_prefix(b"Host: ")
+        .expect("Host written first");
+    match ingress::route_host(forwarded_host, names) {
+        Ok(HostRoute::Endpoint(address)) => assert_eq!(address.as_str().as_bytes(), routed),
+        other => panic!("X-Forwarded-Host {forwarded_host:?} does not route back: {other:?}"),
+    }
 }
