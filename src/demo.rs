@@ -114,6 +114,7 @@ fn agent_config(
             max_body_bytes: session.max_body_bytes(),
             max_clients: 64,
             idle_timeout: httpws::endpoint::ingress::DEFAULT_CLIENT_IDLE_TIMEOUT,
+            client_timeout: httpws::endpoint::ingress::DEFAULT_CLIENT_TIMEOUT,
             request_timeout: httpws::endpoint::ingress::DEFAULT_REQUEST_TIMEOUT,
             allowed_origins: Vec::new(),
         },

@@ -74,6 +74,10 @@ struct EndpointArgs {
     /// Ingress: longest wait for a response over the tunnel.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     request_timeout: Duration,
+    /// Ingress: time a local client has to send a whole request (head and body) once it has
+    /// begun one, and to take each answer (then 408, and the connection closes).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    client_timeout: Duration,
     /// Egress: longest wait for the local service's response (then 504).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "25s")]
     service_timeout: Duration,
@@ -174,6 +178,7 @@ impl EndpointArgs {
                 max_body_bytes,
                 max_clients: self.max_clients,
                 idle_timeout: endpoint::ingress::DEFAULT_CLIENT_IDLE_TIMEOUT,
+                client_timeout: self.client_timeout,
                 request_timeout: self.request_timeout,
                 allowed_origins: self.allowed_origins,
             },
@@ -465,7 +470,7 @@ fn run_endpoint(args: EndpointArgs) -> anyhow::Result<()> {
         let listen = config.listen;
         let agent = Agent::start(config)
             .await
-            .with_context(|| format!("binding --listen {listen:?}"))?;
+            .map_err(|e| listen_error(listen, &e))?;
         if let Some(addr) = agent.listen_addr() {
             // Tests and scripts read these lines.
             println!("httpws endpoint listening on http://{addr}");
@@ -500,6 +505,27 @@ fn run_endpoint(args: EndpointArgs) -> anyhow::Result<()> {
         agent.shutdown().await;
         outcome
     })
+}
+
+/// Why the agent could not start, naming the `--listen` address: binding it is the only
+/// I/O `Agent::start` does before it runs.
+fn listen_error(listen: Option<SocketAddr>, e: &std::io::Error) -> anyhow::Error {
+    let Some(addr) = listen else {
+        return anyhow::anyhow!("cannot start the agent: {e}");
+    };
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::AddrInUse => {
+            anyhow::anyhow!("--listen {addr} is in use (another program listens there)")
+        }
+        ErrorKind::AddrNotAvailable => {
+            anyhow::anyhow!("--listen {addr} is not an address of this machine")
+        }
+        ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "--listen {addr} is not allowed to this user (ports below 1024 need privileges)"
+        ),
+        _ => anyhow::anyhow!("--listen {addr} cannot be listened on: {e}"),
+    }
 }
 
 /// SIGINT or SIGTERM.

@@ -99,6 +99,25 @@ fn assert_error(out: &CurlOut, status: u16, token: &str) {
     );
 }
 
+/// An answer bob's agent made: the proxy renames a target's own `Httpws-Error` to
+/// `Httpws-Target-Error` on its way to the caller, so the token comes under either name.
+#[track_caller]
+fn assert_egress_error(out: &CurlOut, status: u16, token: &str) {
+    let marker = out
+        .header("httpws-target-error")
+        .or(out.header("httpws-error"));
+    assert_eq!(
+        (out.code, marker),
+        (status, Some(token)),
+        "expected {status} {token} from the egress; got {out:?}"
+    );
+    assert_eq!(
+        out.header("cseq"),
+        None,
+        "CSeq leaked to the client: {out:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // The fixture itself (runs without the agent).
 // ---------------------------------------------------------------------------------------
@@ -561,7 +580,12 @@ fn unreachable_service_gets_502_service_unavailable() {
     let ingress = alice.ingress();
     for _ in 0..2 {
         let out = via(&ingress, "http://bob/echo", &[]);
-        assert_error(&out, 502, "service-unavailable");
+        assert_egress_error(&out, 502, "service-unavailable");
+        assert_eq!(
+            out.body_text(),
+            "the service is unavailable\n",
+            "no address: {out:?}"
+        );
         assert!(out.elapsed < Duration::from_secs(5), "{out:?}");
     }
 }
@@ -570,7 +594,7 @@ fn unreachable_service_gets_502_service_unavailable() {
 fn slow_service_gets_504_and_the_pool_recovers() {
     let mut net = Net::start(&["--service-timeout", "300ms"], &[]);
     let out = net.via("http://bob/slow?ms=3000", &[]);
-    assert_error(&out, 504, "timeout");
+    assert_egress_error(&out, 504, "timeout");
     assert!(
         out.elapsed < Duration::from_millis(2500),
         "504 came after {:?}, not after the 300ms service timeout",
@@ -1119,7 +1143,7 @@ fn service_response_over_the_body_limit_is_502_and_the_agent_survives() {
         "{:?}",
         (out.code, &out.headers, out.body.len())
     );
-    assert!(out.header("httpws-error").is_some(), "{:?}", out.headers);
+    assert_egress_error(&out, 502, "service-error");
     let out = net.via("http://bob/big?bytes=10000", &[]);
     assert_ok(&out);
     assert!(out.body == pattern(10_000));
@@ -1303,7 +1327,7 @@ fn service_response_over_the_message_limit_is_502_and_the_agent_survives() {
         "{:?}",
         (out.code, &out.headers, out.body.len())
     );
-    assert!(out.header("httpws-error").is_some(), "{:?}", out.headers);
+    assert_egress_error(&out, 502, "service-error");
     let out = net.via("http://bob/big?bytes=100000", &[]);
     assert_ok(&out);
     assert!(out.body == pattern(100_000));

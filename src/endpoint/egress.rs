@@ -1,8 +1,13 @@
 //! The agent's egress (`--serve URL`): requests arriving over the tunnel are sent to one
 //! local service and its responses sent back with the request's CSeq. The service address
 //! is fixed at start: a request's target or `Host` can never point the agent anywhere else
-//! (no SSRF). `Host` becomes the service's authority unless `--preserve-host`;
-//! `Httpws-From` is passed on so the service knows the caller.
+//! (no SSRF), and its path stays under the URL's base path ([`service_path`]). `Host`
+//! becomes the service's authority unless `--preserve-host`; the proxy's `Httpws-From` stamp
+//! is passed on so the service knows the caller, and nothing the caller wrote can shadow or
+//! remove it (see [`service_request`]).
+//!
+//! Services and callers are told apart in what goes wrong: the caller gets a token and a
+//! neutral reason, the agent's log gets the service's address and the OS error.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +15,11 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Semaphore;
 
-use super::client::is_tunnel_header;
-use super::http1::{self, MAX_HEADERS};
-use super::pool::{ServiceError, ServicePool};
+use super::http1::{self, Http1Error, MAX_HEADERS};
+use super::pool::ServicePool;
+use super::service_path;
 use super::session::{Incoming, Session};
+use crate::proto::header_name;
 
 /// Time the service has to answer; kept under the proxy's 30 s deadline so that the caller
 /// learns the service was slow (504 from us) rather than only that the endpoint was.
@@ -132,21 +138,23 @@ async fn forward(
 ) -> (BytesMut, Bytes) {
     let (head, body, is_head) = match service_request(request, config, max_body_bytes) {
         Ok(parts) => parts,
-        Err(why) => return error_answer(400, "bad-request", why),
+        Err(why) => return error_answer(400, "bad-request", &why),
     };
+    let service = &config.service.addr;
     let sent = tokio::time::timeout(config.service_timeout, pool.send(&head, &body, is_head)).await;
     match sent {
         Ok(Ok(response)) => match tunnel_response(&response.head, response.body, is_head) {
             Ok(answer) => answer,
-            Err(why) => error_answer(502, "service-error", why),
+            Err(why) => {
+                tracing::warn!(%service, error = why, "egress: unusable response from the service");
+                error_answer(502, "service-error", "the service sent no usable response")
+            }
         },
-        Ok(Err(e @ ServiceError::Unreachable { .. })) => {
-            tracing::warn!(error = %e, "egress: service unreachable");
-            error_answer(502, "service-unavailable", &e.to_string())
-        }
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "egress: service failed");
-            error_answer(502, "service-error", &e.to_string())
+            // The detail (the service's address, the OS error) is for the operator only.
+            tracing::warn!(%service, error = %e, "egress: the service failed");
+            let (token, reason) = e.answer();
+            error_answer(502, token, reason)
         }
         Err(_) => error_answer(
             504,
@@ -159,23 +167,31 @@ async fn forward(
     }
 }
 
-/// The request as the service gets it: origin-form target under the base path, `Host` set,
-/// hop-by-hop and tunnel headers (but not `Httpws-From`) removed, body with Content-Length.
+/// The request as the service gets it: the target under the base path
+/// ([`service_path::service_target`]), the caller's headers less the hop-by-hop ones and
+/// every line a hop of ours sets in any spelling, then the lines the agent writes itself:
+/// `Host`, the proxy's `Httpws-From` stamp and `Content-Length`. Those come after the
+/// `Connection` header has been applied, so a caller listing `Httpws-From` or `Host` there
+/// removes only its own copies, never ours.
 fn service_request(
     request: &Incoming,
     config: &EgressConfig,
     max_body_bytes: usize,
-) -> Result<(Bytes, Bytes, bool), &'static str> {
+) -> Result<(Bytes, Bytes, bool), String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(&request.message[..request.head_len]) {
         Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err("malformed request head"),
+        _ => return Err("malformed request head".into()),
     }
     let method = req.method.unwrap_or("GET");
-    let target = req.path.unwrap_or("/");
-    let path = origin_form(target).ok_or("request target must be a path")?;
-    let length = http1::request_body_length(req.headers).map_err(|_| "ambiguous body length")?;
+    let target =
+        service_path::service_target(method, req.path.unwrap_or(""), &config.service.base_path)
+            .map_err(|e| e.to_string())?;
+    let length = http1::request_body_length(req.headers).map_err(|e| match e {
+        Http1Error::UnsupportedCoding => "a Transfer-Encoding other than chunked alone",
+        _ => "ambiguous body length",
+    })?;
     let body = http1::message_body(&request.message, request.head_len, length, max_body_bytes)
         .map_err(|_| "body does not match its framing")?;
 
@@ -183,24 +199,40 @@ fn service_request(
     let mut head = BytesMut::with_capacity(request.head_len + 64);
     head.extend_from_slice(method.as_bytes());
     head.extend_from_slice(b" ");
-    head.extend_from_slice(config.service.base_path.as_bytes());
-    head.extend_from_slice(path.as_bytes());
+    head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
     let mut host = config.service.authority.as_bytes();
+    let mut stamp = None;
     for h in req.headers.iter() {
+        let name = h.name.as_bytes();
         if h.name.eq_ignore_ascii_case("host") {
             if config.preserve_host {
                 host = h.value;
             }
             continue;
         }
-        // Httpws-From stays: the service learns who is calling, as stamped by the proxy.
-        if h.name.eq_ignore_ascii_case("cseq") || http1::stops_here(h.name, &listed) {
+        if header_name::is_stamped(name) {
+            // The proxy drops the caller's copies and writes its own last, in this spelling;
+            // every other line of the family (a `_` twin, CSeq, Httpws-Error) is the caller's.
+            if name.eq_ignore_ascii_case(header_name::HTTPWS_FROM) {
+                stamp = Some(h.value);
+            }
             continue;
         }
-        http1::put_header(&mut head, h.name.as_bytes(), h.value);
+        // `_` twins of what the public ingress stamps (X-Forwarded-*) or the agent sets:
+        // the same variable as ours to a CGI-style service.
+        if header_name::is_forwarding_twin(name)
+            || header_name::is_underscore_twin(name, b"content-length")
+            || http1::stops_here(h.name, &listed)
+        {
+            continue;
+        }
+        http1::put_header(&mut head, name, h.value);
     }
     http1::put_header(&mut head, b"Host", host);
+    if let Some(from) = stamp {
+        http1::put_header(&mut head, b"Httpws-From", from);
+    }
     if !body.is_empty() || length != http1::BodyLength::Empty {
         http1::put_content_length(&mut head, body.len());
     }
@@ -208,18 +240,9 @@ fn service_request(
     Ok((head.freeze(), body, method == "HEAD"))
 }
 
-/// The path and query of a request target; absolute-form loses its authority (it is never
-/// followed), asterisk-form stays `*`.
-fn origin_form(target: &str) -> Option<&str> {
-    if target.starts_with('/') || target == "*" {
-        return Some(target);
-    }
-    let scheme_end = target.find("://")?;
-    let rest = &target[scheme_end + 3..];
-    Some(rest.find('/').map_or("/", |i| &rest[i..]))
-}
-
-/// The service's response as a tunnel message: hop-by-hop and tunnel headers removed, the
+/// The service's response as a tunnel message: hop-by-hop headers and the headers the proxy
+/// and agent set (`CSeq`, `Httpws-From`, `Httpws-Error`, `Httpws-Target-Error`, in any
+/// spelling) removed, so an `Httpws-Error` from this side is always the agent's own; the
 /// body with Content-Length (the session adds CSeq).
 fn tunnel_response(
     raw_head: &[u8],
@@ -241,7 +264,11 @@ fn tunnel_response(
         if h.name.eq_ignore_ascii_case("content-length") {
             declared = Some(h.value);
         }
-        if is_tunnel_header(h.name) || http1::stops_here(h.name, &listed) {
+        let name = h.name.as_bytes();
+        if header_name::is_stamped(name)
+            || header_name::is_underscore_twin(name, b"content-length")
+            || http1::stops_here(h.name, &listed)
+        {
             continue;
         }
         http1::put_header(&mut head, h.name.as_bytes(), h.value);
@@ -320,7 +347,7 @@ mod tests {
         let (head, body, is_head) = service_request(&msg, &config(false), 1024).unwrap();
         assert_eq!(
             std::str::from_utf8(&head).unwrap(),
-            "POST /api/latest?x HTTP/1.1\r\nHttpws-From: alice\r\nHost: 127.0.0.1:9000\r\n\
+            "POST /api/latest?x HTTP/1.1\r\nHost: 127.0.0.1:9000\r\nHttpws-From: alice\r\n\
              Content-Length: 2\r\n\r\n"
         );
         assert_eq!(body, "hi");
@@ -331,6 +358,64 @@ mod tests {
                 .unwrap()
                 .contains("Host: bob\r\n")
         );
+    }
+
+    #[test]
+    fn the_stamp_survives_connection_and_twins() {
+        // The caller names the stamp, Host, CSeq and the framing in Connection, and sends
+        // twins of everything a hop of ours sets; the proxy's stamp comes last.
+        let msg = incoming(
+            b"POST /x HTTP/1.1\r\nHost: bob\r\nCSeq: 7\r\n\
+              Connection: Httpws-From, Host, CSeq, Content-Length, X-Forwarded-For\r\n\
+              Httpws_From: admin\r\nHTTPWS_FROM: root\r\nCSEQ: 1\r\nCseq_: 2\r\n\
+              Httpws-Error: forbidden\r\nhttpws_target_error: x\r\nContent_Length: 99\r\n\
+              X_Forwarded_For: 10.0.0.1\r\nx-forwarded_host: evil\r\n\
+              X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n\
+              Content-Length: 2\r\nHttpws-From: alice\r\n\r\nhi",
+        );
+        let (head, body, _) = service_request(&msg, &config(true), 1024).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&head).unwrap(),
+            "POST /api/x HTTP/1.1\r\nCseq_: 2\r\nX-Forwarded-Proto: https\r\nHost: bob\r\n\
+             Httpws-From: alice\r\nContent-Length: 2\r\n\r\n",
+            "the stamp, Host and Content-Length are the agent's, once each; the caller's \
+             X-Forwarded-For went with its Connection listing"
+        );
+        assert_eq!(body, "hi");
+        // Without a Connection listing, the exact X-Forwarded-* spellings (the public
+        // ingress's) pass and their twins do not.
+        let msg = incoming(
+            b"GET / HTTP/1.1\r\nHost: bob\r\nX_Forwarded_For: 10.0.0.1\r\n\
+              X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Host: wiki\r\nForwarded_: a\r\n\
+              CSeq: 1\r\nHttpws-From: -internet-\r\n\r\n",
+        );
+        let (head, _, _) = service_request(&msg, &config(false), 1024).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&head).unwrap(),
+            "GET /api/ HTTP/1.1\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Host: wiki\r\n\
+             Forwarded_: a\r\nHost: 127.0.0.1:9000\r\nHttpws-From: -internet-\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn targets_that_would_leave_the_base_path() {
+        let answer = |msg: &'static [u8]| service_request(&incoming(msg), &config(false), 1024);
+        let (head, _, _) = answer(b"GET /a/../../admin HTTP/1.1\r\nHost: bob\r\n\r\n").unwrap();
+        assert!(head.starts_with(b"GET /api/admin HTTP/1.1\r\n"));
+        let (head, _, _) =
+            answer(b"GET http://bob/%2e%2e/x?y HTTP/1.1\r\nHost: bob\r\n\r\n").unwrap();
+        assert!(head.starts_with(b"GET /api/x?y HTTP/1.1\r\n"));
+        for refused in [
+            &b"GET /..%2fadmin HTTP/1.1\r\nHost: bob\r\n\r\n"[..],
+            b"OPTIONS * HTTP/1.1\r\nHost: bob\r\n\r\n",
+            b"GET bob:80 HTTP/1.1\r\nHost: bob\r\n\r\n",
+        ] {
+            assert!(
+                answer(refused).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(refused)
+            );
+        }
     }
 
     #[test]
@@ -353,5 +438,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(&head[..], b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n");
+        // The service cannot speak as the agent or the proxy, nor list their lines away.
+        let (head, _) = tunnel_response(
+            b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nHttpws-Error: timeout\r\n\
+              httpws_error: t\r\nHttpws-Target-Error: x\r\nHttpws-From: y\r\nCSeq: 9\r\n\
+              Content_Length: 7\r\nX-B: 2\r\n\r\n",
+            Bytes::from_static(b"ok"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            &head[..],
+            b"HTTP/1.1 200 OK\r\nX-B: 2\r\nContent-Length: 2\r\n"
+        );
     }
 }

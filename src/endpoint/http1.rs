@@ -37,6 +37,11 @@ pub enum Http1Error {
     /// The message breaks HTTP/1.1 syntax or its framing is ambiguous.
     #[error("malformed HTTP message: {0}")]
     Malformed(&'static str),
+    /// A `Transfer-Encoding` other than `chunked` alone (`gzip`, `gzip, chunked`,
+    /// `identity`): the agent re-frames every body, and doing that to a coded one would
+    /// deliver it under a label that no longer says how it is coded.
+    #[error("a Transfer-Encoding other than chunked alone")]
+    UnsupportedCoding,
 }
 
 impl From<httparse::Error> for Http1Error {
@@ -117,20 +122,19 @@ pub use crate::proto::handshake::has_token;
 // A plain decimal number: digits only (no sign, no spaces, no hex), within u64.
 use crate::proto::head::parse_u64 as parse_decimal;
 
-/// The length a request body declares (RFC 9112 §6.3), refusing every ambiguous shape.
+/// The length a request body declares (RFC 9112 §6.3), refusing every ambiguous shape and
+/// every transfer coding but `chunked` alone ([`Http1Error::UnsupportedCoding`]).
 pub fn request_body_length(headers: &[httparse::Header<'_>]) -> Result<BodyLength, Http1Error> {
     match declared_length(headers)? {
         Declared::None => Ok(BodyLength::Empty),
         Declared::Length(n) => Ok(BodyLength::Length(n)),
         Declared::Chunked => Ok(BodyLength::Chunked),
-        // A request cannot be delimited by closing the connection.
-        Declared::OtherCoding => Err(Http1Error::Malformed(
-            "Transfer-Encoding of a request must end in chunked",
-        )),
     }
 }
 
 /// The length of a response body, given the request method and the status (RFC 9112 §6.3).
+/// A coding other than `chunked` alone is refused as for requests: read to the end and
+/// passed on without its label, a `gzip` body would reach the caller as if it were plain.
 pub fn response_body_length(
     status: u16,
     request_was_head: bool,
@@ -140,22 +144,33 @@ pub fn response_body_length(
         return Ok(BodyLength::Empty);
     }
     match declared_length(headers)? {
-        Declared::None | Declared::OtherCoding => Ok(BodyLength::UntilClose),
+        Declared::None => Ok(BodyLength::UntilClose),
         Declared::Length(n) => Ok(BodyLength::Length(n)),
         Declared::Chunked => Ok(BodyLength::Chunked),
     }
+}
+
+/// Whether a message declares a body of its own: a non-zero `Content-Length` or
+/// `Transfer-Encoding`. A response that may not carry one (to `HEAD`, `204`, `304`) but
+/// declares one is a hint that the service might send it anyway.
+pub fn declares_body(headers: &[httparse::Header<'_>]) -> bool {
+    headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            || (h.name.eq_ignore_ascii_case("content-length")
+                && parse_decimal(h.value.trim_ascii()) != Some(0))
+    })
 }
 
 enum Declared {
     None,
     Length(u64),
     Chunked,
-    OtherCoding,
 }
 
 fn declared_length(headers: &[httparse::Header<'_>]) -> Result<Declared, Http1Error> {
     let mut length: Option<u64> = None;
-    let mut coding: Option<Declared> = None;
+    // Whether the one Transfer-Encoding line is exactly `chunked`.
+    let mut coding: Option<bool> = None;
     for h in headers {
         if h.name.eq_ignore_ascii_case("content-length") {
             // A list of identical values is allowed (RFC 9110 §8.6); anything else is not.
@@ -170,34 +185,19 @@ fn declared_length(headers: &[httparse::Header<'_>]) -> Result<Declared, Http1Er
             if coding.is_some() {
                 return Err(Http1Error::Malformed("Transfer-Encoding repeated"));
             }
-            let last = h
-                .value
-                .rsplit(|&b| b == b',')
-                .next()
-                .map(<[u8]>::trim_ascii)
-                .unwrap_or_default();
-            let chunked_count = h
-                .value
-                .split(|&b| b == b',')
-                .filter(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-                .count();
-            coding = Some(
-                if last.eq_ignore_ascii_case(b"chunked") && chunked_count == 1 {
-                    Declared::Chunked
-                } else if chunked_count > 0 {
-                    return Err(Http1Error::Malformed("chunked is not the final coding"));
-                } else {
-                    Declared::OtherCoding
-                },
-            );
+            // The same rule as the proxy's (`proto::head`): the value is `chunked`, nothing
+            // before or after it.
+            coding = Some(h.value.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         }
     }
     match (length, coding) {
+        // Ambiguous framing first: it is a smuggling shape whatever the coding says.
         (Some(_), Some(_)) => Err(Http1Error::Malformed(
             "both Transfer-Encoding and Content-Length",
         )),
         (Some(n), None) => Ok(Declared::Length(n)),
-        (None, Some(c)) => Ok(c),
+        (None, Some(true)) => Ok(Declared::Chunked),
+        (None, Some(false)) => Err(Http1Error::UnsupportedCoding),
         (None, None) => Ok(Declared::None),
     }
 }
@@ -396,21 +396,17 @@ impl ChunkedDecoder {
 }
 
 /// Headers that describe this connection only and never travel past the agent (RFC 9110
-/// §7.6.1), plus the framing headers the agent always rewrites itself.
+/// §7.6.1; the proxy's list, `proto::head::is_hop_by_hop`, plus the proxy credentials), and
+/// the framing headers the agent always rewrites itself.
 pub fn is_hop_by_hop(name: &str) -> bool {
-    const HOP: [&str; 10] = [
-        "connection",
-        "proxy-connection",
-        "keep-alive",
+    const AGENT_HOP: [&str; 4] = [
         "proxy-authorization",
         "proxy-authenticate",
-        "te",
-        "trailer",
-        "upgrade",
         "transfer-encoding",
         "content-length",
     ];
-    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+    crate::proto::head::is_hop_by_hop(name.as_bytes())
+        || AGENT_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// The header names a `Connection` header lists (they are hop-by-hop too), bounded.
@@ -529,20 +525,73 @@ mod tests {
 
     #[test]
     fn transfer_encoding_rules() {
-        let chunked = headers(&[("Transfer-Encoding", b"gzip, chunked")]);
-        assert_eq!(request_body_length(&chunked).unwrap(), BodyLength::Chunked);
+        for chunked in [&b"chunked"[..], b"Chunked", b" CHUNKED "] {
+            let h = vec![httparse::Header {
+                name: "Transfer-Encoding",
+                value: chunked,
+            }];
+            assert_eq!(request_body_length(&h).unwrap(), BodyLength::Chunked);
+            assert_eq!(
+                response_body_length(200, false, &h).unwrap(),
+                BodyLength::Chunked
+            );
+        }
+        // Every other coding is refused, requests and responses alike: never de-framed and
+        // passed on without its label.
+        for coded in [
+            &b"gzip, chunked"[..],
+            b"gzip",
+            b"chunked, gzip",
+            b"identity",
+            b"chunked, chunked",
+            b"chunked,",
+            b"",
+        ] {
+            let h = vec![httparse::Header {
+                name: "Transfer-Encoding",
+                value: coded,
+            }];
+            assert!(
+                matches!(request_body_length(&h), Err(Http1Error::UnsupportedCoding)),
+                "{coded:?}"
+            );
+            assert!(
+                matches!(
+                    response_body_length(200, false, &h),
+                    Err(Http1Error::UnsupportedCoding)
+                ),
+                "{coded:?}"
+            );
+        }
         let both = headers(&[("Transfer-Encoding", b"chunked"), ("Content-Length", b"3")]);
-        assert!(request_body_length(&both).is_err());
-        let not_final = headers(&[("Transfer-Encoding", b"chunked, gzip")]);
-        assert!(request_body_length(&not_final).is_err());
-        let other = headers(&[("Transfer-Encoding", b"gzip")]);
-        assert!(request_body_length(&other).is_err());
-        assert_eq!(
-            response_body_length(200, false, &other).unwrap(),
-            BodyLength::UntilClose
-        );
-        let twice = headers(&[("Transfer-Encoding", b"chunked, chunked")]);
-        assert!(request_body_length(&twice).is_err());
+        assert!(matches!(
+            request_body_length(&both),
+            Err(Http1Error::Malformed(_))
+        ));
+        let coded_and_length = headers(&[("Transfer-Encoding", b"gzip"), ("Content-Length", b"3")]);
+        assert!(matches!(
+            request_body_length(&coded_and_length),
+            Err(Http1Error::Malformed(_))
+        ));
+        let twice = headers(&[
+            ("Transfer-Encoding", b"chunked"),
+            ("Transfer-Encoding", b"chunked"),
+        ]);
+        assert!(matches!(
+            request_body_length(&twice),
+            Err(Http1Error::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn bodies_declared_where_none_may_come() {
+        assert!(declares_body(&headers(&[("Content-Length", b"6")])));
+        assert!(declares_body(&headers(&[(
+            "Transfer-Encoding",
+            b"chunked"
+        )])));
+        assert!(!declares_body(&headers(&[("Content-Length", b"0")])));
+        assert!(!declares_body(&headers(&[("X-Length", b"6")])));
     }
 
     #[test]

@@ -2,25 +2,33 @@
 //! (`GET http://bob/path`) or by `Host: bob`, goes over the tunnel to the endpoint it names;
 //! the response comes back on the same client connection. Keep-alive, `Content-Length` and
 //! chunked request bodies, `Expect: 100-continue`; hop-by-hop headers stop here.
+//!
+//! Every wait on a client is bounded, so that no client holds one of the `--max-clients`
+//! slots for ever: the idle time before a request starts, the time to send it whole once it
+//! has, and the time to take each answer.
 
+use std::future::Future;
 use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
-use super::client::is_tunnel_header;
 use super::http1::{self, BodyLength, Http1Error, MAX_HEADERS};
 use super::session::{Failure, Session};
-use crate::proto::origin;
+use crate::proto::{header_name, origin};
 
 /// Client connections served at once; more wait in the listen backlog.
 pub const DEFAULT_MAX_CLIENTS: usize = 4096;
-/// Time a client connection may sit idle (or dribble a head) between requests.
+/// Time a client connection may sit idle between requests (before a request's first byte).
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time a client has to send a whole request (head and body) once its first byte has come,
+/// and to take each answer; past it the request gets `408` and the connection closes.
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time allowed for a response over the tunnel. The proxy answers 504 after its own
 /// deadline (30 s by default); this is the backstop so nothing can hang.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,6 +42,8 @@ pub struct IngressConfig {
     pub max_body_bytes: usize,
     pub max_clients: usize,
     pub idle_timeout: Duration,
+    /// See [`DEFAULT_CLIENT_TIMEOUT`].
+    pub client_timeout: Duration,
     pub request_timeout: Duration,
     /// Web pages (by `Origin`) that may send requests through the ingress; by default none.
     pub allowed_origins: Vec<String>,
@@ -96,8 +106,20 @@ impl LocalError {
                 format!("request body exceeds {limit} bytes"),
             )),
             Http1Error::Malformed(why) => Some(LocalError::new(400, *why)),
+            Http1Error::UnsupportedCoding => Some(LocalError::new(
+                501,
+                "only Transfer-Encoding: chunked is supported (the body is re-framed, and another \
+                 coding would lose its label); send a Content-Length or chunked body",
+            )),
             Http1Error::Closed | Http1Error::Io(_) => None,
         }
+    }
+
+    fn too_slow(limit: Duration) -> Self {
+        LocalError::new(
+            408,
+            format!("the request did not arrive whole within {limit:?} (--client-timeout)"),
+        )
     }
 
     fn tunnel(failure: Failure) -> Self {
@@ -131,19 +153,34 @@ async fn serve_client(
     config: &IngressConfig,
 ) -> Result<(), Http1Error> {
     stream.set_nodelay(true)?;
+    let limit = config.client_timeout;
     let mut buf = BytesMut::with_capacity(4096);
     loop {
-        let head_len = match tokio::time::timeout(
-            config.idle_timeout,
+        // Between requests the client may be idle; a pipelined request has already begun.
+        if buf.is_empty() {
+            match tokio::time::timeout(config.idle_timeout, stream.read_buf(&mut buf)).await {
+                Err(_) | Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+        // From its first byte, the request has one deadline for its head and its body.
+        let deadline = Instant::now() + limit;
+        let head_len = match tokio::time::timeout_at(
+            deadline,
             http1::read_head(&mut stream, &mut buf, config.max_head_bytes),
         )
         .await
         {
-            Err(_) | Ok(Ok(None)) => return Ok(()),
+            Err(_) => {
+                write_local_error(&mut stream, &LocalError::too_slow(limit), limit).await?;
+                return Ok(());
+            }
+            Ok(Ok(None)) => return Ok(()),
             Ok(Ok(Some(n))) => n,
             Ok(Err(e)) => {
                 if let Some(answer) = LocalError::from_http1(&e, config.max_head_bytes) {
-                    write_local_error(&mut stream, &answer).await?;
+                    write_local_error(&mut stream, &answer, limit).await?;
                 }
                 return Err(e);
             }
@@ -151,7 +188,7 @@ async fn serve_client(
         let parsed = match parse_request(&buf[..head_len], config) {
             Ok(parsed) => parsed,
             Err(answer) => {
-                write_local_error(&mut stream, &answer).await?;
+                write_local_error(&mut stream, &answer, limit).await?;
                 if answer.close {
                     return Ok(());
                 }
@@ -166,22 +203,25 @@ async fn serve_client(
             // body still unread on the wire the connection cannot be reused.
             let mut answer = LocalError::tunnel(Failure::TunnelDown);
             answer.close = has_body || parsed.close;
-            write_local_error(&mut stream, &answer).await?;
+            write_local_error(&mut stream, &answer, limit).await?;
             if answer.close {
                 return Ok(());
             }
             continue;
         }
         if parsed.expect_continue && has_body {
-            stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+            within(limit, stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")).await?;
         }
-        let body = match http1::read_body(&mut stream, &mut buf, parsed.body, config.max_body_bytes)
-            .await
-        {
-            Ok(body) => body,
-            Err(e) => {
+        let read = http1::read_body(&mut stream, &mut buf, parsed.body, config.max_body_bytes);
+        let body = match tokio::time::timeout_at(deadline, read).await {
+            Err(_) => {
+                write_local_error(&mut stream, &LocalError::too_slow(limit), limit).await?;
+                return Ok(());
+            }
+            Ok(Ok(body)) => body,
+            Ok(Err(e)) => {
                 if let Some(answer) = LocalError::from_http1(&e, config.max_head_bytes) {
-                    write_local_error(&mut stream, &answer).await?;
+                    write_local_error(&mut stream, &answer, limit).await?;
                 }
                 return Err(e);
             }
@@ -194,12 +234,18 @@ async fn serve_client(
             tokio::time::timeout(config.request_timeout, session.request(head, body)).await;
         let close = match outcome {
             Ok(Ok(message)) => {
-                write_response(&mut stream, &message, parsed.is_head, parsed.close, session).await?
+                let reply = Reply {
+                    is_head: parsed.is_head,
+                    close: parsed.close,
+                    max_body_bytes: session.max_body_bytes(),
+                    limit,
+                };
+                write_response(&mut stream, &message, &reply).await?
             }
             Ok(Err(failure)) => {
                 let mut answer = LocalError::tunnel(failure);
                 answer.close = parsed.close;
-                write_local_error(&mut stream, &answer).await?;
+                write_local_error(&mut stream, &answer, limit).await?;
                 parsed.close
             }
             Err(_) => {
@@ -209,7 +255,7 @@ async fn serve_client(
                     reason: format!("no response within {:?}", config.request_timeout),
                     close: parsed.close,
                 };
-                write_local_error(&mut stream, &answer).await?;
+                write_local_error(&mut stream, &answer, limit).await?;
                 parsed.close
             }
         };
@@ -218,6 +264,16 @@ async fn serve_client(
             return Ok(());
         }
     }
+}
+
+/// `io` within `limit`; past it a `TimedOut` error, which ends the connection.
+async fn within<T>(
+    limit: Duration,
+    io: impl Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(limit, io)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 /// Check the request head and build the tunnel's version of it.
@@ -280,8 +336,12 @@ fn parse_request(head: &[u8], config: &IngressConfig) -> Result<Parsed, LocalErr
             expect_continue = version == 1 && http1::has_token(h.value, "100-continue");
             continue;
         }
+        // CSeq and the Httpws-* lines the proxy sets, in any spelling: the proxy would drop
+        // them, and they must not reach the target even where one does not.
+        let name = h.name.as_bytes();
         if h.name.eq_ignore_ascii_case("host")
-            || is_tunnel_header(h.name)
+            || header_name::is_stamped(name)
+            || header_name::is_underscore_twin(name, b"content-length")
             || http1::stops_here(h.name, &listed)
         {
             continue;
@@ -389,13 +449,26 @@ fn request_target<'a>(
     Ok((authority.as_bytes(), path))
 }
 
-/// Write the tunnel's response to the client. Returns whether to close afterwards.
-async fn write_response(
-    stream: &mut TcpStream,
-    message: &Bytes,
+/// How to write a tunnel response to the client.
+struct Reply {
+    /// It answers a `HEAD`: no body follows, whatever the head says.
     is_head: bool,
-    client_close: bool,
-    session: &Session,
+    /// The client asked to close after it.
+    close: bool,
+    max_body_bytes: usize,
+    /// Time the client has to take it.
+    limit: Duration,
+}
+
+/// Write the tunnel's response to the client. Returns whether to close afterwards.
+///
+/// `Httpws-Error` (an answer the proxy or an agent made) and `Httpws-Target-Error` (the
+/// proxy's name for a target's own `Httpws-Error`) are passed on, whatever the response's
+/// `Connection` lists; every other `Httpws-*` line and `CSeq`, in any spelling, is not.
+async fn write_response<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    message: &Bytes,
+    reply: &Reply,
 ) -> std::io::Result<bool> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
@@ -406,8 +479,16 @@ async fn write_response(
     };
     let status = resp.code.unwrap_or(0);
     let framed = parsed.and_then(|head_len| {
-        let length = http1::response_body_length(status, is_head, resp.headers)?;
-        http1::message_body(message, head_len, length, session.max_body_bytes())
+        // An interim answer (103 Early Hints, 100 Continue) is not the final one, and the
+        // tunnel carries one answer per request: passed on, it would leave the client
+        // waiting for a final response that never comes.
+        if (100..200).contains(&status) {
+            return Err(Http1Error::Malformed(
+                "an interim 1xx status is not an answer",
+            ));
+        }
+        let length = http1::response_body_length(status, reply.is_head, resp.headers)?;
+        http1::message_body(message, head_len, length, reply.max_body_bytes)
     });
     let body = match framed {
         Ok(body) => body,
@@ -416,10 +497,10 @@ async fn write_response(
                 status: 502,
                 token: Some("bad-response"),
                 reason: format!("unusable response from the target: {e}"),
-                close: client_close,
+                close: reply.close,
             };
-            write_local_error(stream, &answer).await?;
-            return Ok(client_close);
+            write_local_error(stream, &answer, reply.limit).await?;
+            return Ok(reply.close);
         }
     };
     let listed = http1::connection_listed(resp.headers);
@@ -427,38 +508,46 @@ async fn write_response(
     http1::put_status_line(&mut head, status, resp.reason.unwrap_or("").as_bytes());
     let mut declared_length = None;
     for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
         if h.name.eq_ignore_ascii_case("content-length") {
             declared_length = Some(h.value);
         }
-        let httpws = h.name.len() > 7 && h.name[..7].eq_ignore_ascii_case("httpws-");
-        if (httpws && !h.name.eq_ignore_ascii_case("httpws-error"))
-            || h.name.eq_ignore_ascii_case("cseq")
+        if name.eq_ignore_ascii_case(header_name::HTTPWS_ERROR)
+            || name.eq_ignore_ascii_case(header_name::HTTPWS_TARGET_ERROR)
+        {
+            http1::put_header(&mut head, name, h.value);
+            continue;
+        }
+        if header_name::has_prefix(name, b"httpws-")
+            || header_name::same_name(name, header_name::CSEQ)
+            || header_name::is_underscore_twin(name, b"content-length")
             || http1::stops_here(h.name, &listed)
         {
             continue;
         }
-        http1::put_header(&mut head, h.name.as_bytes(), h.value);
+        http1::put_header(&mut head, name, h.value);
     }
-    if is_head || status == 304 {
+    if reply.is_head || status == 304 {
         // No body follows, but the length the target declared is still the resource's.
         if let Some(value) = declared_length {
             http1::put_header(&mut head, b"Content-Length", value);
         }
-    } else if status != 204 && !(100..200).contains(&status) {
+    } else if status != 204 {
         http1::put_content_length(&mut head, body.len());
     }
-    if client_close {
+    if reply.close {
         head.extend_from_slice(b"Connection: close\r\n");
     }
     head.extend_from_slice(b"\r\n");
-    write_two(stream, &head, &body).await?;
-    Ok(client_close)
+    within(reply.limit, write_two(stream, &head, &body)).await?;
+    Ok(reply.close)
 }
 
 /// Write the agent's own answer (`Httpws-Error` when it has a token).
 async fn write_local_error<W: AsyncWrite + Unpin>(
     stream: &mut W,
     answer: &LocalError,
+    limit: Duration,
 ) -> std::io::Result<()> {
     let body = format!("{}\n", answer.reason);
     let mut head = BytesMut::with_capacity(256);
@@ -467,7 +556,7 @@ async fn write_local_error<W: AsyncWrite + Unpin>(
         head.extend_from_slice(b"Connection: close\r\n");
     }
     head.extend_from_slice(b"\r\n");
-    write_two(stream, &head, body.as_bytes()).await?;
+    within(limit, write_two(stream, &head, body.as_bytes())).await?;
     if answer.close {
         let _ = stream.shutdown().await;
     }
@@ -508,6 +597,7 @@ mod tests {
             max_body_bytes: 1024,
             max_clients: 4,
             idle_timeout: Duration::from_secs(1),
+            client_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
             allowed_origins: Vec::new(),
         }
@@ -526,6 +616,84 @@ mod tests {
         assert_eq!(parsed.body, BodyLength::Length(3));
         assert!(parsed.expect_continue);
         assert!(!parsed.close);
+    }
+
+    #[test]
+    fn twins_of_tunnel_headers_stay_here() {
+        let head = b"GET /x HTTP/1.1\r\nHost: bob\r\nConnection: Host, Content-Length\r\n\
+            Httpws_From: admin\r\nhttpws-from: root\r\nCSEQ: 1\r\nC_Seq: 2\r\n\
+            Httpws_Error: x\r\nContent_Length: 5\r\nX-Keep: 1\r\n\r\n";
+        let parsed = parse_request(head, &config()).ok().unwrap();
+        assert_eq!(
+            std::str::from_utf8(&parsed.head).unwrap(),
+            "GET /x HTTP/1.1\r\nHost: bob\r\nC_Seq: 2\r\nX-Keep: 1\r\n"
+        );
+    }
+
+    #[test]
+    fn transfer_codings_but_chunked_get_501() {
+        for coding in ["gzip", "gzip, chunked", "chunked, gzip", "identity"] {
+            let head =
+                format!("POST /a HTTP/1.1\r\nHost: bob\r\nTransfer-Encoding: {coding}\r\n\r\n");
+            let answer = parse_request(head.as_bytes(), &config()).err();
+            assert_eq!(
+                answer.map(|a| (a.status, a.close)),
+                Some((501, true)),
+                "{coding}"
+            );
+        }
+    }
+
+    /// What the client reads when the agent writes `message` from the tunnel to it.
+    async fn written(message: &[u8], is_head: bool) -> String {
+        let (mut client, mut agent) = tokio::io::duplex(64 * 1024);
+        let reply = Reply {
+            is_head,
+            close: false,
+            max_body_bytes: 1024,
+            limit: Duration::from_secs(1),
+        };
+        let message = Bytes::copy_from_slice(message);
+        write_response(&mut agent, &message, &reply).await.unwrap();
+        drop(agent);
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn responses_keep_only_the_error_markers_of_the_httpws_family() {
+        let out = written(
+            b"HTTP/1.1 502 Bad Gateway\r\nConnection: Httpws-Error, Httpws-Target-Error, X-Hop\r\n\
+              X-Hop: 1\r\nHttpws-Error: target-gone\r\nHttpws-Target-Error: service-error\r\n\
+              Httpws_Error: forged\r\nhttpws-target_error: forged\r\nHttpws-From: bob\r\n\
+              Httpws-Other: 1\r\nCSeq: 3\r\ncseq: 4\r\nContent_Length: 9\r\n\
+              Content-Length: 2\r\nX-Keep: 1\r\n\r\nno",
+            false,
+        )
+        .await;
+        assert_eq!(
+            out,
+            "HTTP/1.1 502 Bad Gateway\r\nHttpws-Error: target-gone\r\n\
+             Httpws-Target-Error: service-error\r\nX-Keep: 1\r\nContent-Length: 2\r\n\r\nno"
+        );
+    }
+
+    #[tokio::test]
+    async fn interim_responses_are_not_answers() {
+        for interim in [
+            &b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"[..],
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"HTTP/1.1 199 Whatever\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let out = written(interim, false).await;
+            assert!(
+                out.starts_with("HTTP/1.1 502 Bad Gateway\r\nHttpws-Error: bad-response\r\n"),
+                "{out}"
+            );
+        }
+        let out = written(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true).await;
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - [`session`]: the tunnel itself (register, CSeq matching, pings, reconnect).
 //! - [`client`]: [`Endpoint`], `http::Request` in, `http::Response` out, and `serve`.
 //! - [`ingress`]: the local HTTP/1.1 server (`--listen`) that sends requests into the tunnel.
-//! - [`egress`] and [`pool`]: requests from the tunnel to a local service (`--serve`).
+//! - [`egress`], [`pool`] and [`service_path`]: requests from the tunnel to a local service
+//!   (`--serve`), confined under its base path.
 //! - [`http1`]: HTTP/1.1 framing for both local sides; [`config`]: settings and defaults.
 //! - [`tls`]: `wss://` to the proxy (trust anchors and the stream).
 //! - [`agent`]: all of it on one tunnel.
@@ -20,6 +21,7 @@ pub mod egress;
 pub mod http1;
 pub mod ingress;
 pub mod pool;
+pub mod service_path;
 pub mod session;
 pub mod tls;
 

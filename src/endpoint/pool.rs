@@ -1,7 +1,15 @@
 //! The egress's connections to the local service: a bounded keep-alive pool. At most
 //! `max_conns` requests are at the service at once (more wait their turn); idle connections
 //! are reused newest first and dropped after an idle timeout.
+//!
+//! One connection carries many callers' requests in turn, so a connection goes back to the
+//! pool only if its exchange ended exactly where the response's framing says, and is taken
+//! out again only if nothing has arrived on it since: a byte the service sent past its
+//! answer (a body to a `HEAD`, a late second response) would otherwise be read as the next
+//! caller's answer.
 
+use std::io;
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -19,16 +27,40 @@ pub const DEFAULT_MAX_SERVICE_CONNS: usize = 64;
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time allowed for the TCP connect to the service.
 pub const SERVICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most interim (`1xx`) responses skipped before the final one; a service that sends more is
+/// answered `service-error` rather than read without end.
+pub const MAX_INTERIM_RESPONSES: usize = 16;
 
-/// Why the service gave no usable response.
+/// Why the service gave no usable response. The text is for the agent's log only: it names
+/// the service's socket and OS errors, which callers (possibly on the internet) never see.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// Could not connect (refused, unreachable, timed out connecting).
-    #[error("cannot connect to the service at {addr}: {why}")]
-    Unreachable { addr: String, why: String },
+    #[error("cannot connect: {0}")]
+    Unreachable(String),
     /// The connection failed or the response was malformed or too large.
-    #[error("bad response from the service: {0}")]
+    #[error("bad response: {0}")]
     BadResponse(#[from] Http1Error),
+}
+
+impl ServiceError {
+    /// The `Httpws-Error` token and the neutral reason a caller gets.
+    pub fn answer(&self) -> (&'static str, &'static str) {
+        match self {
+            ServiceError::Unreachable(_) => ("service-unavailable", "the service is unavailable"),
+            ServiceError::BadResponse(Http1Error::BodyTooLarge { .. }) => (
+                "service-error",
+                "the service's response is larger than the tunnel carries",
+            ),
+            ServiceError::BadResponse(Http1Error::UnsupportedCoding) => (
+                "service-error",
+                "the service's response has a Transfer-Encoding other than chunked",
+            ),
+            ServiceError::BadResponse(_) => {
+                ("service-error", "the service sent no usable response")
+            }
+        }
+    }
 }
 
 /// A response read from the service: its raw head (through the blank line) and its body,
@@ -83,10 +115,7 @@ impl ServicePool {
         is_head: bool,
     ) -> Result<ServiceResponse, ServiceError> {
         let Ok(_permit) = self.permits.acquire().await else {
-            return Err(ServiceError::Unreachable {
-                addr: self.addr.clone(),
-                why: "pool closed".into(),
-            });
+            return Err(ServiceError::Unreachable("pool closed".into()));
         };
         let mut reused_failures = 0;
         loop {
@@ -121,7 +150,7 @@ impl ServicePool {
     fn take_idle(&self) -> Option<TcpStream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(conn) = idle.pop() {
-            if conn.since.elapsed() < POOL_IDLE_TIMEOUT {
+            if conn.since.elapsed() < POOL_IDLE_TIMEOUT && is_quiet(&conn.stream) {
                 return Some(conn.stream);
             }
         }
@@ -129,6 +158,9 @@ impl ServicePool {
     }
 
     fn put_idle(&self, stream: TcpStream) {
+        if !is_quiet(&stream) {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         // Oldest first out when full: the newest connections are the likeliest still open.
         if idle.len() >= self.max_idle {
@@ -141,10 +173,7 @@ impl ServicePool {
     }
 
     async fn connect(&self) -> Result<TcpStream, ServiceError> {
-        let unreachable = |why: String| ServiceError::Unreachable {
-            addr: self.addr.clone(),
-            why,
-        };
+        let unreachable = ServiceError::Unreachable;
         let stream = tokio::time::timeout(SERVICE_CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
             .await
             .map_err(|_| unreachable("connect timed out".into()))?
@@ -154,6 +183,19 @@ impl ServicePool {
             .map_err(|e| unreachable(e.to_string()))?;
         Ok(stream)
     }
+}
+
+/// Whether a connection has nothing to read and is still open, asked of the socket itself
+/// (a non-blocking `MSG_PEEK`), not of the runtime's readiness cache, which may not have
+/// heard yet of bytes that just arrived. Data or end of stream: the connection is not as
+/// its last exchange left it, and must not carry another caller's request.
+fn is_quiet(stream: &TcpStream) -> bool {
+    let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+    // tokio's sockets are non-blocking, so an empty receive queue is `WouldBlock`.
+    matches!(
+        socket2::SockRef::from(stream).peek(&mut probe),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock
+    )
 }
 
 enum Exchange {
@@ -184,6 +226,7 @@ async fn exchange(
         None => Exchange::NothingBack(e),
     };
     let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut interim = 0;
     loop {
         let head_len = match http1::read_head(stream, &mut buf, max_head_bytes).await {
             Ok(Some(n)) => n,
@@ -204,13 +247,24 @@ async fn exchange(
                 )));
             }
             // An interim response (100 Continue, 103 Early Hints): the real one follows.
+            interim += 1;
+            if interim > MAX_INTERIM_RESPONSES {
+                return Err(Exchange::Failed(Http1Error::Malformed(
+                    "too many interim 1xx responses",
+                )));
+            }
             let _ = buf.split_to(head_len);
             continue;
         }
         let length =
             http1::response_body_length(status, is_head, resp.headers).map_err(Exchange::Failed)?;
+        // A response that may carry no body but declares one (to HEAD, 204, 304): a service
+        // that sends that body anyway may send it any time later, past any check; such a
+        // connection is not reused.
+        let bodiless = is_head || status == 204 || status == 304;
         let keep = !http1::wants_close(resp.version.unwrap_or(1), resp.headers)
-            && length != http1::BodyLength::UntilClose;
+            && length != http1::BodyLength::UntilClose
+            && !(bodiless && http1::declares_body(resp.headers));
         let head = buf.split_to(head_len).freeze();
         let body = http1::read_body(stream, &mut buf, length, max_body_bytes)
             .await

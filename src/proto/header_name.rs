@@ -35,6 +35,19 @@ pub fn is_forwarding(name: &[u8]) -> bool {
     same_name(name, b"forwarded") || has_prefix(name, b"x-forwarded-")
 }
 
+/// Whether `name` is `canonical` spelled with `_` for some `-` (`X_Forwarded_For`,
+/// `Content_length`): the header itself to a CGI-style service, but never the line a hop of
+/// ours wrote, since we write only the `-` spelling.
+pub fn is_underscore_twin(name: &[u8], canonical: &[u8]) -> bool {
+    name.contains(&b'_') && same_name(name, canonical)
+}
+
+/// A `Forwarded`/`X-Forwarded-*` header spelled with `_` (`X_Forwarded_For`): a twin of what
+/// the public ingress stamps (it writes the `-` spellings), so a service must never see it.
+pub fn is_forwarding_twin(name: &[u8]) -> bool {
+    name.contains(&b'_') && is_forwarding(name)
+}
+
 /// Whether `name` is one of the headers a caller may never send to a service in any
 /// spelling, because a hop of ours sets it: `Httpws-From`, `Httpws-Error`,
 /// `Httpws-Target-Error` and `CSeq`.
@@ -106,5 +119,19 @@ mod tests {
         for n in ["X-Forwarded", "Forwarded-For", "X-Forwardedfor", "Forward"] {
             assert!(!is_forwarding(n.as_bytes()), "{n}");
         }
+        for n in ["X_Forwarded_For", "x-forwarded_host", "X_FORWARDED-PROTO"] {
+            assert!(is_forwarding_twin(n.as_bytes()), "{n}");
+        }
+        for n in ["X-Forwarded-For", "Forwarded", "X_Forwardedfor", "X_Other"] {
+            assert!(!is_forwarding_twin(n.as_bytes()), "{n}");
+        }
+    }
+
+    #[test]
+    fn underscore_twins() {
+        assert!(is_underscore_twin(b"Content_Length", b"content-length"));
+        assert!(is_underscore_twin(b"HTTPWS_FROM", HTTPWS_FROM));
+        assert!(!is_underscore_twin(b"Content-Length", b"content-length"));
+        assert!(!is_underscore_twin(b"Content_Type", b"content-length"));
     }
 }

@@ -276,7 +276,8 @@ impl CurlOut {
     }
 }
 
-pub const CURL: &str = "/usr/bin/curl";
+/// curl, found on `PATH` like any other tool the suite runs.
+pub const CURL: &str = "curl";
 
 /// Run one curl transfer: `curl -sS --max-time 10 -D <h> -o <b> -w %{http_code} <args…>`.
 /// A later `--max-time` in `args` overrides the default.

@@ -4,14 +4,17 @@
 //! arbitrary sizes (sometimes after a `Pending`), the body length from the headers, then
 //! `read_body`, message after message. The same bytes are also taken as a whole tunnel
 //! message (`message_body`) and as a bare chunked body, decoded whole and read by read
-//! (`ChunkedDecoder`), which must agree.
+//! (`ChunkedDecoder`), which must agree. Every head is checked against the transfer-coding
+//! rule (only `chunked` alone is ever de-framed), and the bytes are also taken as a request
+//! target for the egress's base-path rule (`endpoint::service_path`).
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use httpws::endpoint::http1::{self, BodyLength, ChunkedDecoder, MAX_HEADERS};
+use httpws::endpoint::http1::{self, BodyLength, ChunkedDecoder, Http1Error, MAX_HEADERS};
+use httpws::endpoint::service_path;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::input::{Params, Splitter, block_on};
@@ -22,9 +25,12 @@ const MAX_HEAD: [usize; 8] = [0, 1, 4, 16, 64, 256, 1024, 16 * 1024];
 const MAX_BODY: [usize; 8] = [0, 1, 2, 16, 100, 1024, 64 * 1024, 1 << 20];
 /// Most messages read from one connection (a bound on the work per input).
 const MAX_MESSAGES: usize = 64;
+/// `--serve` base paths the input is taken as a target under.
+const BASES: [&str; 4] = ["", "/api", "/a/b", "/x;y"];
 
-/// Input: a mode byte (bit 0: responses rather than requests; bit 1: the request was HEAD),
-/// bytes for `max_head_bytes` and `max_body_bytes`, a read-size seed, then the bytes.
+/// Input: a mode byte (bit 0: responses rather than requests; bit 1: the request was HEAD;
+/// bits 2–3: the base path for the target check; bit 4: the method there is OPTIONS), bytes
+/// for `max_head_bytes` and `max_body_bytes`, a read-size seed, then the bytes.
 pub fn agent_http(data: &[u8]) {
     let mut params = Params::new(data);
     let mode = params.byte();
@@ -38,6 +44,8 @@ pub fn agent_http(data: &[u8]) {
     connection(input, responses, was_head, max_head, max_body, seed);
     tunnel_message(input, max_body);
     chunked(input, max_body, seed);
+    let method = if mode & 16 == 16 { "OPTIONS" } else { "GET" };
+    service_target(input, method, BASES[usize::from(mode >> 2) & 3]);
 }
 
 /// An `AsyncRead` over a slice, in reads of a [`Splitter`]'s sizes, now and then `Pending`
@@ -78,13 +86,47 @@ fn body_length(head: &[u8], responses: bool, was_head: bool) -> Option<BodyLengt
         resp.parse(head).ok()?;
         let status = resp.code?;
         hop_by_hop(resp.version, resp.headers);
-        http1::response_body_length(status, was_head, resp.headers).ok()
+        let length = http1::response_body_length(status, was_head, resp.headers);
+        let bodiless = was_head || (100..200).contains(&status) || status == 204 || status == 304;
+        if !bodiless {
+            coding_rule(resp.headers, &length);
+        }
+        length.ok()
     } else {
         let mut req = httparse::Request::new(&mut headers);
         complete(req.parse(head))?;
         hop_by_hop(req.version, req.headers);
         let _ = http1::single_header(req.headers, "host");
-        http1::request_body_length(req.headers).ok()
+        let length = http1::request_body_length(req.headers);
+        coding_rule(req.headers, &length);
+        length.ok()
+    }
+}
+
+/// Only a single `Transfer-Encoding: chunked` is de-framed; any other lone coding is
+/// refused as unsupported, never read some other way (its label would be lost).
+fn coding_rule(headers: &[httparse::Header<'_>], length: &Result<BodyLength, Http1Error>) {
+    let codings: Vec<&[u8]> = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+        .map(|h| h.value.trim_ascii())
+        .collect();
+    let has_length = headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("content-length"));
+    if matches!(length, Ok(BodyLength::Chunked)) {
+        assert!(
+            codings.len() == 1 && codings[0].eq_ignore_ascii_case(b"chunked") && !has_length,
+            "de-framed as chunked: {codings:?}"
+        );
+    }
+    if let [coding] = codings[..] {
+        if !has_length && !coding.eq_ignore_ascii_case(b"chunked") {
+            assert!(
+                matches!(length, Err(Http1Error::UnsupportedCoding)),
+                "coding {coding:?} read as {length:?}"
+            );
+        }
     }
 }
 
@@ -243,4 +285,42 @@ fn decode_chunked(input: &[u8], max_body: usize, mut split: Splitter) -> Decoded
             }
         }
     }
+}
+
+/// The input as a request target under `base`: what the service gets stays under the base,
+/// holds no dot segment however a service splits or decodes it, keeps the query, and is
+/// left as it is when normalised again.
+fn service_target(input: &[u8], method: &str, base: &str) {
+    let Ok(target) = std::str::from_utf8(input) else {
+        return;
+    };
+    let Ok(out) = service_path::service_target(method, target, base) else {
+        return;
+    };
+    if out == "*" {
+        assert!(target == "*" && method == "OPTIONS" && base.is_empty());
+        return;
+    }
+    let rest = out
+        .strip_prefix(base)
+        .unwrap_or_else(|| panic!("{out:?} is not under {base:?}"));
+    assert!(rest.starts_with('/'), "{out:?} leaves {base:?}");
+    let (path, query) = rest.split_at(rest.find('?').unwrap_or(rest.len()));
+    let original_query = target.find('?').map_or("", |i| &target[i..]);
+    assert_eq!(query, original_query, "the query changed");
+    // An oracle written apart from the rule: every separator a service might split at.
+    let lowered = path.to_ascii_lowercase();
+    for part in lowered
+        .split(['/', '\\'])
+        .flat_map(|p| p.split("%2f"))
+        .flat_map(|p| p.split("%5c"))
+    {
+        let part = part.split(';').next().unwrap_or(part).replace("%2e", ".");
+        assert!(part != "." && part != "..", "{out:?} holds a dot segment");
+    }
+    assert_eq!(
+        service_path::service_target(method, rest, base).as_deref(),
+        Ok(out.as_str()),
+        "normalising again changes {out:?}"
+    );
 }
