@@ -22,6 +22,10 @@ pub enum ConnectError {
     Url(#[from] ProxyUrlError),
     #[error("invalid endpoint name: {0}")]
     Name(#[from] AddressError),
+    #[error("invalid token: it must be non-empty visible ASCII")]
+    Token,
+    /// The proxy refused us for good ([`Fatal::Refused`] carries its status and reason), or
+    /// the URL's scheme does not match the server.
     #[error(transparent)]
     Fatal(#[from] Fatal),
     #[error("no registration with the proxy within {0:?}")]
@@ -60,10 +64,14 @@ impl EndpointBuilder {
         self
     }
 
-    /// Present `token` as `Authorization: Bearer` (never logged).
+    /// Present `token` as `Authorization: Bearer` (never logged). It must be non-empty
+    /// visible ASCII, the proxy's rule.
     pub fn token(mut self, token: &str) -> Self {
         if let Ok(config) = &mut self.config {
-            config.token = Some(Token::new(token.to_owned()));
+            match Token::checked(token) {
+                Ok(token) => config.token = Some(token),
+                Err(_) => self.config = Err(ConnectError::Token),
+            }
         }
         self
     }
@@ -112,7 +120,8 @@ impl EndpointBuilder {
 
     /// Connect and wait for the registration, for at most `wait`. Afterwards the endpoint
     /// reconnects by itself whenever the tunnel drops. A refusal that retrying cannot fix
-    /// (bad name, bad token) is returned at once.
+    /// (bad name, bad token, a name another credential holds) is returned at once as
+    /// [`ConnectError::Fatal`] with the proxy's status and reason.
     pub async fn connect_within(self, wait: Duration) -> Result<Endpoint, ConnectError> {
         let endpoint = Endpoint::start(self.config?);
         let mut status = endpoint.session.status();
