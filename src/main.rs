@@ -63,8 +63,9 @@ struct EndpointArgs {
     /// or --token-file: a command line is visible to every user of the machine.
     #[arg(long, env = "HTTPWS_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Read the bearer token from the first line of this file (e.g. one only you can read).
-    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    /// Read the bearer token from the first line of this file (e.g. one only you can read);
+    /// not together with --token or HTTPWS_TOKEN.
+    #[arg(long, value_name = "PATH")]
     token_file: Option<std::path::PathBuf>,
     /// Serve local HTTP clients here: proxy-style (curl -x) or `Host: <endpoint>` requests.
     #[arg(long)]
@@ -189,7 +190,12 @@ impl EndpointArgs {
 /// The token from --token (or HTTPWS_TOKEN) or --token-file, held to the proxy's rule.
 fn token(given: Option<String>, file: Option<&std::path::Path>) -> anyhow::Result<Option<Token>> {
     let (token, source) = match (given, file) {
-        (Some(token), _) => (token, "--token (or HTTPWS_TOKEN)".to_owned()),
+        // Checked here rather than by clap, whose message would name only --token when the
+        // other token came from the environment.
+        (Some(_), Some(_)) => anyhow::bail!(
+            "--token-file and --token (or HTTPWS_TOKEN in the environment) both give a token: keep one"
+        ),
+        (Some(token), None) => (token, "--token (or HTTPWS_TOKEN)".to_owned()),
         (None, Some(path)) => (
             read_token_file(path)?,
             format!("--token-file {}", path.display()),

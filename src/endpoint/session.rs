@@ -451,21 +451,25 @@ async fn supervise(shared: Arc<Shared>) {
                 shared.status.send_replace(Status::Failed(fatal));
                 return;
             }
-            Err(ConnectError::Refused { status, reason })
-                if !retry_refusal(&shared, status, &reason) =>
-            {
-                let fatal = Fatal::Refused { status, reason };
-                tracing::error!(error = %fatal, "tunnel: giving up");
-                shared.status.send_replace(Status::Failed(fatal));
-                return;
+            Err(ConnectError::Refused { status, reason }) => {
+                match after_refusal(&shared, status, &reason) {
+                    Verdict::GiveUp => {
+                        let fatal = Fatal::Refused { status, reason };
+                        tracing::error!(error = %fatal, "tunnel: giving up");
+                        shared.status.send_replace(Status::Failed(fatal));
+                        return;
+                    }
+                    // At once: the next attempt asks for `/`, which cannot be refused this way.
+                    Verdict::NewName => continue,
+                    Verdict::Retry => {
+                        let e = ConnectError::Refused { status, reason };
+                        log_retry(config, &e, failures);
+                        failures += 1;
+                    }
+                }
             }
             Err(e) => {
-                // The first failure in a row is worth a warning; the rest repeat it.
-                if failures == 0 {
-                    tracing::warn!(proxy = %config.proxy, error = %e, "tunnel: connect failed; retrying with backoff");
-                } else {
-                    tracing::debug!(proxy = %config.proxy, error = %e, attempt = failures + 1, "tunnel: connect failed");
-                }
+                log_retry(config, &e, failures);
                 failures += 1;
             }
         }
@@ -479,23 +483,30 @@ async fn supervise(shared: Arc<Shared>) {
     shared.status.send_replace(Status::Closed);
 }
 
-/// After a refusal: false to give up; true to retry (with the name unchanged, or, when the
-/// proxy refused an assigned name for good, with `/` for a new one).
-fn retry_refusal(shared: &Shared, status: u16, reason: &str) -> bool {
+/// A failed attempt that will be retried after the backoff delay. The first failure in a
+/// row is worth a warning; the rest repeat it.
+fn log_retry(config: &SessionConfig, e: &ConnectError, failures: u32) {
+    if failures == 0 {
+        tracing::warn!(proxy = %config.proxy, error = %e, "tunnel: connect failed; retrying with backoff");
+    } else {
+        tracing::debug!(proxy = %config.proxy, error = %e, attempt = failures + 1, "tunnel: connect failed");
+    }
+}
+
+/// What to do after a refusal ([`refusal::judge`]). For [`Verdict::NewName`] the refused
+/// assigned name is forgotten here, so that the next attempt asks for `/`.
+fn after_refusal(shared: &Shared, status: u16, reason: &str) -> Verdict {
     let config = &shared.config;
     let mut state = lock(&shared.state);
     let assigned = config.name.is_none() && state.address.is_some();
-    match refusal::judge(status, reason, config.token.is_some(), assigned) {
-        Verdict::Retry => true,
-        Verdict::GiveUp => false,
-        Verdict::NewName => {
-            if let Some(old) = state.address.take() {
-                tracing::warn!(name = %old, status, %reason, "tunnel: the proxy refused the name it had assigned; asking for a new one");
-                state.refused_name = Some(old);
-            }
-            true
+    let verdict = refusal::judge(status, reason, config.token.is_some(), assigned);
+    if verdict == Verdict::NewName {
+        if let Some(old) = state.address.take() {
+            tracing::warn!(name = %old, status, %reason, "tunnel: the proxy refused the name it had assigned; asking for a new one");
+            state.refused_name = Some(old);
         }
     }
+    verdict
 }
 
 /// TCP connect and the opening handshake, within the connect timeout.
