@@ -256,6 +256,14 @@ pub fn httpws_error<B>(response: &http::Response<B>) -> Option<&str> {
     response.headers().get("httpws-error")?.to_str().ok()
 }
 
+/// The header value of `Httpws-Target-Error` on a response: an error the target's own side
+/// made (its agent could not reach its service, say), which the proxy renames from the
+/// target's `Httpws-Error` so that it cannot pass for one of the proxy's own.
+pub fn httpws_target_error<B>(response: &http::Response<B>) -> Option<&str> {
+    let name = std::str::from_utf8(crate::proto::header_name::HTTPWS_TARGET_ERROR).ok()?;
+    response.headers().get(name)?.to_str().ok()
+}
+
 /// Request line and headers for the tunnel (the session adds CSeq and the blank line).
 fn request_head(parts: &http::request::Parts, body_len: usize) -> Result<BytesMut, RequestError> {
     let host = match parts.uri.authority() {
@@ -394,6 +402,22 @@ pub fn plain_response(status: u16, body: &str) -> http::Response<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_headers_tell_the_proxy_from_the_target() {
+        let proxy = http::Response::builder()
+            .header("Httpws-Error", "unknown-address")
+            .body(())
+            .unwrap();
+        assert_eq!(httpws_error(&proxy), Some("unknown-address"));
+        assert_eq!(httpws_target_error(&proxy), None);
+        let target = http::Response::builder()
+            .header("httpws-target-error", "service-unavailable")
+            .body(())
+            .unwrap();
+        assert_eq!(httpws_target_error(&target), Some("service-unavailable"));
+        assert_eq!(httpws_error(&target), None);
+    }
 
     #[test]
     fn request_head_from_absolute_uri() {

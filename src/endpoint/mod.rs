@@ -30,5 +30,5 @@ pub mod session;
 pub mod tls;
 pub mod tls_diagnosis;
 
-pub use client::{Endpoint, EndpointBuilder, httpws_error};
+pub use client::{Endpoint, EndpointBuilder, httpws_error, httpws_target_error};
 pub use session::{Failure, Fatal, Session, Status};
