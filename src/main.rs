@@ -59,9 +59,14 @@ struct EndpointArgs {
     /// The name to register (default: one the proxy assigns, kept across reconnects).
     #[arg(long)]
     name: Option<String>,
-    /// Bearer token presented to the proxy (never logged).
+    /// Bearer token presented to the proxy (never logged). Prefer the environment variable
+    /// or --token-file: a command line is visible to every user of the machine.
     #[arg(long, env = "HTTPWS_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read the bearer token from the first line of this file (e.g. one only you can read);
+    /// not together with --token or HTTPWS_TOKEN.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
     /// Serve local HTTP clients here: proxy-style (curl -x) or `Host: <endpoint>` requests.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -147,7 +152,7 @@ impl EndpointArgs {
         if let Some(name) = &self.name {
             session.name = Some(VirtualAddress::parse(name.as_bytes()).context("--name")?);
         }
-        session.token = self.token.map(Token::new);
+        session.token = token(self.token, self.token_file.as_deref())?;
         session.public = self.public;
         session.connect_timeout = self.connect_timeout;
         session.ping_interval = self.ping_interval;
@@ -185,6 +190,43 @@ impl EndpointArgs {
             serve,
         })
     }
+}
+
+/// The token from --token (or HTTPWS_TOKEN) or --token-file, held to the proxy's rule.
+fn token(given: Option<String>, file: Option<&std::path::Path>) -> anyhow::Result<Option<Token>> {
+    let (token, source) = match (given, file) {
+        // Checked here rather than by clap, whose message would name only --token when the
+        // other token came from the environment.
+        (Some(_), Some(_)) => anyhow::bail!(
+            "--token-file and --token (or HTTPWS_TOKEN in the environment) both give a token: keep one"
+        ),
+        (Some(token), None) => (token, "--token (or HTTPWS_TOKEN)".to_owned()),
+        (None, Some(path)) => (
+            read_token_file(path)?,
+            format!("--token-file {}", path.display()),
+        ),
+        (None, None) => return Ok(None),
+    };
+    // The token itself is never part of the message.
+    let token = Token::checked(&token).map_err(|_| {
+        anyhow::anyhow!(
+            "{source}: a token must be non-empty visible ASCII (no spaces or control characters)"
+        )
+    })?;
+    Ok(Some(token))
+}
+
+/// The first line of a token file, its line end trimmed.
+fn read_token_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--token-file {}", path.display()))?;
+    let first = text.lines().next().unwrap_or("");
+    anyhow::ensure!(
+        !first.is_empty(),
+        "--token-file {}: the file is empty; its first line must be the token",
+        path.display()
+    );
+    Ok(first.to_owned())
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]

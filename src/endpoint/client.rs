@@ -22,6 +22,10 @@ pub enum ConnectError {
     Url(#[from] ProxyUrlError),
     #[error("invalid endpoint name: {0}")]
     Name(#[from] AddressError),
+    #[error("invalid token: it must be non-empty visible ASCII")]
+    Token,
+    /// The proxy refused us for good ([`Fatal::Refused`] carries its status and reason), or
+    /// the URL's scheme does not match the server.
     #[error(transparent)]
     Fatal(#[from] Fatal),
     #[error("no registration with the proxy within {0:?}")]
@@ -60,10 +64,14 @@ impl EndpointBuilder {
         self
     }
 
-    /// Present `token` as `Authorization: Bearer` (never logged).
+    /// Present `token` as `Authorization: Bearer` (never logged). It must be non-empty
+    /// visible ASCII, the proxy's rule.
     pub fn token(mut self, token: &str) -> Self {
         if let Ok(config) = &mut self.config {
-            config.token = Some(Token::new(token.to_owned()));
+            match Token::checked(token) {
+                Ok(token) => config.token = Some(token),
+                Err(_) => self.config = Err(ConnectError::Token),
+            }
         }
         self
     }
@@ -112,7 +120,8 @@ impl EndpointBuilder {
 
     /// Connect and wait for the registration, for at most `wait`. Afterwards the endpoint
     /// reconnects by itself whenever the tunnel drops. A refusal that retrying cannot fix
-    /// (bad name, bad token) is returned at once.
+    /// (bad name, bad token, a name another credential holds) is returned at once as
+    /// [`ConnectError::Fatal`] with the proxy's status and reason.
     pub async fn connect_within(self, wait: Duration) -> Result<Endpoint, ConnectError> {
         let endpoint = Endpoint::start(self.config?);
         let mut status = endpoint.session.status();
@@ -245,6 +254,14 @@ pub enum ServeError {
 /// The header value of `Httpws-Error` on a response, if the proxy or an agent made it.
 pub fn httpws_error<B>(response: &http::Response<B>) -> Option<&str> {
     response.headers().get("httpws-error")?.to_str().ok()
+}
+
+/// The header value of `Httpws-Target-Error` on a response: an error the target's own side
+/// made (its agent could not reach its service, say), which the proxy renames from the
+/// target's `Httpws-Error` so that it cannot pass for one of the proxy's own.
+pub fn httpws_target_error<B>(response: &http::Response<B>) -> Option<&str> {
+    let name = std::str::from_utf8(crate::proto::header_name::HTTPWS_TARGET_ERROR).ok()?;
+    response.headers().get(name)?.to_str().ok()
 }
 
 /// Request line and headers for the tunnel (the session adds CSeq and the blank line).
@@ -385,6 +402,22 @@ pub fn plain_response(status: u16, body: &str) -> http::Response<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_headers_tell_the_proxy_from_the_target() {
+        let proxy = http::Response::builder()
+            .header("Httpws-Error", "unknown-address")
+            .body(())
+            .unwrap();
+        assert_eq!(httpws_error(&proxy), Some("unknown-address"));
+        assert_eq!(httpws_target_error(&proxy), None);
+        let target = http::Response::builder()
+            .header("httpws-target-error", "service-unavailable")
+            .body(())
+            .unwrap();
+        assert_eq!(httpws_target_error(&target), Some("service-unavailable"));
+        assert_eq!(httpws_error(&target), None);
+    }
 
     #[test]
     fn request_head_from_absolute_uri() {

@@ -2,28 +2,35 @@
 //! built on it — the patent's "connection manager", which turns ordinary HTTP into tunnel
 //! messages and back.
 //!
-//! - [`session`]: the tunnel itself (register, CSeq matching, pings, reconnect).
+//! - [`session`]: the tunnel itself (register, CSeq matching, pings, reconnect); [`refusal`]:
+//!   the proxy's reasons for refusing a registration, and which ones a retry can heal.
 //! - [`client`]: [`Endpoint`], `http::Request` in, `http::Response` out, and `serve`.
 //! - [`ingress`]: the local HTTP/1.1 server (`--listen`) that sends requests into the tunnel.
 //! - [`egress`], [`pool`] and [`service_path`]: requests from the tunnel to a local service
 //!   (`--serve`), confined under its base path.
 //! - [`http1`]: HTTP/1.1 framing for both local sides; [`config`]: settings and defaults.
-//! - [`tls`]: `wss://` to the proxy (trust anchors and the stream).
+//! - [`tls`]: `wss://` to the proxy (trust anchors and the stream); [`pinned`] and
+//!   [`cert_validity`]: a `--ca` certificate trusted as itself; [`tls_diagnosis`]: what a
+//!   TLS failure means and what to do about it.
 //! - [`agent`]: all of it on one tunnel.
 //!
 //! The endpoint runs on tokio rather than the proxy's monoio: it holds one tunnel, not a
 //! hundred thousand, and a library has to live inside the runtime its users already have.
 
 pub mod agent;
+pub mod cert_validity;
 pub mod client;
 pub mod config;
 pub mod egress;
 pub mod http1;
 pub mod ingress;
+pub mod pinned;
 pub mod pool;
+pub mod refusal;
 pub mod service_path;
 pub mod session;
 pub mod tls;
+pub mod tls_diagnosis;
 
-pub use client::{Endpoint, EndpointBuilder, httpws_error};
-pub use session::{Failure, Session, Status};
+pub use client::{Endpoint, EndpointBuilder, httpws_error, httpws_target_error};
+pub use session::{Failure, Fatal, Session, Status};

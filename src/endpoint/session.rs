@@ -1,7 +1,8 @@
 //! The tunnel session: one WebSocket to the proxy, kept alive for as long as the endpoint
 //! runs. It registers the name, numbers outgoing requests with CSeq and matches responses to
 //! them, hands incoming requests to whoever serves them, answers pings, notices a dead proxy,
-//! and reconnects with exponential backoff and jitter under the same name.
+//! and reconnects with exponential backoff and jitter under the same name (a name the proxy
+//! assigned is given up only when the proxy refuses it for good: see [`refusal::judge`]).
 //!
 //! Nothing is ever left hanging: when a tunnel drops, every request waiting on it fails with
 //! [`Failure::TargetGone`]; while it is down, new requests fail at once with
@@ -20,7 +21,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use super::config::{OUTGOING_QUEUE_FRAMES, SessionConfig};
+use super::refusal::{self, Verdict};
 use super::tls::ProxyStream;
+use super::tls_diagnosis::{self, SchemeMismatch};
 use crate::proto::address::VirtualAddress;
 use crate::proto::frame::{
     self, DecoderConfig, Event, MAX_HEADER_LEN, MessageDecoder, OpCode, Role,
@@ -65,9 +68,14 @@ pub enum Failure {
 /// Why the session stopped trying (it retries everything else).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Fatal {
-    /// The proxy refused the registration in a way retrying cannot fix (bad name, token).
-    #[error("the proxy refused the registration: {status} {reason}")]
+    /// The proxy refused the registration in a way retrying cannot fix (a bad name or token,
+    /// a name another credential holds): its status and the reason it gave (the `text/plain`
+    /// body of its answer, else the status line's phrase).
+    #[error("the proxy refused the registration: {status} {}: {reason}", head::reason_phrase(*status))]
     Refused { status: u16, reason: String },
+    /// The URL says `ws://` and the server speaks TLS, or the other way round.
+    #[error("{0}")]
+    WrongScheme(SchemeMismatch),
     /// Another connection with our credentials took the name over.
     #[error("replaced by another connection for the same name: {0}")]
     Replaced(String),
@@ -87,10 +95,17 @@ pub enum ConnectError {
     Handshake(#[from] ClientHandshakeError),
     #[error("the proxy closed the tunnel before registering it")]
     NotRegistered,
-    /// The TLS handshake failed (an untrusted or mismatched certificate, say). Retried: the
-    /// proxy's certificate may be fixed or renewed while we wait.
-    #[error("TLS to the proxy: {0}")]
-    Tls(std::io::Error),
+    /// The proxy refused the registration; [`refusal::judge`] decides what happens next.
+    #[error("the proxy refused the registration: {status} {}: {reason}", head::reason_phrase(*status))]
+    Refused { status: u16, reason: String },
+    /// The TLS handshake failed (an untrusted or mismatched certificate, say), with what to
+    /// do about it where we know. Retried: the proxy's certificate may be fixed or renewed
+    /// while we wait.
+    #[error("TLS to the proxy: {source}{}", advice.as_ref().map(|a| format!(": {a}")).unwrap_or_default())]
+    Tls {
+        source: std::io::Error,
+        advice: Option<String>,
+    },
     #[error("the proxy host {0:?} is not a valid TLS server name")]
     ServerName(String),
     #[error(transparent)]
@@ -148,6 +163,8 @@ struct State {
     waiting: HashMap<u64, Waiter>,
     /// The name to register under next time: the configured one, else the one assigned.
     address: Option<VirtualAddress>,
+    /// An assigned name the proxy refused for good, until a new one is registered.
+    refused_name: Option<VirtualAddress>,
 }
 
 struct Shared {
@@ -179,6 +196,7 @@ impl Session {
                 next_cseq: 1,
                 waiting: HashMap::new(),
                 address: config.name.clone(),
+                refused_name: None,
             }),
             config,
             status: watch::Sender::new(Status::Down),
@@ -433,13 +451,25 @@ async fn supervise(shared: Arc<Shared>) {
                 shared.status.send_replace(Status::Failed(fatal));
                 return;
             }
-            Err(e) => {
-                // The first failure in a row is worth a warning; the rest repeat it.
-                if failures == 0 {
-                    tracing::warn!(proxy = %config.proxy, error = %e, "tunnel: connect failed; retrying with backoff");
-                } else {
-                    tracing::debug!(proxy = %config.proxy, error = %e, attempt = failures + 1, "tunnel: connect failed");
+            Err(ConnectError::Refused { status, reason }) => {
+                match after_refusal(&shared, status, &reason) {
+                    Verdict::GiveUp => {
+                        let fatal = Fatal::Refused { status, reason };
+                        tracing::error!(error = %fatal, "tunnel: giving up");
+                        shared.status.send_replace(Status::Failed(fatal));
+                        return;
+                    }
+                    // At once: the next attempt asks for `/`, which cannot be refused this way.
+                    Verdict::NewName => continue,
+                    Verdict::Retry => {
+                        let e = ConnectError::Refused { status, reason };
+                        log_retry(config, &e, failures);
+                        failures += 1;
+                    }
                 }
+            }
+            Err(e) => {
+                log_retry(config, &e, failures);
                 failures += 1;
             }
         }
@@ -451,6 +481,32 @@ async fn supervise(shared: Arc<Shared>) {
     }
     teardown(&shared, u64::MAX);
     shared.status.send_replace(Status::Closed);
+}
+
+/// A failed attempt that will be retried after the backoff delay. The first failure in a
+/// row is worth a warning; the rest repeat it.
+fn log_retry(config: &SessionConfig, e: &ConnectError, failures: u32) {
+    if failures == 0 {
+        tracing::warn!(proxy = %config.proxy, error = %e, "tunnel: connect failed; retrying with backoff");
+    } else {
+        tracing::debug!(proxy = %config.proxy, error = %e, attempt = failures + 1, "tunnel: connect failed");
+    }
+}
+
+/// What to do after a refusal ([`refusal::judge`]). For [`Verdict::NewName`] the refused
+/// assigned name is forgotten here, so that the next attempt asks for `/`.
+fn after_refusal(shared: &Shared, status: u16, reason: &str) -> Verdict {
+    let config = &shared.config;
+    let mut state = lock(&shared.state);
+    let assigned = config.name.is_none() && state.address.is_some();
+    let verdict = refusal::judge(status, reason, config.token.is_some(), assigned);
+    if verdict == Verdict::NewName {
+        if let Some(old) = state.address.take() {
+            tracing::warn!(name = %old, status, %reason, "tunnel: the proxy refused the name it had assigned; asking for a new one");
+            state.refused_name = Some(old);
+        }
+    }
+    verdict
 }
 
 /// TCP connect and the opening handshake, within the connect timeout.
@@ -479,7 +535,7 @@ async fn connect(
                 let stream = connector
                     .connect(name, tcp)
                     .await
-                    .map_err(ConnectError::Tls)?;
+                    .map_err(|e| tls_failure(e, &config.proxy.host))?;
                 ProxyStream::Tls(Box::new(stream))
             }
         };
@@ -497,8 +553,14 @@ async fn connect(
             handshake::MAX_HANDSHAKE_HEADERS,
         );
         loop {
+            let before = buf.len();
             if stream.read_buf(&mut buf).await? == 0 {
                 return Err(ConnectError::NotRegistered);
+            }
+            // The answer's first bytes, once there are enough to tell: a TLS record means
+            // the URL should have said wss://.
+            if tls.is_none() && before < 2 && tls_diagnosis::looks_like_tls(&buf) {
+                return Err(Fatal::WrongScheme(SchemeMismatch::ServerSpeaksTls).into());
             }
             let end = match scanner.scan(&buf) {
                 Ok(Some(end)) => end,
@@ -517,11 +579,9 @@ async fn connect(
                     let why = "incomplete response head".to_owned();
                     return Err(ClientHandshakeError::Malformed(why).into());
                 }
-                // A bad name or token will be just as bad next time.
-                Err(ClientHandshakeError::Refused { status, reason })
-                    if matches!(status, 400 | 401 | 403 | 404) =>
-                {
-                    return Err(Fatal::Refused { status, reason }.into());
+                Err(ClientHandshakeError::Refused { status, reason }) => {
+                    let reason = refusal::read_reason(&mut stream, &mut buf, end, &reason).await;
+                    return Err(ConnectError::Refused { status, reason });
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -531,6 +591,22 @@ async fn connect(
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout),
     }
+}
+
+/// A failed TLS handshake as the user should see it: a server that does not speak TLS is a
+/// wrong URL (fatal); a certificate problem comes with what to do about it.
+fn tls_failure(e: std::io::Error, host: &str) -> ConnectError {
+    let Some(tls) = tls_diagnosis::rustls_error(&e) else {
+        return ConnectError::Tls {
+            source: e,
+            advice: None,
+        };
+    };
+    if let Some(mismatch) = tls_diagnosis::plain_server(tls) {
+        return Fatal::WrongScheme(mismatch).into();
+    }
+    let advice = tls_diagnosis::certificate_advice(tls, host);
+    ConnectError::Tls { source: e, advice }
 }
 
 enum LinkEnd {
@@ -703,12 +779,19 @@ fn register(
     address: VirtualAddress,
     out: mpsc::Sender<Outgoing>,
 ) {
-    {
+    let refused = {
         let mut state = lock(&shared.state);
         state.address = Some(address.clone());
         state.link = Some(Link { generation, out });
+        state.refused_name.take()
+    };
+    match refused {
+        // Callers that knew the old name cannot reach us by it any more: say so loudly.
+        Some(old) => {
+            tracing::warn!(%address, was = %old, proxy = %shared.config.proxy, "tunnel registered under a NEW name")
+        }
+        None => tracing::info!(%address, proxy = %shared.config.proxy, "tunnel registered"),
     }
-    tracing::info!(%address, proxy = %shared.config.proxy, "tunnel registered");
     shared.status.send_replace(Status::Up {
         address,
         generation,

@@ -2,15 +2,19 @@
 //!
 //! By default the system's roots (the OS certificate store, as `rustls-native-certs` finds
 //! it); with `--ca FILE` only the certificates in that file, which is what a private proxy
-//! with its own CA (or a self-signed certificate) needs.
+//! with its own CA needs. A server certificate that is itself in the file is trusted as
+//! itself ([`super::pinned`]), so a self-signed one works however it was made.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use rustls::client::WebPkiServerVerifier;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use super::pinned::PinnedOrWebPki;
 
 /// Why no trust anchors could be set up.
 #[derive(Debug, thiserror::Error)]
@@ -26,25 +30,38 @@ pub enum TlsError {
     NoSystemRoots(String),
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    #[error("checking certificates: {0}")]
+    Verifier(#[from] rustls::client::VerifierBuilderError),
 }
 
-/// The client configuration: roots from `ca` if given, else the system's.
+/// The client configuration: roots from `ca` if given (each of its certificates also
+/// pinned), else the system's.
 pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca {
+    let provider = crate::tls::crypto_provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let mut config = match ca {
         Some(path) => {
             let certs = crate::tls::load_certificates(path).map_err(|source| TlsError::CaFile {
                 path: path.to_owned(),
                 source,
             })?;
-            let (added, _) = roots.add_parsable_certificates(certs);
+            let mut roots = rustls::RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(certs.iter().cloned());
             if added == 0 {
                 return Err(TlsError::NoCa {
                     path: path.to_owned(),
                 });
             }
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedOrWebPki::new(webpki, certs)))
+                .with_no_client_auth()
         }
         None => {
+            let mut roots = rustls::RootCertStore::empty();
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
@@ -54,12 +71,9 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Tls
                     .map_or_else(|| "the store is empty".to_owned(), |e| e.to_string());
                 return Err(TlsError::NoSystemRoots(why));
             }
+            builder.with_root_certificates(roots).with_no_client_auth()
         }
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    };
     config.alpn_protocols = vec![crate::tls::ALPN_HTTP1.to_vec()];
     Ok(Arc::new(config))
 }

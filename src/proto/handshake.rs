@@ -40,6 +40,13 @@ impl Token {
         Self(s)
     }
 
+    /// A token from our own configuration, held to the rule the proxy applies to the
+    /// tokens it receives (non-empty visible ASCII), so that a bad one is refused before it
+    /// is sent (a line end in it would even split the request's head).
+    pub fn checked(s: &str) -> Result<Self, HandshakeError> {
+        checked_token(s.as_bytes(), "token")
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
