@@ -276,7 +276,8 @@ export class Endpoint extends EventTarget {
    * Open the tunnel and register. Resolves once the proxy's `:host` indication arrives;
    * rejects with an {@link HttpWsError} (`registration-refused` with `status` where the
    * WebSocket implementation reveals it, as `ws` does; otherwise `connect-failed`, since a
-   * browser cannot see why a handshake failed) or `connect-timeout`.
+   * browser cannot see why a handshake failed), `connect-timeout`, or `bad-host` when the
+   * proxy's `:host` names no valid address or another than the one asked for.
    * @param {string | URL} url
    * @param {ConnectOptions} [options]
    * @returns {Promise<Endpoint>}
