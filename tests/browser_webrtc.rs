@@ -1,12 +1,18 @@
 //! The WebRTC signaling demo (`examples/webrtc`) in a real browser: headless Chromium, driven
 //! by `tests/browser/webrtc.mjs` (playwright-core), opens bob's and alice's pages against the
-//! real proxy binary; their offer/answer and ICE candidates travel through the proxy, and a
-//! message must cross the data channel both ways. The script also checks that calling an
-//! unknown address shows 404 `unknown-address`, and that a page from another origin is refused.
+//! real proxy binary, registers and calls by clicks; their offer/answer and ICE candidates
+//! travel through the proxy, and a message must cross the data channel both ways. The script
+//! also checks what the page must refuse: a link's query acting (registering, calling, its
+//! `?token=` and `?proxy=`), a third endpoint's offer during a call (409, the call survives),
+//! a peer that is not an address (`printer/admin/…`: nothing sent), framing by another site,
+//! and registration from another origin; and that calling an unknown address shows 404
+//! `unknown-address`.
 //!
-//! Needs Node and Chromium (`/usr/bin/chromium`, or `CHROMIUM`); without them the test prints
-//! a NOTICE and passes, unless `HTTPWS_REQUIRE_BROWSER=1` (CI) makes that a failure. Installs
-//! playwright-core (no browser download) with `npm ci` in `tests/browser` when it is missing.
+//! Needs Node and Chromium (`/usr/bin/chromium`, or `CHROMIUM`); without them the browser test
+//! prints `SKIPPED: …` and passes, unless `HTTPWS_REQUIRE_BROWSER=1` (CI) makes that a
+//! failure. Installs playwright-core (no browser download) with `npm ci` in `tests/browser`
+//! when it is missing. The headers the proxy serves its pages with (CSP, `X-Frame-Options`,
+//! …) are checked here with curl too, on both drivers, browser or not.
 
 mod common;
 
@@ -14,16 +20,67 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::agent::curl;
 use common::process::{output_of, run_bounded};
 use common::{Driver, Proxy};
 
-/// The script bounds itself at 30 s; this stops a hung Node or Chromium.
-const NODE_LIMIT: Duration = Duration::from_secs(90);
+/// The script bounds itself at 60 s; this stops a hung Node or Chromium.
+const NODE_LIMIT: Duration = Duration::from_secs(120);
 /// `npm ci` fetches one package (playwright-core, ~10 MB).
 const NPM_LIMIT: Duration = Duration::from_secs(300);
 
-#[test]
-fn webrtc_demo_in_chromium() {
+/// Every path the proxy answers for its own host, with the status it answers.
+const OWN_PAGES: [(&str, u16); 6] = [
+    ("/webrtc/", 200),
+    ("/webrtc/demo.js", 200),
+    ("/webrtc/demo.css", 200),
+    ("/httpws.js", 200),
+    ("/webrtc", 301),
+    ("/favicon.ico", 404),
+];
+
+fn pages_refuse_framing_and_foreign_connections(driver: Driver) {
+    let proxy = Proxy::start(driver, &["--serve-demo"]);
+    for (path, status) in OWN_PAGES {
+        let out = curl(&[&format!("http://{}{path}", proxy.addr)]);
+        assert_eq!(out.code, status, "{path}: {out:?}");
+        let csp = out
+            .header("content-security-policy")
+            .unwrap_or_else(|| panic!("{path}: no CSP in {:?}", out.headers));
+        for directive in [
+            "default-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(out.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(out.header("referrer-policy"), Some("no-referrer"), "{path}");
+        assert_eq!(
+            out.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        // Only the client is for other sites' pages to import.
+        let cors = out.header("access-control-allow-origin");
+        assert_eq!(cors, (path == "/httpws.js").then_some("*"), "{path}");
+    }
+    // The stylesheet the page links is the one in examples/webrtc.
+    let css = curl(&[&format!("http://{}/webrtc/demo.css", proxy.addr)]);
+    assert!(
+        css.header("content-type")
+            .is_some_and(|t| t.starts_with("text/css"))
+    );
+    assert!(css.body == include_bytes!("../examples/webrtc/demo.css"));
+}
+
+on_both_drivers!(
+    pages_refuse_framing_and_foreign_connections,
+    webrtc_demo_in_chromium_or_skipped,
+);
+
+fn webrtc_demo_in_chromium_or_skipped(driver: Driver) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let require = std::env::var("HTTPWS_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
     let chromium = std::env::var_os("CHROMIUM")
@@ -41,7 +98,7 @@ fn webrtc_demo_in_chromium() {
     };
     if let Some(what) = missing {
         assert!(!require, "HTTPWS_REQUIRE_BROWSER=1 but {what}");
-        eprintln!("NOTICE: {what}; the browser WebRTC test is skipped");
+        eprintln!("SKIPPED: {what}; the browser WebRTC test did not run");
         return;
     }
     if !dir
@@ -58,8 +115,9 @@ fn webrtc_demo_in_chromium() {
     }
 
     // The proxy serves the page (/webrtc/) and the client (/httpws.js) itself, and accepts
-    // WebSockets from pages of its own origin; a page from any other origin is refused.
-    let proxy = Proxy::start(Driver::Uring, &["--serve-demo"]);
+    // WebSockets from pages of its own origin; a page from any other origin is refused, and
+    // the demo connects only to the origin that served it.
+    let proxy = Proxy::start(driver, &["--serve-demo"]);
     let page = format!("http://{}", proxy.addr);
 
     // Playwright's temporary profile and artifacts go here, removed even if Node is killed.

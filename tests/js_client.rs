@@ -1,7 +1,7 @@
 //! The JavaScript endpoint client (`clients/js`) against the real proxy: runs its `node:test`
 //! suite with `HTTPWS_BIN` set to this build's binary. Installs the suite's one dev
-//! dependency (`ws`) with `npm ci` when it is missing, and skips with a notice only where
-//! Node is not installed.
+//! dependency (`ws`) with `npm ci` when it is missing, and skips (printing `SKIPPED: …`) only
+//! where Node is not installed.
 
 mod common;
 
@@ -20,7 +20,7 @@ const NPM_LIMIT: Duration = Duration::from_secs(300);
 fn js_client_suite() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js");
     let Some(help) = output_of(Command::new("node").arg("--help")) else {
-        eprintln!("NOTICE: node is not installed; the JavaScript client tests are skipped");
+        eprintln!("SKIPPED: node is not installed; the JavaScript client tests did not run");
         return;
     };
     if !dir.join("node_modules/ws/package.json").exists() {

@@ -23,11 +23,16 @@ export const DEFAULTS = Object.freeze({
   maxPending: 4096,
   /** Incoming requests whose handler may run at once (more are answered 503 target-busy). */
   maxConcurrentHandlers: 1024,
+  /**
+   * Bytes of incoming requests (whole messages) that running handlers may hold at once; a
+   * request that would go over is answered 503 target-busy instead of being held.
+   */
+  maxHandlerBytes: 64 * 1024 * 1024,
   /** Largest message sent or accepted, bytes (the proxy's default --max-message-bytes). */
   maxMessageBytes: 16 * 1024 * 1024,
   /** Bytes the WebSocket may have buffered unsent before fetch() fails with tunnel-busy. */
   maxBufferedBytes: 32 * 1024 * 1024,
-  /** First reconnect delay, ms; it doubles on each failed attempt... */
+  /** First reconnect delay, ms; it doubles on each failed or short-lived attempt... */
   reconnectMin: 100,
   /** ...up to this, ms. Each delay is drawn uniformly from the upper half of the interval. */
   reconnectMax: 5_000,
@@ -37,6 +42,21 @@ export const DEFAULTS = Object.freeze({
 const MAX_HEAD_BYTES = 64 * 1024;
 /** Most header lines accepted in an incoming message (the proxy allows 64). */
 const MAX_HEADERS = 100;
+/**
+ * Most chunks an incoming chunked body may have. Decoding costs a scan step per chunk (no
+ * allocation), and this bounds it: a 16 MiB message of 1-byte chunks would hold 2.8 million.
+ * Senders batch far larger chunks than the 256 bytes this leaves on average at 16 MiB.
+ */
+export const MAX_CHUNKS = 65_536;
+/** Longest chunk-size line (size and extensions) or trailer line in a chunked body, bytes. */
+const MAX_CHUNK_LINE_BYTES = 4096;
+/**
+ * What the proxy may add to a message on its way here (`Httpws-From: <253-byte address>`, a
+ * CSeq of up to 20 digits): an incoming message may exceed `maxMessageBytes` by this much.
+ */
+const RELAY_STAMP_BYTES = 512;
+/** A registration that lasted this long resets the reconnect backoff (as the Rust agent's). */
+const STABLE_LINK_MS = 10_000;
 /** Registration refusals that retrying cannot fix (bad name, token or origin). */
 const FATAL_STATUSES = new Set([400, 401, 403, 404]);
 
@@ -52,7 +72,21 @@ const REFUSED_REQUEST_HEADERS = new Set([
 const DROPPED_RESPONSE_HEADERS = new Set([...HOP_BY_HOP, 'content-length', 'cseq', 'httpws-from']);
 
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+/** One address label: ASCII letters (any case), digits and inner hyphens, 1–63 of them. */
+const LABEL_RE = /^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
+/**
+ * What no line of an HTTP head may carry: control characters other than HTAB (CR and LF
+ * would start a line of their own), DEL, and characters above U+00FF, which have no byte.
+ */
+const BAD_HEAD_CHAR = /[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]/;
+/**
+ * Methods that fetch's `Request` folds to upper case (Fetch, "normalize a method"): an
+ * incoming `head` is the `HEAD` its handler sees, so it is answered as one. HTTP methods are
+ * otherwise case-sensitive and kept as they came.
+ */
+const FOLDED_METHODS = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT']);
+const CR = 13;
+const LF = 10;
 const REASONS = {
   200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content', 206: 'Partial Content',
   301: 'Moved Permanently', 302: 'Found', 303: 'See Other', 304: 'Not Modified',
@@ -67,7 +101,8 @@ const REASONS = {
 /**
  * An error from this client. Its `name` (and `code`) is the failure's token:
  * `tunnel-down`, `target-gone`, `timeout`, `closed`, `message-too-large`, `too-many-pending`,
- * `tunnel-busy`, `bad-response`, `connect-failed`, `connect-timeout`, `registration-refused`.
+ * `tunnel-busy`, `bad-response`, `connect-failed`, `connect-timeout`, `registration-refused`,
+ * `bad-host` (the proxy's `:host` names no valid address, or another than the one asked for).
  */
 export class HttpWsError extends Error {
   /**
@@ -85,14 +120,18 @@ export class HttpWsError extends Error {
 }
 
 /**
- * Whether `name` is a valid httpws virtual address (DNS host-name rules: labels of
- * `[a-z0-9-]`, 1–63 characters, not starting or ending with `-`, at most 253 in all).
- * @param {string} name
+ * Whether `name` is a valid httpws virtual address (docs/protocol.md §1, DNS host-name rules:
+ * labels of `[a-z0-9-]`, 1–63 characters, not starting or ending with `-`, joined by `.`, at
+ * most 253 in all; ASCII upper case is accepted, and means the same as lower case). Use it on
+ * any name that came from outside before putting it in a URL: `printer/admin?x` is not one.
+ * @param {unknown} name
  * @returns {boolean}
  */
 export function isValidAddress(name) {
   if (typeof name !== 'string' || name.length === 0 || name.length > 253) return false;
-  return name.toLowerCase().split('.').every((label) => LABEL_RE.test(label));
+  // Split before folding case: toLowerCase() maps some non-ASCII letters (U+212A KELVIN SIGN)
+  // to ASCII ones, and the label rule must see the characters as given.
+  return name.split('.').every((label) => LABEL_RE.test(label));
 }
 
 /**
@@ -112,6 +151,7 @@ export function isValidAddress(name) {
  * @property {number} [connectTimeout] ms from opening the socket to `:host`
  * @property {number} [maxPending] requests waiting for responses at once
  * @property {number} [maxConcurrentHandlers] incoming requests handled at once
+ * @property {number} [maxHandlerBytes] bytes of incoming requests held by running handlers
  * @property {number} [maxMessageBytes] largest message sent or accepted
  * @property {number} [maxBufferedBytes] unsent bytes the socket may hold before fetch fails
  * @property {number} [reconnectMin] first reconnect delay, ms
@@ -137,7 +177,8 @@ export function isValidAddress(name) {
  * - `error` — an `:error` indication from the proxy: `{token, reason, source: 'proxy'}`;
  *   or one this client found: a failing handler `{token: 'handler-error', reason, error}`,
  *   an unusable or oversized incoming message `{token: 'bad-message' | 'message-too-large'}`,
- *   with `source: 'client'`
+ *   a `:host` naming no valid address `{token: 'bad-host'}`, a reconnect refused for good
+ *   `{token: 'registration-refused', status}` (then `close` follows), with `source: 'client'`
  * - `close` — the endpoint is finished (closed, replaced, refused, or the tunnel dropped
  *   with `reconnect: false`): `{code, reason, error?}`
  */
@@ -168,8 +209,13 @@ export class Endpoint extends EventTarget {
   /** CSeq → waiting fetch. */
   #pending = new Map();
   #nextCseq = 1;
+  /** Handlers running now, and the bytes of the requests they hold. */
   #handlers = 0;
+  #handlerBytes = 0;
+  /** Failed or short-lived registrations since the last stable one: the backoff's exponent. */
   #attempt = 0;
+  /** When the current registration's `:host` came (ms since the epoch). */
+  #openedAt = 0;
   #reconnectTimer = null;
   #replaced = false;
   #closed;
@@ -230,7 +276,8 @@ export class Endpoint extends EventTarget {
    * Open the tunnel and register. Resolves once the proxy's `:host` indication arrives;
    * rejects with an {@link HttpWsError} (`registration-refused` with `status` where the
    * WebSocket implementation reveals it, as `ws` does; otherwise `connect-failed`, since a
-   * browser cannot see why a handshake failed) or `connect-timeout`.
+   * browser cannot see why a handshake failed), `connect-timeout`, or `bad-host` when the
+   * proxy's `:host` names no valid address or another than the one asked for.
    * @param {string | URL} url
    * @param {ConnectOptions} [options]
    * @returns {Promise<Endpoint>}
@@ -306,7 +353,7 @@ export class Endpoint extends EventTarget {
     }
     const cseq = this.#allocCseq();
     const lines = [`${request.method} ${url.pathname}${url.search} HTTP/1.1`, `Host: ${target}`, `CSeq: ${cseq}`];
-    for (const [name, value] of request.headers) lines.push(`${name}: ${value}`);
+    for (const [name, value] of request.headers) lines.push(headerLine(name, value));
     if (body !== null || !['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE'].includes(request.method)) {
       lines.push(`Content-Length: ${body === null ? 0 : body.length}`);
     }
@@ -436,18 +483,30 @@ export class Endpoint extends EventTarget {
           try { ws.close(); } catch { /* already closing */ }
           return;
         }
+        // The address is this endpoint's name from now on (in Host lines, in reconnects): a
+        // proxy that names an invalid one, or another than the one asked for, is broken.
+        const address = host[1].toLowerCase();
+        const problem = !isValidAddress(address) ? 'is not a valid address'
+          : this.#name !== null && address !== this.#name ? `is not the "${this.#name}" asked for` : null;
+        if (problem !== null) {
+          const reason = `the proxy's ${JSON.stringify(text.slice(0, 300))} ${problem}`;
+          this.#emit('error', { token: 'bad-host', reason, source: 'client' });
+          fail(new HttpWsError('bad-host', reason));
+          try { ws.close(); } catch { /* already closing */ }
+          return;
+        }
         registered = true;
         settled = true;
         this.#dialing = null;
         clearTimeout(timer);
         const reconnected = this.#address !== null;
         this.#ws = ws;
-        this.#address = host[1];
-        this.#name = host[1];
+        this.#address = address;
+        this.#name = address;
         this.#state = 'open';
-        this.#attempt = 0;
-        resolve(host[1]);
-        this.#emit('open', { address: host[1], reconnected });
+        this.#openedAt = Date.now();
+        resolve(address);
+        this.#emit('open', { address, reconnected });
       });
       ws.addEventListener('close', (event) => {
         if (registered) this.#onDown(ws, event);
@@ -493,6 +552,9 @@ export class Endpoint extends EventTarget {
       return;
     }
     this.#state = 'down';
+    // Only a registration that lasted resets the backoff: a proxy that accepts and drops at
+    // once (overloaded, or hostile) must not get a reconnect every reconnectMin.
+    if (Date.now() - this.#openedAt >= STABLE_LINK_MS) this.#attempt = 0;
     this.#scheduleReconnect(detail);
   }
 
@@ -512,6 +574,8 @@ export class Endpoint extends EventTarget {
     } catch (error) {
       if (this.#state === 'closed') return;
       if (FATAL_STATUSES.has(error.status)) {
+        // Retrying cannot fix a bad name, token or origin: stop, and say why, as the agent does.
+        this.#emit('error', { token: 'registration-refused', status: error.status, reason: error.message, error, source: 'client' });
         this.#finish({ code: 1006, reason: error.message, error });
       } else {
         this.#scheduleReconnect({ error });
@@ -602,14 +666,7 @@ export class Endpoint extends EventTarget {
     }
     let message;
     try {
-      message = parseMessage(bytes);
-      if (bytes.length > this.#opts.maxMessageBytes) {
-        throw Object.assign(
-          new HttpWsError('message-too-large',
-            `a ${bytes.length}-byte message, over the ${this.#opts.maxMessageBytes}-byte limit`),
-          { kind: message.kind, cseq: message.cseq },
-        );
-      }
+      message = parseMessage(bytes, this.#opts.maxMessageBytes + RELAY_STAMP_BYTES);
     } catch (err) {
       const code = err.code === 'message-too-large' ? 'message-too-large' : 'bad-response';
       if (err.kind === 'response' && err.cseq !== null && err.cseq !== undefined) {
@@ -632,7 +689,7 @@ export class Endpoint extends EventTarget {
         entry.reject(new HttpWsError('bad-response', `unusable response: ${err.message}`, { cause: err }));
       }
     } else {
-      this.#serve(ws, message);
+      this.#serve(ws, message, bytes.length);
     }
   }
 
@@ -645,15 +702,24 @@ export class Endpoint extends EventTarget {
     }
   }
 
-  async #serve(ws, message) {
+  /** Run the handler for one incoming request of `size` bytes (its whole message). */
+  async #serve(ws, message, size) {
     const cseq = message.cseq;
     const handler = this.onrequest;
     if (typeof handler !== 'function') {
       this.#send(ws, errorResponse(cseq, 501, 'no-service', 'this endpoint does not serve requests\n'));
       return;
     }
+    // Requests a slow handler has not answered yet stay in memory: bound them by count and
+    // bytes, and answer the rest at once rather than hold them.
     if (this.#handlers >= this.#opts.maxConcurrentHandlers) {
       this.#send(ws, errorResponse(cseq, 503, 'target-busy', 'this endpoint is handling too many requests\n'));
+      return;
+    }
+    if (this.#handlerBytes + size > this.#opts.maxHandlerBytes) {
+      this.#send(ws, errorResponse(cseq, 503, 'target-busy',
+        `this endpoint's handlers hold ${this.#handlerBytes} bytes of requests; this one (${size}) ` +
+        `would go over its ${this.#opts.maxHandlerBytes}-byte budget\n`));
       return;
     }
     let request;
@@ -663,17 +729,21 @@ export class Endpoint extends EventTarget {
       this.#send(ws, errorResponse(cseq, 400, 'bad-request', `${err.message}\n`));
       return;
     }
+    // The Request has its own copy of the body: let the message's bytes go.
+    message.body = null;
     const from = message.headers.find(([name]) => name.toLowerCase() === 'httpws-from')?.[1] ?? '';
     this.#handlers += 1;
+    this.#handlerBytes += size;
     let bytes;
     try {
       const response = await handler.call(this, request, { from, cseq });
-      if (!response || typeof response.status !== 'number' || typeof response.headers !== 'object' ||
+      if (!response || !Number.isInteger(response.status) || typeof response.headers !== 'object' ||
           response.status < 200 || response.status > 599) {
         throw new TypeError('onrequest must return a Response with a status from 200 to 599');
       }
       const body = await readBody(response.body, this.#opts.maxMessageBytes, 'the response body');
-      bytes = serializeResponse(cseq, response, body, message.method === 'HEAD');
+      // request.method, not the wire's: the handler was told `head` is HEAD.
+      bytes = serializeResponse(cseq, response, body, request.method === 'HEAD');
       if (bytes.length > this.#opts.maxMessageBytes) {
         throw new HttpWsError('message-too-large',
           `the response is ${bytes.length} bytes, over the ${this.#opts.maxMessageBytes}-byte limit`);
@@ -683,6 +753,7 @@ export class Endpoint extends EventTarget {
       bytes = errorResponse(cseq, 500, 'service-error', 'the request handler failed\n');
     } finally {
       this.#handlers -= 1;
+      this.#handlerBytes -= size;
     }
     this.#send(ws, bytes);
   }
@@ -725,9 +796,17 @@ function explainStatus(status) {
   }
 }
 
+/**
+ * A header name as the proxy compares it: case folded, and `_` read as `-`, since some
+ * servers treat `Httpws_From` as `Httpws-From` (docs/protocol.md §2).
+ */
+function canonicalName(name) {
+  return name.toLowerCase().replaceAll('_', '-');
+}
+
 function checkRequestHeaders(headers) {
   for (const [name] of headers) {
-    if (REFUSED_REQUEST_HEADERS.has(name.toLowerCase())) {
+    if (REFUSED_REQUEST_HEADERS.has(canonicalName(name))) {
       throw new TypeError(`header ${name} cannot be set on an httpws request ` +
         '(the client writes Host, CSeq and the framing; the proxy writes Httpws-From)');
     }
@@ -776,8 +855,33 @@ function concat(chunks, total) {
   return out;
 }
 
-/** A head (lines without CRLF) and optional body as one message, the head in Latin-1. */
+/**
+ * One header line; throws a TypeError for a name that is not an HTTP token or a value that
+ * could not be written as it is (CR, LF, other control characters, code points above 0xFF).
+ * A `Headers` object already refuses most of these, but a handler may return a plain object.
+ */
+function headerLine(name, value) {
+  const text = String(value);
+  if (typeof name !== 'string' || !TOKEN_RE.test(name)) {
+    throw new TypeError(`header name ${JSON.stringify(String(name)).slice(0, 100)} is not an HTTP token`);
+  }
+  if (BAD_HEAD_CHAR.test(text)) {
+    throw new TypeError(`the value of header ${name} has a control character or a character above U+00FF`);
+  }
+  return `${name}: ${text}`;
+}
+
+/**
+ * A head (lines without CRLF) and optional body as one message, the head in Latin-1. Every
+ * line is checked again here, so that nothing can add a line of its own or lose its high
+ * bits (U+010A would otherwise be written as LF).
+ */
 function encodeMessage(lines, body) {
+  for (const line of lines) {
+    if (BAD_HEAD_CHAR.test(line)) {
+      throw new TypeError(`refusing to write the head line ${JSON.stringify(line.slice(0, 100))}`);
+    }
+  }
   const head = `${lines.join('\r\n')}\r\n\r\n`;
   const out = new Uint8Array(head.length + (body === null ? 0 : body.length));
   for (let i = 0; i < head.length; i++) out[i] = head.charCodeAt(i) & 0xff;
@@ -791,13 +895,6 @@ function latin1(bytes) {
     s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192));
   }
   return s;
-}
-
-function indexOfCrlf(bytes, from) {
-  for (let i = from; i + 1 < bytes.length; i++) {
-    if (bytes[i] === 13 && bytes[i + 1] === 10) return i;
-  }
-  return -1;
 }
 
 function unquote(text) {
@@ -818,15 +915,18 @@ function errorResponse(cseq, status, token, text) {
 
 function serializeResponse(cseq, response, body, isHead) {
   const status = response.status;
-  const reason = response.statusText || REASONS[status] || '';
+  const reason = (typeof response.statusText === 'string' && response.statusText) || REASONS[status] || '';
   const lines = [`HTTP/1.1 ${status} ${reason}`, `CSeq: ${cseq}`];
+  let declared = null;
   for (const [name, value] of response.headers) {
-    if (!DROPPED_RESPONSE_HEADERS.has(name.toLowerCase())) lines.push(`${name}: ${value}`);
+    const line = headerLine(name, value);
+    const canonical = canonicalName(name);
+    if (canonical === 'content-length') declared = String(value);
+    if (!DROPPED_RESPONSE_HEADERS.has(canonical)) lines.push(line);
   }
   if (status !== 204 && status !== 304) {
     let length = body === null ? 0 : body.length;
     // A HEAD handler may declare the length of the body it does not send.
-    const declared = response.headers.get('content-length');
     if (isHead && length === 0 && declared !== null && /^\d+$/.test(declared)) length = Number(declared);
     lines.push(`Content-Length: ${length}`);
   }
@@ -836,9 +936,10 @@ function serializeResponse(cseq, response, body, isHead) {
 /**
  * Parse one message into `{kind, method, target, status, reason, headers, cseq, body}`.
  * Throws an Error carrying `kind` and `cseq` when they could be read, so that the request or
- * response it belongs to can still be answered.
+ * response it belongs to can still be answered; one with `code: 'message-too-large'` when the
+ * message is over `limit` bytes (checked once its head is read, before its body is looked at).
  */
-function parseMessage(bytes) {
+function parseMessage(bytes, limit) {
   let end = -1;
   const scan = Math.min(bytes.length, MAX_HEAD_BYTES + 4);
   for (let i = 0; i + 3 < scan; i++) {
@@ -864,7 +965,8 @@ function parseMessage(bytes) {
   } else {
     m = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^ \r\n]+) HTTP\/1\.[01]$/.exec(start);
     if (!m) throw fail(`bad request line ${JSON.stringify(start.slice(0, 100))}`);
-    message.method = m[1];
+    const upper = m[1].toUpperCase();
+    message.method = FOLDED_METHODS.has(upper) ? upper : m[1];
     message.target = m[2];
   }
   if (lines.length - 1 > MAX_HEADERS) throw fail(`more than ${MAX_HEADERS} header lines`);
@@ -894,6 +996,9 @@ function parseMessage(bytes) {
     message.headers.push([name, value]);
   }
   if (message.cseq === null) throw fail('no CSeq');
+  if (bytes.length > limit) {
+    throw Object.assign(fail(`a ${bytes.length}-byte message, over the ${limit}-byte limit`), { code: 'message-too-large' });
+  }
   if (problem !== null) throw fail(problem);
   if (chunked && contentLength !== null) throw fail('both Transfer-Encoding and Content-Length');
   const rest = bytes.subarray(end + 4);
@@ -910,34 +1015,82 @@ function parseMessage(bytes) {
   return message;
 }
 
+/**
+ * The body of a chunked message (RFC 9112 §7.1, read strictly, as the proxy reads it: hex
+ * sizes, CRLF line ends, data followed by CRLF, trailer lines up to an empty one; extensions
+ * and trailers are dropped). Two passes over the bytes: the first checks the framing and
+ * adds up the sizes, the second copies the data into one buffer of exactly that size. Nothing
+ * is allocated per chunk, and there are at most {@link MAX_CHUNKS} chunks.
+ */
 function decodeChunked(bytes, fail) {
-  const chunks = [];
   let total = 0;
+  let chunks = 0;
   let pos = 0;
   for (;;) {
-    const eol = indexOfCrlf(bytes, pos);
-    if (eol < 0) throw fail('an incomplete chunked body');
-    const size = latin1(bytes.subarray(pos, eol)).split(';')[0].trim();
-    if (!/^[0-9a-fA-F]{1,8}$/.test(size)) throw fail('a bad chunk size');
-    const n = parseInt(size, 16);
-    pos = eol + 2;
-    if (n === 0) break;
-    if (pos + n + 2 > bytes.length || bytes[pos + n] !== 13 || bytes[pos + n + 1] !== 10) {
-      throw fail('an incomplete chunked body');
-    }
-    chunks.push(bytes.subarray(pos, pos + n));
-    total += n;
-    pos += n + 2;
+    const [size, data] = chunkSizeLine(bytes, pos, fail);
+    pos = data + size;
+    if (size === 0) break;
+    chunks += 1;
+    if (chunks > MAX_CHUNKS) throw fail(`more than ${MAX_CHUNKS} chunks in a chunked body`);
+    if (pos + 2 > bytes.length || bytes[pos] !== CR || bytes[pos + 1] !== LF) throw fail('an incomplete chunked body');
+    total += size;
+    pos += 2;
   }
-  for (;;) { // trailer lines, dropped, up to the blank line
-    const eol = indexOfCrlf(bytes, pos);
-    if (eol < 0) throw fail('an incomplete chunked body');
-    const blank = eol === pos;
+  for (;;) { // trailer lines, dropped, up to the empty line
+    const eol = lineEnd(bytes, pos, fail);
+    const empty = eol === pos;
     pos = eol + 2;
-    if (blank) break;
+    if (empty) break;
   }
   if (pos !== bytes.length) throw fail('bytes after the chunked body');
-  return concat(chunks, total);
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (pos = 0; at < total;) {
+    const [size, data] = chunkSizeLine(bytes, pos, fail);
+    out.set(bytes.subarray(data, data + size), at);
+    at += size;
+    pos = data + size + 2;
+  }
+  return out;
+}
+
+/** Read the chunk-size line at `pos`: `[size, where its data starts]`. */
+function chunkSizeLine(bytes, pos, fail) {
+  let size = 0;
+  let digits = 0;
+  let at = pos;
+  for (; at < bytes.length; at++) {
+    const digit = hexValue(bytes[at]);
+    if (digit < 0) break;
+    // Eight digits (4 GiB) are more than any message can carry.
+    if (++digits > 8) throw fail('a bad chunk size');
+    size = size * 16 + digit;
+  }
+  if (digits === 0 || (at < bytes.length && bytes[at] !== CR && bytes[at] !== 0x3b /* ; */)) {
+    throw fail('a bad chunk size');
+  }
+  return [size, lineEnd(bytes, pos, fail) + 2];
+}
+
+/** Where the line starting at `pos` ends (its CR), within {@link MAX_CHUNK_LINE_BYTES}. */
+function lineEnd(bytes, pos, fail) {
+  const limit = Math.min(bytes.length, pos + MAX_CHUNK_LINE_BYTES + 1);
+  for (let i = pos; i < limit; i++) {
+    if (bytes[i] === LF) throw fail('a bare LF in a chunked body');
+    if (bytes[i] === CR) {
+      if (bytes[i + 1] !== LF) throw fail(i + 1 < bytes.length ? 'a bare CR in a chunked body' : 'an incomplete chunked body');
+      return i;
+    }
+  }
+  if (limit === bytes.length) throw fail('an incomplete chunked body');
+  throw fail(`a chunk line or trailer over ${MAX_CHUNK_LINE_BYTES} bytes`);
+}
+
+function hexValue(byte) {
+  if (byte >= 0x30 && byte <= 0x39) return byte - 0x30;
+  const lower = byte | 0x20;
+  if (lower >= 0x61 && lower <= 0x66) return lower - 0x61 + 10;
+  return -1;
 }
 
 function toResponse(message, method, url) {

@@ -10,16 +10,23 @@
 // it and sends his candidates back to that address. Once ICE connects, the data channel runs
 // peer to peer; the proxy only carried the handshake.
 //
-// Query parameters (all optional, also editable in the page):
-//   name   address to register (e.g. bob)       peer  whom to call (e.g. bob)
-//   call=1 call `peer` as soon as registered    token bearer token for the proxy
-//   proxy  ws://host:port of the proxy (default: this page's own origin, which is where
-//          `httpws proxy --serve-demo` serves this page)
+// The page is served by the proxy (`httpws proxy --serve-demo`) and trusted as the proxy's
+// own, so it must not be a tool against its users: it connects only back to the origin that
+// served it; the query (`?name=…&peer=…`) only fills in the fields, and registering and calling
+// each take a click; names are checked against the address grammar before they go into a URL
+// (`peer=printer/admin?x` is refused, not sent); the token is typed, never read from the URL;
+// and while a call is up or being set up, an offer from anyone but its peer is answered 409.
+// The proxy serves the page with a CSP that forbids framing it and connecting elsewhere.
 //
 // For tests, `window.demo` mirrors the state: {state, address, peer, received, sent,
-// errors, log}.
+// errors, requests, log}.
 
-import { HttpWs } from '/httpws.js';
+import { HttpWs, isValidAddress } from '/httpws.js';
+
+/** A call that has not connected by then is given up, so that nobody keeps the page busy. */
+const CALL_SETUP_MS = 30_000;
+/** Candidates kept for a call whose remote description is not set yet. */
+const MAX_EARLY_CANDIDATES = 64;
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -34,6 +41,8 @@ const demo = {
   sent: [],
   /** {what, token?, status?, message} for every failure shown to the user. */
   errors: [],
+  /** {method, path, from, status} of every request other endpoints sent this page. */
+  requests: [],
   log: [],
 };
 window.demo = demo;
@@ -47,10 +56,18 @@ let ep = null;
  */
 let call = null;
 
+/** Query parameters older versions of this page obeyed, and why this one does not. */
+const IGNORED = {
+  token: 'type the token into the field (a token in a link ends up in histories and logs)',
+  proxy: 'this page connects only to the proxy that served it',
+  call: 'calling takes a click on Call',
+};
+
 // --- the page --------------------------------------------------------------------------------
 
+// A link may fill in the fields, nothing more: what it says is shown, and acted on only when
+// the user presses Connect or Call (and only if it is an address).
 $('name').value = params.get('name') ?? '';
-$('token').value = params.get('token') ?? '';
 $('peer').value = params.get('peer') ?? '';
 
 function log(text, cls = '') {
@@ -81,7 +98,7 @@ $('register').addEventListener('submit', (event) => {
 });
 $('dial').addEventListener('submit', (event) => {
   event.preventDefault();
-  startCall($('peer').value.trim().toLowerCase());
+  startCall($('peer').value.trim());
 });
 $('chat').addEventListener('submit', (event) => {
   event.preventDefault();
@@ -94,14 +111,25 @@ $('chat').addEventListener('submit', (event) => {
 
 // --- registering ---------------------------------------------------------------------------
 
-/** The proxy: ?proxy=, else this page's own origin (ws:// or wss:// to match http/https). */
+/**
+ * The proxy is the origin that served this page (ws:// or wss:// to match http/https), and no
+ * other: the typed token goes nowhere else, whatever a link says.
+ */
 function proxyUrl() {
-  if (params.get('proxy')) return params.get('proxy');
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`;
 }
 
+/** `text` if it is an address (lowercase), else null with the failure shown as `what`. */
+function address(what, text) {
+  if (isValidAddress(text)) return text.toLowerCase();
+  fail(what, `${JSON.stringify(text.slice(0, 80))} is not an address (letters, digits, - and ., ` +
+    'like bob or team-a.bob): nothing was sent', { token: 'bad-address' });
+  return null;
+}
+
 async function connect() {
-  const name = $('name').value.trim().toLowerCase();
+  const name = address('register', $('name').value.trim());
+  if (name === null) return;
   const token = $('token').value.trim();
   if (ep) {
     // Connect again (e.g. under another name): leave the old registration first.
@@ -144,9 +172,6 @@ async function connect() {
     setState('disconnected');
   });
   setState('registered');
-  if (params.get('call') === '1' && $('peer').value.trim()) {
-    startCall($('peer').value.trim().toLowerCase());
-  }
 }
 
 // --- serving the peer's signaling requests -------------------------------------------------
@@ -154,15 +179,33 @@ async function connect() {
 /** Requests from other endpoints: `POST /offer` and `POST /candidate`. */
 async function handleRequest(req) {
   // Stamped by the proxy: the true address of whoever sent this request.
-  const from = req.headers.get('httpws-from');
+  const from = req.headers.get('httpws-from') ?? '';
   const path = new URL(req.url).pathname;
+  const response = await answerRequest(req, from, path);
+  demo.requests.push({ method: req.method, path, from, status: response.status });
+  return response;
+}
+
+async function answerRequest(req, from, path) {
+  if (!isValidAddress(from)) return new Response('only endpoints may call this page\n', { status: 403 });
   if (req.method === 'POST' && path === '/offer') {
+    // A call being set up or running belongs to its peer: nobody else may hang it up.
+    if (call && call.peer !== from) {
+      log(`offer from "${from}" refused: busy with "${call.peer}"`, 'err');
+      // Whom this page is talking to is nobody else's business.
+      return new Response('busy: in another call\n', { status: 409 });
+    }
     log(`offer from "${from}" (Httpws-From)`);
     const c = newCall(from);
     c.pc.addEventListener('datachannel', (event) => wireChannel(c, event.channel));
-    await c.pc.setRemoteDescription({ type: 'offer', sdp: await req.text() });
-    await remoteDescriptionSet(c);
-    await c.pc.setLocalDescription();
+    try {
+      await c.pc.setRemoteDescription({ type: 'offer', sdp: await req.text() });
+      await remoteDescriptionSet(c);
+      await c.pc.setLocalDescription();
+    } catch (err) {
+      callFailed(c, 'bad-offer', `the offer from "${from}" is unusable: ${err.message}`);
+      return new Response(`unusable offer: ${err.message}\n`, { status: 400 });
+    }
     // The answer goes back in the response; our candidates follow it as requests to the
     // caller, sent from here on (the caller queues any that overtake the answer).
     c.canSend = true;
@@ -175,9 +218,15 @@ async function handleRequest(req) {
     if (!call || call.peer !== from) {
       return new Response(`no call with ${from}\n`, { status: 409 });
     }
-    const candidate = await req.json();
-    if (call.remoteSet) await addCandidate(call, candidate);
-    else call.early.push(candidate);
+    const candidate = await req.json().catch(() => null);
+    if (candidate === null || typeof candidate !== 'object') return new Response('not a candidate\n', { status: 400 });
+    if (call.remoteSet) {
+      await addCandidate(call, candidate);
+    } else if (call.early.length < MAX_EARLY_CANDIDATES) {
+      call.early.push(candidate);
+    } else {
+      return new Response('too many candidates before the offer\n', { status: 429 });
+    }
     return new Response(null, { status: 204 });
   }
   return new Response(`no ${req.method} ${path} here\n`, { status: 404 });
@@ -185,13 +234,20 @@ async function handleRequest(req) {
 
 // --- calling -------------------------------------------------------------------------------
 
-async function startCall(peer) {
-  if (!ep || !peer) return;
+async function startCall(text) {
+  if (!ep) return;
+  const peer = address('call', text);
+  if (peer === null) return;
+  if (peer === ep.address) {
+    fail('call', 'this page cannot call itself', { token: 'bad-address' });
+    return;
+  }
   const c = newCall(peer);
   setState('calling');
   // The caller opens the data channel; creating it before the offer puts it in the SDP.
   wireChannel(c, c.pc.createDataChannel('chat'));
   await c.pc.setLocalDescription();
+  if (call !== c) return; // hung up or replaced meanwhile
   log(`calling "${peer}": POST http://${peer}/offer`);
   let res;
   try {
@@ -208,7 +264,8 @@ async function startCall(peer) {
     // The proxy's own answers carry Httpws-Error: 404 unknown-address when nobody holds
     // that name (the peer's page is not open yet), 403 forbidden, 504 timeout, …
     const token = res.headers.get('httpws-error') ?? `http-${res.status}`;
-    const hint = token === 'unknown-address' ? ` ("${peer}" is not connected: open its page, then Call again)` : '';
+    const hint = token === 'unknown-address' ? ` ("${peer}" is not connected: open its page, then Call again)`
+      : res.status === 409 ? ` ("${peer}" is busy in another call)` : '';
     return callFailed(c, token, `${res.status} ${token}${hint}`, res.status);
   }
   if (call !== c) return; // hung up or replaced meanwhile
@@ -231,9 +288,14 @@ function newCall(peer) {
   hangUp();
   // No STUN/TURN: host candidates only, enough on loopback and a LAN, no internet needed.
   const pc = new RTCPeerConnection({ iceServers: [] });
-  const c = { peer, pc, channel: null, remoteSet: false, early: [], outbox: [], canSend: false };
+  const c = { peer, pc, channel: null, remoteSet: false, early: [], outbox: [], canSend: false, timer: null };
   call = c;
   demo.peer = peer;
+  c.timer = setTimeout(() => {
+    if (call === c && c.channel?.readyState !== 'open') {
+      callFailed(c, 'setup-timeout', `no connection with "${peer}" within ${CALL_SETUP_MS / 1000} s`);
+    }
+  }, CALL_SETUP_MS);
   pc.addEventListener('icecandidate', ({ candidate }) => {
     // null marks the end of gathering; the peer does not need to be told (no fallback).
     if (!candidate) return;
@@ -250,6 +312,7 @@ function newCall(peer) {
 
 function hangUp() {
   if (!call) return;
+  clearTimeout(call.timer);
   call.channel?.close();
   call.pc.close();
   call = null;
@@ -306,7 +369,10 @@ function wireChannel(c, channel) {
   });
   channel.addEventListener('close', () => {
     log(`data channel with "${c.peer}" closed`);
-    if (call === c) setState(ep?.connected ? 'registered' : 'disconnected');
+    if (call !== c) return;
+    // The call is over: the page takes offers from anyone again.
+    hangUp();
+    setState(ep?.connected ? 'registered' : 'disconnected');
   });
 }
 
@@ -316,6 +382,8 @@ function send(channel, text) {
   log(`→ ${text}`);
 }
 
-// Start: with a name given, register right away (and call, with call=1).
-if ($('name').value) connect();
-else log('enter a name and press Connect');
+// Start: nothing happens until a click.
+for (const ignored of ['token', 'proxy', 'call']) {
+  if (params.has(ignored)) log(`?${ignored}= is ignored: ${IGNORED[ignored]}`, 'err');
+}
+log($('name').value ? `press Connect to register as ${JSON.stringify($('name').value)}` : 'enter a name and press Connect');

@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { HttpWs, HttpWsError } from '../httpws.js';
-import { WebSocket, nextEvent, startProxy } from './helpers.js';
+import { WebSocket, nextEvent, startProxy, targetError } from './helpers.js';
 
 describe('errors', { timeout: 20_000 }, () => {
   let proxy;
@@ -34,7 +34,7 @@ describe('errors', { timeout: 20_000 }, () => {
   test('an endpoint without a handler answers 501 no-service', async () => {
     const res = await caller.fetch('http://silent/anything', { method: 'POST', body: 'x' });
     assert.equal(res.status, 501);
-    assert.equal(res.headers.get('httpws-error'), 'no-service');
+    assert.equal(targetError(res), 'no-service');
     assert.equal(await res.text(), 'this endpoint does not serve requests\n');
   });
 
@@ -43,7 +43,7 @@ describe('errors', { timeout: 20_000 }, () => {
     const event = nextEvent(server, 'error');
     const res = await caller.fetch('http://server/x');
     assert.equal(res.status, 500);
-    assert.equal(res.headers.get('httpws-error'), 'service-error');
+    assert.equal(targetError(res), 'service-error');
     assert.doesNotMatch(await res.text(), /handler broke/, 'the error text stays on the server');
     const { detail } = await event;
     assert.equal(detail.token, 'handler-error');
@@ -90,7 +90,7 @@ describe('errors', { timeout: 20_000 }, () => {
     await assert.rejects(server.fetch('http://caller/', { method: 'POST', body: new Uint8Array(5000) }), { name: 'message-too-large' });
     const big = await caller.fetch('http://server/', { method: 'POST', body: new Uint8Array(5000) });
     assert.equal(big.status, 413);
-    assert.equal(big.headers.get('httpws-error'), 'message-too-large');
+    assert.equal(targetError(big), 'message-too-large');
     const small = await caller.fetch('http://server/', { method: 'POST', body: new Uint8Array(100) });
     assert.equal((await small.arrayBuffer()).byteLength, 100);
   });

@@ -148,3 +148,14 @@ export function parseHttp(buf) {
     body: buf.subarray(end + 4),
   };
 }
+
+/**
+ * The error token of an answer an endpoint (not the proxy) made: the proxy renames a target's
+ * own `Httpws-Error` to `Httpws-Target-Error` on the way to the caller, so that a target
+ * cannot pass its answers off as the proxy's; before that rename it arrived as sent. Takes a
+ * fetch `Response` or a {@link parseHttp} result.
+ */
+export function targetError(res) {
+  const get = typeof res.header === 'function' ? (name) => res.header(name) : (name) => res.headers.get(name) ?? undefined;
+  return get('httpws-target-error') ?? get('httpws-error');
+}

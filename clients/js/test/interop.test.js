@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { HttpWs } from '../httpws.js';
-import { WebSocket, parseHttp, rawEndpoint, startProxy } from './helpers.js';
+import { WebSocket, parseHttp, rawEndpoint, startProxy, targetError } from './helpers.js';
 
 describe('interoperation with hand-written endpoints', { timeout: 20_000 }, () => {
   let proxy;
@@ -59,7 +59,7 @@ describe('interoperation with hand-written endpoints', { timeout: 20_000 }, () =
     const res = parseHttp(await raw.next());
     assert.match(res.start, /^HTTP\/1\.1 400 /);
     assert.equal(res.header('cseq'), '6');
-    assert.equal(res.header('httpws-error'), 'bad-request');
+    assert.equal(targetError(res), 'bad-request');
   });
 
   test('the JS client\'s requests on the wire', async () => {

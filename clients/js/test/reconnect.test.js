@@ -5,7 +5,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { HttpWs } from '../httpws.js';
-import { WebSocket, nextEvent, startProxy, withTimeout } from './helpers.js';
+import { WebSocket, nextEvent, startProxy, tokensFile, withTimeout } from './helpers.js';
 
 let proxy;
 const endpoints = [];
@@ -90,6 +90,36 @@ async function bobBack(alice) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+test('a reconnect refused for good (401) stops the endpoint with an error event', { timeout: 15_000 }, async () => {
+  let own = await startProxy();
+  const port = own.port;
+  try {
+    const ep = await HttpWs.connect(own.url, { WebSocket, name: 'locked-out', reconnectMin: 20, reconnectMax: 200 });
+    let reconnects = 0;
+    ep.addEventListener('reconnect', () => { reconnects += 1; });
+    const error = nextEvent(ep, 'error');
+    const closed = nextEvent(ep, 'close');
+    await own.stop('SIGKILL');
+    // The proxy comes back requiring tokens, and this endpoint has none: 401 on every try.
+    const tokens = tokensFile([{ label: 'other', token: 'other-token', names: ['*'] }]);
+    own = await startProxy(['--tokens', tokens], { listen: `127.0.0.1:${port}` });
+    const { detail } = await error;
+    assert.equal(detail.token, 'registration-refused');
+    assert.equal(detail.status, 401);
+    assert.equal(detail.source, 'client');
+    const end = (await closed).detail;
+    assert.equal(end.error?.name, 'registration-refused');
+    assert.equal(ep.connected, false);
+    await assert.rejects(ep.fetch('http://x/'), { name: 'closed' });
+    const seen = reconnects;
+    // Nothing is scheduled any more: one more backoff period passes without an attempt.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.equal(reconnects, seen, 'no reconnect after the refusal');
+  } finally {
+    await own.stop();
+  }
+});
 
 test('reconnect: false ends the endpoint when the tunnel drops', { timeout: 15_000 }, async () => {
   const own = await startProxy();
