@@ -1264,6 +1264,32 @@ fn takeover_with_the_same_token_replaces_the_old_connection(driver: Driver) {
     by.check();
 }
 
+/// Send a registration for `path` with `extra` header lines; the refusal's status and its
+/// `text/plain` reason.
+fn refusal(addr: SocketAddr, path: &str, extra: &str) -> (u16, String) {
+    let mut stream = raw_stream(addr);
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n{UPGRADE_HEADERS}Sec-WebSocket-Version: 13\r\n{extra}\r\n")
+        .expect("write handshake");
+    let head = read_response_head(&mut stream);
+    let body = assert_ends(&mut stream);
+    (
+        status_of(&head),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+fn a_name_held_without_a_token_says_it_frees_itself(driver: Driver) {
+    let proxy = Proxy::start(driver, &[]);
+    let holder = connect(&proxy, "/plain");
+    for extra in ["", "Authorization: Bearer some-token\r\n"] {
+        let (status, reason) = refusal(proxy.addr, "/plain", extra);
+        assert_eq!(status, 409);
+        assert!(reason.contains("held by another connection"), "{reason:?}");
+        assert!(!reason.contains("another credential"), "{reason:?}");
+    }
+    drop(holder);
+}
+
 fn a_different_token_cannot_take_a_live_name(driver: Driver) {
     let (proxy, mut by) = start_with_tokens("different-token", driver);
     let mut holder = register(&proxy, "alpha-1", Some("alpha-secret")).expect("holder");
@@ -1278,6 +1304,14 @@ fn a_different_token_cannot_take_a_live_name(driver: Driver) {
         connect_with(&proxy, "/alpha-1?access_token=ops-secret", &[]).err(),
         Some(409)
     );
+    // The reason says the holder has its own credential: retrying cannot help.
+    let (status, reason) = refusal(
+        proxy.addr,
+        "/alpha-1",
+        "Authorization: Bearer ops-secret\r\n",
+    );
+    assert_eq!(status, 409);
+    assert!(reason.contains("held by another credential"), "{reason:?}");
     by.check();
     // The holder was not disturbed: its next message is a request, not an indication.
     by.a.request("alpha-1", 50, "/still-yours");
@@ -1995,6 +2029,7 @@ hostile_cases!(
     registration_with_a_token_for_another_name_gets_403,
     takeover_with_the_same_token_replaces_the_old_connection,
     a_different_token_cannot_take_a_live_name,
+    a_name_held_without_a_token_says_it_frees_itself,
     slowloris_connections_are_closed_at_the_handshake_timeout,
     zero_window_target_gets_target_busy_and_memory_stays_bounded,
     floods_without_reading_are_dropped_at_the_queue_limit,

@@ -193,11 +193,11 @@ fn independent_client_over_wss(driver: Driver) {
     }
 }
 
-fn plain_client_on_the_tls_port_is_refused(driver: Driver) {
+fn plain_client_on_the_tls_port_is_told_to_use_tls(driver: Driver) {
     let certs = Certs::new("a");
     let proxy = tls_proxy(driver, &certs);
-    // A plaintext handshake is not a TLS ClientHello: the proxy drops the connection
-    // without ever answering in HTTP.
+    // A plaintext handshake (a ws:// URL pointed at the wss:// port) gets a plain-HTTP 400
+    // that says what to do, as nginx answers plain HTTP on its HTTPS port.
     let mut plain = TcpStream::connect(proxy.addr).expect("connect");
     plain.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
     plain
@@ -208,11 +208,19 @@ fn plain_client_on_the_tls_port_is_refused(driver: Driver) {
         .expect("write");
     let mut answer = Vec::new();
     let _ = plain.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
     assert!(
-        !answer.starts_with(b"HTTP/"),
-        "no HTTP answer in the clear: {:?}",
-        String::from_utf8_lossy(&answer)
+        answer.ends_with("\r\n\r\nthis port speaks TLS: use wss:// (or https://)\n"),
+        "{answer:?}"
     );
+    // Bytes that are neither TLS nor HTTP get no answer at all.
+    let mut junk = TcpStream::connect(proxy.addr).expect("connect");
+    junk.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    junk.write_all(b"\x00\x01\x02junk\r\n\r\n").expect("write");
+    let mut answer = Vec::new();
+    let _ = junk.read_to_end(&mut answer);
+    assert!(answer.is_empty(), "{answer:?}");
     // TLS clients are unaffected, and the name was not taken by the plaintext attempt.
     let mut a = wss_endpoint(&proxy, &certs, "alice");
     let mut b = wss_endpoint(&proxy, &certs, "bob");
@@ -393,7 +401,7 @@ fn tls_flags_are_checked_at_start() {
 
 on_both_drivers!(
     independent_client_over_wss,
-    plain_client_on_the_tls_port_is_refused,
+    plain_client_on_the_tls_port_is_told_to_use_tls,
     untrusted_certificate_is_refused_by_the_client,
     agents_over_wss,
 );

@@ -25,8 +25,10 @@ pub enum Claim {
     Free,
     /// Held by a connection with the same credential: the newcomer takes it over.
     Takeover(ConnKey),
-    /// Held by someone else: refused with 409.
-    Conflict,
+    /// Held by someone else: refused with 409. `credential`: the holder registered with a
+    /// token (so the newcomer's differs and waiting will not help), rather than without one
+    /// (then the holder may be the newcomer's own connection that has not timed out yet).
+    Conflict { credential: bool },
 }
 
 #[derive(Debug, Default)]
@@ -47,7 +49,9 @@ impl AddressTable {
             None => Claim::Free,
             Some(held) => match (held.credential.as_deref(), credential) {
                 (Some(a), Some(b)) if constant_time_eq(a, b) => Claim::Takeover(held.key),
-                _ => Claim::Conflict,
+                (held, _) => Claim::Conflict {
+                    credential: held.is_some(),
+                },
             },
         }
     }
@@ -111,8 +115,9 @@ mod tests {
             },
         );
         assert_eq!(table.claim(&bob, Some(&[1; 32])), Claim::Takeover(K1));
-        assert_eq!(table.claim(&bob, Some(&[2; 32])), Claim::Conflict);
-        assert_eq!(table.claim(&bob, None), Claim::Conflict);
+        let held_with_token = Claim::Conflict { credential: true };
+        assert_eq!(table.claim(&bob, Some(&[2; 32])), held_with_token);
+        assert_eq!(table.claim(&bob, None), held_with_token);
 
         let eve = addr("eve");
         table.insert(
@@ -123,8 +128,12 @@ mod tests {
             },
         );
         assert_eq!(
+            table.claim(&eve, Some(&[1; 32])),
+            Claim::Conflict { credential: false }
+        );
+        assert_eq!(
             table.claim(&eve, None),
-            Claim::Conflict,
+            Claim::Conflict { credential: false },
             "no token: no takeover"
         );
     }

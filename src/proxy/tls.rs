@@ -80,11 +80,21 @@ impl std::fmt::Debug for TlsStream {
 }
 
 impl TlsStream {
-    /// Start a session; the TLS handshake runs as the stream is first read.
-    pub fn accept(io: TcpStreamPoll, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
+    /// Start a session whose client already sent `first` (read off the socket to tell TLS
+    /// from plain HTTP); the rest of the TLS handshake runs as the stream is read.
+    pub fn accept(
+        io: TcpStreamPoll,
+        config: Arc<rustls::ServerConfig>,
+        mut first: &[u8],
+    ) -> io::Result<Self> {
         let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
         // The limit is part of the session, so it travels with it between shards.
         tls.set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
+        while !first.is_empty() {
+            if tls.read_tls(&mut first)? == 0 {
+                break;
+            }
+        }
         Ok(Self::from_parts(io, Box::new(tls)))
     }
 

@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use monoio::io::IntoPollIo;
@@ -29,6 +30,11 @@ const HANDSHAKE_READ_BYTES: usize = 1024;
 /// How addresses the proxy assigns (for path `/`) begin; 64 random bits follow, so nobody
 /// can guess and squat on the next one.
 const ASSIGNED_ADDRESS_PREFIX: &str = "ep-";
+/// The first read on a TLS listener, to tell a TLS client from a plain HTTP one (a
+/// ClientHello usually fits; the rest arrives through the TLS session's own reads).
+const FIRST_TLS_READ_BYTES: usize = 2048;
+/// The first byte of a TLS record carrying a handshake message (a ClientHello).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 enum Refusal {
     /// The peer vanished or stalled: nothing to answer.
@@ -43,18 +49,19 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let Ok(io) = stream.into_poll_io() else {
         return;
     };
+    let timeout = shard.config.handshake_timeout;
+    let started = Instant::now();
     // The TLS handshake runs inside the first reads, so the handshake timeout covers it too.
     let mut io = match shard.control.tls() {
         None => Transport::Plain(io),
-        Some(config) => match TlsStream::accept(io, config) {
-            Ok(tls) => Transport::Tls(Box::new(tls)),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not start a TLS session");
+        Some(config) => {
+            let Some(tls) = start_tls(io, config, timeout).await else {
                 return;
-            }
-        },
+            };
+            Transport::Tls(Box::new(tls))
+        }
     };
-    let timeout = shard.config.handshake_timeout;
+    let timeout = timeout.saturating_sub(started.elapsed());
     let max = shard.config.max_handshake_bytes;
     let mut buf = BytesMut::with_capacity(HANDSHAKE_READ_BYTES.min(max));
     let parsed = match monoio::time::timeout(timeout, read_handshake(&mut io, &mut buf, max)).await
@@ -255,9 +262,17 @@ fn register(
     let claim = shard.table.borrow().claim(&address, credential.as_ref());
     match claim {
         Claim::Free => {}
-        Claim::Conflict => {
+        Claim::Conflict { credential } => {
             tracing::debug!(%address, "registration refused: address held");
-            let reason = format!("address {address} is held by another connection");
+            // Agents read "another credential" as "retrying cannot help" (docs/protocol.md §1).
+            let reason = if credential {
+                format!("address {address} is held by another credential")
+            } else {
+                format!(
+                    "address {address} is held by another connection (registered without a \
+                     token: it is free once that connection ends)"
+                )
+            };
             monoio::spawn(refuse(
                 io,
                 handshake::refusal(409, &reason),
@@ -307,6 +322,42 @@ fn register(
 }
 
 /// Answer a refused handshake (bounded in time: the peer may not read) and close.
+/// Begin TLS on a connection to a TLS listener, from its first bytes. A client that speaks
+/// plain HTTP there (a `ws://` or `http://` URL pointed at a `wss://` port) is told so in
+/// plain HTTP, as nginx does, instead of getting a TLS alert it cannot read; anything else
+/// that is not a TLS handshake record is dropped without an answer.
+async fn start_tls(
+    io: monoio::net::tcp::stream_poll::TcpStreamPoll,
+    config: Arc<rustls::ServerConfig>,
+    timeout: Duration,
+) -> Option<TlsStream> {
+    let mut io = Transport::Plain(io);
+    let mut first = BytesMut::with_capacity(FIRST_TLS_READ_BYTES);
+    let read = std::future::poll_fn(|cx| connection::poll_read_buf(&mut io, cx, &mut first));
+    match monoio::time::timeout(timeout, read).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return None,
+    }
+    if first[0] != TLS_HANDSHAKE_RECORD {
+        if first[0].is_ascii_uppercase() {
+            tracing::debug!("plain HTTP on the TLS port");
+            let reason = "this port speaks TLS: use wss:// (or https://)";
+            refuse(io, handshake::refusal(400, reason), timeout).await;
+        }
+        return None;
+    }
+    let Transport::Plain(io) = io else {
+        return None;
+    };
+    match TlsStream::accept(io, config, &first) {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            tracing::debug!(error = %e, "TLS session refused its first bytes");
+            None
+        }
+    }
+}
+
 async fn refuse(mut io: Transport, response: Vec<u8>, timeout: Duration) {
     let _ = monoio::time::timeout(timeout, connection::write_all(&mut io, &[&response])).await;
 }
