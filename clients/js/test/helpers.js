@@ -152,10 +152,14 @@ export function parseHttp(buf) {
 /**
  * The error token of an answer an endpoint (not the proxy) made: the proxy renames a target's
  * own `Httpws-Error` to `Httpws-Target-Error` on the way to the caller, so that a target
- * cannot pass its answers off as the proxy's; before that rename it arrived as sent. Takes a
+ * cannot pass its answers off as the proxy's (an Httpws-Error there fails the test). Takes a
  * fetch `Response` or a {@link parseHttp} result.
  */
 export function targetError(res) {
   const get = typeof res.header === 'function' ? (name) => res.header(name) : (name) => res.headers.get(name) ?? undefined;
-  return get('httpws-target-error') ?? get('httpws-error');
+  // The proxy renames an endpoint's own Httpws-Error: only the proxy's answers carry it.
+  if (get('httpws-error') !== undefined && get('httpws-error') !== null) {
+    throw new Error(`an endpoint's answer reached the caller with Httpws-Error: ${get('httpws-error')}`);
+  }
+  return get('httpws-target-error');
 }
