@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use httpws::proto::frame::{DecoderConfig, MessageDecoder, OpCode, Role, encode_frame, unmask};
 use httpws::proto::head::{self, HeadLimits};
-use httpws::proto::ingress::{self, Forwarded, IngressHead, ProxyNames};
+use httpws::proto::public_request::{self, Forwarded, IngressHead, ProxyNames};
 use httpws::proxy::router::{CallerKind, ConnKey, Delivery, OutFrame, ShardMessage, ShardRouter};
 
 const REQUEST: &[u8] = b"POST /offer HTTP/1.1\r\nHost: bob\r\nCSeq: 123456\r\n\
@@ -106,7 +106,7 @@ fn ingress_heads(c: &mut Criterion) {
             if arena.capacity() < 1024 {
                 arena.reserve(64 * 1024);
             }
-            let parsed = ingress::parse_request(
+            let parsed = public_request::parse_request(
                 INGRESS_REQUEST,
                 ProxyNames {
                     domains: &domains,

@@ -184,7 +184,7 @@ async fn serve_visitor(mut stream: TcpStream) -> Result<(), http1::Http1Error> {
             (
                 text,
                 length,
-                http1::wants_close(req.version.unwrap_or(1), req.headers),
+                httpws::proto::http1::hop::wants_close(req.version.unwrap_or(1), req.headers),
             )
         };
         let _ = buf.split_to(head_len);

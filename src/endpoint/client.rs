@@ -14,6 +14,7 @@ use super::http1::{self, Http1Error, MAX_HEADERS};
 use super::session::{Failure, Fatal, Incoming, Session, Status};
 use crate::proto::address::{AddressError, VirtualAddress};
 use crate::proto::handshake::Token;
+use crate::proto::http1::write;
 
 /// Why [`EndpointBuilder::connect`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -260,7 +261,7 @@ pub fn httpws_error<B>(response: &http::Response<B>) -> Option<&str> {
 /// made (its agent could not reach its service, say), which the proxy renames from the
 /// target's `Httpws-Error` so that it cannot pass for one of the proxy's own.
 pub fn httpws_target_error<B>(response: &http::Response<B>) -> Option<&str> {
-    let name = std::str::from_utf8(crate::proto::header_name::HTTPWS_TARGET_ERROR).ok()?;
+    let name = std::str::from_utf8(crate::proto::http1::header_name::HTTPWS_TARGET_ERROR).ok()?;
     response.headers().get(name)?.to_str().ok()
 }
 
@@ -284,16 +285,16 @@ fn request_head(parts: &http::request::Parts, body_len: usize) -> Result<BytesMu
         path.as_bytes()
     });
     head.extend_from_slice(b" HTTP/1.1\r\n");
-    http1::put_header(&mut head, b"Host", host);
+    write::put_header(&mut head, b"Host", host);
     for (name, value) in &parts.headers {
         let name = name.as_str();
         if http1::is_hop_by_hop(name) || is_tunnel_header(name) || name == "host" {
             continue;
         }
-        http1::put_header(&mut head, name.as_bytes(), value.as_bytes());
+        write::put_header(&mut head, name.as_bytes(), value.as_bytes());
     }
     if body_len > 0 || !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
-        http1::put_content_length(&mut head, body_len);
+        write::put_content_length(&mut head, body_len as u64);
     }
     Ok(head)
 }
@@ -378,11 +379,11 @@ fn response_head(response: http::Response<Bytes>) -> (BytesMut, Bytes) {
         if http1::is_hop_by_hop(name) || is_tunnel_header(name) {
             continue;
         }
-        http1::put_header(&mut head, name.as_bytes(), value.as_bytes());
+        write::put_header(&mut head, name.as_bytes(), value.as_bytes());
     }
     let status = parts.status.as_u16();
     if status != 204 && status != 304 && !(100..200).contains(&status) {
-        http1::put_content_length(&mut head, body.len());
+        write::put_content_length(&mut head, body.len() as u64);
     }
     (head, body)
 }

@@ -19,7 +19,9 @@ use super::http1::{self, Http1Error, MAX_HEADERS};
 use super::pool::ServicePool;
 use super::service_path;
 use super::session::{Incoming, Session};
-use crate::proto::header_name;
+use crate::proto::answer_error::AnswerError;
+use crate::proto::http1::header_name;
+use crate::proto::http1::write;
 
 /// Time the service has to answer; kept under the proxy's 30 s deadline so that the caller
 /// learns the service was slow (504 from us) rather than only that the endpoint was.
@@ -138,7 +140,7 @@ async fn forward(
 ) -> (BytesMut, Bytes) {
     let (head, body, is_head) = match service_request(request, config, max_body_bytes) {
         Ok(parts) => parts,
-        Err(why) => return error_answer(400, "bad-request", &why),
+        Err(why) => return error_answer(AnswerError::BadRequest, &why),
     };
     let service = &config.service.addr;
     let sent = tokio::time::timeout(config.service_timeout, pool.send(&head, &body, is_head)).await;
@@ -147,18 +149,20 @@ async fn forward(
             Ok(answer) => answer,
             Err(why) => {
                 tracing::warn!(%service, error = why, "egress: unusable response from the service");
-                error_answer(502, "service-error", "the service sent no usable response")
+                error_answer(
+                    AnswerError::ServiceError,
+                    "the service sent no usable response",
+                )
             }
         },
         Ok(Err(e)) => {
             // The detail (the service's address, the OS error) is for the operator only.
             tracing::warn!(%service, error = %e, "egress: the service failed");
-            let (token, reason) = e.answer();
-            error_answer(502, token, reason)
+            let (error, reason) = e.answer();
+            error_answer(error, reason)
         }
         Err(_) => error_answer(
-            504,
-            "timeout",
+            AnswerError::Timeout,
             &format!(
                 "the service did not answer within {:?}",
                 config.service_timeout
@@ -227,14 +231,14 @@ fn service_request(
         {
             continue;
         }
-        http1::put_header(&mut head, name, h.value);
+        write::put_header(&mut head, name, h.value);
     }
-    http1::put_header(&mut head, b"Host", host);
+    write::put_header(&mut head, b"Host", host);
     if let Some(from) = stamp {
-        http1::put_header(&mut head, b"Httpws-From", from);
+        write::put_header(&mut head, b"Httpws-From", from);
     }
     if !body.is_empty() || length != http1::BodyLength::Empty {
-        http1::put_content_length(&mut head, body.len());
+        write::put_content_length(&mut head, body.len() as u64);
     }
     head.extend_from_slice(b"\r\n");
     Ok((head.freeze(), body, method == "HEAD"))
@@ -258,7 +262,7 @@ fn tunnel_response(
     let status = resp.code.unwrap_or(0);
     let listed = http1::connection_listed(resp.headers);
     let mut head = BytesMut::with_capacity(raw_head.len() + 32);
-    http1::put_status_line(&mut head, status, resp.reason.unwrap_or("").as_bytes());
+    write::put_status_line(&mut head, status, resp.reason.unwrap_or("").as_bytes());
     let mut declared = None;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -271,23 +275,23 @@ fn tunnel_response(
         {
             continue;
         }
-        http1::put_header(&mut head, h.name.as_bytes(), h.value);
+        write::put_header(&mut head, h.name.as_bytes(), h.value);
     }
     if is_head || status == 304 {
         if let Some(value) = declared {
-            http1::put_header(&mut head, b"Content-Length", value);
+            write::put_header(&mut head, b"Content-Length", value);
         }
     } else if status != 204 {
-        http1::put_content_length(&mut head, body.len());
+        write::put_content_length(&mut head, body.len() as u64);
     }
     Ok((head, body))
 }
 
 /// An answer the egress makes itself.
-fn error_answer(status: u16, token: &str, reason: &str) -> (BytesMut, Bytes) {
+fn error_answer(error: AnswerError, reason: &str) -> (BytesMut, Bytes) {
     let body = Bytes::from(format!("{reason}\n"));
     let mut head = BytesMut::with_capacity(160);
-    http1::put_error_head(&mut head, status, Some(token), body.len());
+    write::put_answer_head(&mut head, error, None, body.len());
     (head, body)
 }
 

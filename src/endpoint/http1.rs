@@ -6,17 +6,16 @@
 //! decoded here. Parsing is strict where the framing is concerned (RFC 9112 §6.3): a message
 //! whose length is ambiguous is refused, never guessed at.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::proto::head_scanner::{HeadScanner, ScanError};
+use crate::proto::http1::chunked::{ChunkedDecoder, DecodeError};
+use crate::proto::http1::framing::{self, Framing, FramingError};
+use crate::proto::http1::head_scanner::{HeadScanner, ScanError};
+use crate::proto::http1::hop;
 
 /// Most header lines accepted in one head (more → too large).
 pub const MAX_HEADERS: usize = 100;
-/// Longest chunk-size line (with extensions) accepted in a chunked body.
-const MAX_CHUNK_LINE_BYTES: usize = 1024;
-/// Most bytes of trailer fields accepted after the last chunk (they are read and dropped).
-const MAX_TRAILER_BYTES: usize = 8 * 1024;
 /// How much room to make before each read.
 const READ_RESERVE_BYTES: usize = 16 * 1024;
 
@@ -42,6 +41,24 @@ pub enum Http1Error {
     /// deliver it under a label that no longer says how it is coded.
     #[error("a Transfer-Encoding other than chunked alone")]
     UnsupportedCoding,
+}
+
+impl From<FramingError> for Http1Error {
+    fn from(e: FramingError) -> Self {
+        match e {
+            FramingError::UnsupportedCoding => Http1Error::UnsupportedCoding,
+            other => Http1Error::Malformed(other.reason()),
+        }
+    }
+}
+
+impl From<DecodeError> for Http1Error {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::Syntax(e) => Http1Error::Malformed(e.reason()),
+            DecodeError::TooLarge { limit } => Http1Error::BodyTooLarge { limit },
+        }
+    }
 }
 
 impl From<httparse::Error> for Http1Error {
@@ -118,18 +135,13 @@ pub fn single_header<'h>(
     Ok(found)
 }
 
-pub use crate::proto::handshake::has_token;
-// A plain decimal number: digits only (no sign, no spaces, no hex), within u64.
-use crate::proto::head::parse_u64 as parse_decimal;
-
-/// The length a request body declares (RFC 9112 §6.3), refusing every ambiguous shape and
-/// every transfer coding but `chunked` alone ([`Http1Error::UnsupportedCoding`]).
+/// The length a request body declares (RFC 9112 §6.3, [`framing::declared`]).
 pub fn request_body_length(headers: &[httparse::Header<'_>]) -> Result<BodyLength, Http1Error> {
-    match declared_length(headers)? {
-        Declared::None => Ok(BodyLength::Empty),
-        Declared::Length(n) => Ok(BodyLength::Length(n)),
-        Declared::Chunked => Ok(BodyLength::Chunked),
-    }
+    Ok(match framing::declared(headers)? {
+        Framing::None => BodyLength::Empty,
+        Framing::Length(n) => BodyLength::Length(n),
+        Framing::Chunked => BodyLength::Chunked,
+    })
 }
 
 /// The length of a response body, given the request method and the status (RFC 9112 §6.3).
@@ -140,66 +152,14 @@ pub fn response_body_length(
     request_was_head: bool,
     headers: &[httparse::Header<'_>],
 ) -> Result<BodyLength, Http1Error> {
-    if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
+    if framing::response_is_bodiless(status, request_was_head) {
         return Ok(BodyLength::Empty);
     }
-    match declared_length(headers)? {
-        Declared::None => Ok(BodyLength::UntilClose),
-        Declared::Length(n) => Ok(BodyLength::Length(n)),
-        Declared::Chunked => Ok(BodyLength::Chunked),
-    }
-}
-
-/// Whether a message declares a body of its own: a non-zero `Content-Length` or
-/// `Transfer-Encoding`. A response that may not carry one (to `HEAD`, `204`, `304`) but
-/// declares one is a hint that the service might send it anyway.
-pub fn declares_body(headers: &[httparse::Header<'_>]) -> bool {
-    headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("transfer-encoding")
-            || (h.name.eq_ignore_ascii_case("content-length")
-                && parse_decimal(h.value.trim_ascii()) != Some(0))
+    Ok(match framing::declared(headers)? {
+        Framing::None => BodyLength::UntilClose,
+        Framing::Length(n) => BodyLength::Length(n),
+        Framing::Chunked => BodyLength::Chunked,
     })
-}
-
-enum Declared {
-    None,
-    Length(u64),
-    Chunked,
-}
-
-fn declared_length(headers: &[httparse::Header<'_>]) -> Result<Declared, Http1Error> {
-    let mut length: Option<u64> = None;
-    // Whether the one Transfer-Encoding line is exactly `chunked`.
-    let mut coding: Option<bool> = None;
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            // A list of identical values is allowed (RFC 9110 §8.6); anything else is not.
-            for item in h.value.split(|&b| b == b',') {
-                let n = parse_decimal(item.trim_ascii())
-                    .ok_or(Http1Error::Malformed("invalid Content-Length"))?;
-                if length.replace(n).is_some_and(|prev| prev != n) {
-                    return Err(Http1Error::Malformed("conflicting Content-Length values"));
-                }
-            }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            if coding.is_some() {
-                return Err(Http1Error::Malformed("Transfer-Encoding repeated"));
-            }
-            // The same rule as the proxy's (`proto::head`): the value is `chunked`, nothing
-            // before or after it.
-            coding = Some(h.value.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        }
-    }
-    match (length, coding) {
-        // Ambiguous framing first: it is a smuggling shape whatever the coding says.
-        (Some(_), Some(_)) => Err(Http1Error::Malformed(
-            "both Transfer-Encoding and Content-Length",
-        )),
-        (Some(n), None) => Ok(Declared::Length(n)),
-        (None, Some(true)) => Ok(Declared::Chunked),
-        (None, Some(false)) => Err(Http1Error::UnsupportedCoding),
-        (None, None) => Ok(Declared::None),
-    }
 }
 
 /// Read a whole body delimited by `length` from `io`, starting with whatever of it `buf`
@@ -289,112 +249,6 @@ pub fn message_body(
     }
 }
 
-/// Incremental decoder for a chunked body: feed it bytes as they arrive.
-#[derive(Debug, Default)]
-pub struct ChunkedDecoder {
-    state: ChunkState,
-    trailer_bytes: usize,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// Expecting a chunk-size line.
-    #[default]
-    Size,
-    /// Inside a chunk's data, this many bytes left.
-    Data(u64),
-    /// Expecting the CRLF after a chunk's data.
-    DataEnd,
-    /// After the last (zero) chunk: trailer lines until an empty one.
-    Trailer,
-    Done,
-}
-
-impl ChunkedDecoder {
-    /// Consume as much of `src` as can be decoded, appending data to `body`.
-    /// `Ok(true)` once the final chunk and trailers are complete (the rest of `src` is left).
-    pub fn decode(
-        &mut self,
-        src: &mut BytesMut,
-        body: &mut BytesMut,
-        max_body_bytes: usize,
-    ) -> Result<bool, Http1Error> {
-        loop {
-            match self.state {
-                ChunkState::Done => return Ok(true),
-                ChunkState::Size => {
-                    let (used, size) = match httparse::parse_chunk_size(src) {
-                        Ok(httparse::Status::Complete(v)) => v,
-                        Ok(httparse::Status::Partial) if src.len() > MAX_CHUNK_LINE_BYTES => {
-                            return Err(Http1Error::Malformed("chunk-size line too long"));
-                        }
-                        Ok(httparse::Status::Partial) => return Ok(false),
-                        Err(_) => return Err(Http1Error::Malformed("invalid chunk size")),
-                    };
-                    if used > MAX_CHUNK_LINE_BYTES {
-                        return Err(Http1Error::Malformed("chunk-size line too long"));
-                    }
-                    if (body.len() as u64).saturating_add(size) > max_body_bytes as u64 {
-                        return Err(Http1Error::BodyTooLarge {
-                            limit: max_body_bytes,
-                        });
-                    }
-                    src.advance(used);
-                    self.state = if size == 0 {
-                        ChunkState::Trailer
-                    } else {
-                        body.reserve(size as usize);
-                        ChunkState::Data(size)
-                    };
-                }
-                ChunkState::Data(left) => {
-                    if src.is_empty() {
-                        return Ok(false);
-                    }
-                    let n = (left as usize).min(src.len());
-                    body.extend_from_slice(&src[..n]);
-                    src.advance(n);
-                    self.state = if n as u64 == left {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data(left - n as u64)
-                    };
-                }
-                ChunkState::DataEnd => {
-                    if src.len() < 2 {
-                        return Ok(false);
-                    }
-                    if &src[..2] != b"\r\n" {
-                        return Err(Http1Error::Malformed("chunk data not followed by CRLF"));
-                    }
-                    src.advance(2);
-                    self.state = ChunkState::Size;
-                }
-                ChunkState::Trailer => {
-                    let Some(lf) = src.iter().position(|&b| b == b'\n') else {
-                        if self.trailer_bytes + src.len() > MAX_TRAILER_BYTES {
-                            return Err(Http1Error::Malformed("trailer too large"));
-                        }
-                        return Ok(false);
-                    };
-                    if lf == 0 || src[lf - 1] != b'\r' {
-                        return Err(Http1Error::Malformed("bare LF in chunked trailer"));
-                    }
-                    self.trailer_bytes += lf + 1;
-                    if self.trailer_bytes > MAX_TRAILER_BYTES {
-                        return Err(Http1Error::Malformed("trailer too large"));
-                    }
-                    let empty = lf == 1;
-                    src.advance(lf + 1);
-                    if empty {
-                        self.state = ChunkState::Done;
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Headers that describe this connection only and never travel past the agent (RFC 9110
 /// §7.6.1; the proxy's list, `proto::head::is_hop_by_hop`, plus the proxy credentials), and
 /// the framing headers the agent always rewrites itself.
@@ -405,24 +259,12 @@ pub fn is_hop_by_hop(name: &str) -> bool {
         "transfer-encoding",
         "content-length",
     ];
-    crate::proto::head::is_hop_by_hop(name.as_bytes())
-        || AGENT_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+    hop::is_hop_by_hop(name.as_bytes()) || AGENT_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// The header names a `Connection` header lists (they are hop-by-hop too), bounded.
 pub fn connection_listed<'h>(headers: &'h [httparse::Header<'_>]) -> Vec<&'h [u8]> {
-    let mut names = Vec::new();
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("connection") {
-            for t in h.value.split(|&b| b == b',') {
-                let t = t.trim_ascii();
-                if !t.is_empty() && names.len() < MAX_HEADERS {
-                    names.push(t);
-                }
-            }
-        }
-    }
-    names
+    hop::connection_listed(headers, MAX_HEADERS)
 }
 
 /// Whether `name` must not be copied to the next hop: hop-by-hop, or listed in `Connection`.
@@ -431,61 +273,6 @@ pub fn stops_here(name: &str, listed: &[&[u8]]) -> bool {
         || listed
             .iter()
             .any(|l| l.eq_ignore_ascii_case(name.as_bytes()))
-}
-
-/// Whether the connection closes after this message: HTTP/1.0 unless `keep-alive`, HTTP/1.1
-/// if `Connection: close`.
-pub fn wants_close(version: u8, headers: &[httparse::Header<'_>]) -> bool {
-    let mut close = false;
-    let mut keep_alive = false;
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("connection") {
-            close |= has_token(h.value, "close");
-            keep_alive |= has_token(h.value, "keep-alive");
-        }
-    }
-    if version == 0 { !keep_alive } else { close }
-}
-
-/// Append `name: value\r\n`.
-pub fn put_header(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
-    dst.extend_from_slice(name);
-    dst.extend_from_slice(b": ");
-    dst.extend_from_slice(value);
-    dst.extend_from_slice(b"\r\n");
-}
-
-/// Status line and headers of an answer the agent makes itself: `Httpws-Error` when it has a
-/// token, a `text/plain` body of `body_len` bytes. No blank line (callers add headers after).
-pub fn put_error_head(dst: &mut BytesMut, status: u16, token: Option<&str>, body_len: usize) {
-    put_status_line(
-        dst,
-        status,
-        crate::proto::head::reason_phrase(status).as_bytes(),
-    );
-    if let Some(token) = token {
-        put_header(dst, b"Httpws-Error", token.as_bytes());
-    }
-    dst.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
-    put_content_length(dst, body_len);
-}
-
-/// Append `Content-Length: n\r\n`.
-pub fn put_content_length(dst: &mut BytesMut, n: usize) {
-    dst.extend_from_slice(b"Content-Length: ");
-    put_decimal(dst, n as u64);
-    dst.extend_from_slice(b"\r\n");
-}
-
-pub use crate::proto::head::put_u64 as put_decimal;
-
-/// Append a status line `HTTP/1.1 <status> <reason>\r\n`.
-pub fn put_status_line(dst: &mut BytesMut, status: u16, reason: &[u8]) {
-    dst.extend_from_slice(b"HTTP/1.1 ");
-    put_decimal(dst, u64::from(status));
-    dst.extend_from_slice(b" ");
-    dst.extend_from_slice(reason);
-    dst.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -502,8 +289,14 @@ mod tests {
     fn content_length_rules() {
         let ok = headers(&[("Content-Length", b"10")]);
         assert_eq!(request_body_length(&ok).unwrap(), BodyLength::Length(10));
-        let same = headers(&[("Content-Length", b"5, 5"), ("content-length", b"5")]);
-        assert_eq!(request_body_length(&same).unwrap(), BodyLength::Length(5));
+        // One rule with the proxy's (docs/protocol.md §9): even a list of equal values, or
+        // the same value twice, is refused.
+        for same in [
+            headers(&[("Content-Length", b"5, 5")]),
+            headers(&[("Content-Length", b"5"), ("content-length", b"5")]),
+        ] {
+            assert!(request_body_length(&same).is_err());
+        }
         for bad in [
             &b"+10"[..],
             b"0x10",
@@ -584,17 +377,6 @@ mod tests {
     }
 
     #[test]
-    fn bodies_declared_where_none_may_come() {
-        assert!(declares_body(&headers(&[("Content-Length", b"6")])));
-        assert!(declares_body(&headers(&[(
-            "Transfer-Encoding",
-            b"chunked"
-        )])));
-        assert!(!declares_body(&headers(&[("Content-Length", b"0")])));
-        assert!(!declares_body(&headers(&[("X-Length", b"6")])));
-    }
-
-    #[test]
     fn response_without_body() {
         let h = headers(&[("Content-Length", b"10")]);
         for (status, head) in [(200, true), (204, false), (304, false), (101, false)] {
@@ -637,7 +419,7 @@ mod tests {
         let mut src = BytesMut::from(&b"10\r\n"[..]);
         assert!(matches!(
             ChunkedDecoder::default().decode(&mut src, &mut body, 15),
-            Err(Http1Error::BodyTooLarge { .. })
+            Err(DecodeError::TooLarge { .. })
         ));
         let mut src = BytesMut::from(&b"3\r\nabcX\r\n"[..]);
         assert!(
@@ -699,26 +481,16 @@ mod tests {
     }
 
     #[test]
-    fn decimals_without_allocating() {
-        let mut b = BytesMut::new();
-        for n in [0, 7, 10, 1234567890, u64::MAX] {
-            b.clear();
-            put_decimal(&mut b, n);
-            assert_eq!(&b[..], n.to_string().as_bytes());
-        }
-    }
-
-    #[test]
     fn hop_by_hop_and_close() {
         let h = headers(&[("Connection", b"close, X-Secret"), ("X-Secret", b"1")]);
         let listed = connection_listed(&h);
         assert!(stops_here("x-secret", &listed));
         assert!(stops_here("Keep-Alive", &listed));
         assert!(!stops_here("Accept", &listed));
-        assert!(wants_close(1, &h));
-        assert!(wants_close(0, &[]));
-        assert!(!wants_close(1, &[]));
+        assert!(hop::wants_close(1, &h));
+        assert!(hop::wants_close(0, &[]));
+        assert!(!hop::wants_close(1, &[]));
         let ka = headers(&[("Connection", b"keep-alive")]);
-        assert!(!wants_close(0, &ka));
+        assert!(!hop::wants_close(0, &ka));
     }
 }

@@ -20,7 +20,10 @@ use tokio::time::Instant;
 
 use super::http1::{self, BodyLength, Http1Error, MAX_HEADERS};
 use super::session::{Failure, Session};
-use crate::proto::{header_name, origin};
+use crate::proto::answer_error::AnswerError;
+use crate::proto::http1::header_name;
+use crate::proto::http1::{hop, write};
+use crate::proto::origin;
 
 /// Client connections served at once; more wait in the listen backlog.
 pub const DEFAULT_MAX_CLIENTS: usize = 4096;
@@ -80,12 +83,23 @@ pub async fn serve(listener: TcpListener, session: Session, config: IngressConfi
 /// An answer the agent makes itself, and whether the connection closes after it.
 struct LocalError {
     status: u16,
-    token: Option<&'static str>,
+    token: Option<AnswerError>,
     reason: String,
     close: bool,
 }
 
 impl LocalError {
+    /// An answer with `Httpws-Error` (so the status is the token's).
+    fn answer(error: AnswerError, reason: impl Into<String>, close: bool) -> Self {
+        LocalError {
+            status: error.status(),
+            token: Some(error),
+            reason: reason.into(),
+            close,
+        }
+    }
+
+    /// A refusal of the local client's own request, without a token.
     fn new(status: u16, reason: impl Into<String>) -> Self {
         LocalError {
             status,
@@ -123,17 +137,12 @@ impl LocalError {
     }
 
     fn tunnel(failure: Failure) -> Self {
-        let (status, token) = match failure {
-            Failure::TunnelDown | Failure::Closed => (502, "tunnel-down"),
-            Failure::TargetGone => (502, "target-gone"),
-            Failure::TooLarge => (413, "message-too-large"),
+        let error = match failure {
+            Failure::TunnelDown | Failure::Closed => AnswerError::TunnelDown,
+            Failure::TargetGone => AnswerError::TargetGone,
+            Failure::TooLarge => AnswerError::MessageTooLarge,
         };
-        LocalError {
-            status,
-            token: Some(token),
-            reason: failure.to_string(),
-            close: false,
-        }
+        LocalError::answer(error, failure.to_string(), false)
     }
 }
 
@@ -228,7 +237,7 @@ async fn serve_client(
         };
         let mut head = parsed.head;
         if has_body || !body.is_empty() {
-            http1::put_content_length(&mut head, body.len());
+            write::put_content_length(&mut head, body.len() as u64);
         }
         let outcome =
             tokio::time::timeout(config.request_timeout, session.request(head, body)).await;
@@ -249,12 +258,11 @@ async fn serve_client(
                 parsed.close
             }
             Err(_) => {
-                let answer = LocalError {
-                    status: 504,
-                    token: Some("timeout"),
-                    reason: format!("no response within {:?}", config.request_timeout),
-                    close: parsed.close,
-                };
+                let answer = LocalError::answer(
+                    AnswerError::Timeout,
+                    format!("no response within {:?}", config.request_timeout),
+                    parsed.close,
+                );
                 write_local_error(&mut stream, &answer, limit).await?;
                 parsed.close
             }
@@ -328,12 +336,12 @@ fn parse_request(head: &[u8], config: &IngressConfig) -> Result<Parsed, LocalErr
     out.extend_from_slice(b" ");
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    http1::put_header(&mut out, b"Host", host);
+    write::put_header(&mut out, b"Host", host);
     let mut expect_continue = false;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("expect") {
             // Answered here; the far end gets the body in the same message anyway.
-            expect_continue = version == 1 && http1::has_token(h.value, "100-continue");
+            expect_continue = version == 1 && hop::has_token(h.value, b"100-continue");
             continue;
         }
         // CSeq and the Httpws-* lines the proxy sets, in any spelling: the proxy would drop
@@ -346,13 +354,13 @@ fn parse_request(head: &[u8], config: &IngressConfig) -> Result<Parsed, LocalErr
         {
             continue;
         }
-        http1::put_header(&mut out, h.name.as_bytes(), h.value);
+        write::put_header(&mut out, h.name.as_bytes(), h.value);
     }
     Ok(Parsed {
         head: out,
         body,
         is_head: method == "HEAD",
-        close: http1::wants_close(version, req.headers),
+        close: hop::wants_close(version, req.headers),
         expect_continue,
     })
 }
@@ -374,12 +382,7 @@ fn refuse_web_pages(
     host: &[u8],
     allowed_origins: &[String],
 ) -> Result<(), LocalError> {
-    let forbidden = |reason: String| LocalError {
-        status: 403,
-        token: Some("forbidden"),
-        reason,
-        close: true,
-    };
+    let forbidden = |reason: String| LocalError::answer(AnswerError::Forbidden, reason, true);
     let repeated = |_| LocalError::new(400, "Origin or Sec-Fetch-Site header repeated");
     if let Some(value) = http1::single_header(headers, "origin").map_err(repeated)? {
         let text = String::from_utf8_lossy(value);
@@ -493,19 +496,18 @@ async fn write_response<W: AsyncWrite + Unpin>(
     let body = match framed {
         Ok(body) => body,
         Err(e) => {
-            let answer = LocalError {
-                status: 502,
-                token: Some("bad-response"),
-                reason: format!("unusable response from the target: {e}"),
-                close: reply.close,
-            };
+            let answer = LocalError::answer(
+                AnswerError::BadResponse,
+                format!("unusable response from the target: {e}"),
+                reply.close,
+            );
             write_local_error(stream, &answer, reply.limit).await?;
             return Ok(reply.close);
         }
     };
     let listed = http1::connection_listed(resp.headers);
     let mut head = BytesMut::with_capacity(message.len().min(4096));
-    http1::put_status_line(&mut head, status, resp.reason.unwrap_or("").as_bytes());
+    write::put_status_line(&mut head, status, resp.reason.unwrap_or("").as_bytes());
     let mut declared_length = None;
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
@@ -515,7 +517,7 @@ async fn write_response<W: AsyncWrite + Unpin>(
         if name.eq_ignore_ascii_case(header_name::HTTPWS_ERROR)
             || name.eq_ignore_ascii_case(header_name::HTTPWS_TARGET_ERROR)
         {
-            http1::put_header(&mut head, name, h.value);
+            write::put_header(&mut head, name, h.value);
             continue;
         }
         if header_name::has_prefix(name, b"httpws-")
@@ -525,15 +527,15 @@ async fn write_response<W: AsyncWrite + Unpin>(
         {
             continue;
         }
-        http1::put_header(&mut head, name, h.value);
+        write::put_header(&mut head, name, h.value);
     }
     if reply.is_head || status == 304 {
         // No body follows, but the length the target declared is still the resource's.
         if let Some(value) = declared_length {
-            http1::put_header(&mut head, b"Content-Length", value);
+            write::put_header(&mut head, b"Content-Length", value);
         }
     } else if status != 204 {
-        http1::put_content_length(&mut head, body.len());
+        write::put_content_length(&mut head, body.len() as u64);
     }
     if reply.close {
         head.extend_from_slice(b"Connection: close\r\n");
@@ -551,7 +553,10 @@ async fn write_local_error<W: AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     let body = format!("{}\n", answer.reason);
     let mut head = BytesMut::with_capacity(256);
-    http1::put_error_head(&mut head, answer.status, answer.token, body.len());
+    match answer.token {
+        Some(error) => write::put_answer_head(&mut head, error, None, body.len()),
+        None => write::put_plain_error_head(&mut head, answer.status, body.len()),
+    }
     if answer.close {
         head.extend_from_slice(b"Connection: close\r\n");
     }
@@ -732,7 +737,9 @@ mod tests {
         let verdict = |h: &[u8], allowed: &[&str]| {
             let mut config = config();
             config.allowed_origins = allowed.iter().map(|s| s.to_string()).collect();
-            parse_request(h, &config).err().map(|e| (e.status, e.token))
+            parse_request(h, &config)
+                .err()
+                .map(|e| (e.status, e.token.map(AnswerError::token)))
         };
         let forbidden = Some((403, Some("forbidden")));
         let cross = b"GET http://bob/ HTTP/1.1\r\nHost: bob\r\nOrigin: http://evil.example\r\n\r\n";

@@ -19,6 +19,9 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::proto::answer_error::AnswerError;
+use crate::proto::http1::{framing, hop};
+
 use super::http1::{self, Http1Error, MAX_HEADERS};
 
 /// Requests at the service at once (and so connections open to it).
@@ -45,20 +48,24 @@ pub enum ServiceError {
 
 impl ServiceError {
     /// The `Httpws-Error` token and the neutral reason a caller gets.
-    pub fn answer(&self) -> (&'static str, &'static str) {
+    pub fn answer(&self) -> (AnswerError, &'static str) {
         match self {
-            ServiceError::Unreachable(_) => ("service-unavailable", "the service is unavailable"),
+            ServiceError::Unreachable(_) => (
+                AnswerError::ServiceUnavailable,
+                "the service is unavailable",
+            ),
             ServiceError::BadResponse(Http1Error::BodyTooLarge { .. }) => (
-                "service-error",
+                AnswerError::ServiceError,
                 "the service's response is larger than the tunnel carries",
             ),
             ServiceError::BadResponse(Http1Error::UnsupportedCoding) => (
-                "service-error",
+                AnswerError::ServiceError,
                 "the service's response has a Transfer-Encoding other than chunked",
             ),
-            ServiceError::BadResponse(_) => {
-                ("service-error", "the service sent no usable response")
-            }
+            ServiceError::BadResponse(_) => (
+                AnswerError::ServiceError,
+                "the service sent no usable response",
+            ),
         }
     }
 }
@@ -262,9 +269,9 @@ async fn exchange(
         // that sends that body anyway may send it any time later, past any check; such a
         // connection is not reused.
         let bodiless = is_head || status == 204 || status == 304;
-        let keep = !http1::wants_close(resp.version.unwrap_or(1), resp.headers)
+        let keep = !hop::wants_close(resp.version.unwrap_or(1), resp.headers)
             && length != http1::BodyLength::UntilClose
-            && !(bodiless && http1::declares_body(resp.headers));
+            && !(bodiless && framing::declares_body(resp.headers));
         let head = buf.split_to(head_len).freeze();
         let body = http1::read_body(stream, &mut buf, length, max_body_bytes)
             .await

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::timeout;
 
-use crate::proto::head;
+use crate::proto::http1::decimal;
 
 /// Longest reason shown; the proxy's are one short line, and a stranger's page is cut off.
 pub const MAX_REASON_BYTES: usize = 512;
@@ -105,7 +105,7 @@ fn body_wanted(head: &[u8]) -> Option<usize> {
                 .get(..10)
                 .is_some_and(|v| v.eq_ignore_ascii_case(b"text/plain"));
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            length = head::parse_u64(h.value);
+            length = decimal::parse_u64(h.value);
         }
     }
     plain.then(|| {

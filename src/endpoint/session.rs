@@ -25,13 +25,15 @@ use super::refusal::{self, Verdict};
 use super::tls::ProxyStream;
 use super::tls_diagnosis::{self, SchemeMismatch};
 use crate::proto::address::VirtualAddress;
+use crate::proto::answer_error::AnswerError;
 use crate::proto::frame::{
     self, DecoderConfig, Event, MAX_HEADER_LEN, MessageDecoder, OpCode, Role,
 };
 use crate::proto::handshake::{self, ClientHandshakeError};
 use crate::proto::head::{self, HeadKind, HeadLimits};
-use crate::proto::head_scanner::{HeadScanner, ScanError};
-use crate::proto::indication::{self, ErrorToken, Indication};
+use crate::proto::http1::head_scanner::{HeadScanner, ScanError};
+use crate::proto::http1::{decimal, status, write};
+use crate::proto::indication::{self, Indication, IndicationError};
 
 /// Largest handshake response head accepted from the proxy.
 const MAX_HANDSHAKE_RESPONSE_BYTES: usize = 16 * 1024;
@@ -71,7 +73,7 @@ pub enum Fatal {
     /// The proxy refused the registration in a way retrying cannot fix (a bad name or token,
     /// a name another credential holds): its status and the reason it gave (the `text/plain`
     /// body of its answer, else the status line's phrase).
-    #[error("the proxy refused the registration: {status} {}: {reason}", head::reason_phrase(*status))]
+    #[error("the proxy refused the registration: {status} {}: {reason}", status::reason_phrase(*status))]
     Refused { status: u16, reason: String },
     /// The URL says `ws://` and the server speaks TLS, or the other way round.
     #[error("{0}")]
@@ -96,7 +98,7 @@ pub enum ConnectError {
     #[error("the proxy closed the tunnel before registering it")]
     NotRegistered,
     /// The proxy refused the registration; [`refusal::judge`] decides what happens next.
-    #[error("the proxy refused the registration: {status} {}: {reason}", head::reason_phrase(*status))]
+    #[error("the proxy refused the registration: {status} {}: {reason}", status::reason_phrase(*status))]
     Refused { status: u16, reason: String },
     /// The TLS handshake failed (an untrusted or mismatched certificate, say), with what to
     /// do about it where we know. Retried: the proxy's certificate may be fixed or renewed
@@ -347,7 +349,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Append `CSeq: <n>` and the blank line.
 fn finish_head(head: &mut BytesMut, cseq: u64) {
     head.extend_from_slice(b"CSeq: ");
-    super::http1::put_decimal(head, cseq);
+    decimal::put_u64(head, cseq);
     head.extend_from_slice(b"\r\n\r\n");
 }
 
@@ -697,12 +699,14 @@ where
                             }
                         }
                         Ok(Indication::Error { token, reason })
-                            if ErrorToken::parse(&token) == Some(ErrorToken::Replaced) =>
+                            if IndicationError::parse(&token)
+                                == Some(IndicationError::Replaced) =>
                         {
                             break 'link LinkEnd::Fatal(Fatal::Replaced(reason));
                         }
                         Ok(Indication::Error { token, reason })
-                            if ErrorToken::parse(&token) == Some(ErrorToken::Shutdown) =>
+                            if IndicationError::parse(&token)
+                                == Some(IndicationError::Shutdown) =>
                         {
                             tracing::info!(%reason, "tunnel: the proxy is shutting down");
                         }
@@ -870,7 +874,7 @@ async fn on_message(
         HeadKind::Request => {
             const BODY: &[u8] = b"this endpoint does not serve requests\n";
             let mut head = BytesMut::new();
-            crate::endpoint::http1::put_error_head(&mut head, 501, Some("no-service"), BODY.len());
+            write::put_answer_head(&mut head, AnswerError::NoService, None, BODY.len());
             finish_head(&mut head, info.cseq);
             let body = Bytes::from_static(BODY);
             let _ = out

@@ -9,9 +9,13 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::BytesMut;
 use sha1::{Digest, Sha1};
+use subtle::ConstantTimeEq;
 
 use crate::proto::address::{AddressError, VirtualAddress};
+use crate::proto::http1::hop::has_token;
+use crate::proto::http1::write;
 
 /// The GUID RFC 6455 §1.3 appends to the client's key before hashing.
 pub const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -57,7 +61,7 @@ impl Token {
 /// would let a caller guess it byte by byte from response times.
 impl PartialEq for Token {
     fn eq(&self, other: &Self) -> bool {
-        constant_time_eq(self.0.as_bytes(), other.0.as_bytes())
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
     }
 }
 
@@ -67,15 +71,6 @@ impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Token(***)")
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    // black_box keeps the optimiser from turning the fold back into an early-exit compare.
-    std::hint::black_box(diff) == 0
 }
 
 /// A valid registration request, as the proxy needs it.
@@ -279,9 +274,9 @@ impl<'a> RequestFields<'a> {
                 set_once(&mut f.host, value, "Host")?;
             } else if name.eq_ignore_ascii_case("upgrade") {
                 // Upgrade and Connection are lists and may legally be split over several lines.
-                f.upgrade_websocket |= has_token(value, "websocket");
+                f.upgrade_websocket |= has_token(value, b"websocket");
             } else if name.eq_ignore_ascii_case("connection") {
-                f.connection_upgrade |= has_token(value, "upgrade");
+                f.connection_upgrade |= has_token(value, b"upgrade");
             } else if name.eq_ignore_ascii_case("sec-websocket-version") {
                 set_once(&mut f.version, value, "Sec-WebSocket-Version")?;
             } else if name.eq_ignore_ascii_case("sec-websocket-key") {
@@ -307,13 +302,6 @@ fn set_once<'a>(
         )));
     }
     Ok(())
-}
-
-/// Whether a comma-separated header list holds `token` (ASCII case-insensitive).
-pub fn has_token(value: &[u8], token: &str) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// 24 base64 characters decoding to 16 bytes. The length is checked first so that decoding
@@ -485,51 +473,18 @@ pub fn response_101(accept_key: &str) -> Vec<u8> {
 /// Where RFC 9110 requires a header with a status, it is added: 426 lists `Upgrade` in
 /// `Connection` (`close, Upgrade`), 401 carries `WWW-Authenticate: Bearer`, 405 `Allow: GET`.
 pub fn refusal(status: u16, reason: &str) -> Vec<u8> {
-    let body_len = reason.len() + 1;
-    let connection = if status == 426 {
-        "close, Upgrade"
-    } else {
-        "close"
-    };
-    let mut out = format!(
-        "HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n\
-         Content-Length: {body_len}\r\nConnection: {connection}\r\n",
-        phrase = reason_phrase(status),
-    );
-    match status {
-        426 => out.push_str("Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"),
-        401 => out.push_str("WWW-Authenticate: Bearer\r\n"),
-        405 => out.push_str("Allow: GET\r\n"),
-        _ => {}
-    }
-    out.push_str("\r\n");
-    out.push_str(reason);
-    out.push('\n');
-    out.into_bytes()
-}
-
-/// The RFC 9110 reason phrase; a class name for statuses this relay never sends.
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ if (400..500).contains(&status) => "Client Error",
-        _ if (500..600).contains(&status) => "Server Error",
-        _ => "Unknown",
-    }
+    let mut out = BytesMut::with_capacity(192 + reason.len());
+    write::put_plain_error_head(&mut out, status, reason.len() + 1);
+    out.extend_from_slice(match status {
+        426 => &b"Connection: close, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"[..],
+        401 => b"Connection: close\r\nWWW-Authenticate: Bearer\r\n",
+        405 => b"Connection: close\r\nAllow: GET\r\n",
+        _ => b"Connection: close\r\n",
+    });
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\n");
+    out.to_vec()
 }
 
 /// The `Sec-WebSocket-Key` for a 16-byte random nonce the caller drew (this module has no
@@ -610,9 +565,9 @@ pub fn parse_response(
         let value = h.value.trim_ascii();
         let name = h.name;
         if name.eq_ignore_ascii_case("upgrade") {
-            upgrade_websocket |= has_token(value, "websocket");
+            upgrade_websocket |= has_token(value, b"websocket");
         } else if name.eq_ignore_ascii_case("connection") {
-            connection_upgrade |= has_token(value, "upgrade");
+            connection_upgrade |= has_token(value, b"upgrade");
         } else if name.eq_ignore_ascii_case("sec-websocket-accept") {
             if accept.replace(value).is_some() {
                 return Err(ClientHandshakeError::Malformed(

@@ -1,4 +1,4 @@
-//! Indications: WebSocket messages that start with `:` and are never HTTP (DESIGN.md §2).
+//! Indications: WebSocket messages that start with `:` and are never HTTP (docs/protocol.md §2).
 //!
 //! Two are defined: `:host <address>` (the proxy's first message, naming the registered
 //! address) and `:error <token> "<reason>"` (a connection-level problem). The reason is quoted
@@ -10,9 +10,10 @@ const HOST_NAME: &str = "host";
 /// Name of the indication that reports a connection-level error.
 const ERROR_NAME: &str = "error";
 
-/// Connection-level error tokens (DESIGN.md §2).
+/// The closed vocabulary of `:error` tokens: every connection-level problem the proxy reports
+/// (docs/protocol.md §2 lists them all).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorToken {
+pub enum IndicationError {
     /// No usable HTTP head or CSeq.
     BadMessage,
     /// A response nobody waits for.
@@ -25,32 +26,28 @@ pub enum ErrorToken {
     Replaced,
     /// The proxy is shutting down.
     Shutdown,
-    /// The credential was missing or not accepted.
-    Unauthorized,
 }
 
-impl ErrorToken {
+impl IndicationError {
     /// Every token, for tables and tests.
-    pub const ALL: [ErrorToken; 7] = [
-        ErrorToken::BadMessage,
-        ErrorToken::UnknownCseq,
-        ErrorToken::DuplicateCseq,
-        ErrorToken::MessageTooLarge,
-        ErrorToken::Replaced,
-        ErrorToken::Shutdown,
-        ErrorToken::Unauthorized,
+    pub const ALL: [IndicationError; 6] = [
+        IndicationError::BadMessage,
+        IndicationError::UnknownCseq,
+        IndicationError::DuplicateCseq,
+        IndicationError::MessageTooLarge,
+        IndicationError::Replaced,
+        IndicationError::Shutdown,
     ];
 
     /// The wire spelling, e.g. `"bad-message"`.
     pub fn as_str(self) -> &'static str {
         match self {
-            ErrorToken::BadMessage => "bad-message",
-            ErrorToken::UnknownCseq => "unknown-cseq",
-            ErrorToken::DuplicateCseq => "duplicate-cseq",
-            ErrorToken::MessageTooLarge => "message-too-large",
-            ErrorToken::Replaced => "replaced",
-            ErrorToken::Shutdown => "shutdown",
-            ErrorToken::Unauthorized => "unauthorized",
+            IndicationError::BadMessage => "bad-message",
+            IndicationError::UnknownCseq => "unknown-cseq",
+            IndicationError::DuplicateCseq => "duplicate-cseq",
+            IndicationError::MessageTooLarge => "message-too-large",
+            IndicationError::Replaced => "replaced",
+            IndicationError::Shutdown => "shutdown",
         }
     }
 
@@ -62,7 +59,7 @@ impl ErrorToken {
 
 /// Why a message is not a well-formed indication.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum IndicationError {
+pub enum ParseError {
     #[error("message does not start with ':'")]
     NotIndication,
     #[error("indication is not valid UTF-8")]
@@ -77,7 +74,7 @@ pub enum Indication {
     /// `:host <address>`: the address this connection is registered under.
     Host(String),
     /// `:error <token> "<reason>"`, reason unescaped. The token is kept as text so that a
-    /// newer peer's tokens survive; [`ErrorToken::parse`] maps the known ones.
+    /// newer peer's tokens survive; [`IndicationError::parse`] maps the known ones.
     Error { token: String, reason: String },
     /// An indication this version does not know: the whole message text, leading `:` included,
     /// so that it can be logged or passed on unchanged.
@@ -90,7 +87,7 @@ pub fn encode_host(address: &str) -> String {
 }
 
 /// `:error <token> "<reason>"`: reason quoted, `"` and `\` escaped with `\`.
-pub fn encode_error(token: ErrorToken, reason: &str) -> String {
+pub fn encode_error(token: IndicationError, reason: &str) -> String {
     let token = token.as_str();
     // Room for the fixed parts, the reason, and a few escapes without regrowing.
     let mut out = String::with_capacity(ERROR_NAME.len() + token.len() + reason.len() + 8);
@@ -121,12 +118,12 @@ pub fn is_indication(msg: &[u8]) -> bool {
 /// Strict about the two defined indications, because a misparsed `:error` would hide a real
 /// problem; lenient in one way only: `:error <token>` without a reason reads as an empty reason,
 /// since the token alone carries the meaning.
-pub fn parse(msg: &[u8]) -> Result<Indication, IndicationError> {
+pub fn parse(msg: &[u8]) -> Result<Indication, ParseError> {
     let rest = match msg.split_first() {
         Some((b':', rest)) => rest,
-        _ => return Err(IndicationError::NotIndication),
+        _ => return Err(ParseError::NotIndication),
     };
-    let text = std::str::from_utf8(rest).map_err(|_| IndicationError::NotUtf8)?;
+    let text = std::str::from_utf8(rest).map_err(|_| ParseError::NotUtf8)?;
     let (name, args) = match text.split_once(' ') {
         Some((name, args)) => (name, Some(args)),
         None => (text, None),
@@ -134,36 +131,36 @@ pub fn parse(msg: &[u8]) -> Result<Indication, IndicationError> {
     match name {
         HOST_NAME => parse_host(args),
         ERROR_NAME => parse_error(args),
-        "" => Err(IndicationError::Malformed("empty indication name")),
+        "" => Err(ParseError::Malformed("empty indication name")),
         // `text` is `rest` as UTF-8 and `msg` is ':' + `rest`, so this rebuilds `msg` exactly.
         _ => Ok(Indication::Other(format!(":{text}"))),
     }
 }
 
-fn parse_host(args: Option<&str>) -> Result<Indication, IndicationError> {
+fn parse_host(args: Option<&str>) -> Result<Indication, ParseError> {
     match args {
-        None | Some("") => Err(IndicationError::Malformed("host without an address")),
-        Some(address) if address.contains(|c: char| c.is_whitespace()) => Err(
-            IndicationError::Malformed("host address contains whitespace"),
-        ),
+        None | Some("") => Err(ParseError::Malformed("host without an address")),
+        Some(address) if address.contains(|c: char| c.is_whitespace()) => {
+            Err(ParseError::Malformed("host address contains whitespace"))
+        }
         Some(address) => Ok(Indication::Host(address.to_owned())),
     }
 }
 
-fn parse_error(args: Option<&str>) -> Result<Indication, IndicationError> {
-    let args = args.ok_or(IndicationError::Malformed("error without a token"))?;
+fn parse_error(args: Option<&str>) -> Result<Indication, ParseError> {
+    let args = args.ok_or(ParseError::Malformed("error without a token"))?;
     let (token, quoted) = match args.split_once(' ') {
         Some((token, quoted)) => (token, Some(quoted)),
         None => (args, None),
     };
     if token.is_empty() {
-        return Err(IndicationError::Malformed("error without a token"));
+        return Err(ParseError::Malformed("error without a token"));
     }
     if !token
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
-        return Err(IndicationError::Malformed("error token is not [a-z0-9-]"));
+        return Err(ParseError::Malformed("error token is not [a-z0-9-]"));
     }
     let reason = match quoted {
         None => String::new(),
@@ -177,30 +174,30 @@ fn parse_error(args: Option<&str>) -> Result<Indication, IndicationError> {
 
 /// `"<text>"` with `\"` and `\\` escapes → text. Anything after the closing quote, an
 /// unterminated string, or another escape is malformed: the encoder never produces them.
-fn unquote(quoted: &str) -> Result<String, IndicationError> {
+fn unquote(quoted: &str) -> Result<String, ParseError> {
     let body = quoted
         .strip_prefix('"')
-        .ok_or(IndicationError::Malformed("error reason is not quoted"))?;
+        .ok_or(ParseError::Malformed("error reason is not quoted"))?;
     let mut out = String::with_capacity(body.len());
     let mut chars = body.chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => match chars.next() {
                 Some(escaped @ ('"' | '\\')) => out.push(escaped),
-                Some(_) => return Err(IndicationError::Malformed("unknown escape in reason")),
-                None => return Err(IndicationError::Malformed("unterminated reason")),
+                Some(_) => return Err(ParseError::Malformed("unknown escape in reason")),
+                None => return Err(ParseError::Malformed("unterminated reason")),
             },
             '"' => {
                 return if chars.as_str().is_empty() {
                     Ok(out)
                 } else {
-                    Err(IndicationError::Malformed("text after the quoted reason"))
+                    Err(ParseError::Malformed("text after the quoted reason"))
                 };
             }
             c => out.push(c),
         }
     }
-    Err(IndicationError::Malformed("unterminated reason"))
+    Err(ParseError::Malformed("unterminated reason"))
 }
 
 #[cfg(test)]
@@ -209,13 +206,16 @@ mod tests {
 
     #[test]
     fn tokens_round_trip() {
-        for token in ErrorToken::ALL {
-            assert_eq!(ErrorToken::parse(token.as_str()), Some(token));
+        for token in IndicationError::ALL {
+            assert_eq!(IndicationError::parse(token.as_str()), Some(token));
         }
-        assert_eq!(ErrorToken::DuplicateCseq.as_str(), "duplicate-cseq");
-        assert_eq!(ErrorToken::MessageTooLarge.as_str(), "message-too-large");
-        assert_eq!(ErrorToken::parse("Replaced"), None);
-        assert_eq!(ErrorToken::parse("nope"), None);
+        assert_eq!(IndicationError::DuplicateCseq.as_str(), "duplicate-cseq");
+        assert_eq!(
+            IndicationError::MessageTooLarge.as_str(),
+            "message-too-large"
+        );
+        assert_eq!(IndicationError::parse("Replaced"), None);
+        assert_eq!(IndicationError::parse("nope"), None);
     }
 
     #[test]
@@ -241,7 +241,7 @@ mod tests {
             "\\",
             "a\nb ü",
         ] {
-            let msg = encode_error(ErrorToken::Replaced, reason);
+            let msg = encode_error(IndicationError::Replaced, reason);
             assert_eq!(
                 parse(msg.as_bytes()),
                 Ok(Indication::Error {
@@ -252,7 +252,7 @@ mod tests {
             );
         }
         assert_eq!(
-            encode_error(ErrorToken::BadMessage, r#"no "CSeq" \ here"#),
+            encode_error(IndicationError::BadMessage, r#"no "CSeq" \ here"#),
             r#":error bad-message "no \"CSeq\" \\ here""#
         );
     }
@@ -278,11 +278,11 @@ mod tests {
     fn malformed_indications() {
         assert_eq!(
             parse(b"GET / HTTP/1.1\r\n\r\n"),
-            Err(IndicationError::NotIndication)
+            Err(ParseError::NotIndication)
         );
-        assert_eq!(parse(b""), Err(IndicationError::NotIndication));
-        assert_eq!(parse(b":host \xff"), Err(IndicationError::NotUtf8));
-        let malformed = |m: &[u8]| matches!(parse(m), Err(IndicationError::Malformed(_)));
+        assert_eq!(parse(b""), Err(ParseError::NotIndication));
+        assert_eq!(parse(b":host \xff"), Err(ParseError::NotUtf8));
+        let malformed = |m: &[u8]| matches!(parse(m), Err(ParseError::Malformed(_)));
         assert!(malformed(b":"));
         assert!(malformed(b": host"));
         assert!(malformed(b":host"));

@@ -2,13 +2,11 @@
 //! so that it can be unit-tested, benchmarked and fuzzed on its own.
 
 pub mod address;
-pub mod chunked;
+pub mod answer_error;
 pub mod frame;
 pub mod handshake;
 pub mod head;
-pub mod head_scanner;
-pub mod header_name;
+pub mod http1;
 pub mod indication;
-pub mod ingress;
 pub mod origin;
-pub mod request_error;
+pub mod public_request;

@@ -2,7 +2,7 @@
 //! agent's ingress, and the check of an `Origin` header against one. A request that carries
 //! `Origin` was made by a web page; everything else (agents, libraries, curl) sends none.
 
-use crate::proto::ingress::{self, ProxyNames};
+use crate::proto::public_request::{self, ProxyNames};
 
 /// Whether a page from `origin` may go on: listed (compared as ASCII case-insensitive
 /// serialized origins, RFC 6454), or `*` listed. An empty list allows no page at all.
@@ -31,7 +31,7 @@ pub fn same_origin(origin: &str, host: &str, tls: bool) -> bool {
 /// has Origin and Host both equal to that name.
 pub fn own_page(origin: &str, host: &str, tls: bool, names: ProxyNames<'_>) -> bool {
     same_origin(origin, host, tls)
-        && ingress::host_name(host.as_bytes()).is_some_and(|n| names.is_proxy(n))
+        && public_request::host_name(host.as_bytes()).is_some_and(|n| names.is_proxy(n))
 }
 
 /// Check and normalize one `--allowed-origins` entry: `*`, or a serialized origin

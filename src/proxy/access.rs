@@ -22,7 +22,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::proto::address::VirtualAddress;
-use crate::proto::ingress::INTERNET_CALLER;
+use crate::proto::public_request::INTERNET_CALLER;
 use crate::proxy::table::{CredentialHash, constant_time_eq};
 
 /// Why the tokens file cannot be used (the proxy refuses to start, or keeps the old one on

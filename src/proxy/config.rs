@@ -122,8 +122,8 @@ impl Default for ProxyConfig {
 
 impl ProxyConfig {
     /// The names that reach the proxy itself (its pages) rather than an endpoint.
-    pub fn names(&self) -> crate::proto::ingress::ProxyNames<'_> {
-        crate::proto::ingress::ProxyNames {
+    pub fn names(&self) -> crate::proto::public_request::ProxyNames<'_> {
+        crate::proto::public_request::ProxyNames {
             domains: &self.domains,
             public_names: &self.public_names,
         }

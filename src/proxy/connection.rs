@@ -482,7 +482,7 @@ impl Driver {
         if let FrameError::MessageTooLarge { .. } = error {
             self.shard.send_indication(
                 &self.conn,
-                crate::proto::indication::ErrorToken::MessageTooLarge,
+                crate::proto::indication::IndicationError::MessageTooLarge,
                 &error.to_string(),
             );
         }

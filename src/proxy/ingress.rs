@@ -19,14 +19,14 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use monoio::io::poll_io::AsyncWrite;
 
-use crate::proto::chunked::ChunkedScanner;
+use crate::proto::answer_error::AnswerError;
 use crate::proto::frame::OpCode;
-use crate::proto::head::BodyFraming;
-use crate::proto::head_scanner::{HeadScanner, ScanError};
-use crate::proto::ingress::{
+use crate::proto::http1::chunked::ChunkedScanner;
+use crate::proto::http1::framing::Framing;
+use crate::proto::http1::head_scanner::{HeadScanner, ScanError};
+use crate::proto::public_request::{
     self, Forwarded, INTERNET_CALLER, IngressHead, MAX_INGRESS_HEADERS, RelayHead,
 };
-use crate::proto::request_error::RequestError;
 use crate::proxy::connection::{poll_read_buf, write_all};
 use crate::proxy::pages;
 use crate::proxy::pending::ReplyAs;
@@ -240,12 +240,12 @@ impl IngressConn {
                         "request head larger than {} bytes or over {MAX_INGRESS_HEADERS} lines",
                         max_head
                     );
-                    self.write_error(431, "bad-request", &reason, Next::Close)
+                    self.write_error(AnswerError::HeadTooLarge, &reason, Next::Close)
                         .await?;
                     return Ok(None);
                 }
                 Err(e @ ScanError::BareLf) => {
-                    self.write_error(400, "bad-request", &e.to_string(), Next::Close)
+                    self.write_error(AnswerError::BadRequest, &e.to_string(), Next::Close)
                         .await?;
                     return Ok(None);
                 }
@@ -302,7 +302,7 @@ impl IngressConn {
     async fn handle(&mut self, head_end: usize) -> Result<Next, IngressEnd> {
         let shard = self.shard.clone();
         let (head_bytes, parsed) = shard.arena_bytes(|arena| {
-            ingress::parse_request(
+            public_request::parse_request(
                 &self.buf[..head_end],
                 shard.config.names(),
                 self.forwarded,
@@ -311,25 +311,20 @@ impl IngressConn {
         });
         match parsed {
             Err(e) => {
-                let token = if e.status() == 400 {
-                    "bad-request"
-                } else {
-                    "refused"
-                };
-                self.write_error(e.status(), token, &e.to_string(), Next::Close)
+                self.write_error(e.answer(), &e.to_string(), Next::Close)
                     .await?;
                 Ok(Next::Close)
             }
             Ok(IngressHead::Upgrade) => {
                 let reason = "a WebSocket registration must be the first request on a \
                               connection to the proxy's WebSocket listener";
-                self.write_error(400, "bad-request", reason, Next::Close)
+                self.write_error(AnswerError::BadRequest, reason, Next::Close)
                     .await?;
                 Ok(Next::Close)
             }
             Ok(IngressHead::Proxy(request)) => {
                 // A body on a request to the proxy itself is not read: close after answering.
-                let next = if request.keep_alive && request.framing == BodyFraming::None {
+                let next = if request.keep_alive && request.framing == Framing::None {
                     Next::KeepAlive
                 } else {
                     Next::Close
@@ -374,28 +369,27 @@ impl IngressConn {
         let too_large =
             || format!("request body over the limit of {max_body} bytes (--max-message-bytes)");
         let body_len = match relay.framing {
-            BodyFraming::None => 0,
-            BodyFraming::Length(n) if n > max_body as u64 => {
-                self.write_error(413, "message-too-large", &too_large(), Next::Close)
+            Framing::None => 0,
+            Framing::Length(n) if n > max_body as u64 => {
+                self.write_error(AnswerError::MessageTooLarge, &too_large(), Next::Close)
                     .await?;
                 return Ok(Next::Close);
             }
-            BodyFraming::Length(n) => n as usize,
-            BodyFraming::Chunked => {
+            Framing::Length(n) => n as usize,
+            Framing::Chunked => {
                 match self
                     .read_chunked(head_end, max_body, relay.expect_continue)
                     .await?
                 {
                     Ok(n) => n,
-                    Err((status, token, reason)) => {
-                        self.write_error(status, token, &reason, Next::Close)
-                            .await?;
+                    Err((error, reason)) => {
+                        self.write_error(error, &reason, Next::Close).await?;
                         return Ok(Next::Close);
                     }
                 }
             }
         };
-        if relay.framing != BodyFraming::Chunked {
+        if relay.framing != Framing::Chunked {
             self.read_body(head_end + body_len, relay.expect_continue)
                 .await?;
         }
@@ -408,13 +402,13 @@ impl IngressConn {
                 "the tokens file does not let internet callers reach {}",
                 relay.target.as_str()
             );
-            self.write_error(403, RequestError::Forbidden.token(), &reason, next)
+            self.write_error(AnswerError::Forbidden, &reason, next)
                 .await?;
             return Ok(next);
         }
         if shard.draining.get() {
             let reason = "the proxy is shutting down";
-            self.write_error(503, RequestError::TargetBusy.token(), reason, Next::Close)
+            self.write_error(AnswerError::TargetBusy, reason, Next::Close)
                 .await?;
             return Ok(Next::Close);
         }
@@ -480,7 +474,7 @@ impl IngressConn {
         head_end: usize,
         max_body: usize,
         expect_continue: bool,
-    ) -> Result<Result<usize, (u16, &'static str, String)>, IngressEnd> {
+    ) -> Result<Result<usize, (AnswerError, String)>, IngressEnd> {
         let mut scanner = ChunkedScanner::new();
         let until = Instant::now() + self.shard.config.request_timeout;
         let mut asked = false;
@@ -488,13 +482,15 @@ impl IngressConn {
             match scanner.scan(&self.buf[head_end..]) {
                 Ok(Some(len)) => return Ok(Ok(len)),
                 Ok(None) => {}
-                Err(e) => return Ok(Err((400, "bad-request", format!("chunked body: {e}")))),
+                Err(e) => {
+                    return Ok(Err((AnswerError::BadRequest, format!("chunked body: {e}"))));
+                }
             }
             if self.buf.len() - head_end > max_body {
                 let reason = format!(
                     "request body over the limit of {max_body} bytes (--max-message-bytes)"
                 );
-                return Ok(Err((413, "message-too-large", reason)));
+                return Ok(Err((AnswerError::MessageTooLarge, reason)));
             }
             if expect_continue && !asked {
                 asked = true;
@@ -535,12 +531,11 @@ impl IngressConn {
 
     async fn write_error(
         &mut self,
-        status: u16,
-        token: &str,
+        error: AnswerError,
         reason: &str,
         next: Next,
     ) -> io::Result<()> {
-        let frame = self.shard.http_error(status, token, reason);
+        let frame = self.shard.http_error(error, reason);
         self.write_response(&frame.head, Some(&frame.body), false, next)
             .await
     }

@@ -10,7 +10,8 @@
 
 use bytes::Bytes;
 
-use crate::proto::head;
+use crate::proto::answer_error::AnswerError;
+use crate::proto::http1::write;
 use crate::proxy::config::ProxyConfig;
 
 const CLIENT_JS: &str = include_str!("../../clients/js/httpws.js");
@@ -75,15 +76,17 @@ pub fn answer(config: &ProxyConfig, method: &str, path: &str) -> Page {
         "/webrtc" if config.serve_demo => return redirect("/webrtc/"),
         _ => {
             return error(
-                404,
-                "unknown-address",
+                AnswerError::UnknownAddress,
                 "this Host is the httpws proxy itself: name an endpoint in Host (<address> or \
                  <address>.<domain>) to reach it",
             );
         }
     };
     if method != "GET" && method != "HEAD" {
-        return error(405, "refused", "only GET and HEAD are served here");
+        return error(
+            AnswerError::MethodNotAllowed,
+            "only GET and HEAD are served here",
+        );
     }
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
@@ -109,9 +112,9 @@ fn redirect(to: &str) -> Page {
     }
 }
 
-fn error(status: u16, token: &str, reason: &str) -> Page {
+fn error(error: AnswerError, reason: &str) -> Page {
     let mut head = bytes::BytesMut::new();
-    head::write_http_error_head(&mut head, status, token, reason);
+    write::put_answer_head(&mut head, error, None, reason.len() + 1);
     head.extend_from_slice(PAGE_SECURITY_HEADERS.as_bytes());
     Page {
         head: head.to_vec(),

@@ -6,11 +6,12 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::proto::address::HostAddress;
+use crate::proto::answer_error::AnswerError;
 use crate::proto::frame::OpCode;
 use crate::proto::head::{self, HeadInfo, HeadKind};
-use crate::proto::indication::{self, ErrorToken};
-use crate::proto::ingress::INTERNET_CALLER;
-use crate::proto::request_error::RequestError;
+use crate::proto::http1::write;
+use crate::proto::indication::{self, IndicationError};
+use crate::proto::public_request::INTERNET_CALLER;
 use crate::proxy::connection::Conn;
 use crate::proxy::pending::{Pending, ReplyAs, Unmatched};
 use crate::proxy::router::{
@@ -38,10 +39,10 @@ impl Shard {
                         conn,
                         opcode,
                         cseq,
-                        RequestError::BadRequest,
+                        AnswerError::BadRequest,
                         &e.to_string(),
                     ),
-                    _ => self.send_indication(conn, ErrorToken::BadMessage, &e.to_string()),
+                    _ => self.send_indication(conn, IndicationError::BadMessage, &e.to_string()),
                 }
             }
         }
@@ -53,34 +54,34 @@ impl Shard {
             Some(Ok(address)) => address,
             Some(Err(e)) => {
                 let reason = format!("Host is not a virtual address: {e}");
-                return self.answer_unsent(conn, opcode, cseq, RequestError::BadRequest, &reason);
+                return self.answer_unsent(conn, opcode, cseq, AnswerError::BadRequest, &reason);
             }
             None => {
                 let reason = "a request needs a Host header naming its target";
-                return self.answer_unsent(conn, opcode, cseq, RequestError::BadRequest, reason);
+                return self.answer_unsent(conn, opcode, cseq, AnswerError::BadRequest, reason);
             }
         };
         // Routing and authorization read the same parsed, canonical name.
         if !self.may_call(conn.address.as_str(), target.as_str()) {
             let reason = format!("{} may not call {}", conn.address, target.as_str());
-            return self.answer_unsent(conn, opcode, cseq, RequestError::Forbidden, &reason);
+            return self.answer_unsent(conn, opcode, cseq, AnswerError::Forbidden, &reason);
         }
         {
             let mut st = conn.state.borrow_mut();
             if st.inflight.contains(&cseq) {
                 drop(st);
                 let reason = format!("CSeq {cseq} is already in flight from this connection");
-                return self.send_indication(conn, ErrorToken::DuplicateCseq, &reason);
+                return self.send_indication(conn, IndicationError::DuplicateCseq, &reason);
             }
             if st.inflight.len() >= self.config.max_inflight {
                 drop(st);
                 let reason = "too many requests in flight from this connection";
-                return self.answer_unsent(conn, opcode, cseq, RequestError::TargetBusy, reason);
+                return self.answer_unsent(conn, opcode, cseq, AnswerError::TargetBusy, reason);
             }
             if self.draining.get() {
                 drop(st);
                 let reason = "the proxy is shutting down";
-                return self.answer_unsent(conn, opcode, cseq, RequestError::TargetBusy, reason);
+                return self.answer_unsent(conn, opcode, cseq, AnswerError::TargetBusy, reason);
             }
             st.inflight.insert(cseq);
         }
@@ -111,7 +112,7 @@ impl Shard {
         } else if self.overflowing(owner) {
             let reason = "the target's shard is backed up";
             let (origin, cseq, reply) = (request.origin, request.origin_cseq, request.reply);
-            self.fail_request(origin, cseq, reply, RequestError::TargetBusy, reason);
+            self.fail_request(origin, cseq, reply, AnswerError::TargetBusy, reason);
         } else {
             self.send_to(owner, ShardMessage::Request(request));
         }
@@ -137,7 +138,7 @@ impl Shard {
             .host(&message)
             .and_then(|h| HostAddress::from_host_header(h).ok())
         else {
-            return fail(RequestError::BadRequest, "Host is not a virtual address");
+            return fail(AnswerError::BadRequest, "Host is not a virtual address");
         };
         let target = target.as_str();
         let holder = self
@@ -147,17 +148,17 @@ impl Shard {
             .and_then(|key| self.conn(key));
         let Some(conn) = holder else {
             return fail(
-                RequestError::UnknownAddress,
+                AnswerError::UnknownAddress,
                 &format!("no endpoint holds {target}"),
             );
         };
         if self.draining.get() {
-            return fail(RequestError::TargetBusy, "the proxy is shutting down");
+            return fail(AnswerError::TargetBusy, "the proxy is shutting down");
         }
         // Endpoints are private unless they registered as public (`?public=1`).
         if from.is_none() && !conn.public {
             return fail(
-                RequestError::Forbidden,
+                AnswerError::Forbidden,
                 &format!("{target} does not take calls from the internet"),
             );
         }
@@ -167,14 +168,14 @@ impl Shard {
             if st.pending.len() >= self.config.max_inflight {
                 drop(st);
                 return fail(
-                    RequestError::TargetBusy,
+                    AnswerError::TargetBusy,
                     &format!("{target} has too many requests in flight"),
                 );
             }
             if queued >= self.config.max_queued_bytes {
                 drop(st);
                 return fail(
-                    RequestError::TargetBusy,
+                    AnswerError::TargetBusy,
                     &format!("{target} is not keeping up"),
                 );
             }
@@ -227,11 +228,7 @@ impl Shard {
                             Ok(()) => OutFrame { head, body },
                             Err(e) => {
                                 let reason = format!("{} answered with {e}", conn.address);
-                                self.http_error(
-                                    RequestError::TargetGone.status(),
-                                    "bad-response",
-                                    &reason,
-                                )
+                                self.http_error(AnswerError::BadResponse, &reason)
                             }
                         }
                     }
@@ -246,7 +243,7 @@ impl Shard {
                     "no request with CSeq {} is waiting for a response",
                     info.cseq
                 );
-                self.send_indication(conn, ErrorToken::UnknownCseq, &reason);
+                self.send_indication(conn, IndicationError::UnknownCseq, &reason);
             }
         }
     }
@@ -287,21 +284,22 @@ impl Shard {
         origin: ConnRef,
         origin_cseq: u64,
         reply: ReplyAs,
-        error: RequestError,
+        error: AnswerError,
         reason: &str,
     ) {
         let frame = match reply {
             ReplyAs::Frame(opcode) => self.error_frame(opcode, origin_cseq, error, reason),
-            ReplyAs::Http { .. } => self.http_error(error.status(), error.token(), reason),
+            ReplyAs::Http { .. } => self.http_error(error, reason),
         };
         self.deliver(origin, origin_cseq, frame);
     }
 
     /// An error answer for a plain HTTP client: the head (without its blank line, see
     /// [`head::write_http_head`]) and the reason as the body.
-    pub fn http_error(&self, status: u16, token: &str, reason: &str) -> OutFrame {
-        let (head, ()) =
-            self.arena_bytes(|arena| head::write_http_error_head(arena, status, token, reason));
+    pub fn http_error(&self, error: AnswerError, reason: &str) -> OutFrame {
+        let (head, ()) = self.arena_bytes(|arena| {
+            write::put_answer_head(arena, error, None, reason.len() + 1);
+        });
         let (body, ()) = self.arena_bytes(|arena| {
             arena.extend_from_slice(reason.as_bytes());
             arena.extend_from_slice(b"\n");
@@ -316,22 +314,16 @@ impl Shard {
         conn: &Conn,
         opcode: OpCode,
         cseq: u64,
-        error: RequestError,
+        error: AnswerError,
         reason: &str,
     ) {
         self.queue(conn, self.error_frame(opcode, cseq, error, reason));
     }
 
-    fn error_frame(
-        &self,
-        opcode: OpCode,
-        cseq: u64,
-        error: RequestError,
-        reason: &str,
-    ) -> OutFrame {
+    fn error_frame(&self, opcode: OpCode, cseq: u64, error: AnswerError, reason: &str) -> OutFrame {
         let mut scratch = self.scratch.borrow_mut();
         scratch.clear();
-        head::write_error_response(&mut scratch, error.status(), error.token(), cseq, reason);
+        write::put_answer(&mut scratch, error, Some(cseq), reason);
         let head = self.frame_with(opcode, scratch.len(), |arena| {
             arena.extend_from_slice(&scratch)
         });
@@ -363,11 +355,11 @@ impl Shard {
             "no response within {}",
             humantime::format_duration(self.config.request_timeout)
         );
-        self.fail_pending(expired, RequestError::Timeout, &reason);
+        self.fail_pending(expired, AnswerError::Timeout, &reason);
     }
 
     /// Answer requests taken out of a pending table with `error`.
-    pub fn fail_pending(&self, pending: Vec<Pending>, error: RequestError, reason: &str) {
+    pub fn fail_pending(&self, pending: Vec<Pending>, error: AnswerError, reason: &str) {
         self.pending_total
             .set(self.pending_total.get() - pending.len());
         for p in pending {

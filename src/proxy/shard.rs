@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpListener;
 
+use crate::proto::answer_error::AnswerError;
 use crate::proto::frame::{self, DecoderConfig, MAX_HEADER_LEN, OpCode, Role};
 use crate::proto::head::HeadLimits;
-use crate::proto::indication::{self, ErrorToken};
-use crate::proto::request_error::RequestError;
+use crate::proto::indication::{self, IndicationError};
 use crate::proxy::access::{AccessPolicy, PolicyCell};
 use crate::proxy::config::{CLOSE_FLUSH_TIMEOUT, DriverChoice, ProxyConfig};
 use crate::proxy::connection::{Conn, Phase, Queued};
@@ -256,7 +256,7 @@ impl Shard {
     }
 
     /// Queue an `:error <token> "<reason>"` indication.
-    pub fn send_indication(&self, conn: &Conn, token: ErrorToken, reason: &str) {
+    pub fn send_indication(&self, conn: &Conn, token: IndicationError, reason: &str) {
         let text = indication::encode_error(token, reason);
         let head = self.control_frame(OpCode::Text, text.as_bytes());
         self.queue(
@@ -288,7 +288,7 @@ impl Shard {
         let gone: Vec<_> = conn.state.borrow_mut().pending.drain().collect();
         if !gone.is_empty() {
             let reason = format!("{} disconnected before answering", conn.address);
-            self.fail_pending(gone, RequestError::TargetGone, &reason);
+            self.fail_pending(gone, AnswerError::TargetGone, &reason);
         }
     }
 
@@ -598,7 +598,7 @@ async fn shut_down(shard: Rc<Shard>) {
     let conns: Vec<Rc<Conn>> = shard.conns.borrow().iter().cloned().collect();
     for conn in &conns {
         let gone: Vec<_> = conn.state.borrow_mut().pending.drain().collect();
-        shard.fail_pending(gone, RequestError::TargetGone, "the proxy is shutting down");
+        shard.fail_pending(gone, AnswerError::TargetGone, "the proxy is shutting down");
     }
     let deadline = Instant::now() + CLOSE_FLUSH_TIMEOUT;
     while !shard.flush_overflow() && Instant::now() < deadline {
@@ -615,7 +615,11 @@ async fn shut_down(shard: Rc<Shard>) {
         monoio::time::sleep(Duration::from_millis(1)).await;
     }
     for conn in &conns {
-        shard.send_indication(conn, ErrorToken::Shutdown, "the proxy is shutting down");
+        shard.send_indication(
+            conn,
+            IndicationError::Shutdown,
+            "the proxy is shutting down",
+        );
         let close = shard.close_frame(1001, "proxy shutting down");
         shard.close_connection(conn, close);
     }

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use subtle::ConstantTimeEq;
+
 use crate::proto::address::VirtualAddress;
 use crate::proxy::router::ConnKey;
 
@@ -82,7 +84,7 @@ impl AddressTable {
 
 /// Compare two hashes without an early exit, so timing says nothing about where they differ.
 pub(crate) fn constant_time_eq(a: &CredentialHash, b: &CredentialHash) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 use crate::proto::address::VirtualAddress;
 use crate::proto::frame::{self, OpCode};
 use crate::proto::handshake::{self, HandshakeError, UpgradeRequest};
-use crate::proto::head_scanner::{HeadScanner, ScanError};
-use crate::proto::indication::{self, ErrorToken};
+use crate::proto::http1::head_scanner::{HeadScanner, ScanError};
+use crate::proto::indication::{self, IndicationError};
 use crate::proto::origin;
 use crate::proxy::connection::{self, Conn};
 use crate::proxy::ingress;
@@ -284,7 +284,7 @@ fn register(
             if let Some(old) = shard.conn(old_key) {
                 tracing::info!(%address, "address taken over by a new connection with the same token");
                 let reason = "another connection with the same credential took over this address";
-                shard.send_indication(&old, ErrorToken::Replaced, reason);
+                shard.send_indication(&old, IndicationError::Replaced, reason);
                 let close = shard.close_frame(1000, "replaced");
                 shard.close_connection(&old, close);
             }

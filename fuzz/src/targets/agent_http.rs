@@ -13,8 +13,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use httpws::endpoint::http1::{self, BodyLength, ChunkedDecoder, Http1Error, MAX_HEADERS};
+use httpws::endpoint::http1::{self, BodyLength, Http1Error, MAX_HEADERS};
 use httpws::endpoint::service_path;
+use httpws::proto::http1::chunked::ChunkedDecoder;
+use httpws::proto::http1::hop;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::input::{Params, Splitter, block_on};
@@ -143,7 +145,7 @@ fn hop_by_hop(version: Option<u8>, headers: &[httparse::Header<'_>]) {
     for h in headers {
         let _ = http1::stops_here(h.name, &listed);
     }
-    let _ = http1::wants_close(version.unwrap_or(1), headers);
+    let _ = hop::wants_close(version.unwrap_or(1), headers);
 }
 
 /// Messages read off one connection until it ends or fails.

@@ -14,7 +14,7 @@ use httpws::proto::head::{
     DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, HeadInfo, HeadKind, HeadLimits, inspect,
     rewritten_head_len, write_head,
 };
-use httpws::proto::header_name;
+use httpws::proto::http1::header_name;
 
 use super::input::Params;
 

@@ -1,5 +1,5 @@
 //! Public ingress target: an internet caller's bytes as the proxy's ingress reads them. The
-//! head is found with the head scanner, checked and rewritten by `ingress::parse_request`, and
+//! head is found with the head scanner, checked and rewritten by `public_request::parse_request`, and
 //! a chunked body is delimited by `ChunkedScanner`. Properties: a relayed head is a valid
 //! httpws request that `head::inspect` reads back to the same Host, framing and rewrite as the
 //! description `parse_request` built without parsing it again; the chunked scanner gives the
@@ -9,11 +9,12 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use bytes::BytesMut;
-use httpws::proto::chunked::ChunkedScanner;
-use httpws::proto::head::{self, BodyFraming, HeadLimits};
-use httpws::proto::head_scanner::HeadScanner;
-use httpws::proto::header_name;
-use httpws::proto::ingress::{
+use httpws::proto::head::{self, HeadLimits};
+use httpws::proto::http1::chunked::ChunkedScanner;
+use httpws::proto::http1::framing::Framing;
+use httpws::proto::http1::head_scanner::HeadScanner;
+use httpws::proto::http1::header_name;
+use httpws::proto::public_request::{
     self, Forwarded, HostRoute, INTERNET_CALLER, IngressHead, MAX_INGRESS_HEADERS, ProxyNames,
 };
 
@@ -43,7 +44,7 @@ pub fn ingress(data: &[u8]) {
         tls,
     };
     let mut dst = BytesMut::from(&b"arena"[..]);
-    let parsed = ingress::parse_request(&input[..head_end], names, forwarded, &mut dst);
+    let parsed = public_request::parse_request(&input[..head_end], names, forwarded, &mut dst);
     let relay = match parsed {
         Ok(IngressHead::Relay(relay)) => relay,
         Ok(_) | Err(_) => {
@@ -66,12 +67,12 @@ pub fn ingress(data: &[u8]) {
     );
     let body = &input[head_end..];
     let body_len = match relay.framing {
-        BodyFraming::None => 0,
-        BodyFraming::Length(n) => match usize::try_from(n) {
+        Framing::None => 0,
+        Framing::Length(n) => match usize::try_from(n) {
             Ok(n) if n <= body.len() => n,
             _ => return,
         },
-        BodyFraming::Chunked => {
+        Framing::Chunked => {
             let whole = ChunkedScanner::new().scan(body);
             let mut scanner = ChunkedScanner::new();
             let mut splitter = Splitter::new(split);
@@ -144,7 +145,7 @@ fn headers_stamped_once(built: &[u8], names: ProxyNames<'_>) {
     let routed = lines[0]
         .strip_prefix(b"Host: ")
         .expect("Host written first");
-    match ingress::route_host(forwarded_host, names) {
+    match public_request::route_host(forwarded_host, names) {
         Ok(HostRoute::Endpoint(address)) => assert_eq!(address.as_str().as_bytes(), routed),
         other => panic!("X-Forwarded-Host {forwarded_host:?} does not route back: {other:?}"),
     }

@@ -1,26 +1,43 @@
-//! Finding the end of a chunked body as its bytes arrive, without decoding it: the public
-//! ingress relays a chunked request body as it came, and only needs to know where it ends.
+//! The chunked transfer coding (RFC 9112 §7.1), as its bytes arrive: where a body ends (the
+//! public ingress relays a chunked body as it came, and only needs to know that), and its
+//! data (the agent decodes bodies to re-frame them).
 //!
 //! Each byte is looked at once however the body is split across reads. The grammar is RFC 9112
 //! §7.1, read strictly: sizes are hex digits only (no whitespace), every line ends in CRLF,
 //! chunk data is followed by CRLF, trailer lines end with an empty line.
 
+use bytes::{Buf, BytesMut};
+
 /// Most hex digits in a chunk size (2^64 - 1).
 const MAX_SIZE_DIGITS: u8 = 16;
 /// Longest chunk-size line extension or trailer line accepted.
 const MAX_LINE_BYTES: usize = 4096;
+/// Most trailer bytes accepted after the last chunk, all lines together (they are relayed
+/// or dropped, never used, so a sender must not be able to send them for ever).
+pub const MAX_TRAILER_BYTES: usize = 8 * 1024;
 
 /// Why a chunked body is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.reason())]
 pub enum ChunkedError {
-    #[error("invalid chunk size")]
     BadSize,
-    #[error("chunk data not followed by CRLF")]
     BadDataEnd,
-    #[error("a chunk line does not end in CRLF")]
     BadLineEnd,
-    #[error("a chunk extension or trailer line is too long")]
     LineTooLong,
+    TrailerTooLarge,
+}
+
+impl ChunkedError {
+    /// The reason, as a static text.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::BadSize => "invalid chunk size",
+            Self::BadDataEnd => "chunk data not followed by CRLF",
+            Self::BadLineEnd => "a chunk line does not end in CRLF",
+            Self::LineTooLong => "a chunk extension or trailer line is too long",
+            Self::TrailerTooLarge => "the trailer fields are too large",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,14 +62,19 @@ enum State {
     Done,
 }
 
-/// Incremental scanner: feed it the body as it grows with [`scan`](Self::scan).
+/// The chunked grammar as a state machine, fed bytes as they arrive: [`scan`](Self::scan)
+/// finds where a body ends without decoding it (the public ingress relays a chunked body as
+/// it came), [`ChunkedDecoder`] decodes one (the agent re-frames bodies). Both are this one
+/// machine, so the proxy and the agent can never disagree on where a chunked body ends.
 #[derive(Debug, Clone)]
 pub struct ChunkedScanner {
     state: State,
-    /// Bytes of `body` already looked at.
+    /// Bytes of the body already looked at (for [`scan`](Self::scan)).
     pos: usize,
     size: u64,
     line: usize,
+    /// Trailer bytes so far (bounded by [`MAX_TRAILER_BYTES`]).
+    trailer: usize,
 }
 
 impl Default for ChunkedScanner {
@@ -68,6 +90,7 @@ impl ChunkedScanner {
             pos: 0,
             size: 0,
             line: 0,
+            trailer: 0,
         }
     }
 
@@ -75,11 +98,34 @@ impl ChunkedScanner {
     /// not seen yet. `Ok(Some(n))`: the chunked body is complete and is `body[..n]`; anything
     /// after it belongs to the next message. `Ok(None)`: more bytes are needed.
     pub fn scan(&mut self, body: &[u8]) -> Result<Option<usize>, ChunkedError> {
-        while self.pos < body.len() {
+        let (used, done) = self.step(body.get(self.pos..).unwrap_or_default(), |_| {})?;
+        self.pos += used;
+        Ok(done.then_some(self.pos))
+    }
+
+    /// Data bytes of the current chunk still to come (0 between chunks).
+    pub fn chunk_left(&self) -> u64 {
+        match self.state {
+            State::Data(left) => left,
+            _ => 0,
+        }
+    }
+
+    /// Run the machine over `input`, from its first byte: how many bytes it used and whether
+    /// the body ended there (the rest of `input` is not part of it). `on_data` gets the range
+    /// of `input` each piece of chunk data occupies, in order.
+    pub fn step(
+        &mut self,
+        input: &[u8],
+        mut on_data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<(usize, bool), ChunkedError> {
+        let mut pos = 0;
+        while pos < input.len() {
             if let State::Data(left) = self.state {
-                // Data is skipped, not inspected.
-                let take = (body.len() - self.pos).min(usize::try_from(left).unwrap_or(usize::MAX));
-                self.pos += take;
+                // Data is handed on, not inspected.
+                let take = (input.len() - pos).min(usize::try_from(left).unwrap_or(usize::MAX));
+                on_data(pos..pos + take);
+                pos += take;
                 let left = left - take as u64;
                 self.state = if left == 0 {
                     State::DataCr
@@ -88,8 +134,8 @@ impl ChunkedScanner {
                 };
                 continue;
             }
-            let b = body[self.pos];
-            self.pos += 1;
+            let b = input[pos];
+            pos += 1;
             self.state = match self.state {
                 State::Size { digits } => match b {
                     b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
@@ -137,6 +183,7 @@ impl ChunkedScanner {
                     b'\n' => return Err(ChunkedError::BadLineEnd),
                     _ => {
                         self.line = 1;
+                        self.count_trailer()?;
                         State::TrailerLine
                     }
                 },
@@ -148,20 +195,82 @@ impl ChunkedScanner {
                         if self.line > MAX_LINE_BYTES {
                             return Err(ChunkedError::LineTooLong);
                         }
+                        self.count_trailer()?;
                         State::TrailerLine
                     }
                 },
                 State::TrailerLf if b == b'\n' => State::TrailerStart,
                 State::FinalLf if b == b'\n' => State::Done,
                 State::TrailerLf | State::FinalLf => return Err(ChunkedError::BadLineEnd),
-                // Not reached: data is skipped above and `Done` returns below.
+                // Not reached: data is handled above and `Done` returns below.
                 State::Data(_) | State::Done => return Err(ChunkedError::BadDataEnd),
             };
             if self.state == State::Done {
-                return Ok(Some(self.pos));
+                return Ok((pos, true));
             }
         }
-        Ok(None)
+        Ok((pos, false))
+    }
+
+    fn count_trailer(&mut self) -> Result<(), ChunkedError> {
+        self.trailer += 1;
+        if self.trailer > MAX_TRAILER_BYTES {
+            return Err(ChunkedError::TrailerTooLarge);
+        }
+        Ok(())
+    }
+}
+
+/// Whether `body` is exactly one complete chunked body, with nothing after it.
+pub fn is_complete(body: &[u8]) -> bool {
+    ChunkedScanner::new().scan(body) == Ok(Some(body.len()))
+}
+
+/// Why a chunked body could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{0}")]
+    Syntax(#[from] ChunkedError),
+    /// The body is longer than the limit (a chunk size is checked as soon as it is read).
+    #[error("chunked body exceeds {limit} bytes")]
+    TooLarge { limit: usize },
+}
+
+/// A chunked body decoded as it arrives: feed it bytes with [`decode`](Self::decode).
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    scanner: ChunkedScanner,
+}
+
+impl ChunkedDecoder {
+    /// Consume as much of `src` as belongs to the body, appending its data to `body`.
+    /// `Ok(true)` once the body is complete (what follows it stays in `src`). The data may
+    /// not take `body` past `max_body_bytes`: a chunk that would is refused as soon as its
+    /// size is read.
+    pub fn decode(
+        &mut self,
+        src: &mut BytesMut,
+        body: &mut BytesMut,
+        max_body_bytes: usize,
+    ) -> Result<bool, DecodeError> {
+        let too_large = DecodeError::TooLarge {
+            limit: max_body_bytes,
+        };
+        let mut over = false;
+        let (used, done) = self.scanner.step(src, |range| {
+            if body.len() + range.len() > max_body_bytes {
+                over = true;
+            } else {
+                body.extend_from_slice(&src[range]);
+            }
+        })?;
+        if over
+            || (body.len() as u64).saturating_add(self.scanner.chunk_left()) > max_body_bytes as u64
+        {
+            return Err(too_large);
+        }
+        src.advance(used);
+        Ok(done)
     }
 }
 

@@ -13,8 +13,10 @@ use bytes::BytesMut;
 use httparse::Header;
 
 use crate::proto::address::{self, AddressError, HostAddress};
-use crate::proto::head::{self, BodyFraming, HeadInfo};
-use crate::proto::header_name;
+use crate::proto::answer_error::AnswerError;
+use crate::proto::head::{self, HeadInfo};
+use crate::proto::http1::framing::{self, Framing, FramingError};
+use crate::proto::http1::{header_name, hop};
 
 /// The `Httpws-From` of a request that came from the internet. It starts with `-`, which no
 /// virtual address may, so no endpoint can register it or pass for it.
@@ -38,12 +40,27 @@ pub enum IngressError {
 }
 
 impl IngressError {
-    pub fn status(&self) -> u16 {
+    /// The answer the caller gets (its status is the token's).
+    pub fn answer(&self) -> AnswerError {
         match self {
-            IngressError::BadRequest(_) | IngressError::BadHost(_) => 400,
-            IngressError::TooManyHeaders => 431,
-            IngressError::MethodNotAllowed(_) => 405,
-            IngressError::UnsupportedEncoding => 501,
+            IngressError::BadRequest(_) | IngressError::BadHost(_) => AnswerError::BadRequest,
+            IngressError::TooManyHeaders => AnswerError::HeadTooLarge,
+            IngressError::MethodNotAllowed(_) => AnswerError::MethodNotAllowed,
+            IngressError::UnsupportedEncoding => AnswerError::UnsupportedCoding,
+        }
+    }
+
+    /// The status of [`answer`](Self::answer).
+    pub fn status(&self) -> u16 {
+        self.answer().status()
+    }
+}
+
+impl From<FramingError> for IngressError {
+    fn from(e: FramingError) -> Self {
+        match e {
+            FramingError::UnsupportedCoding => IngressError::UnsupportedEncoding,
+            other => IngressError::BadRequest(other.reason()),
         }
     }
 }
@@ -170,7 +187,7 @@ pub struct ProxyRequest {
     pub method: String,
     pub path: String,
     pub keep_alive: bool,
-    pub framing: BodyFraming,
+    pub framing: Framing,
 }
 
 /// What the ingress needs to relay one request and answer its caller.
@@ -180,7 +197,7 @@ pub struct RelayHead {
     /// Describes the relayed head written to `dst` (offsets from where it starts).
     pub info: HeadInfo,
     /// How the caller's body is delimited (the relayed message keeps it as it is).
-    pub framing: BodyFraming,
+    pub framing: Framing,
     pub keep_alive: bool,
     /// `Expect: 100-continue`: the caller waits for a 100 before sending its body.
     pub expect_continue: bool,
@@ -214,8 +231,6 @@ pub fn parse_request(
     let headers: &[Header<'_>] = req.headers;
 
     let mut host: Option<&[u8]> = None;
-    let mut length: Option<u64> = None;
-    let mut chunked = false;
     let mut close = false;
     let mut keep_alive_token = false;
     // A `Connection` token that names another header (RFC 9110 §7.6.1: not forwarded).
@@ -227,22 +242,6 @@ pub fn parse_request(
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") && host.replace(h.value).is_some() => {
                 return Err(IngressError::BadRequest("duplicate Host"));
-            }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
-                let n = head::parse_u64(h.value)
-                    .ok_or(IngressError::BadRequest("invalid Content-Length"))?;
-                if length.replace(n).is_some() {
-                    return Err(IngressError::BadRequest("duplicate Content-Length"));
-                }
-            }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                if chunked {
-                    return Err(IngressError::BadRequest("duplicate Transfer-Encoding"));
-                }
-                if !h.value.eq_ignore_ascii_case(b"chunked") {
-                    return Err(IngressError::UnsupportedEncoding);
-                }
-                chunked = true;
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
@@ -263,16 +262,7 @@ pub fn parse_request(
     if upgrade {
         return Ok(IngressHead::Upgrade);
     }
-    if chunked && length.is_some() {
-        return Err(IngressError::BadRequest(
-            "both Transfer-Encoding and Content-Length",
-        ));
-    }
-    let framing = match (length, chunked) {
-        (Some(n), _) => BodyFraming::Length(n),
-        (None, true) => BodyFraming::Chunked,
-        (None, false) => BodyFraming::None,
-    };
+    let framing = framing::declared(headers)?;
     let keep_alive = if http11 {
         !close
     } else {
@@ -380,7 +370,7 @@ fn absolute_form(target: &str) -> Option<(&str, &str)> {
 /// `X-Forwarded-*` and `Forwarded` (a service behind the proxy must be able to trust all of
 /// them), and those about the caller's connection to the proxy.
 fn dropped_on_ingress(name: &[u8]) -> bool {
-    head::is_hop_by_hop(name)
+    hop::is_hop_by_hop(name)
         || header_name::is_stamped(name)
         || header_name::is_forwarding(name)
         || match name.len() {
@@ -395,16 +385,9 @@ fn dropped_on_ingress(name: &[u8]) -> bool {
 /// proxy, not for the target. The framing headers stay whatever it lists: the body is relayed
 /// as it came, so its length must go with it.
 fn listed_in_connection(headers: &[Header<'_>], name: &[u8]) -> bool {
-    if name.eq_ignore_ascii_case(b"content-length")
-        || name.eq_ignore_ascii_case(b"transfer-encoding")
-    {
-        return false;
-    }
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| h.value.split(|&b| b == b','))
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
+    !(name.eq_ignore_ascii_case(b"content-length")
+        || name.eq_ignore_ascii_case(b"transfer-encoding"))
+        && hop::connection_lists(headers, name)
 }
 
 /// Format an IP address into `buf` without allocating.
@@ -551,7 +534,7 @@ mod tests {
         let (r, out) = relay(head);
         assert_eq!(r.target.as_str(), "svc");
         assert!(r.keep_alive);
-        assert_eq!(r.framing, BodyFraming::Length(5));
+        assert_eq!(r.framing, Framing::Length(5));
         let text = String::from_utf8(out.clone()).expect("utf-8");
         assert_eq!(
             text,
