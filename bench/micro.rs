@@ -9,7 +9,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use httpws::proto::frame::{DecoderConfig, MessageDecoder, OpCode, Role, encode_frame, unmask};
 use httpws::proto::head::{self, HeadLimits};
 use httpws::proto::public_request::{self, Forwarded, IngressHead, ProxyNames};
-use httpws::proxy::router::{CallerKind, ConnKey, Delivery, OutFrame, ShardMessage, ShardRouter};
+use httpws::proxy::ids::{CallerKind, ConnKey};
+use httpws::proxy::messages::{Delivery, OutFrame, ShardMessage};
+use httpws::proxy::router::ShardRouter;
 
 const REQUEST: &[u8] = b"POST /offer HTTP/1.1\r\nHost: bob\r\nCSeq: 123456\r\n\
 Content-Type: application/sdp\r\nContent-Length: 64\r\nHttpws-From: mallory\r\n\r\n\

@@ -21,7 +21,7 @@ use clap::{Parser, ValueEnum};
 use httpws::proto::frame::{self, DecoderConfig, Event, MessageDecoder, OpCode, Role};
 use httpws::proto::handshake;
 use httpws::proxy::DriverChoice;
-use httpws::proxy::shard::Driver;
+use httpws::proxy::runtime::IoDriver;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
@@ -63,7 +63,7 @@ fn main() -> io::Result<()> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let driver = Driver::resolve(match args.driver {
+    let driver = IoDriver::resolve(match args.driver {
         DriverArg::Auto => DriverChoice::Auto,
         DriverArg::Uring => DriverChoice::Uring,
         DriverArg::Legacy => DriverChoice::Legacy,
@@ -106,14 +106,14 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-fn run_thread(driver: Driver, listener: std::net::TcpListener) -> io::Result<()> {
+fn run_thread(driver: IoDriver, listener: std::net::TcpListener) -> io::Result<()> {
     use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
     match driver {
-        Driver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
+        IoDriver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
             .enable_timer()
             .build()?
             .block_on(accept_loop(listener)),
-        Driver::Uring => RuntimeBuilder::<IoUringDriver>::new()
+        IoDriver::Uring => RuntimeBuilder::<IoUringDriver>::new()
             .with_entries(URING_ENTRIES)
             .enable_timer()
             .build()?

@@ -4,17 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use crate::proto::frame::OpCode;
-use crate::proxy::router::ConnRef;
-
-/// How the answer to a request reaches its caller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReplyAs {
-    /// A WebSocket frame; a synthesized answer uses the opcode the request came with.
-    Frame(OpCode),
-    /// A plain HTTP/1.1 response (public ingress); a response to HEAD never has a body.
-    Http { head_request: bool },
-}
+use crate::proxy::ids::ConnRef;
+use crate::proxy::messages::ReplyAs;
 
 /// One relayed request waiting for its response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +95,8 @@ pub type InflightSet = BTreeSet<u64>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::router::{CallerKind, ConnKey};
+    use crate::proto::frame::OpCode;
+    use crate::proxy::ids::{CallerKind, ConnKey};
     use std::time::Duration;
 
     fn pending(origin_cseq: u64, deadline: Instant) -> Pending {

@@ -5,120 +5,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
-use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 
-use crate::proto::address::VirtualAddress;
-use crate::proto::frame::OpCode;
-use crate::proto::handshake::UpgradeRequest;
-use crate::proto::head::HeadInfo;
-use crate::proxy::pending::ReplyAs;
-use crate::proxy::transport::DetachedTransport;
+use crate::proxy::messages::ShardMessage;
 
 /// Queue slots each shard has for messages from all other shards together; split evenly
 /// between the sources so that the total stays the same however many shards run.
 pub const INBOUND_SLOTS_PER_SHARD: usize = 4096;
 /// Fewest slots one (from, to) queue gets.
 const MIN_SLOTS_PER_QUEUE: usize = 64;
-
-/// A connection's key inside its shard's slab: index plus generation, so a stale key (the
-/// connection closed and the slot was reused) never reaches the wrong connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConnKey {
-    pub index: u32,
-    pub generation: u32,
-}
-
-/// Which of a shard's connection slabs a key belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CallerKind {
-    /// A registered endpoint's WebSocket.
-    WebSocket,
-    /// A plain HTTP client of the public ingress.
-    Http,
-}
-
-/// A connection anywhere in the proxy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConnRef {
-    pub shard: u16,
-    pub kind: CallerKind,
-    pub key: ConnKey,
-}
-
-/// One outbound WebSocket frame as it will be written: the frame header with the (rewritten)
-/// HTTP head in one piece, and the body handed on untouched (zero-copy, maybe empty).
-#[derive(Debug, Clone)]
-pub struct OutFrame {
-    pub head: Bytes,
-    pub body: Bytes,
-}
-
-impl OutFrame {
-    pub fn len(&self) -> usize {
-        self.head.len() + self.body.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A request on its way to the shard that owns its target address.
-#[derive(Debug)]
-pub struct RelayRequest {
-    pub origin: ConnRef,
-    pub origin_cseq: u64,
-    /// The caller's address, stamped as `Httpws-From`; `None` for an internet caller. (The
-    /// target is re-read from the head's Host on the owner shard.)
-    pub from: Option<VirtualAddress>,
-    /// The frame opcode towards the target.
-    pub opcode: OpCode,
-    /// The request head (`info` describes it); anything after `info.head_len` is ignored.
-    pub message: Bytes,
-    pub info: HeadInfo,
-    /// The body, handed on untouched.
-    pub body: Bytes,
-    /// How the caller wants its answer.
-    pub reply: ReplyAs,
-}
-
-/// The answer to one request, on its way back to the caller's connection.
-#[derive(Debug)]
-pub struct Delivery {
-    pub to: ConnKey,
-    pub kind: CallerKind,
-    pub origin_cseq: u64,
-    pub frame: OutFrame,
-}
-
-/// A freshly upgraded connection travelling to the shard that owns its address.
-#[derive(Debug)]
-pub struct Handoff {
-    pub transport: DetachedTransport,
-    pub request: UpgradeRequest,
-    pub address: VirtualAddress,
-    /// Bytes the client sent after its handshake head.
-    pub leftover: Bytes,
-}
-
-/// A public-ingress connection travelling to the shard that owns its first request's target.
-#[derive(Debug)]
-pub struct HttpHandoff {
-    pub transport: DetachedTransport,
-    pub peer: std::net::IpAddr,
-    /// What was read and not yet handled: the first request (or part of it) and anything after.
-    pub buffered: Bytes,
-}
-
-/// Everything one shard can ask of another.
-#[derive(Debug)]
-pub enum ShardMessage {
-    Adopt(Box<Handoff>),
-    AdoptHttp(Box<HttpHandoff>),
-    Request(RelayRequest),
-    Respond(Delivery),
-}
 
 struct Inbox {
     waker: AtomicWaker,
@@ -233,6 +128,9 @@ impl ShardRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::ids::{CallerKind, ConnKey};
+    use crate::proxy::messages::{Delivery, OutFrame};
+    use bytes::Bytes;
 
     fn delivery(cseq: u64) -> ShardMessage {
         ShardMessage::Respond(Delivery {

@@ -11,8 +11,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::proxy::access::{AccessError, PolicyCell};
 use crate::proxy::config::ProxyConfig;
+use crate::proxy::control::Control;
 use crate::proxy::router::ShardRouter;
-use crate::proxy::shard::{self, Control, Driver};
+use crate::proxy::runtime::{self, IoDriver};
 use crate::proxy::tls::{self, TlsError};
 
 /// Pending-connection queue per listener.
@@ -28,7 +29,7 @@ const PORT_RETRY: Duration = Duration::from_millis(20);
 pub struct RunningProxy {
     local_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
-    driver: Driver,
+    driver: IoDriver,
     shards: usize,
     threads: Vec<JoinHandle<io::Result<()>>>,
     control: Arc<Control>,
@@ -47,7 +48,7 @@ impl RunningProxy {
         self.http_addr
     }
 
-    pub fn driver(&self) -> Driver {
+    pub fn driver(&self) -> IoDriver {
         self.driver
     }
 
@@ -126,7 +127,7 @@ impl ShutdownHandle {
 /// Bind every shard's listener and start the shards.
 pub fn start(config: ProxyConfig) -> io::Result<RunningProxy> {
     let shards = config.shards.clamp(1, usize::from(u16::MAX));
-    let driver = Driver::resolve(config.driver)?;
+    let driver = IoDriver::resolve(config.driver)?;
     let (local_addr, listeners) = bind_shared("--listen", config.listen, shards)?;
     let (http_addr, http_listeners): (_, Vec<Option<std::net::TcpListener>>) =
         match config.http_listen {
@@ -163,7 +164,7 @@ pub fn start(config: ProxyConfig) -> io::Result<RunningProxy> {
                     core_affinity::set_for_current(core);
                 }
                 tracing::info!(shard = id, driver = driver.name(), "shard starting");
-                shard::run(id, driver, config, router, control, listener, http_listener)
+                runtime::run(id, driver, config, router, control, listener, http_listener)
             })?;
         threads.push(thread);
     }

@@ -1,7 +1,7 @@
 //! A generational slab of a shard's connections: O(1) insert, lookup and removal by
 //! [`ConnKey`], and a reused slot never answers to an old key.
 
-use crate::proxy::router::ConnKey;
+use crate::proxy::ids::ConnKey;
 
 #[derive(Debug)]
 struct Slot<T> {

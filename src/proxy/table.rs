@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use subtle::ConstantTimeEq;
 
 use crate::proto::address::VirtualAddress;
-use crate::proxy::router::ConnKey;
+use crate::proxy::ids::ConnKey;
 
 /// SHA-256 of the bearer token a connection registered with. The token itself is not kept.
 pub type CredentialHash = [u8; 32];

@@ -2,10 +2,12 @@
 //! (`wss://`), one type for the handshake, the connection driver and the move between shards.
 
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::BytesMut;
 use monoio::io::IntoPollIo;
 use monoio::io::poll_io::{AsyncRead, AsyncWrite, ReadBuf};
 use monoio::net::TcpStream;
@@ -109,4 +111,68 @@ impl AsyncWrite for Transport {
             Transport::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
         }
     }
+}
+
+/// Read from `io` into the spare capacity of `buf` (the caller reserves room first).
+pub fn poll_read_buf(
+    io: &mut Transport,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
+    let mut read_buf = ReadBuf::uninit(spare);
+    match Pin::new(io).poll_read(cx, &mut read_buf) {
+        Poll::Ready(Ok(())) => {
+            let n = read_buf.filled().len();
+            let len = buf.len();
+            // SAFETY: `ReadBuf` counts as filled only bytes the read initialized, and those
+            // are the first `n` bytes of `buf`'s spare capacity.
+            unsafe { buf.set_len(len + n) };
+            Poll::Ready(Ok(n))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// Most pieces [`write_all`] takes: an ingress response is head, end of head, body.
+const MAX_PIECES: usize = 3;
+
+/// Write every byte of `pieces` (at most [`MAX_PIECES`]) with vectored writes, then flush
+/// (TLS holds ciphertext otherwise). Nothing is allocated. Used where a connection has no
+/// driver: refusals, handshakes and the public ingress.
+pub async fn write_all(io: &mut Transport, pieces: &[&[u8]]) -> io::Result<()> {
+    let mut parts: [&[u8]; MAX_PIECES] = [&[]; MAX_PIECES];
+    let count = pieces.len().min(MAX_PIECES);
+    parts[..count].copy_from_slice(&pieces[..count]);
+    let mut first = 0;
+    loop {
+        while first < count && parts[first].is_empty() {
+            first += 1;
+        }
+        if first == count {
+            break;
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_PIECES];
+        for (slice, part) in slices.iter_mut().zip(&parts[first..count]) {
+            *slice = IoSlice::new(part);
+        }
+        let live = &slices[..count - first];
+        let n = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_write_vectored(cx, live)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let mut left = n;
+        while left > 0 && first < count {
+            let len = parts[first].len();
+            if len <= left {
+                left -= len;
+                first += 1;
+            } else {
+                parts[first] = &parts[first][left..];
+                left = 0;
+            }
+        }
+    }
+    std::future::poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
 }

@@ -8,12 +8,10 @@
 //! instead of as a WebSocket frame. Reads land in the shard's shared read blocks and a
 //! complete request is split off them without copying, as on WebSocket connections.
 
-use std::cell::RefCell;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -27,14 +25,13 @@ use crate::proto::http1::head_scanner::{HeadScanner, ScanError};
 use crate::proto::public_request::{
     self, Forwarded, INTERNET_CALLER, IngressHead, MAX_INGRESS_HEADERS, RelayHead,
 };
-use crate::proxy::connection::{poll_read_buf, write_all};
+use crate::proxy::http_caller::HttpCaller;
+use crate::proxy::ids::{CallerKind, ConnKey, ConnRef};
+use crate::proxy::messages::{HttpHandoff, RelayRequest, ReplyAs, ShardMessage};
 use crate::proxy::pages;
-use crate::proxy::pending::ReplyAs;
-use crate::proxy::router::{
-    CallerKind, ConnKey, ConnRef, HttpHandoff, OutFrame, RelayRequest, ShardMessage,
-};
 use crate::proxy::shard::Shard;
 use crate::proxy::transport::Transport;
+use crate::proxy::transport::{poll_read_buf, write_all};
 
 /// How long, and for how many bytes, a closing connection drains what the caller still sends.
 const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
@@ -46,54 +43,6 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Ends a head on a connection that stays open / one that closes after this response.
 const END_KEEP_ALIVE: &[u8] = b"\r\n";
 const END_CLOSE: &[u8] = b"Connection: close\r\n\r\n";
-
-/// The shard-side half of one ingress connection: where its answer is delivered.
-#[derive(Debug)]
-pub struct HttpCaller {
-    state: RefCell<CallerState>,
-}
-
-#[derive(Debug, Default)]
-struct CallerState {
-    /// The CSeq of the request being answered (0: none).
-    awaiting: u64,
-    reply: Option<OutFrame>,
-    waker: Option<Waker>,
-}
-
-impl HttpCaller {
-    /// The answer to request `cseq`; anything else (a stale answer) is dropped.
-    pub fn deliver(&self, cseq: u64, frame: OutFrame) {
-        let mut st = self.state.borrow_mut();
-        if st.awaiting != cseq || st.reply.is_some() {
-            return;
-        }
-        st.reply = Some(frame);
-        if let Some(waker) = st.waker.take() {
-            waker.wake();
-        }
-    }
-
-    fn expect(&self, cseq: u64) {
-        let mut st = self.state.borrow_mut();
-        st.awaiting = cseq;
-        st.reply = None;
-    }
-
-    fn poll_reply(&self, cx: &mut Context<'_>) -> Poll<OutFrame> {
-        let mut st = self.state.borrow_mut();
-        match st.reply.take() {
-            Some(frame) => {
-                st.awaiting = 0;
-                Poll::Ready(frame)
-            }
-            None => {
-                st.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    }
-}
 
 /// Why an ingress connection ended early (logged once, at debug level).
 #[derive(Debug, thiserror::Error)]
@@ -107,10 +56,8 @@ enum IngressEnd {
 /// Serve one ingress connection. `buf` holds what was read already (the first head).
 /// `may_move`: the connection may still move to the shard that owns its first target.
 pub async fn serve(shard: Rc<Shard>, io: Transport, peer: IpAddr, buf: BytesMut, may_move: bool) {
-    let caller = Rc::new(HttpCaller {
-        state: RefCell::default(),
-    });
-    let key = shard.callers.borrow_mut().insert_with(|_| caller.clone());
+    let caller = Rc::new(HttpCaller::default());
+    let key = shard.add_caller(caller.clone());
     let tls = matches!(io, Transport::Tls(_));
     let mut conn = IngressConn {
         shard: shard.clone(),
@@ -123,7 +70,7 @@ pub async fn serve(shard: Rc<Shard>, io: Transport, peer: IpAddr, buf: BytesMut,
         may_move,
     };
     let outcome = conn.run().await;
-    shard.callers.borrow_mut().remove(key);
+    shard.remove_caller(key);
     match outcome {
         Ok(None) => {}
         Ok(Some(owner)) => {
@@ -196,7 +143,7 @@ impl IngressConn {
             if let Next::Move(owner) = next {
                 return Ok(Some(owner));
             }
-            if next == Next::Close || self.shard.draining.get() {
+            if next == Next::Close || self.shard.is_draining() {
                 let _ = std::future::poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await;
                 self.linger().await;
                 return Ok(None);
@@ -271,12 +218,10 @@ impl IngressConn {
         let read = async {
             if self.buf.is_empty() {
                 let n = std::future::poll_fn(|cx| {
-                    let mut block = shard.read_buf.borrow_mut();
-                    shard.prepare_read_buf(&mut block);
-                    poll_read_buf(&mut self.io, cx, &mut block)
+                    shard.read_block_with_room(|block| poll_read_buf(&mut self.io, cx, block))
                 })
                 .await?;
-                self.buf = shard.read_buf.borrow_mut().split();
+                self.buf = shard.read_block(|block| block.split());
                 Ok::<usize, io::Error>(n)
             } else {
                 let max = shard.config.max_message_bytes + shard.config.max_handshake_bytes;
@@ -340,7 +285,7 @@ impl IngressConn {
             Ok(IngressHead::Relay(relay)) => {
                 let owner = relay.target.shard_index(shard.router.shards());
                 let first = std::mem::replace(&mut self.may_move, false) && self.next_cseq == 0;
-                if first && owner != shard.id && !shard.draining.get() {
+                if first && owner != shard.id && !shard.is_draining() {
                     return Ok(Next::Move(owner));
                 }
                 self.relay(head_end, head_bytes, relay, owner).await
@@ -406,7 +351,7 @@ impl IngressConn {
                 .await?;
             return Ok(next);
         }
-        if shard.draining.get() {
+        if shard.is_draining() {
             let reason = "the proxy is shutting down";
             self.write_error(AnswerError::TargetBusy, reason, Next::Close)
                 .await?;
@@ -519,7 +464,7 @@ impl IngressConn {
         // A draining shard closes every ingress connection after its answer (`run`): say so.
         let end = match next {
             // (A connection that moves is handed over before anything is written.)
-            Next::KeepAlive | Next::Move(_) if !self.shard.draining.get() => END_KEEP_ALIVE,
+            Next::KeepAlive | Next::Move(_) if !self.shard.is_draining() => END_KEEP_ALIVE,
             Next::KeepAlive | Next::Move(_) | Next::Close => END_CLOSE,
         };
         let body: &[u8] = match body {

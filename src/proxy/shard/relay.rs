@@ -12,11 +12,10 @@ use crate::proto::head::{self, HeadInfo, HeadKind};
 use crate::proto::http1::write;
 use crate::proto::indication::{self, IndicationError};
 use crate::proto::public_request::INTERNET_CALLER;
-use crate::proxy::connection::Conn;
-use crate::proxy::pending::{Pending, ReplyAs, Unmatched};
-use crate::proxy::router::{
-    CallerKind, ConnKey, ConnRef, Delivery, OutFrame, RelayRequest, ShardMessage,
-};
+use crate::proxy::conn::Conn;
+use crate::proxy::ids::{CallerKind, ConnKey, ConnRef};
+use crate::proxy::messages::{Delivery, OutFrame, RelayRequest, ReplyAs, ShardMessage};
+use crate::proxy::pending::{Pending, Unmatched};
 use crate::proxy::shard::Shard;
 
 impl Shard {

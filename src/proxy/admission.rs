@@ -1,38 +1,38 @@
-//! Admission: read and check the opening handshake (bounded in size and time), then
-//! register the connection on the shard that owns its address, or refuse it.
+//! Admission: a connection the shard's listener accepted, up to the moment it is known what
+//! it is. TLS is started (or plain HTTP on a TLS port told to use TLS), the first head is read
+//! and checked, bounded in size and time; an `Upgrade` goes on to [`registration`] on the
+//! shard that owns its address, anything else to the [`public_ingress`].
+//!
+//! [`registration`]: crate::proxy::registration
+//! [`public_ingress`]: crate::proxy::public_ingress
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use monoio::io::IntoPollIo;
 use monoio::net::TcpStream;
-use sha2::{Digest, Sha256};
 
-use crate::proto::address::VirtualAddress;
-use crate::proto::frame::{self, OpCode};
 use crate::proto::handshake::{self, HandshakeError, UpgradeRequest};
 use crate::proto::http1::head_scanner::{HeadScanner, ScanError};
-use crate::proto::indication::{self, IndicationError};
 use crate::proto::origin;
-use crate::proxy::connection::{self, Conn};
-use crate::proxy::ingress;
-use crate::proxy::router::{Handoff, OutFrame, ShardMessage};
+use crate::proxy::messages::{Handoff, ShardMessage};
+use crate::proxy::public_ingress;
+use crate::proxy::registration::{assign_address, refuse, register};
 use crate::proxy::shard::Shard;
-use crate::proxy::table::{Claim, CredentialHash, Registration};
 use crate::proxy::tls::TlsStream;
 use crate::proxy::transport::Transport;
+use crate::proxy::transport::poll_read_buf;
 
 /// First read size for a handshake; grown up to the handshake limit only if needed.
 const HANDSHAKE_READ_BYTES: usize = 1024;
-/// How addresses the proxy assigns (for path `/`) begin; 64 random bits follow, so nobody
-/// can guess and squat on the next one.
-const ASSIGNED_ADDRESS_PREFIX: &str = "ep-";
+
 /// The first read on a TLS listener, to tell a TLS client from a plain HTTP one (a
 /// ClientHello usually fits; the rest arrives through the TLS session's own reads).
 const FIRST_TLS_READ_BYTES: usize = 2048;
+
 /// The first byte of a TLS record carrying a handshake message (a ClientHello).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
@@ -75,7 +75,7 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let (request, head_len) = match parsed {
         Ok(Head::Upgrade(request, head_len)) => (request, head_len),
         Ok(Head::Plain) => {
-            ingress::serve(shard, io, peer.ip(), buf, true).await;
+            public_ingress::serve(shard, io, peer.ip(), buf, true).await;
             return;
         }
         Err(Refusal::Silent) => return,
@@ -152,7 +152,7 @@ pub async fn admit_http(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let Ok(io) = stream.into_poll_io() else {
         return;
     };
-    ingress::serve(
+    public_ingress::serve(
         shard,
         Transport::Plain(io),
         peer.ip(),
@@ -195,130 +195,13 @@ async fn read_handshake(
         // Never read past the limit: the scanner refuses a head that reaches it unfinished.
         let room = max.saturating_sub(buf.len()).min(HANDSHAKE_READ_BYTES);
         buf.reserve(room.max(1));
-        let n = std::future::poll_fn(|cx| connection::poll_read_buf(io, cx, buf))
+        let n = std::future::poll_fn(|cx| poll_read_buf(io, cx, buf))
             .await
             .map_err(|_| Refusal::Silent)?;
         if n == 0 {
             return Err(Refusal::Silent);
         }
     }
-}
-
-/// A connection handed over by the shard that accepted it.
-pub fn adopt(shard: &Rc<Shard>, handoff: Handoff) {
-    let Handoff {
-        transport,
-        request,
-        address,
-        leftover,
-    } = handoff;
-    let io = match Transport::attach(transport) {
-        Ok(io) => io,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not adopt a connection");
-            return;
-        }
-    };
-    register(shard, io, request, address, BytesMut::from(&leftover[..]));
-}
-
-/// Register on the owner shard: claim the address, answer 101 and `:host`, start the driver.
-/// Synchronous up to the spawn, so two registrations for one name cannot interleave.
-fn register(
-    shard: &Rc<Shard>,
-    io: Transport,
-    request: UpgradeRequest,
-    address: VirtualAddress,
-    leftover: BytesMut,
-) {
-    if shard.draining.get() {
-        monoio::spawn(refuse(
-            io,
-            handshake::refusal(503, "the proxy is shutting down"),
-            shard.config.handshake_timeout,
-        ));
-        return;
-    }
-    let credential: Option<CredentialHash> = request
-        .token
-        .as_ref()
-        .map(|t| Sha256::digest(t.as_str().as_bytes()).into());
-    // The tokens file is checked here, on the owner shard, with the one hash of the token
-    // that the takeover check below uses too.
-    let assigned = request.address.is_none();
-    if let Err(denied) =
-        shard
-            .policy()
-            .authorize(credential.as_ref(), &address, assigned, request.public)
-    {
-        tracing::debug!(%address, status = denied.status(), "registration refused by the tokens file");
-        monoio::spawn(refuse(
-            io,
-            handshake::refusal(denied.status(), &denied.to_string()),
-            shard.config.handshake_timeout,
-        ));
-        return;
-    }
-    let claim = shard.table.borrow().claim(&address, credential.as_ref());
-    match claim {
-        Claim::Free => {}
-        Claim::Conflict { credential } => {
-            tracing::debug!(%address, "registration refused: address held");
-            // Agents read "another credential" as "retrying cannot help" (docs/protocol.md §1).
-            let reason = if credential {
-                format!("address {address} is held by another credential")
-            } else {
-                format!(
-                    "address {address} is held by another connection (registered without a \
-                     token: it is free once that connection ends)"
-                )
-            };
-            monoio::spawn(refuse(
-                io,
-                handshake::refusal(409, &reason),
-                shard.config.handshake_timeout,
-            ));
-            return;
-        }
-        Claim::Takeover(old_key) => {
-            if let Some(old) = shard.conn(old_key) {
-                tracing::info!(%address, "address taken over by a new connection with the same token");
-                let reason = "another connection with the same credential took over this address";
-                shard.send_indication(&old, IndicationError::Replaced, reason);
-                let close = shard.close_frame(1000, "replaced");
-                shard.close_connection(&old, close);
-            }
-        }
-    }
-    let key = shard
-        .conns
-        .borrow_mut()
-        .insert_with(|key| Rc::new(Conn::new(key, address.clone(), request.public, leftover)));
-    let Some(conn) = shard.conn(key) else { return };
-    shard.table.borrow_mut().insert(
-        address.clone(),
-        Registration {
-            key,
-            credential: credential.map(Box::new),
-        },
-    );
-    // The 101 and the `:host` indication go out first, ahead of anything relayed to it.
-    let mut hello = BytesMut::from(&handshake::response_101(&request.accept_key)[..]);
-    frame::encode_frame(
-        &mut hello,
-        OpCode::Text,
-        None,
-        indication::encode_host(address.as_str()).as_bytes(),
-    );
-    shard.queue(
-        &conn,
-        OutFrame {
-            head: hello.freeze(),
-            body: Bytes::new(),
-        },
-    );
-    tracing::debug!(%address, shard = shard.id, "registered");
-    monoio::spawn(connection::drive(shard.clone(), conn, io));
 }
 
 /// Answer a refused handshake (bounded in time: the peer may not read) and close.
@@ -333,7 +216,7 @@ async fn start_tls(
 ) -> Option<TlsStream> {
     let mut io = Transport::Plain(io);
     let mut first = BytesMut::with_capacity(FIRST_TLS_READ_BYTES);
-    let read = std::future::poll_fn(|cx| connection::poll_read_buf(&mut io, cx, &mut first));
+    let read = std::future::poll_fn(|cx| poll_read_buf(&mut io, cx, &mut first));
     match monoio::time::timeout(timeout, read).await {
         Ok(Ok(n)) if n > 0 => {}
         _ => return None,
@@ -356,16 +239,4 @@ async fn start_tls(
             None
         }
     }
-}
-
-async fn refuse(mut io: Transport, response: Vec<u8>, timeout: Duration) {
-    let _ = monoio::time::timeout(timeout, connection::write_all(&mut io, &[&response])).await;
-}
-
-/// A fresh random address for a client that registered with path `/`.
-fn assign_address() -> Option<VirtualAddress> {
-    let mut bits = [0u8; 8];
-    getrandom::fill(&mut bits).ok()?;
-    let name = format!("{ASSIGNED_ADDRESS_PREFIX}{:016x}", u64::from_le_bytes(bits));
-    VirtualAddress::parse(name.as_bytes()).ok()
 }

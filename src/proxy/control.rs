@@ -1,0 +1,59 @@
+//! State shared by every shard of one proxy, behind atomics and locks read rarely: the
+//! shutdown sequence, the access policy, and the TLS configuration.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::proxy::access::PolicyCell;
+
+/// State shared by every shard of one proxy: the shutdown sequence, the access policy and
+/// the TLS configuration (both replaceable on SIGHUP).
+#[derive(Debug)]
+pub struct Control {
+    shutdown: AtomicBool,
+    /// Shards that have answered or failed every request they were holding.
+    drained: AtomicUsize,
+    pub policy: PolicyCell,
+    /// Read once per accepted connection; swapped whole when the certificate is reloaded.
+    tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
+}
+
+impl Control {
+    pub fn new(policy: PolicyCell, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        Control {
+            shutdown: AtomicBool::new(false),
+            drained: AtomicUsize::new(0),
+            policy,
+            tls: RwLock::new(tls),
+        }
+    }
+
+    /// The TLS configuration new connections get (None: plain `ws://`).
+    pub fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        // A poisoned lock still holds a whole configuration: it is only ever replaced whole.
+        self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replace the TLS configuration; connections already open keep their sessions.
+    pub fn set_tls(&self, config: Arc<rustls::ServerConfig>) {
+        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(config);
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// This shard has answered or failed every request it held (shutdown).
+    pub fn mark_drained(&self) {
+        self.drained.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many shards have [`mark_drained`](Self::mark_drained).
+    pub fn drained(&self) -> usize {
+        self.drained.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,27 @@
+//! How the proxy names connections: a key in a shard's slab, and a reference that says which
+//! shard and which slab (WebSocket endpoints or public-ingress callers).
+
+/// A connection's key inside its shard's slab: index plus generation, so a stale key (the
+/// connection closed and the slot was reused) never reaches the wrong connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub index: u32,
+    pub generation: u32,
+}
+
+/// Which of a shard's connection slabs a key belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallerKind {
+    /// A registered endpoint's WebSocket.
+    WebSocket,
+    /// A plain HTTP client of the public ingress.
+    Http,
+}
+
+/// A connection anywhere in the proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnRef {
+    pub shard: u16,
+    pub kind: CallerKind,
+    pub key: ConnKey,
+}

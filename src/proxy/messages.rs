@@ -1,0 +1,96 @@
+//! What travels inside the proxy: frames on their way out of a connection, requests on their
+//! way to the shard that owns their target, answers on their way back, and connections
+//! moving to the shard that owns their address. Everything here is `Send` (it crosses
+//! threads); nothing here does anything.
+
+use bytes::Bytes;
+
+use crate::proto::address::VirtualAddress;
+use crate::proto::frame::OpCode;
+use crate::proto::handshake::UpgradeRequest;
+use crate::proto::head::HeadInfo;
+use crate::proxy::ids::{CallerKind, ConnKey, ConnRef};
+use crate::proxy::transport::DetachedTransport;
+
+/// How the answer to a request reaches its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyAs {
+    /// A WebSocket frame; a synthesized answer uses the opcode the request came with.
+    Frame(OpCode),
+    /// A plain HTTP/1.1 response (public ingress); a response to HEAD never has a body.
+    Http { head_request: bool },
+}
+
+/// One outbound WebSocket frame as it will be written: the frame header with the (rewritten)
+/// HTTP head in one piece, and the body handed on untouched (zero-copy, maybe empty).
+#[derive(Debug, Clone)]
+pub struct OutFrame {
+    pub head: Bytes,
+    pub body: Bytes,
+}
+
+impl OutFrame {
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A request on its way to the shard that owns its target address.
+#[derive(Debug)]
+pub struct RelayRequest {
+    pub origin: ConnRef,
+    pub origin_cseq: u64,
+    /// The caller's address, stamped as `Httpws-From`; `None` for an internet caller. (The
+    /// target is re-read from the head's Host on the owner shard.)
+    pub from: Option<VirtualAddress>,
+    /// The frame opcode towards the target.
+    pub opcode: OpCode,
+    /// The request head (`info` describes it); anything after `info.head_len` is ignored.
+    pub message: Bytes,
+    pub info: HeadInfo,
+    /// The body, handed on untouched.
+    pub body: Bytes,
+    /// How the caller wants its answer.
+    pub reply: ReplyAs,
+}
+
+/// The answer to one request, on its way back to the caller's connection.
+#[derive(Debug)]
+pub struct Delivery {
+    pub to: ConnKey,
+    pub kind: CallerKind,
+    pub origin_cseq: u64,
+    pub frame: OutFrame,
+}
+
+/// A freshly upgraded connection travelling to the shard that owns its address.
+#[derive(Debug)]
+pub struct Handoff {
+    pub transport: DetachedTransport,
+    pub request: UpgradeRequest,
+    pub address: VirtualAddress,
+    /// Bytes the client sent after its handshake head.
+    pub leftover: Bytes,
+}
+
+/// A public-ingress connection travelling to the shard that owns its first request's target.
+#[derive(Debug)]
+pub struct HttpHandoff {
+    pub transport: DetachedTransport,
+    pub peer: std::net::IpAddr,
+    /// What was read and not yet handled: the first request (or part of it) and anything after.
+    pub buffered: Bytes,
+}
+
+/// Everything one shard can ask of another.
+#[derive(Debug)]
+pub enum ShardMessage {
+    Adopt(Box<Handoff>),
+    AdoptHttp(Box<HttpHandoff>),
+    Request(RelayRequest),
+    Respond(Delivery),
+}
