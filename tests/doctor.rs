@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-/// Every check's name, in report order (mirrors `CHECK_NAMES` in src/doctor.rs).
+/// Every check's name, in report order (mirrors `CHECK_NAMES` in src/cli/doctor/report.rs).
 const CHECKS: [&str; 12] = [
     "open files (RLIMIT_NOFILE)",
     "fs.nr_open",

@@ -19,6 +19,8 @@ use httpws::proxy::{self, ProxyConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::runtime::{endpoint_runtime, shutdown_signal};
+
 /// How long the demo waits for its endpoints to register.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -43,7 +45,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let proxy_url = ProxyUrl::parse(&format!("ws://{}", running.local_addr()))?;
     let shutdown = running.shutdown_handle();
 
-    let outcome = super::endpoint_runtime(2)?.block_on(async move {
+    let outcome = endpoint_runtime(2)?.block_on(async move {
         let service = TcpListener::bind("127.0.0.1:0").await?;
         let service_addr = service.local_addr()?;
         tokio::spawn(web_service(service));
@@ -76,7 +78,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "Try it: curl -x http://{ingress} http://bob/anything   (Ctrl-C stops the demo)"
             );
             std::io::stdout().flush().ok();
-            super::shutdown_signal().await;
+            shutdown_signal().await;
         }
         alice.shutdown().await;
         bob.shutdown().await;
