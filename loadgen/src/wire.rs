@@ -5,6 +5,10 @@
 use bytes::{BufMut, BytesMut};
 use httpws::proto::frame::{self, MAX_HEADER_LEN, OpCode};
 
+/// The close code loadgen closes with, and answers a close without a code with (RFC 6455
+/// §7.4.1: normal closure).
+pub const CLOSE_NORMAL: u16 = 1000;
+
 /// Append `v` in decimal.
 #[inline]
 pub fn put_decimal(dst: &mut Vec<u8>, mut v: u64) {
