@@ -68,12 +68,7 @@ pub fn put_request(
         }
         Host::Fixed(name) => scratch.extend_from_slice(name),
     }
-    scratch.extend_from_slice(b"\r\nCSeq: ");
-    put_decimal(scratch, cseq);
-    scratch.extend_from_slice(b"\r\nContent-Length: ");
-    put_decimal(scratch, body.len() as u64);
-    scratch.extend_from_slice(b"\r\n\r\n");
-    put_masked_message(out, scratch, body, mask);
+    put_message(out, scratch, cseq, body, mask);
 }
 
 /// Append the answer an endpoint gives: `200 OK`, the same CSeq, the request's body.
@@ -85,7 +80,15 @@ pub fn put_response(
     mask: [u8; 4],
 ) {
     scratch.clear();
-    scratch.extend_from_slice(b"HTTP/1.1 200 OK\r\nCSeq: ");
+    scratch.extend_from_slice(b"HTTP/1.1 200 OK");
+    put_message(out, scratch, cseq, body, mask);
+}
+
+/// End the head begun in `scratch` (its start line and any headers) with `CSeq`,
+/// `Content-Length` and the blank line, and append head and `body` as one masked frame.
+#[inline]
+fn put_message(out: &mut BytesMut, scratch: &mut Vec<u8>, cseq: u64, body: &[u8], mask: [u8; 4]) {
+    scratch.extend_from_slice(b"\r\nCSeq: ");
     put_decimal(scratch, cseq);
     scratch.extend_from_slice(b"\r\nContent-Length: ");
     put_decimal(scratch, body.len() as u64);
