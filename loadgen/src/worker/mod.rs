@@ -37,17 +37,17 @@ use httpws::proto::frame::{DecoderConfig, Role};
 use httpws::proto::head::HeadLimits;
 use tokio::sync::oneshot;
 
-use crate::args::{Config, Traffic};
+use crate::args::{Config, MAX_PAYLOAD_BYTES, Traffic};
 use crate::clock::{self, now_ns, sleep_until_ns};
 use crate::stats::ThreadStats;
 
 use self::conn::Conn;
 pub use self::ramp::{Limit, Ramp};
 
-/// Largest message accepted from the server.
-const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024 + 64 * 1024;
 /// Largest HTTP head of a message from the server.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Largest message accepted from the server: the largest --payload echoed, with its head.
+const MAX_MESSAGE_BYTES: usize = MAX_PAYLOAD_BYTES + MAX_HEAD_BYTES;
 /// Timer slack for worker threads (the default is 50 µs).
 const TIMER_SLACK_NS: u64 = 1_000;
 /// Mixed into each thread's random seed so that threads started in the same nanosecond
