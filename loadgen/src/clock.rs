@@ -8,6 +8,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -22,6 +23,14 @@ pub fn now_ns() -> u64 {
     // SAFETY: clock_gettime writes one timespec into the pointer we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Sleep on tokio's (coarse) timer until [`now_ns`] ≥ `t`: for phase changes, not pacing.
+pub async fn sleep_until_ns(t: u64) {
+    let now = now_ns();
+    if t > now {
+        tokio::time::sleep(Duration::from_nanos(t - now)).await;
+    }
 }
 
 /// Let this thread's timers fire within `slack_ns` of their time (default: 50 µs).

@@ -10,6 +10,12 @@ const LEFT: f64 = 80.0;
 const RIGHT: f64 = 30.0;
 const TOP: f64 = 56.0;
 const BOTTOM: f64 = 64.0;
+/// Most decades on the x axis (6 = 99.9999%).
+const MAX_DECADES: f64 = 6.0;
+/// Latencies are drawn in µs below 10 ms, in ms from there.
+const MS_FROM_NS: f64 = 1e7;
+/// About how many grid lines the y axis gets.
+const Y_TICKS: f64 = 6.0;
 const COLORS: [&str; 6] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
 ];
@@ -55,33 +61,73 @@ fn percentile_label(x: u32) -> String {
 
 /// Render the plot. `title` goes on top; `subtitle` (the run's settings) under it.
 pub fn render(title: &str, subtitle: &str, series: &[Series]) -> String {
-    let x_max = series
-        .iter()
-        .filter_map(|s| s.points.last().map(|p| p.0))
-        .fold(1.0f64, f64::max)
-        .ceil()
-        .clamp(1.0, 6.0);
-    let max_ns = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    // µs below 10 ms, else ms.
-    let (unit, div) = if max_ns < 1e7 {
-        ("µs", 1e3)
-    } else {
-        ("ms", 1e6)
-    };
-    let y_top_raw = max_ns / div;
-    let step = nice_step(y_top_raw, 6.0);
-    let y_top = (y_top_raw / step).ceil().max(1.0) * step;
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let px = |x: f64| LEFT + x / x_max * plot_w;
-    let py = |v: f64| TOP + plot_h - v / y_top * plot_h;
-
+    let scale = Scale::of(series);
     let mut svg = String::new();
+    put_heading(&mut svg, title, subtitle);
+    put_axes(&mut svg, &scale);
+    put_series(&mut svg, &scale, series);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// The axes' ranges, and where a data point lands in the SVG.
+struct Scale {
+    /// The x axis ends at this decade (1 = 90%, 2 = 99%, …).
+    x_max: f64,
+    /// The latency unit on the y axis, and nanoseconds per unit.
+    unit: &'static str,
+    div: f64,
+    /// The top of the y axis and the distance between its grid lines, in `unit`.
+    y_top: f64,
+    step: f64,
+    plot_w: f64,
+    plot_h: f64,
+}
+
+impl Scale {
+    fn of(series: &[Series]) -> Scale {
+        let x_max = series
+            .iter()
+            .filter_map(|s| s.points.last().map(|p| p.0))
+            .fold(1.0f64, f64::max)
+            .ceil()
+            .clamp(1.0, MAX_DECADES);
+        let max_ns = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
+        let (unit, div) = if max_ns < MS_FROM_NS {
+            ("µs", 1e3)
+        } else {
+            ("ms", 1e6)
+        };
+        let y_top_raw = max_ns / div;
+        let step = nice_step(y_top_raw, Y_TICKS);
+        let y_top = (y_top_raw / step).ceil().max(1.0) * step;
+        Scale {
+            x_max,
+            unit,
+            div,
+            y_top,
+            step,
+            plot_w: WIDTH - LEFT - RIGHT,
+            plot_h: HEIGHT - TOP - BOTTOM,
+        }
+    }
+
+    fn px(&self, x: f64) -> f64 {
+        LEFT + x / self.x_max * self.plot_w
+    }
+
+    fn py(&self, v: f64) -> f64 {
+        TOP + self.plot_h - v / self.y_top * self.plot_h
+    }
+}
+
+/// The `<svg>` element, its background, the title and the subtitle.
+fn put_heading(svg: &mut String, title: &str, subtitle: &str) {
     let _ = writeln!(
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
@@ -102,10 +148,22 @@ pub fn render(title: &str, subtitle: &str, series: &[Series]) -> String {
         WIDTH / 2.0,
         escape(subtitle)
     );
-    // Grid and axes.
+}
+
+/// The grid, the frame, the tick labels and the axis titles.
+fn put_axes(svg: &mut String, scale: &Scale) {
+    let Scale {
+        x_max,
+        unit,
+        y_top,
+        step,
+        plot_w,
+        plot_h,
+        ..
+    } = *scale;
     let mut v = 0.0;
     while v <= y_top + step * 1e-9 {
-        let y = py(v);
+        let y = scale.py(v);
         let _ = writeln!(
             svg,
             r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e5e5e5"/>"##,
@@ -125,7 +183,7 @@ pub fn render(title: &str, subtitle: &str, series: &[Series]) -> String {
         v += step;
     }
     for i in 0..=(x_max as u32) {
-        let x = px(f64::from(i));
+        let x = scale.px(f64::from(i));
         let _ = writeln!(
             svg,
             r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#e5e5e5"/>"##,
@@ -153,14 +211,22 @@ pub fn render(title: &str, subtitle: &str, series: &[Series]) -> String {
         r#"<text transform="translate(20 {:.1}) rotate(-90)" text-anchor="middle">latency ({unit})</text>"#,
         TOP + plot_h / 2.0
     );
-    // The lines, and the legend in the top-left corner.
+}
+
+/// The lines, and the legend in the top-left corner.
+fn put_series(svg: &mut String, scale: &Scale, series: &[Series]) {
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         if !s.points.is_empty() {
             let mut d = String::new();
             for (j, &(x, ns)) in s.points.iter().enumerate() {
                 let cmd = if j == 0 { 'M' } else { 'L' };
-                let _ = write!(d, "{cmd}{:.1},{:.1} ", px(x), py(ns as f64 / div));
+                let _ = write!(
+                    d,
+                    "{cmd}{:.1},{:.1} ",
+                    scale.px(x),
+                    scale.py(ns as f64 / scale.div)
+                );
             }
             let _ = writeln!(
                 svg,
@@ -183,8 +249,6 @@ pub fn render(title: &str, subtitle: &str, series: &[Series]) -> String {
             escape(&s.label)
         );
     }
-    svg.push_str("</svg>\n");
-    svg
 }
 
 #[cfg(test)]

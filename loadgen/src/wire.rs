@@ -5,6 +5,10 @@
 use bytes::{BufMut, BytesMut};
 use httpws::proto::frame::{self, MAX_HEADER_LEN, OpCode};
 
+/// The close code loadgen closes with, and answers a close without a code with (RFC 6455
+/// §7.4.1: normal closure).
+pub const CLOSE_NORMAL: u16 = 1000;
+
 /// Append `v` in decimal.
 #[inline]
 pub fn put_decimal(dst: &mut Vec<u8>, mut v: u64) {
@@ -64,12 +68,7 @@ pub fn put_request(
         }
         Host::Fixed(name) => scratch.extend_from_slice(name),
     }
-    scratch.extend_from_slice(b"\r\nCSeq: ");
-    put_decimal(scratch, cseq);
-    scratch.extend_from_slice(b"\r\nContent-Length: ");
-    put_decimal(scratch, body.len() as u64);
-    scratch.extend_from_slice(b"\r\n\r\n");
-    put_masked_message(out, scratch, body, mask);
+    put_message(out, scratch, cseq, body, mask);
 }
 
 /// Append the answer an endpoint gives: `200 OK`, the same CSeq, the request's body.
@@ -81,7 +80,15 @@ pub fn put_response(
     mask: [u8; 4],
 ) {
     scratch.clear();
-    scratch.extend_from_slice(b"HTTP/1.1 200 OK\r\nCSeq: ");
+    scratch.extend_from_slice(b"HTTP/1.1 200 OK");
+    put_message(out, scratch, cseq, body, mask);
+}
+
+/// End the head begun in `scratch` (its start line and any headers) with `CSeq`,
+/// `Content-Length` and the blank line, and append head and `body` as one masked frame.
+#[inline]
+fn put_message(out: &mut BytesMut, scratch: &mut Vec<u8>, cseq: u64, body: &[u8], mask: [u8; 4]) {
+    scratch.extend_from_slice(b"\r\nCSeq: ");
     put_decimal(scratch, cseq);
     scratch.extend_from_slice(b"\r\nContent-Length: ");
     put_decimal(scratch, body.len() as u64);

@@ -1,0 +1,187 @@
+//! The checked [`Config`] the workers run from, made from the flags, and the traffic it asks for.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+
+use super::flags::{Args, Pattern};
+use super::parse::{parse_sources, parse_ws_url};
+
+/// Largest --payload (the message limit of the workers' decoder is this plus a head).
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
+/// Longest DNS label, which every virtual address `<prefix>-<i>` must fit in.
+const MAX_LABEL_BYTES: usize = 63;
+
+/// What traffic to send.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Traffic {
+    /// Requests per second in total, at fixed intended times, `burst` at a time per thread.
+    Open { rate: u64, burst: u64 },
+    /// Requests outstanding in total.
+    Closed { in_flight: u64 },
+    /// No requests at all.
+    Idle,
+}
+
+/// The checked configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub url: String,
+    /// `host[:port]` as written in the URL, for the `Host` header of the opening handshake.
+    pub authority: String,
+    pub target: SocketAddr,
+    pub direct: bool,
+    pub conns: usize,
+    pub connect_rate: u64,
+    pub connect_timeout: Duration,
+    pub sources: Vec<IpAddr>,
+    pub name_prefix: String,
+    pub threads: usize,
+    pub traffic: Traffic,
+    pub pattern: Pattern,
+    pub payload: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub timeout: Duration,
+    pub json: Option<String>,
+    pub plot: Option<String>,
+    pub plot_with: Vec<String>,
+    pub label: String,
+    pub quiet: bool,
+}
+
+impl Config {
+    pub fn from_args(args: Args) -> anyhow::Result<Config> {
+        let (authority, target) = parse_ws_url(&args.proxy)?;
+        ensure!(args.conns > 0, "--conns must be at least 1");
+        let conns = usize::try_from(args.conns).context("--conns is too large")?;
+        ensure!(args.connect_rate > 0, "--connect-rate must be at least 1");
+        let sources = match &args.source {
+            Some(s) => parse_sources(s)?,
+            None => Vec::new(),
+        };
+        if let Some(mismatch) = sources.iter().find(|s| s.is_ipv4() != target.is_ipv4()) {
+            bail!("--source {mismatch} is not of the same address family as {target}");
+        }
+        check_name_prefix(&args.name_prefix, conns)?;
+        let threads = args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .clamp(1, conns);
+        let traffic = if args.idle {
+            Traffic::Idle
+        } else if let Some(rate) = args.rate {
+            ensure!(rate > 0, "--rate must be at least 1");
+            ensure!(args.burst > 0, "--burst must be at least 1");
+            Traffic::Open {
+                rate,
+                burst: args.burst,
+            }
+        } else {
+            ensure!(args.in_flight > 0, "--in-flight must be at least 1");
+            Traffic::Closed {
+                in_flight: args.in_flight,
+            }
+        };
+        ensure!(
+            args.payload <= MAX_PAYLOAD_BYTES as u64,
+            "--payload is limited to 64 MiB"
+        );
+        ensure!(!args.duration.is_zero(), "--duration must be positive");
+        ensure!(!args.timeout.is_zero(), "--timeout must be positive");
+        let label = args
+            .label
+            .unwrap_or_else(|| if args.direct { "direct" } else { "relay" }.to_string());
+        Ok(Config {
+            url: args.proxy,
+            authority,
+            target,
+            direct: args.direct,
+            conns,
+            connect_rate: args.connect_rate,
+            connect_timeout: args.connect_timeout,
+            sources,
+            name_prefix: args.name_prefix.to_ascii_lowercase(),
+            threads,
+            traffic,
+            pattern: args.pattern,
+            payload: args.payload as usize,
+            duration: args.duration,
+            warmup: if matches!(traffic, Traffic::Idle) {
+                Duration::ZERO
+            } else {
+                args.warmup
+            },
+            timeout: args.timeout,
+            json: args.json,
+            plot: args.plot,
+            plot_with: args.plot_with,
+            label,
+            quiet: args.quiet,
+        })
+    }
+
+    /// The virtual address of connection `i`.
+    pub fn name(&self, i: usize) -> String {
+        format!("{}-{i}", self.name_prefix)
+    }
+}
+
+/// The prefix must make valid virtual addresses: one DNS label with `-<i>` appended.
+fn check_name_prefix(prefix: &str, conns: usize) -> anyhow::Result<()> {
+    let longest = format!("{prefix}-{}", conns - 1);
+    let valid = !prefix.is_empty()
+        && longest.len() <= MAX_LABEL_BYTES
+        && !prefix.starts_with('-')
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !prefix.contains("..")
+        && !prefix.ends_with('.')
+        && !prefix.starts_with('.');
+    ensure!(
+        valid,
+        "--name-prefix '{prefix}' does not make valid addresses (letters, digits, '-', '.'; \
+         '{longest}' must be a valid host name)"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn name_prefixes() {
+        assert!(check_name_prefix("lg", 100_000).is_ok());
+        assert!(check_name_prefix("a.b", 10).is_ok());
+        assert!(check_name_prefix("-x", 10).is_err());
+        assert!(check_name_prefix("x_y", 10).is_err());
+        assert!(check_name_prefix("", 10).is_err());
+        assert!(check_name_prefix(&"a".repeat(60), 10_000).is_err());
+    }
+
+    #[test]
+    fn flags_parse() {
+        let args = Args::try_parse_from(["loadgen", "--conns", "100k", "--rate", "50k"]).unwrap();
+        let config = Config::from_args(Args {
+            proxy: "ws://127.0.0.1:1".into(),
+            ..args
+        })
+        .unwrap();
+        assert_eq!(config.conns, 100_000);
+        assert_eq!(
+            config.traffic,
+            Traffic::Open {
+                rate: 50_000,
+                burst: 1
+            }
+        );
+        assert!(Args::try_parse_from(["loadgen", "--rate", "5", "--closed-loop"]).is_err());
+        let args = Args::try_parse_from(["loadgen", "--proxy", "ws://127.0.0.1:1"]).unwrap();
+        let config = Config::from_args(args).unwrap();
+        assert_eq!(config.traffic, Traffic::Closed { in_flight: 64 });
+    }
+}
