@@ -3,9 +3,9 @@
 //! `write_head` and `rewritten_head_len` promise: `write_head` appends exactly
 //! `rewritten_head_len` bytes, and the rewritten message inspects back to the new CSeq with
 //! the same kind, status, Host and body, with exactly one `Httpws-From` in any spelling (none
-//! without one to stamp) and, in a response, no `Httpws-Error` in any spelling. A rewritten request must also be one the target
-//! agent's egress can de-frame (`endpoint::http1`): the proxy and the agent must agree on
-//! where a relayed body ends.
+//! without one to stamp) and, in a response, no `Httpws-Error` in any spelling. A rewritten
+//! request must also be one the target agent's egress can de-frame (`endpoint::http1`): the
+//! proxy and the agent must agree on where a relayed body ends.
 
 use bytes::{Bytes, BytesMut};
 use httpws::endpoint::http1::{self, BodyLength, Http1Error};
