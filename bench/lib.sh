@@ -2,8 +2,8 @@
 # Shared helpers for the bench/ scripts (sourced, never run):
 #   log, need_nginx_wrk, bench_init (temp dir, PID bookkeeping, cleanup traps), spawn,
 #   stop_pid, wait_for, wait_http, rss_kib, hwm_kib, cpu_ticks, child_pids, free_port,
-#   nginx_start, nginx_backend_server, httpws_tunnel_start, run_wrk, machine_desc, and
-#   PY_WRK (Python helpers for the reports: wrk output parsing and number formatting).
+#   nginx_start, nginx_backend_server, httpws_tunnel_start, run_wrk, machine_desc.
+# The reports are rendered by bench/report.py from the files these leave in $tmp.
 # Every process is started by spawn and stopped by its PID only (stop_pid, or the EXIT trap).
 # The caller sets LOG_TAG before sourcing and `set -euo pipefail`.
 
@@ -230,52 +230,3 @@ run_wrk() {
 machine_desc() {
   echo "nproc=$(nproc), $(uname -sr), $(awk -F: '/model name/ {sub(/^ */, "", $2); print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal:/ {printf "%.0f GiB RAM", $2 / 1048576}' /proc/meminfo)"
 }
-
-# Python helpers for the reports: exec(os.environ["PY_WRK"]).
-PY_WRK=$(cat <<'PY'
-import re
-UNIT = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
-
-def dur_us(s):
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", s)
-    return float(m.group(1)) * UNIT[m.group(2)]
-
-def parse_wrk(path):
-    """req/s, p50/p99/max (µs), requests, seconds, socket errors [connect, read, write, timeout], non-2xx.
-    wrk 4 corrects its percentiles for coordinated omission (stats_correct: a response that took
-    longer than the mean interval between a connection's requests adds synthetic samples), so a
-    single stall of all connections can move p99; max shows such a stall."""
-    t = open(path).read()
-    r = {"rps": float(re.search(r"^Requests/sec:\s+([\d.]+)", t, re.M).group(1))}
-    for pct in ("50", "99"):
-        r["p" + pct] = dur_us(re.search(r"^\s+%s%%\s+(\S+)" % pct, t, re.M).group(1))
-    m = re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", t, re.M)
-    r["max"] = dur_us(m.group(1)) if m else float("nan")
-    m = re.search(r"^\s+(\d+) requests in ([\d.]+\w+)", t, re.M)
-    r["reqs"], r["secs"] = int(m.group(1)), dur_us(m.group(2)) / 1e6
-    se = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
-    r["sock"] = [int(x) for x in se.groups()] if se else [0, 0, 0, 0]
-    n2 = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-    r["non2xx"] = int(n2.group(1)) if n2 else 0
-    return r
-
-def wrk_errors(rs):
-    sock = [sum(r["sock"][i] for r in rs) for i in range(4)]
-    non2xx = sum(r["non2xx"] for r in rs)
-    errs = []
-    if any(sock):
-        errs.append("socket connect/read/write/timeout " + "/".join(map(str, sock)))
-    if non2xx:
-        errs.append(f"non-2xx/3xx {non2xx}")
-    return "; ".join(errs) or "0"
-
-def fmt_lat(us):
-    if us < 1000:
-        return f"{us:.0f} µs"
-    return f"{us / 1000:.2f} ms" if us < 1e6 else f"{us / 1e6:.2f} s"
-
-def fmt_kib(k):
-    return f"{int(k) / 1024:.1f} MiB"
-PY
-)
-export PY_WRK
