@@ -120,20 +120,8 @@ fi
 [ -x "$bin" ] || { echo "$bin is missing (run without NO_BUILD=1)" >&2; exit 1; }
 
 bench_init compare
+STDERR_NOTES=$tmp/stderr.notes  # stderr_tail's notes: the report's "Process stderr" list
 START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg) START_S=$SECONDS
-
-# Each section runs in a subshell with its own PIDs and cleanup, so a failing section is
-# reported and the next one still runs.
-# stderr_tail NAME...: the last lines of each process's stderr, if any, into the log.
-stderr_tail() {
-  local n
-  for n in "$@"; do
-    if [ -s "$tmp/$n.err" ]; then
-      log "$n stderr (last 5 of $(wc -l <"$tmp/$n.err") lines):"; tail -n 5 "$tmp/$n.err" >&2
-      printf '%s\t%s\n' "$n" "$(tail -n 3 "$tmp/$n.err" | tr '\n\t' '  ')" >>"$tmp/stderr.notes"
-    fi
-  done
-}
 
 # =========================================================================================
 # 1. relay vs direct echo (loadgen)
@@ -164,11 +152,10 @@ section_relay() {
     return 0
   fi
   [ -x "$echo_bin" ] || { log "$echo_bin is missing"; return 1; }
+  local proxy_pid proxy_url
   # shellcheck disable=SC2086
-  spawn relay_proxy "$bin" --log warn proxy --listen 127.0.0.1:0 --shards "$SHARDS" $RELAY_PROXY_ARGS
-  local proxy_pid=$spawned
-  wait_for "$proxy_pid" "$tmp/relay_proxy.out" 'listening on ws://'
-  local proxy_url; proxy_url=$(grep -oE 'ws://[^ ]+' "$tmp/relay_proxy.out" | head -n1)
+  httpws_proxy_start relay_proxy "$bin" --shards "$SHARDS" $RELAY_PROXY_ARGS
+  proxy_pid=$spawned
   # shellcheck disable=SC2086
   cmdlog relay "proxy (pid $proxy_pid)" "$bin" --log warn proxy --listen 127.0.0.1:0 --shards "$SHARDS" $RELAY_PROXY_ARGS
   spawn echo "$echo_bin" --listen 127.0.0.1:0 --threads "$SHARDS"
@@ -380,18 +367,17 @@ report_http() {
 # =========================================================================================
 idle_run() { # N REP CLIENT
   local n=$1 rep=$2 client=$3 name=idle.$1.$2
+  local proxy proxy_url
   # shellcheck disable=SC2086
-  spawn "$name.proxy" "$bin" --log warn proxy --listen 127.0.0.1:0 $IDLE_PROXY_ARGS
-  local proxy=$spawned
-  wait_for "$proxy" "$tmp/$name.proxy.out" 'listening on ws://'
-  local url; url=$(grep -oE 'ws://[^ ]+' "$tmp/$name.proxy.out" | head -n1)
+  httpws_proxy_start "$name.proxy" "$bin" $IDLE_PROXY_ARGS
+  proxy=$spawned
   sleep 0.5
   local before fd0 after fd1 est rc=0 c
   before=$(rss_kib "$proxy"); fd0=$(fd_count "$proxy")
   log "rep $rep/$REPS: idle $n ($client): proxy (pid $proxy) RSS $before KiB"
   if [ "$client" = loadgen ]; then
     local hold=$((IDLE_SETTLE + 5))
-    local a=(--proxy "$url" --idle --conns "$n" --source "$IDLE_SOURCES" --duration "${hold}s" --warmup 0s --quiet)
+    local a=(--proxy "$proxy_url" --idle --conns "$n" --source "$IDLE_SOURCES" --duration "${hold}s" --warmup 0s --quiet)
     [ "$rep" = 1 ] && cmdlog idle "clients for $n" "$lg" "${a[@]}" --json FILE
     spawn "$name.lg" "$lg" "${a[@]}" --json "$tmp/$name.json"
     c=$spawned
@@ -405,8 +391,8 @@ idle_run() { # N REP CLIENT
   else
     local fifo="$tmp/$name.fifo"
     mkfifo "$fifo"
-    [ "$rep" = 1 ] && cmdlog idle "clients for $n" python3 bench/idle_clients.py --port "${url##*:}" --conns "$n" --sources 19
-    python3 bench/idle_clients.py --port "${url##*:}" --conns "$n" --sources 19 <"$fifo" >"$tmp/$name.py.out" 2>"$tmp/$name.py.err" &
+    [ "$rep" = 1 ] && cmdlog idle "clients for $n" python3 bench/idle_clients.py --port "${proxy_url##*:}" --conns "$n" --sources 19
+    python3 bench/idle_clients.py --port "${proxy_url##*:}" --conns "$n" --sources 19 <"$fifo" >"$tmp/$name.py.out" 2>"$tmp/$name.py.err" &
     c=$!; pids+=("$c")
     exec 3>"$fifo"
     wait_for "$c" "$tmp/$name.py.out" '^ready' 300
@@ -454,6 +440,8 @@ report_idle() {
 }
 
 # =========================================================================================
+# Each section runs in a subshell with its own PIDs and cleanup, so a failing section is
+# reported and the next one still runs.
 failed=()
 for s in "${sections[@]}"; do
   log "=== section $s ==="

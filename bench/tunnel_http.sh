@@ -74,11 +74,7 @@ rss_after=""
 if [ "$direct_only" = 0 ]; then
   rss_after="proxy=$(rss_kib "$proxy_pid") svc=$(rss_kib "$svc_pid") client=$(rss_kib "$client_pid")"
   cpu_after="proxy=$(cpu_ticks "$proxy_pid") svc=$(cpu_ticks "$svc_pid") client=$(cpu_ticks "$client_pid")"
-  for p in proxy svc client; do
-    if [ -s "$tmp/$p.err" ]; then
-      log "$p stderr (last 5 of $(wc -l <"$tmp/$p.err") lines):"; tail -n 5 "$tmp/$p.err" >&2
-    fi
-  done
+  stderr_tail proxy svc client
 fi
 
 # --- report ------------------------------------------------------------------------------
