@@ -2,11 +2,11 @@
 import os
 import re
 
+from reports.fmt import US_PER_S
 from reports.tmpdir import read_text
 
 # wrk's duration suffixes, in µs.
 UNIT_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
-US_PER_S = 1e6
 
 
 def dur_us(s):
