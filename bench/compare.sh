@@ -35,6 +35,9 @@
 # Every process is started by this script and stopped by its PID. Progress goes to stderr,
 # the markdown report to stdout (and to FILE with --out). Exit status 1 if a section failed
 # (its logs are then kept in the temp dir named on stderr).
+#
+# Each section leaves its raw measurements in the temp dir; bench/report.py renders them
+# (`python3 bench/report.py --help`), so KEEP_TMP=1 keeps what a report can be rendered from again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -117,25 +120,13 @@ fi
 [ -x "$bin" ] || { echo "$bin is missing (run without NO_BUILD=1)" >&2; exit 1; }
 
 bench_init compare
+STDERR_NOTES=$tmp/stderr.notes  # stderr_tail's notes: the report's "Process stderr" list
 START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg) START_S=$SECONDS
-
-# Each section runs in a subshell with its own PIDs and cleanup, so a failing section is
-# reported and the next one still runs.
-# stderr_tail NAME...: the last lines of each process's stderr, if any, into the log.
-stderr_tail() {
-  local n
-  for n in "$@"; do
-    if [ -s "$tmp/$n.err" ]; then
-      log "$n stderr (last 5 of $(wc -l <"$tmp/$n.err") lines):"; tail -n 5 "$tmp/$n.err" >&2
-      printf '%s\t%s\n' "$n" "$(tail -n 3 "$tmp/$n.err" | tr '\n\t' '  ')" >>"$tmp/stderr.notes"
-    fi
-  done
-}
 
 # =========================================================================================
 # 1. relay vs direct echo (loadgen)
 # =========================================================================================
-# run_lg PHASE TARGET REP SERVER_PID ARGS...: one loadgen run → $tmp/lg.PHASE.TARGET.REP.{json,out,err,rc,cpu}
+# run_lg PHASE TARGET REP SERVER_PID ARGS...: one loadgen run → $tmp/lg.PHASE.TARGET.REP.{json,out,err,rc,cpu,time}
 run_lg() {
   local phase=$1 target=$2 rep=$3 spid=$4; shift 4
   local f="$tmp/lg.$phase.$target.$rep" c0 c1 rc=0
@@ -147,15 +138,7 @@ run_lg() {
   echo "$rc" >"$f.rc"; echo "$((c1 - c0))" >"$f.cpu"
   kill -0 "$spid" 2>/dev/null || { log "the $target server (pid $spid) died during the run"; tail -n 20 "$f.err" >&2; return 1; }
   if [ -s "$f.json" ]; then
-    python3 - "$f.json" "$rc" <<'PY' >&2
-import json, sys
-j = json.load(open(sys.argv[1])); r = j["requests"]; p = j["latency"]["percentiles"]
-bad = {k: r[k] for k in ("timeouts", "lost", "duplicates", "unknown", "bad_messages", "protocol_errors") if r.get(k)}
-if j.get("errors"): bad["errors"] = j["errors"]
-if j["connections"].get("dropped"): bad["conns_dropped"] = j["connections"]["dropped"]
-print(f"[compare]   {j['throughput_rps']:,.0f} req/s, p50 {p['p50_us']:.0f} µs, p99 {p['p99_us']:.0f} µs"
-      f"{'  !! ' + str(bad) if bad else ''}{'  !! exit ' + sys.argv[2] if sys.argv[2] != '0' else ''}")
-PY
+    python3 bench/report.py loadgen-line "$f.json" "$rc" >&2
   else
     log "  no JSON summary (exit $rc):"; tail -n 20 "$f.err" "$f.out" >&2
     return 1
@@ -169,11 +152,10 @@ section_relay() {
     return 0
   fi
   [ -x "$echo_bin" ] || { log "$echo_bin is missing"; return 1; }
+  local proxy_pid proxy_url
   # shellcheck disable=SC2086
-  spawn relay_proxy "$bin" --log warn proxy --listen 127.0.0.1:0 --shards "$SHARDS" $RELAY_PROXY_ARGS
-  local proxy_pid=$spawned
-  wait_for "$proxy_pid" "$tmp/relay_proxy.out" 'listening on ws://'
-  local proxy_url; proxy_url=$(grep -oE 'ws://[^ ]+' "$tmp/relay_proxy.out" | head -n1)
+  httpws_proxy_start relay_proxy "$bin" --shards "$SHARDS" $RELAY_PROXY_ARGS
+  proxy_pid=$spawned
   # shellcheck disable=SC2086
   cmdlog relay "proxy (pid $proxy_pid)" "$bin" --log warn proxy --listen 127.0.0.1:0 --shards "$SHARDS" $RELAY_PROXY_ARGS
   spawn echo "$echo_bin" --listen 127.0.0.1:0 --threads "$SHARDS"
@@ -198,10 +180,9 @@ section_relay() {
     [ "$rep" = "$REPS" ] && plot=(--plot "$PLOTS_DIR/relay_vs_direct_max.svg" --plot-with "$tmp/lg.max.direct.$rep.json" --label relay)
     run_lg max relay "$rep" "$proxy_pid" "${relay_t[@]}" "${closed[@]}" "${common[@]}" "${plot[@]}"
   done
-  local max rate
-  max=$(python3 -c 'import json, statistics, sys; print(statistics.median(json.load(open(f))["throughput_rps"] for f in sys.argv[1:]))' \
-    "$tmp"/lg.max.relay.*.json)
-  rate=$(python3 -c "print(max(1, round($max * $HALF)))")
+  local max_rate max rate
+  max_rate=$(python3 bench/report.py open-loop-rate --half "$HALF" "$tmp"/lg.max.relay.*.json)
+  max=${max_rate% *} rate=${max_rate#* }
   echo "$rate" >"$tmp/relay.rate"
   log "relay: median relay max ${max} req/s → open loop at --rate $rate"
   local open=(--rate "$rate")
@@ -223,107 +204,9 @@ report_relay() {
     printf '## 1. Relay vs direct echo (loadgen)\n\nSection %s\n' "$(cat "$tmp/skip.relay")"
     return 0
   fi
-  TMP="$tmp" REPS="$REPS" HALF="$HALF" CLK_TCK="$(getconf CLK_TCK)" PLOTS_DIR="$PLOTS_DIR" \
-  SETTINGS="SHARDS=$SHARDS LG_THREADS=$LG_THREADS LG_CONNS=$LG_CONNS LG_IN_FLIGHT=$LG_IN_FLIGHT LG_PAYLOAD=$LG_PAYLOAD LG_PATTERN=$LG_PATTERN DURATION=$DURATION WARMUP=$WARMUP" \
-  python3 - <<'PY'
-import glob, json, os, statistics
-tmp, reps, tck = os.environ["TMP"], int(os.environ["REPS"]), int(os.environ["CLK_TCK"])
-med = statistics.median
-
-def load(phase, target):
-    out = []
-    for i in range(1, reps + 1):
-        f = f"{tmp}/lg.{phase}.{target}.{i}"
-        if not os.path.exists(f + ".json"):
-            continue
-        j = json.load(open(f + ".json"))
-        j["_rc"] = int(open(f + ".rc").read())
-        j["_cpu_s"] = int(open(f + ".cpu").read()) / tck
-        wall, user, sys_ = (float(x) for x in open(f + ".time").read().split()[-3:])
-        j["_wall_s"], j["_lg_cpu_s"] = wall, user + sys_
-        out.append(j)
-    return out
-
-def pct(j, k):
-    return j["latency"]["percentiles"].get(k + "_us", float("nan"))
-
-def fmt_us(us):
-    return f"{us:,.0f} µs" if us < 10000 else f"{us / 1000:,.1f} ms"
-
-def problems(rs):
-    agg = {}
-    for j in rs:
-        r = j["requests"]
-        for k in ("timeouts", "late", "lost", "duplicates", "unknown", "bad_messages", "protocol_errors"):
-            agg[k] = agg.get(k, 0) + (r.get(k) or 0)
-        for k, v in (j.get("errors") or {}).items():
-            agg["error " + k] = agg.get("error " + k, 0) + v
-        for k, v in (j.get("indications") or {}).items():
-            agg[":error " + k] = agg.get(":error " + k, 0) + v
-        agg["conns dropped"] = agg.get("conns dropped", 0) + (j["connections"].get("dropped") or 0)
-        agg["conns failed"] = agg.get("conns failed", 0) + (j["connections"].get("failed") or 0)
-        if j["_rc"] != 0:
-            agg["non-zero exits"] = agg.get("non-zero exits", 0) + 1
-        if not j.get("exactly_once", True):
-            agg["exactly-once check FAILED"] = agg.get("exactly-once check FAILED", 0) + 1
-    return ", ".join(f"{k} {v}" for k, v in agg.items() if v) or "0"
-
-data = {(p, t): load(p, t) for p in ("max", "half") for t in ("relay", "direct")}
-rate = int(open(f"{tmp}/relay.rate").read())
-s = {}
-print("## 1. Relay vs direct echo (loadgen)\n")
-print(f"Settings: `{os.environ['SETTINGS']}`. {open(tmp + '/relay.echo_banner').read().strip()}.  ")
-print("Relay: loadgen endpoints call each other through the proxy (2 reads + 2 writes per round "
-      "trip in the proxy); direct: each request comes back from examples/echo (1 + 1). "
-      "Max = closed loop; then open loop at "
-      f"{float(os.environ['HALF']):.0%} of the relay's median max = **{rate:,} req/s** for both "
-      "(latency from the intended send time).\n")
-print(f"| phase | target | req/s (median of {reps}) | p50 | p90 | p99 | p99.9 | max | server CPU per request (cores) | loadgen CPU per request (cores) | problems |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-for (p, t), rs in data.items():
-    if not rs:
-        print(f"| {p} | {t} | (no run) | | | | | | | |")
-        continue
-    m = {k: med(pct(j, k) for j in rs) for k in ("p50", "p90", "p99", "p99.9", "max")}
-    m["rps"] = med(j["throughput_rps"] for j in rs)
-    ok, wall = max(1, sum(j["requests"]["ok"] for j in rs)), sum(j["_wall_s"] for j in rs)
-    cpu = f"{sum(j['_cpu_s'] for j in rs) / ok * 1e6:.1f} µs ({sum(j['_cpu_s'] for j in rs) / wall:.2f})"
-    lcpu = f"{sum(j['_lg_cpu_s'] for j in rs) / ok * 1e6:.1f} µs ({sum(j['_lg_cpu_s'] for j in rs) / wall:.2f})"
-    s[(p, t)] = m
-    phase = "max (closed loop)" if p == "max" else f"{rate:,}/s (open loop)"
-    print(f"| {phase} | {t} | {m['rps']:,.0f} | {fmt_us(m['p50'])} | {fmt_us(m['p90'])} | {fmt_us(m['p99'])} | "
-          f"{fmt_us(m['p99.9'])} | {fmt_us(m['max'])} | {cpu} | {lcpu} | {problems(rs)} |")
-print()
-print("Per rep (req/s / p50 / p99): " + "; ".join(
-    f"{p} {t} " + ", ".join(f"{j['throughput_rps']:,.0f}/{pct(j, 'p50'):,.0f}/{pct(j, 'p99'):,.0f} µs" for j in rs)
-    for (p, t), rs in data.items() if rs) + ".  ")
-print("CPU per request = utime + stime over the whole loadgen run (ramp and warm-up included) / "
-      "the requests answered OK in it (warm-up included): the server from /proc/PID/stat, loadgen from "
-      "bash's `time`; in parentheses, cores used over the run's wall time. In relay mode loadgen plays "
-      "both endpoints of every round trip (it sends and answers each request), so it also does about "
-      "twice the work per round trip of the direct mode.")
-rss0 = dict(kv.split("=") for kv in open(tmp + "/relay.rss_idle").read().split())
-rss1 = dict(kv.split("=") for kv in open(tmp + "/relay.rss_after").read().split())
-print("RSS: " + ", ".join(f"{n} {int(rss0[n]) / 1024:.1f} MiB before the runs, {int(rss1[n].split(':')[0]) / 1024:.1f} MiB after "
-      f"(peak {int(rss1[n].split(':')[1]) / 1024:.1f} MiB)" for n in ("proxy", "echo")) + ".")
-plots = [p for p in ("relay_vs_direct_max.svg", "relay_vs_direct_half.svg") if os.path.exists(os.path.join(os.environ["PLOTS_DIR"], p))]
-if plots:
-    print("Plots (last rep, relay with the direct run of the same rep): " + ", ".join(f"`{os.environ['PLOTS_DIR']}/{p}`" for p in plots) + ".")
-print()
-rows = []
-if ("max", "relay") in s and ("max", "direct") in s:
-    r = s[("max", "relay")]["rps"] / s[("max", "direct")]["rps"]
-    rows.append(("relay / direct max throughput", f"{r:.2f} ({s[('max', 'relay')]['rps']:,.0f} / {s[('max', 'direct')]['rps']:,.0f} req/s)", "≥ 0.50", r >= 0.5))
-if ("half", "relay") in s and ("half", "direct") in s:
-    a, b = s[("half", "relay")], s[("half", "direct")]
-    d = a["p50"] - b["p50"]
-    rows.append((f"relay p50 − direct p50 at {rate:,}/s", f"{d:+,.0f} µs ({a['p50']:,.0f} − {b['p50']:,.0f})", "≤ 40 µs", d <= 40))
-    r = a["p99"] / b["p99"]
-    rows.append((f"relay p99 / direct p99 at {rate:,}/s", f"{r:.2f} ({a['p99']:,.0f} / {b['p99']:,.0f} µs)", "≤ 2", r <= 2))
-with open(tmp + "/summary.relay", "w") as f:
-    for name, val, target, ok in rows:
-        f.write(f"| {name} | {val} | {target} | {'met' if ok else '**not met**'} |\n")
-PY
+  python3 bench/report.py relay --tmp "$tmp" --reps "$REPS" --half "$HALF" --clk-tck "$(getconf CLK_TCK)" \
+    --plots-dir "$PLOTS_DIR" \
+    --settings "SHARDS=$SHARDS LG_THREADS=$LG_THREADS LG_CONNS=$LG_CONNS LG_IN_FLIGHT=$LG_IN_FLIGHT LG_PAYLOAD=$LG_PAYLOAD LG_PATTERN=$LG_PATTERN DURATION=$DURATION WARMUP=$WARMUP"
 }
 
 # =========================================================================================
@@ -474,109 +357,9 @@ section_http() {
 }
 
 report_http() {
-  TMP="$tmp" REPS="$REPS" CLK_TCK="$(getconf CLK_TCK)" \
-  SETTINGS="CONNS=$CONNS WRK_THREADS=$WRK_THREADS DURATION=$DURATION${PROXY_ARGS:+ PROXY_ARGS='$PROXY_ARGS'}${ENDPOINT_ARGS:+ ENDPOINT_ARGS='$ENDPOINT_ARGS'}" \
-  python3 - <<'PY'
-import os, statistics
-exec(os.environ["PY_WRK"])
-tmp, reps, tck = os.environ["TMP"], int(os.environ["REPS"]), int(os.environ["CLK_TCK"])
-med = statistics.median
-targets = ["direct", "nginx_proxy", "rathole_tcp", "rathole_ws", "httpws", "httpws_ingress"]
-path = {
-    "direct": "wrk → nginx",
-    "nginx_proxy": "wrk → nginx (proxy_pass, upstream keepalive) → nginx",
-    "rathole_tcp": "wrk → rathole server → tcp transport → rathole client → nginx",
-    "rathole_ws": "wrk → rathole server → websocket transport → rathole client → nginx",
-    "httpws": "wrk → client agent → proxy → svc agent → nginx",
-    "httpws_ingress": "wrk → proxy (public HTTP ingress) → svc agent → nginx",
-}
-runs, cpu = {}, {}
-for t in targets:
-    fs = [f"{tmp}/wrk.{t}.{i}" for i in range(1, reps + 1)]
-    if all(os.path.exists(f) for f in fs):
-        runs[t] = [parse_wrk(f) for f in fs]
-        # per process: CPU seconds during this target's runs, summed over reps
-        c = {}
-        for i in range(1, reps + 1):
-            l0, l1 = open(f"{tmp}/cpu.{t}.{i}").read().splitlines()
-            a = dict(kv.split("=") for kv in l0.split()); b = dict(kv.split("=") for kv in l1.split())
-            for k in a:
-                c[k] = c.get(k, 0) + (int(b[k]) - int(a[k])) / tck
-        cpu[t] = c
-
-def procs(kind, t):
-    out = {}
-    for kv in open(f"{tmp}/http.rss_{kind}.{t}").read().split():
-        name, v = kv.split("=")
-        rss, hwm = v.split(":")
-        out[name] = (int(rss), int(hwm))
-    return out
-
-m = {t: {k: med(r[k] for r in rs) for k in ("rps", "p50", "p99")} for t, rs in runs.items()}
-base = m["direct"]["rps"] if "direct" in m else None
-print("## 2. HTTP through a tunnel vs peers (wrk → nginx `return 200`)\n")
-print(f"Settings: `{os.environ['SETTINGS']}`; every target gets the same wrk command (httpws adds "
-      f"`-H 'Host: svc'`); all relays run side by side, and each rep runs every target once, the order rotated by one per rep.\n")
-if os.path.exists(tmp + "/http.norathole"):
-    print("**" + open(tmp + "/http.norathole").read().strip() + "**\n")
-print(f"| target | path | req/s (median of {reps}) | p50 | p99 | max (worst rep) | req/s vs direct | relay RSS before → after (peak) | relay CPU per request | backend nginx CPU per request | errors |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-for t, rs in runs.items():
-    reqs = sum(r["reqs"] for r in rs)
-    rcpu = sum(v for k, v in cpu[t].items() if k != "backend") * 1e6 / reqs
-    bcpu = cpu[t]["backend"] * 1e6 / reqs
-    p0, p1 = procs("idle", t), procs("after", t)
-    if p0:
-        rss = (f"{sum(v[0] for v in p0.values()) / 1024:.1f} → {sum(v[0] for v in p1.values()) / 1024:.1f} MiB "
-               f"({sum(v[1] for v in p1.values()) / 1024:.1f})")
-        rc = f"{rcpu:.1f} µs"
-    else:
-        rss, rc = "—", "—"
-    print(f"| {t} | {path[t]} | {m[t]['rps']:,.0f} | {fmt_lat(m[t]['p50'])} | {fmt_lat(m[t]['p99'])} | {fmt_lat(max(r['max'] for r in rs))} | "
-          f"{m[t]['rps'] / base:.2f} | {rss} | {rc} | {bcpu:.1f} µs | {wrk_errors(rs)} |")
-print()
-print("Per rep (reps 1, 2, 3; req/s / p50 / p99 / max): " + "; ".join(
-    f"{t} " + ", ".join(f"{r['rps']:,.0f}/{fmt_lat(r['p50'])}/{fmt_lat(r['p99'])}/{fmt_lat(r['max'])}" for r in rs)
-    for t, rs in runs.items()) + ".  ")
-print("wrk 4 corrects its percentiles for coordinated omission (a response slower than the mean "
-      "interval between one connection's requests adds synthetic samples), so one stall of all "
-      "connections for a few hundred ms shows up as a p99 of that size in that rep; max shows it.\n")
-print("| relay process | RSS before the runs | RSS after | peak RSS (VmHWM) | CPU during its runs | CPU per request |")
-print("|---|---|---|---|---|---|")
-for t, rs in runs.items():
-    p0, p1 = procs("idle", t), procs("after", t)
-    secs, reqs = sum(r["secs"] for r in rs), sum(r["reqs"] for r in rs)
-    for name in p1:
-        print(f"| {t} {name} | {p0[name][0] / 1024:.1f} MiB | {p1[name][0] / 1024:.1f} MiB | {p1[name][1] / 1024:.1f} MiB | "
-              f"{cpu[t][name] / secs:.2f} cores | {cpu[t][name] * 1e6 / reqs:.1f} µs |")
-b = open(f"{tmp}/http.rss_backend").read().strip().split(":")
-print(f"\nBackend nginx worker: RSS {int(b[0]) / 1024:.1f} MiB (peak {int(b[1]) / 1024:.1f} MiB). "
-      "CPU per request = utime + stime (from /proc/PID/stat, all the relay's processes, summed) "
-      "during that target's wrk runs / its requests. nginx reverse proxy: its worker process "
-      "(the master is idle). rathole: server + client. httpws: proxy + both agents. "
-      "httpws_ingress: proxy + svc agent.\n")
-rows = []
-if "httpws" in m:
-    print("| httpws path vs | req/s ratio (target ≥ 1) | p99 ratio (target ≤ 1) |")
-    print("|---|---|---|")
-    for ours in ("httpws", "httpws_ingress"):
-        if ours not in m:
-            continue
-        for peer in ("rathole_tcp", "rathole_ws", "nginx_proxy"):
-            if peer in m:
-                rr, pr = m[ours]["rps"] / m[peer]["rps"], m[ours]["p99"] / m[peer]["p99"]
-                print(f"| {ours} vs {peer} | {rr:.2f} | {pr:.2f} |")
-                if peer.startswith("rathole"):
-                    rows.append((f"{ours} / {peer} req/s", f"{rr:.2f} ({m[ours]['rps']:,.0f} / {m[peer]['rps']:,.0f})", "≥ 1", rr >= 1))
-                    rows.append((f"{ours} / {peer} p99", f"{pr:.2f} ({fmt_lat(m[ours]['p99'])} / {fmt_lat(m[peer]['p99'])})", "≤ 1", pr <= 1))
-    print()
-cfg = f"{tmp}/http.configs"
-if os.path.exists(cfg):
-    print("<details><summary>configurations</summary>\n\n```\n" + open(cfg).read().rstrip() + "\n```\n</details>\n")
-with open(tmp + "/summary.http", "w") as f:
-    for name, val, target, ok in rows:
-        f.write(f"| {name} | {val} | {target} | {'met' if ok else '**not met**'} |\n")
-PY
+  # shellcheck disable=SC2016 # the quotes are for the report, around the values
+  python3 bench/report.py http --tmp "$tmp" --reps "$REPS" --clk-tck "$(getconf CLK_TCK)" \
+    --settings "CONNS=$CONNS WRK_THREADS=$WRK_THREADS DURATION=$DURATION${PROXY_ARGS:+ PROXY_ARGS='$PROXY_ARGS'}${ENDPOINT_ARGS:+ ENDPOINT_ARGS='$ENDPOINT_ARGS'}"
 }
 
 # =========================================================================================
@@ -584,18 +367,17 @@ PY
 # =========================================================================================
 idle_run() { # N REP CLIENT
   local n=$1 rep=$2 client=$3 name=idle.$1.$2
+  local proxy proxy_url
   # shellcheck disable=SC2086
-  spawn "$name.proxy" "$bin" --log warn proxy --listen 127.0.0.1:0 $IDLE_PROXY_ARGS
-  local proxy=$spawned
-  wait_for "$proxy" "$tmp/$name.proxy.out" 'listening on ws://'
-  local url; url=$(grep -oE 'ws://[^ ]+' "$tmp/$name.proxy.out" | head -n1)
+  httpws_proxy_start "$name.proxy" "$bin" $IDLE_PROXY_ARGS
+  proxy=$spawned
   sleep 0.5
   local before fd0 after fd1 est rc=0 c
   before=$(rss_kib "$proxy"); fd0=$(fd_count "$proxy")
   log "rep $rep/$REPS: idle $n ($client): proxy (pid $proxy) RSS $before KiB"
   if [ "$client" = loadgen ]; then
     local hold=$((IDLE_SETTLE + 5))
-    local a=(--proxy "$url" --idle --conns "$n" --source "$IDLE_SOURCES" --duration "${hold}s" --warmup 0s --quiet)
+    local a=(--proxy "$proxy_url" --idle --conns "$n" --source "$IDLE_SOURCES" --duration "${hold}s" --warmup 0s --quiet)
     [ "$rep" = 1 ] && cmdlog idle "clients for $n" "$lg" "${a[@]}" --json FILE
     spawn "$name.lg" "$lg" "${a[@]}" --json "$tmp/$name.json"
     c=$spawned
@@ -609,8 +391,8 @@ idle_run() { # N REP CLIENT
   else
     local fifo="$tmp/$name.fifo"
     mkfifo "$fifo"
-    [ "$rep" = 1 ] && cmdlog idle "clients for $n" python3 bench/idle_clients.py --port "${url##*:}" --conns "$n" --sources 19
-    python3 bench/idle_clients.py --port "${url##*:}" --conns "$n" --sources 19 <"$fifo" >"$tmp/$name.py.out" 2>"$tmp/$name.py.err" &
+    [ "$rep" = 1 ] && cmdlog idle "clients for $n" python3 bench/idle_clients.py --port "${proxy_url##*:}" --conns "$n" --sources 19
+    python3 bench/idle_clients.py --port "${proxy_url##*:}" --conns "$n" --sources 19 <"$fifo" >"$tmp/$name.py.out" 2>"$tmp/$name.py.err" &
     c=$!; pids+=("$c")
     exec 3>"$fifo"
     wait_for "$c" "$tmp/$name.py.out" '^ready' 300
@@ -653,61 +435,13 @@ section_idle() {
 }
 
 report_idle() {
-  TMP="$tmp" REPS="$REPS" SETTLE="$IDLE_SETTLE" \
-  SETTINGS="IDLE_COUNTS='$IDLE_COUNTS' IDLE_PROXY_ARGS='$IDLE_PROXY_ARGS' IDLE_SOURCES=$IDLE_SOURCES" \
-  python3 - <<'PY'
-import os, statistics, json
-tmp, reps = os.environ["TMP"], int(os.environ["REPS"])
-med = statistics.median
-client = open(tmp + "/idle.client").read().strip()
-rows = [l.split() for l in open(tmp + "/idle.tsv")]
-by = {}
-for n, rep, b, a, est, fd0, fd1, rc in rows:
-    by.setdefault(int(n), []).append(dict(rep=int(rep), b=int(b), a=int(a), est=int(est or 0), fd0=int(fd0), fd1=int(fd1), rc=int(rc)))
-print("## 3. Idle memory per registered connection\n")
-print(f"Settings: `{os.environ['SETTINGS']}`; clients: "
-      + ("`loadgen --idle` (a separate process)" if client == "loadgen" else "`bench/idle_clients.py` (a separate process)")
-      + f"; open files capped at {open(tmp + '/idle.nofile').read().strip()} per process. A fresh proxy per count and rep; "
-      f"per connection = (proxy RSS {os.environ['SETTLE']} s after the last connection registered − RSS before any) / connections.\n")
-print(f"| connections | established | proxy fds | RSS before | RSS after | per connection (median of {reps}) | per rep |")
-print("|---|---|---|---|---|---|---|")
-per = {}
-for n, rs in sorted(by.items()):
-    k = [(r["a"] - r["b"]) / r["est"] if r["est"] else float("nan") for r in rs]
-    per[n] = med(k)
-    bad = [r for r in rs if r["est"] != n or r["rc"] != 0]
-    note = " **(" + "; ".join(f"rep {r['rep']}: {r['est']} established, exit {r['rc']}" for r in bad) + ")**" if bad else ""
-    print(f"| {n:,} | {med(r['est'] for r in rs):,.0f}{note} | {med(r['fd1'] for r in rs):,.0f} | {med(r['b'] for r in rs) / 1024:.1f} MiB | "
-          f"{med(r['a'] for r in rs) / 1024:.1f} MiB | **{per[n]:.2f} KiB** ({per[n] * 1024:.0f} B) | "
-          + ", ".join(f"{x:.2f}" for x in k) + " KiB |")
-ns = sorted(by)
-if len(ns) >= 2:
-    lo, hi = ns[0], ns[-1]
-    marg = []
-    for i in range(1, reps + 1):
-        a = [r for r in by[lo] if r["rep"] == i]; b = [r for r in by[hi] if r["rep"] == i]
-        if a and b:
-            marg.append((b[0]["a"] - a[0]["a"]) / (b[0]["est"] - a[0]["est"]))
-    if marg:
-        print(f"\nMarginal cost from {lo:,} to {hi:,} connections (RSS after, per rep, median): **{med(marg):.2f} KiB** per connection.")
-if client == "loadgen":
-    drops = []
-    for n, rs in by.items():
-        for r in rs:
-            f = f"{tmp}/idle.{n}.{r['rep']}.json"
-            if os.path.exists(f):
-                d = json.load(open(f))["connections"].get("dropped")
-                if d:
-                    drops.append(f"{n} rep {r['rep']}: {d}")
-    print("\nConnections the proxy dropped while idle (loadgen): " + (", ".join(drops) if drops else "none") + ".")
-print()
-with open(tmp + "/summary.idle", "w") as f:
-    for n in sorted(per):
-        f.write(f"| proxy RSS per idle connection at {n:,} | {per[n]:.2f} KiB | ≤ 2 KiB (goal 1) | {'met' if per[n] <= 2 else '**not met**'} |\n")
-PY
+  python3 bench/report.py idle --tmp "$tmp" --reps "$REPS" --settle "$IDLE_SETTLE" \
+    --settings "IDLE_COUNTS='$IDLE_COUNTS' IDLE_PROXY_ARGS='$IDLE_PROXY_ARGS' IDLE_SOURCES=$IDLE_SOURCES"
 }
 
 # =========================================================================================
+# Each section runs in a subshell with its own PIDs and cleanup, so a failing section is
+# reported and the next one still runs.
 failed=()
 for s in "${sections[@]}"; do
   log "=== section $s ==="
@@ -777,20 +511,7 @@ report=$(
 echo "$report"
 if [ -n "$out_file" ]; then printf '%s\n' "$report" >"$out_file"; log "wrote $out_file"; fi
 if [ "$write_results" = 1 ]; then
-  REPORT="$report" python3 - bench/RESULTS.md <<'PY'
-import os, sys
-path = sys.argv[1]
-begin, end = "<!-- compare.sh:begin -->", "<!-- compare.sh:end -->"
-# Headings move down two levels so the report nests under RESULTS.md's own sections.
-body = "\n".join(("##" + l if l.startswith("#") else l) for l in os.environ["REPORT"].splitlines())
-text = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-block = f"{begin}\n{body}\n{end}"
-if begin in text and end in text:
-    text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
-else:
-    text = text.rstrip("\n") + "\n\n" + block + "\n"
-open(path, "w").write(text)
-PY
+  printf '%s\n' "$report" | python3 bench/report.py results bench/RESULTS.md
   log "updated bench/RESULTS.md"
 fi
 if [ ${#failed[@]} -gt 0 ]; then log "failed sections: ${failed[*]}"; exit 1; fi

@@ -17,7 +17,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --release --quiet --bin httpws
 bin=target/release/httpws
 
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+LOG_TAG=idle_rss
+# shellcheck source=bench/lib.sh
+. bench/lib.sh  # rss_kib
 
 tls_proxy_args=() tls_client_args=()
 if [ "${TLS:-0}" = 1 ]; then
@@ -32,6 +34,7 @@ fi
 
 for n in "${counts[@]}"; do
   out=$(mktemp)
+  # shellcheck disable=SC2086 # PROXY_ARGS is a list of flags
   "$bin" proxy --listen 127.0.0.1:0 --idle-timeout 1h --log warn ${PROXY_ARGS:---shards 2} "${tls_proxy_args[@]}" >"$out" &
   proxy=$!
   for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.05; done

@@ -1,9 +1,10 @@
 # shellcheck shell=bash
 # Shared helpers for the bench/ scripts (sourced, never run):
 #   log, need_nginx_wrk, bench_init (temp dir, PID bookkeeping, cleanup traps), spawn,
-#   stop_pid, wait_for, wait_http, rss_kib, hwm_kib, cpu_ticks, child_pids, free_port,
-#   nginx_start, nginx_backend_server, httpws_tunnel_start, run_wrk, machine_desc, and
-#   PY_WRK (Python helpers for the reports: wrk output parsing and number formatting).
+#   stop_pid, stderr_tail, wait_for, wait_http, rss_kib, hwm_kib, cpu_ticks, fd_count,
+#   child_pids, free_port, nginx_start, nginx_backend_server, httpws_proxy_start,
+#   httpws_tunnel_start, httpws_ingress_start, run_wrk, machine_desc.
+# The reports are rendered by bench/report.py from the files these leave in $tmp.
 # Every process is started by spawn and stopped by its PID only (stop_pid, or the EXIT trap).
 # The caller sets LOG_TAG before sourcing and `set -euo pipefail`.
 
@@ -30,16 +31,8 @@ bench_init() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
 }
-# stop_pids: SIGTERM every PID in pids, SIGKILL any still there 5 s later, and reap them.
-stop_pids() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$p" 2>/dev/null; then log "pid $p ignored SIGTERM; SIGKILL"; kill -KILL "$p" 2>/dev/null || true; fi
-    wait "$p" 2>/dev/null || true
-  done
-}
+# stop_pids: stop every PID in pids (stop_pid), all of them signalled at once.
+stop_pids() { stop_pid "${pids[@]}"; }
 bench_cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -77,11 +70,23 @@ stop_pid() {
   done
 }
 
+# stderr_tail NAME...: the last lines of each process's stderr ($tmp/NAME.err), if any, into
+# the log; with STDERR_NOTES set, also `NAME<TAB>its last 3 lines` into that file.
+stderr_tail() {
+  local n
+  for n in "$@"; do
+    if [ -s "$tmp/$n.err" ]; then
+      log "$n stderr (last 5 of $(wc -l <"$tmp/$n.err") lines):"; tail -n 5 "$tmp/$n.err" >&2
+      [ -z "${STDERR_NOTES:-}" ] || printf '%s\t%s\n' "$n" "$(tail -n 3 "$tmp/$n.err" | tr '\n\t' '  ')" >>"$STDERR_NOTES"
+    fi
+  done
+}
+
 # wait_for PID FILE REGEX [SECONDS]: wait until FILE has a line matching REGEX, or fail if
 # PID exits or the time runs out.
 wait_for() {
-  local pid=$1 file=$2 re=$3 secs=${4:-30} i
-  for i in $(seq $((secs * 20))); do
+  local pid=$1 file=$2 re=$3 secs=${4:-30}
+  for _ in $(seq $((secs * 20))); do
     grep -qE "$re" "$file" 2>/dev/null && return 0
     if ! kill -0 "$pid" 2>/dev/null; then
       grep -qE "$re" "$file" 2>/dev/null && return 0
@@ -102,7 +107,7 @@ wait_http() {
   for _ in $(seq $((secs * 10))); do
     kill -0 "$pid" 2>/dev/null || { log "pid $pid exited while waiting for $url"; return 1; }
     body=$(curl -sS --max-time 2 "${hdr[@]}" -w ' [HTTP %{http_code}]' "$url" 2>&1) || true
-    case "$body" in $'ok\n [HTTP 200]'|'ok [HTTP 200]') return 0 ;; esac
+    ok_answer "$body" && return 0
     sleep 0.1
   done
   log "timed out after ${secs}s waiting for $url${host:+ (Host: $host)}; last answer: $(printf %q "$body")"
@@ -154,20 +159,40 @@ EOF
   fi
 }
 
-# --- httpws: proxy + svc agent (--serve) + client agent (--listen) ------------------------
-# httpws_tunnel_start BIN SERVICE_PORT PROXY_ARGS ENDPOINT_ARGS [PREFIX]: starts
+# --- httpws ------------------------------------------------------------------------------
+# httpws_proxy_start NAME BIN ARGS...: spawn NAME = BIN --log warn proxy --listen 127.0.0.1:0
+# ARGS and wait for its banner. Sets $spawned (its PID) and $proxy_url (ws://HOST:PORT).
+httpws_proxy_start() {
+  local name=$1 bin=$2; shift 2
+  spawn "$name" "$bin" --log warn proxy --listen 127.0.0.1:0 "$@"
+  wait_for "$spawned" "$tmp/$name.out" 'listening on ws://'
+  proxy_url=$(grep -oE 'ws://[^ ]+' "$tmp/$name.out" | head -n1)
+}
+
+# ok_answer TEXT: whether TEXT is curl's `-w ' [HTTP %{http_code}]'` output for the benchmark
+# backend's 200 "ok" (the newline may be missing).
+ok_answer() { [ "$1" = $'ok\n [HTTP 200]' ] || [ "$1" = 'ok [HTTP 200]' ]; }
+
+# check_svc HOST:PORT WHAT: one request with `Host: svc` by hand, so that a broken path fails
+# loudly instead of as a wrk error count.
+check_svc() {
+  local body
+  body=$(curl -sS --max-time 5 -H 'Host: svc' -w ' [HTTP %{http_code}]' "http://$1/" 2>&1) || true
+  ok_answer "$body" || { log "sanity request through the $2 failed: $(printf %q "$body")"; return 1; }
+}
+
+# httpws_tunnel_start BIN SERVICE_PORT PROXY_ARGS ENDPOINT_ARGS [PREFIX]: proxy + svc agent
+# (--serve) + client agent (--listen):
 #   BIN --log warn proxy --listen 127.0.0.1:0 PROXY_ARGS
 #   BIN --log warn endpoint --proxy ws://PROXY --name svc --serve http://127.0.0.1:SERVICE_PORT ENDPOINT_ARGS
 #   BIN --log warn endpoint --proxy ws://PROXY --name client --listen 127.0.0.1:0 ENDPOINT_ARGS
-# and checks one request by hand (a broken path fails loudly instead of as a wrk error count).
+# and checks one request by hand (check_svc).
 # Sets proxy_pid svc_pid client_pid proxy_addr ingress (host:port); files $tmp/PREFIX{proxy,svc,client}.*
 httpws_tunnel_start() {
   local bin=$1 port=$2 proxy_args=$3 endpoint_args=$4 pre=${5:-}
   # shellcheck disable=SC2086
-  spawn "${pre}proxy" "$bin" --log warn proxy --listen 127.0.0.1:0 $proxy_args
-  proxy_pid=$spawned
-  wait_for "$proxy_pid" "$tmp/${pre}proxy.out" 'listening on ws://'
-  proxy_addr=$(grep -oE 'ws://[^ ]+' "$tmp/${pre}proxy.out" | head -n1)
+  httpws_proxy_start "${pre}proxy" "$bin" $proxy_args
+  proxy_pid=$spawned proxy_addr=$proxy_url
   log "proxy (pid $proxy_pid) on $proxy_addr"
   # shellcheck disable=SC2086
   spawn "${pre}svc" "$bin" --log warn endpoint --proxy "$proxy_addr" --name svc \
@@ -182,11 +207,7 @@ httpws_tunnel_start() {
   ingress=$(grep -oE 'listening on http://127\.0\.0\.1:[0-9]+' "$tmp/${pre}client.out" | head -n1 | sed 's|.*http://||')
   [ -n "$ingress" ] || { log "client endpoint printed no listen address"; cat "$tmp/${pre}client.out" >&2; return 1; }
   log "svc agent (pid $svc_pid), client agent (pid $client_pid) ingress on $ingress"
-  local body
-  body=$(curl -sS --max-time 5 -H 'Host: svc' -w ' [HTTP %{http_code}]' "http://$ingress/" 2>&1) || true
-  if [ "$body" != $'ok\n [HTTP 200]' ] && [ "$body" != 'ok [HTTP 200]' ]; then
-    log "sanity request through the tunnel failed: $(printf %q "$body")"; return 1
-  fi
+  check_svc "$ingress" tunnel
 }
 
 # httpws_ingress_start BIN SERVICE_PORT PROXY_ARGS ENDPOINT_ARGS [PREFIX]: the equal-hop path
@@ -194,25 +215,19 @@ httpws_tunnel_start() {
 #   BIN --log warn proxy --listen 127.0.0.1:0 PROXY_ARGS
 #   BIN --log warn endpoint --proxy ws://PROXY --name svc --public --serve http://127.0.0.1:SERVICE_PORT ENDPOINT_ARGS
 # wrk then talks to the proxy's public HTTP ingress with `Host: svc`. One request is checked
-# by hand. Sets ig_proxy_pid ig_svc_pid ig_addr (host:port); files $tmp/PREFIX{proxy,svc}.*
+# by hand (check_svc). Sets ig_proxy_pid ig_svc_pid ig_addr (host:port); files $tmp/PREFIX{proxy,svc}.*
 httpws_ingress_start() {
   local bin=$1 port=$2 proxy_args=$3 endpoint_args=$4 pre=${5:-}
   # shellcheck disable=SC2086
-  spawn "${pre}proxy" "$bin" --log warn proxy --listen 127.0.0.1:0 $proxy_args
-  ig_proxy_pid=$spawned
-  wait_for "$ig_proxy_pid" "$tmp/${pre}proxy.out" 'listening on ws://'
-  ig_addr=$(grep -oE 'ws://[^ ]+' "$tmp/${pre}proxy.out" | head -n1 | sed 's|ws://||')
+  httpws_proxy_start "${pre}proxy" "$bin" $proxy_args
+  ig_proxy_pid=$spawned ig_addr=${proxy_url#ws://}
   # shellcheck disable=SC2086
   spawn "${pre}svc" "$bin" --log warn endpoint --proxy "ws://$ig_addr" --name svc --public \
     --serve "http://127.0.0.1:$port" $endpoint_args
   ig_svc_pid=$spawned
   wait_for "$ig_svc_pid" "$tmp/${pre}svc.out" 'registered as svc'
   log "ingress proxy (pid $ig_proxy_pid) on $ig_addr, public svc agent (pid $ig_svc_pid)"
-  local body
-  body=$(curl -sS --max-time 5 -H 'Host: svc' -w ' [HTTP %{http_code}]' "http://$ig_addr/" 2>&1) || true
-  if [ "$body" != $'ok\n [HTTP 200]' ] && [ "$body" != 'ok [HTTP 200]' ]; then
-    log "sanity request through the public ingress failed: $(printf %q "$body")"; return 1
-  fi
+  check_svc "$ig_addr" "public ingress"
 }
 
 # run_wrk NAME REP ARGS...: wrk ARGS > $tmp/wrk.NAME.REP, one progress line on stderr.
@@ -230,52 +245,3 @@ run_wrk() {
 machine_desc() {
   echo "nproc=$(nproc), $(uname -sr), $(awk -F: '/model name/ {sub(/^ */, "", $2); print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal:/ {printf "%.0f GiB RAM", $2 / 1048576}' /proc/meminfo)"
 }
-
-# Python helpers for the reports: exec(os.environ["PY_WRK"]).
-PY_WRK=$(cat <<'PY'
-import re
-UNIT = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
-
-def dur_us(s):
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", s)
-    return float(m.group(1)) * UNIT[m.group(2)]
-
-def parse_wrk(path):
-    """req/s, p50/p99/max (µs), requests, seconds, socket errors [connect, read, write, timeout], non-2xx.
-    wrk 4 corrects its percentiles for coordinated omission (stats_correct: a response that took
-    longer than the mean interval between a connection's requests adds synthetic samples), so a
-    single stall of all connections can move p99; max shows such a stall."""
-    t = open(path).read()
-    r = {"rps": float(re.search(r"^Requests/sec:\s+([\d.]+)", t, re.M).group(1))}
-    for pct in ("50", "99"):
-        r["p" + pct] = dur_us(re.search(r"^\s+%s%%\s+(\S+)" % pct, t, re.M).group(1))
-    m = re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", t, re.M)
-    r["max"] = dur_us(m.group(1)) if m else float("nan")
-    m = re.search(r"^\s+(\d+) requests in ([\d.]+\w+)", t, re.M)
-    r["reqs"], r["secs"] = int(m.group(1)), dur_us(m.group(2)) / 1e6
-    se = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
-    r["sock"] = [int(x) for x in se.groups()] if se else [0, 0, 0, 0]
-    n2 = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-    r["non2xx"] = int(n2.group(1)) if n2 else 0
-    return r
-
-def wrk_errors(rs):
-    sock = [sum(r["sock"][i] for r in rs) for i in range(4)]
-    non2xx = sum(r["non2xx"] for r in rs)
-    errs = []
-    if any(sock):
-        errs.append("socket connect/read/write/timeout " + "/".join(map(str, sock)))
-    if non2xx:
-        errs.append(f"non-2xx/3xx {non2xx}")
-    return "; ".join(errs) or "0"
-
-def fmt_lat(us):
-    if us < 1000:
-        return f"{us:.0f} µs"
-    return f"{us / 1000:.2f} ms" if us < 1e6 else f"{us / 1e6:.2f} s"
-
-def fmt_kib(k):
-    return f"{int(k) / 1024:.1f} MiB"
-PY
-)
-export PY_WRK

@@ -74,11 +74,7 @@ rss_after=""
 if [ "$direct_only" = 0 ]; then
   rss_after="proxy=$(rss_kib "$proxy_pid") svc=$(rss_kib "$svc_pid") client=$(rss_kib "$client_pid")"
   cpu_after="proxy=$(cpu_ticks "$proxy_pid") svc=$(cpu_ticks "$svc_pid") client=$(cpu_ticks "$client_pid")"
-  for p in proxy svc client; do
-    if [ -s "$tmp/$p.err" ]; then
-      log "$p stderr (last 5 of $(wc -l <"$tmp/$p.err") lines):"; tail -n 5 "$tmp/$p.err" >&2
-    fi
-  done
+  stderr_tail proxy svc client
 fi
 
 # --- report ------------------------------------------------------------------------------
@@ -88,62 +84,12 @@ cmd="REPS=$REPS CONNS=$CONNS DURATION=$DURATION THREADS=$THREADS"
 cmd+=" bash bench/tunnel_http.sh"
 [ "$direct_only" = 1 ] && cmd+=" --direct-only"
 report=$(
-  TMP="$tmp" REPS="$REPS" CMD="$cmd" RSS_IDLE="${rss_idle:-}" RSS_AFTER="$rss_after" \
-  CPU_BEFORE="${cpu_before:-}" CPU_AFTER="${cpu_after:-}" CLK_TCK="$(getconf CLK_TCK)" \
-  DIRECT_ARGS="wrk ${direct_args[*]}" TUNNEL_ARGS="wrk --latency -t$THREADS -c$CONNS -d$DURATION -H 'Host: svc' http://${ingress:-INGRESS}/" \
-  MACHINE="$(machine_desc)" \
-  DATE="$(date -u '+%Y-%m-%d %H:%M UTC')" NGINX_V="$(nginx -v 2>&1 | sed 's/.*: //')" \
-  WRK_V="$(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}')" \
-  python3 - <<'PY'
-import os, re, statistics
-exec(os.environ["PY_WRK"])  # parse_wrk, wrk_errors, fmt_lat, fmt_kib (bench/lib.sh)
-
-tmp, reps = os.environ["TMP"], int(os.environ["REPS"])
-
-runs = {}
-for name in ("direct", "tunnel"):
-    files = [f"{tmp}/wrk.{name}.{i}" for i in range(1, reps + 1)]
-    if all(os.path.exists(f) for f in files):
-        runs[name] = [parse_wrk(f) for f in files]
-
-med = {n: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99")} for n, rs in runs.items()}
-base = med["direct"]["rps"]
-print(f"Command: `{os.environ['CMD']}`  ")
-print(f"Machine: {os.environ['MACHINE']}; {os.environ['NGINX_V']}, {os.environ['WRK_V']}. Date: {os.environ['DATE']}.  ")
-print(f"direct: `{os.environ['DIRECT_ARGS']}`  ")
-if "tunnel" in runs:
-    print(f"tunnel: `{os.environ['TUNNEL_ARGS']}` (client agent → proxy → svc agent → nginx)")
-print()
-print(f"| target | req/s (median of {reps}) | p50 | p99 | req/s vs direct | errors |")
-print("|---|---|---|---|---|---|")
-for name, rs in runs.items():
-    m = med[name]
-    print(f"| {name} | {m['rps']:,.0f} | {fmt_lat(m['p50'])} | {fmt_lat(m['p99'])} | "
-          f"{m['rps'] / base:.2f} | {wrk_errors(rs)} |")
-print()
-print("Per rep (req/s, p50, p99): " + "; ".join(
-    f"{n} " + ", ".join(f"{r['rps']:,.0f}/{fmt_lat(r['p50'])}/{fmt_lat(r['p99'])}" for r in rs)
-    for n, rs in runs.items()) + ".")
-if os.environ["RSS_AFTER"]:
-    idle = dict(kv.split("=") for kv in os.environ["RSS_IDLE"].split())
-    after = dict(kv.split("=") for kv in os.environ["RSS_AFTER"].split())
-    print()
-    c0 = dict(kv.split("=") for kv in os.environ["CPU_BEFORE"].split())
-    c1 = dict(kv.split("=") for kv in os.environ["CPU_AFTER"].split())
-    tunnel_secs = sum(r["secs"] for r in runs["tunnel"])
-    tunnel_reqs = sum(r["reqs"] for r in runs["tunnel"])
-    tck = int(os.environ["CLK_TCK"])
-    print("| process | RSS idle (registered, before wrk) | RSS after the runs | CPU during tunnel runs | CPU per request |")
-    print("|---|---|---|---|---|")
-    for p in ("proxy", "svc", "client"):
-        label = {"proxy": "proxy", "svc": "svc agent (--serve)", "client": "client agent (--listen)"}[p]
-        cpu_s = (int(c1[p]) - int(c0[p])) / tck
-        print(f"| {label} | {fmt_kib(idle[p])} | {fmt_kib(after[p])} | "
-              f"{cpu_s / tunnel_secs:.2f} cores | {cpu_s * 1e6 / tunnel_reqs:.1f} µs |")
-    print()
-    print("CPU = utime + stime from /proc/PID/stat over the whole run divided by the tunnel runs' "
-          "wall time (the agents and proxy are idle during the direct runs).")
-PY
+  python3 bench/report.py tunnel-http --tmp "$tmp" --reps "$REPS" --clk-tck "$(getconf CLK_TCK)" --cmd "$cmd" \
+    --rss-idle "${rss_idle:-}" --rss-after "$rss_after" --cpu-before "${cpu_before:-}" --cpu-after "${cpu_after:-}" \
+    --direct-args "wrk ${direct_args[*]}" \
+    --tunnel-args "wrk --latency -t$THREADS -c$CONNS -d$DURATION -H 'Host: svc' http://${ingress:-INGRESS}/" \
+    --machine "$(machine_desc)" --date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
+    --nginx-version "$(nginx -v 2>&1 | sed 's/.*: //')" --wrk-version "$(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}')"
 )
 echo "$report"
 if [ -n "$out_file" ]; then printf '%s\n' "$report" >"$out_file"; log "wrote $out_file"; fi

@@ -89,21 +89,4 @@ echo "autobahn: wstest $ABTS_VERSION fuzzingclient against $URL (log: $REPORTS/w
 (cd "$REPORTS" && "$VENV/bin/wstest" -m fuzzingclient -s spec.json >wstest.log 2>&1)
 
 # wstest itself exits 0 whatever the outcome: the verdicts are in index.json.
-"$VENV/bin/python" - "$REPORTS/servers/index.json" <<'PY'
-import json, sys
-cases = json.load(open(sys.argv[1]))["httpws-echo"]
-key = lambda case: [int(part) for part in case.split(".")]
-order = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
-counts = dict.fromkeys(order, 0)
-failed = 0
-for case in sorted(cases, key=key):
-    r = cases[case]
-    counts[r["behavior"]] = counts.get(r["behavior"], 0) + 1
-    # The closing handshake is judged apart; an unclean or wrong-code close is a failure too.
-    bad = r["behavior"] == "FAILED" or r["behaviorClose"] not in ("OK", "INFORMATIONAL", "UNIMPLEMENTED")
-    failed += bad
-    if bad or r["behavior"] != "OK" or r["behaviorClose"] != "OK":
-        print("  %-8s %-13s close: %s" % (case, r["behavior"], r["behaviorClose"]))
-print("autobahn: %d cases: %s" % (len(cases), ", ".join("%s %d" % (b, counts[b]) for b in order + sorted(set(counts) - set(order)))))
-sys.exit(1 if failed else 0)
-PY
+"$VENV/bin/python" "$ROOT/bench/autobahn/verdicts.py" "$REPORTS/servers/index.json"
