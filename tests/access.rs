@@ -7,7 +7,10 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Driver, Proxy, connect_with, parse_error_indication};
+use common::driver::Driver;
+use common::proxy::Proxy;
+use common::proxy_errors::parse_error_indication;
+use common::ws::{bearer, connect_with, register};
 
 fn sha256_hex(token: &str) -> String {
     httpws::proxy::access::hash_token(token)
@@ -54,17 +57,6 @@ accept_from = ["team-a-*", "ops"]
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
-
-fn register(proxy: &Proxy, name: &str, token: Option<&str>) -> Result<common::Endpoint, u16> {
-    match token {
-        Some(t) => connect_with(proxy, &format!("/{name}"), &[("Authorization", &bearer(t))]),
-        None => connect_with(proxy, &format!("/{name}"), &[]),
-    }
-}
-
 fn start(test: &str, driver: Driver) -> (Proxy, PathBuf) {
     let path = tokens_file(test, "");
     let proxy = Proxy::start(driver, &["--tokens", path.to_str().unwrap()]);
@@ -88,13 +80,13 @@ fn registration_needs_an_allowed_token(driver: Driver) {
         Some(403),
         "valid token, another team's name"
     );
-    let query = common::connect_with(&proxy, "/team-b-9?access_token=token-b", &[]);
+    let query = connect_with(&proxy, "/team-b-9?access_token=token-b", &[]);
     assert_eq!(query.map(|e| e.address).ok().as_deref(), Some("team-b-9"));
     let mut a1 = register(&proxy, "team-a-1", Some("token-a")).expect("allowed");
     assert_eq!(a1.address, "team-a-1");
     // Assigned names (path `/`) need a valid token, any one.
-    assert_eq!(common::connect_with(&proxy, "/", &[]).err(), Some(401));
-    let assigned = common::connect_with(&proxy, "/", &[("Authorization", &bearer("token-b"))])
+    assert_eq!(connect_with(&proxy, "/", &[]).err(), Some(401));
+    let assigned = connect_with(&proxy, "/", &[("Authorization", &bearer("token-b"))])
         .expect("any valid token may take an assigned name");
     assert!(assigned.address.starts_with("ep-"));
 

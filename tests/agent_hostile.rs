@@ -17,9 +17,18 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::agent::{Agent, CurlOut, Scratch, curl, dead_port};
-use common::service::{Head, RawConn, RawResponse, Service, read_head};
-use common::{Driver, Endpoint, IO_TIMEOUT, Proxy, connect};
+use common::IO_TIMEOUT;
+use common::agent::Agent;
+use common::curl::{CurlOut, assert_ok, curl, curl_host, curl_via};
+use common::driver::Driver;
+use common::http1::{Head, MAX_HEAD, RawResponse, read_head};
+use common::message::Http;
+use common::ports::dead_port;
+use common::proxy::Proxy;
+use common::raw_conn::RawConn;
+use common::scratch::Scratch;
+use common::service::Service;
+use common::ws::{Endpoint, connect};
 
 /// A bound that a timed-out request must be answered within, well under [`IO_TIMEOUT`].
 const PROMPT: Duration = Duration::from_secs(5);
@@ -54,38 +63,18 @@ impl Net {
     /// `curl -x ALICE <extra…> <url>`.
     fn via(&mut self, url: &str, extra: &[&str]) -> CurlOut {
         let ingress = self.alice.ingress();
-        let mut args = vec!["-x", ingress.as_str()];
-        args.extend_from_slice(extra);
-        args.push(url);
-        curl(&args)
+        curl_via(&ingress, url, extra)
     }
 
     /// `curl -H 'Host: bob' http://PROXY<path>`: bob called from the internet.
     fn public(&self, path: &str, extra: &[&str]) -> CurlOut {
-        let url = format!("http://{}{path}", self.proxy.addr);
-        let mut args = vec!["-H", "Host: bob"];
-        args.extend_from_slice(extra);
-        args.push(&url);
-        curl(&args)
+        curl_host(self.proxy.addr, "bob", path, extra)
     }
 
     /// A raw connection to alice's ingress.
     fn raw(&mut self) -> RawConn {
         RawConn::connect(self.alice.listen_addr(), IO_TIMEOUT)
     }
-}
-
-#[track_caller]
-fn assert_ok(out: &CurlOut) {
-    assert!(
-        out.exit == 0 && out.code == 200,
-        "expected 200, got exit {} code {} headers {:?} body {:?} stderr {:?}",
-        out.exit,
-        out.code,
-        out.headers,
-        out.body_text(),
-        out.stderr
-    );
 }
 
 /// The token of an answer bob's agent made. The proxy renames a target's own `Httpws-Error`
@@ -113,7 +102,7 @@ fn raw_token(r: &RawResponse) -> &str {
 }
 
 #[track_caller]
-fn http_token(r: &common::Http) -> &str {
+fn http_token(r: &Http) -> &str {
     egress_token(r.header("httpws-error"), r.header("httpws-target-error"))
 }
 
@@ -181,7 +170,7 @@ fn serve_raw(stream: TcpStream, id: usize, answer: &Answer) {
     };
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
-    while let Ok(Some(head)) = read_head(&mut reader, 64 * 1024) {
+    while let Ok(Some(head)) = read_head(&mut reader, MAX_HEAD) {
         let Some(head) = Head::parse(&head) else {
             return;
         };
@@ -208,7 +197,7 @@ fn ok(out: &mut TcpStream, body: &str) -> io::Result<bool> {
 
 /// Read one request from a tungstenite endpoint and answer it with `response`, a status
 /// line and headers to which the request's CSeq is added (then a blank line and `body`).
-fn answer_with(probe: &mut Endpoint, response: &str, body: &str) -> common::Http {
+fn answer_with(probe: &mut Endpoint, response: &str, body: &str) -> Http {
     let request = probe.recv_http();
     let cseq = request.cseq();
     probe.send(&format!("{response}CSeq: {cseq}\r\n\r\n{body}"));

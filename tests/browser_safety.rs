@@ -4,9 +4,13 @@
 
 mod common;
 
-use common::agent::{Agent, curl};
+use common::IO_TIMEOUT;
+use common::agent::Agent;
+use common::curl::{curl, curl_via};
+use common::driver::Driver;
+use common::proxy::Proxy;
 use common::service::Service;
-use common::{Driver, IO_TIMEOUT, Proxy, connect_with};
+use common::ws::connect_with;
 
 fn handshake_origins(driver: Driver) {
     // Default: no page may connect; clients without Origin are not pages and are unaffected.
@@ -72,12 +76,7 @@ fn ingress_refuses_web_pages() {
     let mut alice = Agent::listen(proxy.addr, "alice", &[]);
     let ingress = alice.ingress();
     let port = alice.listen_addr().port();
-    let via_proxy = |extra: &[&str]| {
-        let mut args = vec!["-x", ingress.as_str()];
-        args.extend_from_slice(extra);
-        args.push("http://bob/echo");
-        curl(&args)
-    };
+    let via_proxy = |extra: &[&str]| curl_via(&ingress, "http://bob/echo", extra);
 
     // A page on another origin calling the ingress with fetch() (Origin is sent).
     let page = via_proxy(&["-H", "Origin: http://evil.example"]);

@@ -8,11 +8,11 @@
 //! and registration from another origin; and that calling an unknown address shows 404
 //! `unknown-address`.
 //!
-//! Needs Node and Chromium (`/usr/bin/chromium`, or `CHROMIUM`); without them the browser test
-//! prints `SKIPPED: …` and passes, unless `HTTPWS_REQUIRE_BROWSER=1` (CI) makes that a
-//! failure. Installs playwright-core (no browser download) with `npm ci` in `tests/browser`
-//! when it is missing. The headers the proxy serves its pages with (CSP, `X-Frame-Options`,
-//! …) are checked here with curl too, on both drivers, browser or not.
+//! Needs node, Chromium (`chromium` on `PATH`, or where `CHROMIUM` points) and playwright-core
+//! (no browser download) installed by `npm ci` in `tests/browser` (`.ci/run` does; a test run
+//! may not reach the registry); without them the browser test is skipped, visibly, and fails
+//! in CI. The headers the proxy serves its pages with (CSP, `X-Frame-Options`, …) are checked
+//! here with curl too, on both drivers, browser or not.
 
 mod common;
 
@@ -20,14 +20,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::agent::curl;
-use common::process::{output_of, run_bounded};
-use common::{Driver, Proxy};
+use common::curl::curl;
+use common::driver::Driver;
+use common::process::run_bounded;
+use common::proxy::Proxy;
+use common::{node, programs};
 
 /// The script bounds itself at 60 s; this stops a hung Node or Chromium.
 const NODE_LIMIT: Duration = Duration::from_secs(120);
-/// `npm ci` fetches one package (playwright-core, ~10 MB).
-const NPM_LIMIT: Duration = Duration::from_secs(300);
 
 /// Every path the proxy answers for its own host, with the status it answers.
 const OWN_PAGES: [(&str, u16); 6] = [
@@ -82,37 +82,12 @@ on_both_drivers!(
 
 fn webrtc_demo_in_chromium_or_skipped(driver: Driver) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let require = std::env::var("HTTPWS_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-    let chromium = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    let missing = if !chromium.exists() {
-        Some(format!(
-            "Chromium ({}) is not installed",
-            chromium.display()
-        ))
-    } else if output_of(Command::new("node").arg("--version")).is_none() {
-        Some("node is not installed".to_string())
-    } else {
-        None
-    };
-    if let Some(what) = missing {
-        assert!(!require, "HTTPWS_REQUIRE_BROWSER=1 but {what}");
-        eprintln!("SKIPPED: {what}; the browser WebRTC test did not run");
+    let Some(chromium) = programs::needed_overridden("chromium", "CHROMIUM") else {
         return;
-    }
-    if !dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        let (ok, out) = run_bounded(
-            Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
-                .current_dir(&dir),
-            NPM_LIMIT,
-        );
-        assert!(ok, "npm ci in tests/browser failed:\n{out}");
-    }
+    };
+    let Some(node) = node::with_modules(&dir, "playwright-core") else {
+        return;
+    };
 
     // The proxy serves the page (/webrtc/) and the client (/httpws.js) itself, and accepts
     // WebSockets from pages of its own origin; a page from any other origin is refused, and
@@ -122,13 +97,13 @@ fn webrtc_demo_in_chromium_or_skipped(driver: Driver) {
 
     // Playwright's temporary profile and artifacts go here, removed even if Node is killed.
     let tmp = TempDir::new();
-    let mut node = Command::new("node");
-    node.arg("webrtc.mjs").args(["--page", &page]);
-    node.current_dir(&dir)
+    let mut run = Command::new(node);
+    run.arg("webrtc.mjs").args(["--page", &page]);
+    run.current_dir(&dir)
         .env("CHROMIUM", &chromium)
         .env("TMPDIR", &tmp.0);
     let started = Instant::now();
-    let (ok, out) = run_bounded(&mut node, NODE_LIMIT);
+    let (ok, out) = run_bounded(&mut run, NODE_LIMIT);
     // Shown by `cargo test -- --nocapture`, and always when the test fails.
     println!("{out}\n(browser run took {:?})", started.elapsed());
     assert!(ok, "the browser WebRTC test failed (its output above)");

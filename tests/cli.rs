@@ -9,8 +9,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::driver::Driver;
 use common::process::run_bounded;
-use common::{Driver, Proxy, connect};
+use common::proxy::Proxy;
+use common::ws::connect;
 
 /// How long a proxy that cannot start may take to say so and exit.
 const START_LIMIT: Duration = Duration::from_secs(10);

@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Driver, Proxy};
+use common::driver::Driver;
+use common::proxy::Proxy;
 use httpws::endpoint::{Endpoint, Failure, Status, client::RequestError, httpws_error};
 
 /// Bound on every await in these tests.
@@ -46,7 +47,7 @@ async fn served_requests_reach_an_independent_caller() {
 
     let addr = proxy.addr;
     let reply = tokio::task::spawn_blocking(move || {
-        let mut alice = common::connect_at(addr, "/alice", &[]).unwrap();
+        let mut alice = common::ws::connect_at(addr, "/alice", &[]).unwrap();
         alice.send(
             "POST /sdp?x=1 HTTP/1.1\r\nHost: bob\r\nCSeq: 42\r\nHttpws-From: forged\r\n\
              Content-Length: 5\r\n\r\noffer",
@@ -72,7 +73,7 @@ async fn requests_reach_an_independent_target_and_errors_are_responses() {
     let proxy = Proxy::start(Driver::Uring, &[]);
     let addr = proxy.addr;
     let target = tokio::task::spawn_blocking(move || {
-        let mut bob = common::connect_at(addr, "/bob", &[]).unwrap();
+        let mut bob = common::ws::connect_at(addr, "/bob", &[]).unwrap();
         bob.answer("answer")
     });
     // bob registers before alice asks (the proxy would answer unknown-address otherwise).
@@ -139,7 +140,7 @@ async fn dropped_tunnel_fails_waiters_then_reconnects_under_the_same_name() {
     // A target that reads the request and never answers.
     let (seen_tx, seen_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut bob = common::connect_at(addr, "/bob", &[]).unwrap();
+        let mut bob = common::ws::connect_at(addr, "/bob", &[]).unwrap();
         let _ = bob.recv();
         let _ = seen_tx.send(());
         let _ = bob.expect_close();

@@ -10,9 +10,15 @@ mod common;
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use common::agent::{Agent, CurlOut, Scratch, curl, curl_raw, dead_port, proxy_on};
-use common::service::{RawConn, Service, pattern};
-use common::{Driver, IO_TIMEOUT, Proxy};
+use common::IO_TIMEOUT;
+use common::agent::Agent;
+use common::curl::{CurlOut, assert_ok, curl, curl_raw, curl_via};
+use common::driver::Driver;
+use common::ports::dead_port;
+use common::proxy::{Proxy, assert_assigned};
+use common::raw_conn::RawConn;
+use common::scratch::Scratch;
+use common::service::{Service, pattern, query_param};
 
 /// A request that must fail fast must fail within this.
 const FAST: Duration = Duration::from_secs(2);
@@ -46,28 +52,8 @@ impl Net {
     /// `curl -x ALICE <url> <extra…>`.
     fn via(&mut self, url: &str, extra: &[&str]) -> CurlOut {
         let ingress = self.ingress();
-        via(&ingress, url, extra)
+        curl_via(&ingress, url, extra)
     }
-}
-
-fn via(ingress: &str, url: &str, extra: &[&str]) -> CurlOut {
-    let mut args = vec!["-x", ingress];
-    args.extend_from_slice(extra);
-    args.push(url);
-    curl(&args)
-}
-
-#[track_caller]
-fn assert_ok(out: &CurlOut) {
-    assert!(
-        out.exit == 0 && out.code == 200,
-        "expected 200, got exit {} code {} headers {:?} body {:?} stderr {:?}",
-        out.exit,
-        out.code,
-        out.headers,
-        out.body_text(),
-        out.stderr
-    );
 }
 
 /// The tunnel's own headers never reach the local client.
@@ -554,7 +540,7 @@ fn serve_base_path_is_prefixed() {
     let service = Service::start();
     let _bob = Agent::serve(proxy.addr, "bob", &format!("{}/api", service.url()), &[]);
     let mut alice = Agent::listen(proxy.addr, "alice", &[]);
-    let out = via(&alice.ingress(), "http://bob/echo?q=1", &[]);
+    let out = curl_via(&alice.ingress(), "http://bob/echo?q=1", &[]);
     assert_eq!(out.exit, 0, "{out:?}");
     let seen = service.last_request();
     assert_eq!(seen.target, "/api/echo?q=1");
@@ -581,7 +567,7 @@ fn unreachable_service_gets_502_service_unavailable() {
     let mut alice = Agent::listen(proxy.addr, "alice", &[]);
     let ingress = alice.ingress();
     for _ in 0..2 {
-        let out = via(&ingress, "http://bob/echo", &[]);
+        let out = curl_via(&ingress, "http://bob/echo", &[]);
         assert_egress_error(&out, 502, "service-unavailable");
         assert_eq!(
             out.body_text(),
@@ -646,7 +632,7 @@ fn tunnel_down_fails_fast_with_502() {
     );
     let ingress = alice.ingress();
     for _ in 0..3 {
-        let out = via(&ingress, "http://bob/echo", &["--max-time", "5"]);
+        let out = curl_via(&ingress, "http://bob/echo", &["--max-time", "5"]);
         assert_error(&out, 502, "tunnel-down");
         assert!(out.elapsed < FAST, "took {:?}", out.elapsed);
     }
@@ -659,7 +645,7 @@ fn tunnel_dropped_while_waiting_gives_target_gone() {
     let mut net = Net::start(&[], &[]);
     let ingress = net.ingress();
     let waiter = std::thread::spawn(move || {
-        let out = via(&ingress, "http://bob/slow?ms=6000", &["--max-time", "10"]);
+        let out = curl_via(&ingress, "http://bob/slow?ms=6000", &["--max-time", "10"]);
         (out, Instant::now())
     });
     // The request reached the service: it is in flight at alice, the proxy and bob.
@@ -683,12 +669,12 @@ fn proxy_restart_agents_reregister_and_outage_fails_fast() {
     let mut bob = Agent::serve(addr, "bob", &service.url(), &["--reconnect-max", "500ms"]);
     let mut alice = Agent::listen(addr, "alice", &["--reconnect-max", "500ms"]);
     let ingress = alice.ingress();
-    assert_ok(&via(&ingress, "http://bob/echo", &[]));
+    assert_ok(&curl_via(&ingress, "http://bob/echo", &[]));
 
     drop(proxy); // SIGKILL by PID, reaped
 
     for n in 0..5 {
-        let out = via(
+        let out = curl_via(
             &ingress,
             &format!("http://bob/echo?outage={n}"),
             &["--max-time", "5"],
@@ -704,10 +690,10 @@ fn proxy_restart_agents_reregister_and_outage_fails_fast() {
         assert!(out.elapsed < FAST, "request {n} took {:?}", out.elapsed);
     }
 
-    let _proxy = proxy_on(addr);
+    let _proxy = Proxy::start_on(Driver::Uring, addr, &[]);
     assert_eq!(bob.wait_registered(IO_TIMEOUT), "bob");
     assert_eq!(alice.wait_registered(IO_TIMEOUT), "alice");
-    let out = via(&ingress, "http://bob/echo?after=restart", &[]);
+    let out = curl_via(&ingress, "http://bob/echo?after=restart", &[]);
     assert_ok(&out);
     assert_eq!(out.header("x-from"), Some("alice"));
     assert_eq!(out.header("x-path"), Some("/echo?after=restart"));
@@ -723,21 +709,16 @@ fn assigned_name_is_kept_across_reconnects() {
         &["--serve", &service.url(), "--reconnect-max", "500ms"],
     );
     let name = anon.wait_registered(IO_TIMEOUT);
-    assert!(
-        name.len() == 19
-            && name.starts_with("ep-")
-            && name[3..].bytes().all(|b| b.is_ascii_hexdigit()),
-        "assigned name {name:?}"
-    );
+    assert_assigned(&name);
     drop(proxy);
-    let _proxy = proxy_on(addr);
+    let _proxy = Proxy::start_on(Driver::Uring, addr, &[]);
     assert_eq!(
         anon.wait_registered(IO_TIMEOUT),
         name,
         "same name after reconnecting"
     );
     let mut alice = Agent::listen(addr, "alice", &[]);
-    let out = via(&alice.ingress(), &format!("http://{name}/echo"), &[]);
+    let out = curl_via(&alice.ingress(), &format!("http://{name}/echo"), &[]);
     assert_ok(&out);
     assert_eq!(out.header("x-from"), Some("alice"));
 }
@@ -811,7 +792,7 @@ fn registers_with_name_and_token_and_drops_a_silent_proxy() {
     let token = auth
         .as_deref()
         .and_then(|a| a.strip_prefix("Bearer "))
-        .or_else(|| common::service::query_param(query, "access_token"));
+        .or_else(|| query_param(query, "access_token"));
     assert_eq!(
         token,
         Some("s3cret"),
@@ -984,16 +965,16 @@ fn one_agent_listens_and_serves() {
     let mut dave = both("dave", &dave_service);
 
     // Carol calls herself.
-    let out = via(&carol.ingress(), "http://carol/echo?self=1", &[]);
+    let out = curl_via(&carol.ingress(), "http://carol/echo?self=1", &[]);
     assert_ok(&out);
     assert_eq!(out.header("x-from"), Some("carol"));
     assert_eq!(carol_service.last_request().target, "/echo?self=1");
 
     // Carol and dave call each other.
-    let out = via(&carol.ingress(), "http://dave/echo?from=carol", &[]);
+    let out = curl_via(&carol.ingress(), "http://dave/echo?from=carol", &[]);
     assert_ok(&out);
     assert_eq!(out.header("x-from"), Some("carol"));
-    let out = via(&dave.ingress(), "http://carol/echo?from=dave", &[]);
+    let out = curl_via(&dave.ingress(), "http://carol/echo?from=dave", &[]);
     assert_ok(&out);
     assert_eq!(out.header("x-from"), Some("dave"));
     assert_eq!(dave_service.last_request().target, "/echo?from=carol");

@@ -1,6 +1,6 @@
-//! Every per-request error of DESIGN.md §2 (status, `Httpws-Error` token, the caller's CSeq)
-//! and the connection-level `:error` indications, through the real proxy binary on both io
-//! drivers.
+//! Every per-request error of docs/protocol.md §2 (status, `Httpws-Error` token, the
+//! caller's CSeq) and the connection-level `:error` indications, through the real proxy
+//! binary on both io drivers.
 //!
 //! `forbidden` (403) comes from access rules in a tokens file and is tested with them, in
 //! `tests/access.rs`.
@@ -10,21 +10,15 @@
 
 mod common;
 
-use common::parse_error_indication;
-
-use common::{Driver, Endpoint, Http, Proxy, RawClient, assert_proxy_error, connect};
+use common::driver::Driver;
+use common::message::Http;
+use common::proxy::Proxy;
+use common::proxy_errors::{assert_proxy_error, expect_indication, parse_error_indication};
+use common::raw_ws::RawClient;
+use common::ws::{Endpoint, connect};
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
-
-/// Read the next message and assert it is `:error <token> "…"`.
-#[track_caller]
-fn expect_indication(ep: &mut Endpoint, token: &str) {
-    let text = ep.recv();
-    let (got, reason) = parse_error_indication(&text);
-    assert_eq!(got, token, "{text:?}");
-    assert!(!reason.is_empty(), "an indication gives a reason: {text:?}");
-}
 
 /// `from` asks `to` for `path` with `cseq`; `to`'s next message must be exactly that request,
 /// and `from`'s next message exactly its answer. This is the barrier that shows nothing else

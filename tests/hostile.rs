@@ -18,286 +18,39 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{
-    Driver, Endpoint, Http, IO_TIMEOUT, Proxy, RawClient, connect, connect_with,
-    parse_error_indication,
+use common::IO_TIMEOUT;
+use common::bystanders::Bystanders;
+use common::driver::Driver;
+use common::handshake::{
+    UPGRADE_HEADERS, assert_ends, header_values, raw_stream, read_response_head, status_of,
+};
+use common::message::Http;
+use common::proc_stats::{open_fds, vm_rss_kib, wait_for};
+use common::proxy::Proxy;
+use common::proxy_errors::{assert_proxy_error, expect_indication, parse_error_indication};
+use common::raw_ws::RawClient;
+use common::wire::{BINARY, CLOSE, FIN, PING, PONG, TEXT};
+use common::ws::{
+    Endpoint, assert_quiet, close_and_wait, connect, connect_with, recv_text, recv_within,
+    register, until_close,
 };
 use tungstenite::Message;
 use tungstenite::client::IntoClientRequest;
 
-/// `on_both_drivers!` with optional attributes per case (`#[ignore = "bug: …"]`).
-macro_rules! hostile_cases {
-    ($( $(#[$attr:meta])* $name:ident ),* $(,)?) => {
-        mod uring {
-            $( $(#[$attr])* #[test] fn $name() { super::$name(crate::common::Driver::Uring) } )*
-        }
-        mod epoll {
-            $( $(#[$attr])* #[test] fn $name() { super::$name(crate::common::Driver::Epoll) } )*
-        }
-    };
-}
-
-use common::wire::{BINARY, CLOSE, FIN, PING, PONG, TEXT};
-
-// =============================================================================================
-// Bystanders and other helpers
-// =============================================================================================
-
-/// Two well-behaved endpoints, `by-a` and `by-b`; [`check`](Self::check) proves the proxy
-/// still relays between them.
-struct Bystanders {
-    a: Endpoint,
-    b: Endpoint,
-    next_cseq: u64,
-}
-
-impl Bystanders {
-    fn register(proxy: &Proxy) -> Bystanders {
-        Self::register_with(proxy, &[])
-    }
-
-    fn register_with(proxy: &Proxy, headers: &[(&str, &str)]) -> Bystanders {
-        let a = connect_with(proxy, "/by-a", headers).expect("register by-a");
-        let b = connect_with(proxy, "/by-b", headers).expect("register by-b");
-        let mut by = Bystanders { a, b, next_cseq: 1 };
-        by.check();
-        by
-    }
-
-    /// One request by-a → by-b, answered by by-b: by-b's next message must be exactly that
-    /// request and by-a's next message exactly its answer, with by-a's CSeq.
-    #[track_caller]
-    fn check(&mut self) {
-        let cseq = self.next_cseq;
-        self.next_cseq += 1;
-        let path = format!("/bystander/{cseq}");
-        self.a.request("by-b", cseq, &path);
-        let seen = self.b.recv_http();
-        assert_eq!(
-            seen.start,
-            format!("GET {path} HTTP/1.1"),
-            "by-b expected the bystander request next, got {seen:?}"
-        );
-        assert_eq!(seen.all("httpws-from"), vec!["by-a"]);
-        let body = format!("bystander answer {cseq}");
-        self.b.send(&format!(
-            "HTTP/1.1 200 OK\r\nCSeq: {}\r\nContent-Length: {}\r\n\r\n{body}",
-            seen.cseq(),
-            body.len()
-        ));
-        let response = self.a.recv_http();
-        assert_eq!(response.status(), 200, "bystander answer: {response:?}");
-        assert_eq!(response.cseq(), cseq, "bystander CSeq: {response:?}");
-        assert_eq!(response.body, body);
-    }
-}
-
 /// Assert `response` is the proxy's own answer: `status`, `Httpws-Error: token`, `cseq`, and a
 /// `text/plain` reason.
 #[track_caller]
-fn assert_proxy_error(response: &Http, status: u16, token: &str, cseq: u64) {
-    common::assert_proxy_error(response, status, token, cseq);
+fn assert_proxy_error_with_reason(response: &Http, status: u16, token: &str, cseq: u64) {
+    assert_proxy_error(response, status, token, cseq);
     assert!(
         !response.body.trim().is_empty(),
         "a proxy error gives a reason: {response:?}"
     );
 }
 
-/// Read the next message and assert it is `:error <token> "…"`.
-#[track_caller]
-fn expect_indication(ep: &mut Endpoint, token: &str) {
-    let text = ep.recv();
-    let (got, reason) = parse_error_indication(&text);
-    assert_eq!(got, token, "{text:?}");
-    assert!(!reason.is_empty(), "an indication gives a reason: {text:?}");
-}
-
-/// The next data message within `limit`, or None if nothing arrived (pings are skipped).
-fn recv_within(ep: &mut Endpoint, limit: Duration) -> Option<String> {
-    // A zero timeout means "block forever" to the OS; never ask for less than 1 ms.
-    let limit = limit.max(Duration::from_millis(1));
-    ep.ws
-        .get_mut()
-        .set_read_timeout(Some(limit))
-        .expect("read timeout");
-    let got = loop {
-        match ep.ws.read() {
-            Ok(Message::Text(t)) => break Some(t.to_string()),
-            Ok(Message::Binary(b)) => break Some(String::from_utf8_lossy(&b).into_owned()),
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
-            Ok(Message::Close(frame)) => panic!("{}: unexpected close {frame:?}", ep.address),
-            Err(tungstenite::Error::Io(e))
-                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-            {
-                break None;
-            }
-            Err(e) => panic!("{}: read failed: {e}", ep.address),
-        }
-    };
-    ep.ws
-        .get_mut()
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .expect("read timeout");
-    got
-}
-
-/// Nothing arrives at `ep` within a short window. (The barrier round trips that follow prove
-/// the same thing without a timeout; this one catches a stray message early.)
-#[track_caller]
-fn assert_quiet(ep: &mut Endpoint) {
-    if let Some(text) = recv_within(ep, Duration::from_millis(40)) {
-        panic!("{} must receive nothing, got {text:?}", ep.address);
-    }
-}
-
-/// Everything an endpoint receives until the close frame: the data messages, and the close
-/// code (None if the connection ended without one).
-fn until_close(ep: &mut Endpoint) -> (Vec<String>, Option<u16>) {
-    let mut messages = Vec::new();
-    loop {
-        match ep.ws.read() {
-            Ok(Message::Text(t)) => messages.push(t.to_string()),
-            Ok(Message::Binary(b)) => messages.push(String::from_utf8_lossy(&b).into_owned()),
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
-            Ok(Message::Close(frame)) => return (messages, frame.map(|f| u16::from(f.code))),
-            Err(_) => return (messages, None),
-        }
-    }
-}
-
-/// Close `ep` cleanly and wait for the proxy's echo: the connection has ended.
-fn close_and_wait(mut ep: Endpoint) {
-    ep.ws.close(None).expect("send close");
-    let _ = ep.expect_close();
-}
-
-/// The proxy's resident set size, in KiB.
-fn vm_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/<pid>/status")
-}
-
-/// The proxy's open file descriptors.
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("proc fd")
-        .count()
-}
-
-/// Poll `probe` (bounded) until `done` holds of its value; returns the last value.
-fn wait_for<T: Copy + std::fmt::Debug>(
-    limit: Duration,
-    mut probe: impl FnMut() -> T,
-    done: impl Fn(T) -> bool,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        let value = probe();
-        if done(value) || Instant::now() >= deadline {
-            return value;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Raw TCP
-// ---------------------------------------------------------------------------------------------
-
-fn raw_stream(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("tcp connect");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    stream.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    stream.set_nodelay(true).expect("nodelay");
-    stream
-}
-
-/// Read a response head (up to the blank line), or what came before the connection ended.
-fn read_response_head(stream: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let mut byte = [0u8; 1];
-    while !out.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(0) => break,
-            Ok(_) => out.push(byte[0]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => panic!(
-                "reading the handshake response failed after {:?}: {e}",
-                String::from_utf8_lossy(&out)
-            ),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Read until the peer ends the connection (EOF or reset); panics if it stays open.
-#[track_caller]
-fn assert_ends(stream: &mut TcpStream) -> Vec<u8> {
-    let mut rest = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return rest,
-            Ok(n) => rest.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!("the proxy left the connection open (read {rest:?})")
-            }
-            Err(_) => return rest, // reset: ended
-        }
-    }
-}
-
-fn status_of(head: &str) -> u16 {
-    let line = head.lines().next().unwrap_or_default();
-    assert!(line.starts_with("HTTP/1.1 "), "not a status line: {head:?}");
-    line.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"))
-}
-
-fn header_values<'h>(head: &'h str, name: &str) -> Vec<&'h str> {
-    head.split("\r\n")
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
-        .collect()
-}
-
-/// Read server frames until a close frame (skipping pings and pongs): the data frames before
-/// it, and the close code (None if the socket ended without a close frame).
-fn frames_until_close(raw: &mut RawClient) -> (Vec<(u8, Vec<u8>)>, Option<u16>) {
-    let mut frames = Vec::new();
-    loop {
-        let mut h = [0u8; 1];
-        if raw.stream.peek(&mut h).map_or(true, |n| n == 0) {
-            return (frames, None);
-        }
-        let (opcode, payload) = raw.read_frame();
-        match opcode {
-            CLOSE => {
-                let code =
-                    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-                return (frames, code);
-            }
-            PING | PONG => continue,
-            _ => frames.push((opcode, payload)),
-        }
-    }
-}
-
 // =============================================================================================
 // Handshake attacks
 // =============================================================================================
-
-const UPGRADE_HEADERS: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
-                               Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
 
 /// Send `request` as a handshake for `/mallory`, check the bystanders while the connection is
 /// open, expect `status` and the connection closed; then the refused name is still free.
@@ -469,7 +222,7 @@ impl FrameScene {
         let mut raw = self.offender();
         violate(&mut raw);
         self.by.check();
-        let (frames, got) = frames_until_close(&mut raw);
+        let (frames, got) = raw.frames_until_close();
         assert_eq!(
             got,
             Some(code),
@@ -563,7 +316,7 @@ fn declared_2_pow_62_length_closes_1009_without_allocating(driver: Driver) {
     header.extend_from_slice(&[1, 2, 3, 4]);
     raw.stream.write_all(&header).expect("write header");
     scene.by.check();
-    let (frames, code) = frames_until_close(&mut raw);
+    let (frames, code) = raw.frames_until_close();
     assert_eq!(
         frames.len(),
         1,
@@ -781,7 +534,7 @@ fn smuggle(driver: Driver, message: &[u8], cseq: u64) {
             String::from_utf8_lossy(message)
         );
     }
-    assert_proxy_error(&response, 400, "bad-request", cseq);
+    assert_proxy_error_with_reason(&response, 400, "bad-request", cseq);
     assert!(
         response.body.starts_with("malformed"),
         "the reason names the head malformed: {response:?}"
@@ -1166,15 +919,6 @@ fn start_with_tokens(test: &str, driver: Driver) -> (Proxy, Bystanders) {
     (proxy, by)
 }
 
-fn register(proxy: &Proxy, name: &str, token: Option<&str>) -> Result<Endpoint, u16> {
-    let bearer = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = bearer
-        .iter()
-        .map(|b| ("Authorization", b.as_str()))
-        .collect();
-    connect_with(proxy, &format!("/{name}"), &headers)
-}
-
 fn registration_with_a_wrong_token_gets_401(driver: Driver) {
     let (proxy, mut by) = start_with_tokens("wrong-token", driver);
     assert_eq!(
@@ -1244,7 +988,7 @@ fn takeover_with_the_same_token_replaces_the_old_connection(driver: Driver) {
     let mut new = register(&proxy, "alpha-1", Some("alpha-secret")).expect("takeover: 101");
     assert_eq!(new.address, "alpha-1", "the newcomer's :host");
     // The pending request can never be answered now: target-gone, with by-a's CSeq.
-    assert_proxy_error(&by.a.recv_http(), 502, "target-gone", 40);
+    assert_proxy_error_with_reason(&by.a.recv_http(), 502, "target-gone", 40);
     // The old connection is still open on our side.
     by.check();
     let (messages, code) = until_close(&mut old);
@@ -1691,7 +1435,7 @@ fn zero_window_target_gets_target_busy_and_memory_stays_bounded(driver: Driver) 
     stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
     let request = proxy.url("/sink").into_client_request().expect("request");
     let (mut sink, _) = tungstenite::client(request, stream).expect("sink handshake");
-    assert_eq!(common::recv_text(&mut sink), ":host sink");
+    assert_eq!(recv_text(&mut sink), ":host sink");
 
     let mut flooder = connect(&proxy, "/flooder");
     let baseline = vm_rss_kib(pid);
@@ -1703,8 +1447,8 @@ fn zero_window_target_gets_target_busy_and_memory_stays_bounded(driver: Driver) 
         let response = Http::parse(&text);
         let cseq = response.cseq();
         match response.status() {
-            503 => assert_proxy_error(&response, 503, "target-busy", cseq),
-            504 => assert_proxy_error(&response, 504, "timeout", cseq),
+            503 => assert_proxy_error_with_reason(&response, 503, "target-busy", cseq),
+            504 => assert_proxy_error_with_reason(&response, 504, "timeout", cseq),
             _ => panic!("the flooder got {response:?}"),
         }
         assert!(
@@ -1891,14 +1635,14 @@ fn sigterm_under_load_answers_every_in_flight_request(driver: Driver) {
         by.a.request("nobody-holds-this", cseq, "/probe");
         let response = by.a.recv_http();
         if response.header("httpws-error") == Some("unknown-address") {
-            assert_proxy_error(&response, 404, "unknown-address", cseq);
+            assert_proxy_error_with_reason(&response, 404, "unknown-address", cseq);
             assert!(
                 Instant::now() < probe_deadline,
                 "still routing after SIGTERM"
             );
             continue;
         }
-        assert_proxy_error(&response, 503, "target-busy", cseq);
+        assert_proxy_error_with_reason(&response, 503, "target-busy", cseq);
         break;
     }
 
@@ -1979,7 +1723,7 @@ fn sigterm_under_load_answers_every_in_flight_request(driver: Driver) {
 
 // =============================================================================================
 
-hostile_cases!(
+on_both_drivers!(
     handshake_without_sec_websocket_key_gets_400,
     handshake_with_websocket_version_12_gets_426_naming_13,
     handshake_with_post_gets_400,

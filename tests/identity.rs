@@ -11,50 +11,37 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use common::agent::curl;
-use common::service::RawConn;
-use common::{Driver, Endpoint, IO_TIMEOUT, Proxy, connect};
+use common::IO_TIMEOUT;
+use common::curl::curl;
+use common::driver::Driver;
+use common::handshake::UPGRADE_HEADERS;
+use common::proxy::Proxy;
+use common::raw_conn::RawConn;
+use common::ws::connect;
 use tungstenite::Message;
 
-/// Header lines of a raw message whose name is `canonical` (lowercase, `-`) in any spelling:
-/// ASCII case ignored, `_` taken for `-`, as CGI-style services fold them.
-fn lines_named<'m>(message: &'m str, canonical: &str) -> Vec<&'m str> {
+/// Header lines of a raw message's head whose name, folded as CGI-style services fold names
+/// (ASCII case ignored, `_` taken for `-`), satisfies `wanted`.
+fn lines_where(message: &str, wanted: impl Fn(&str) -> bool) -> Vec<&str> {
     let head = message.split("\r\n\r\n").next().unwrap_or_default();
     head.split("\r\n")
         .skip(1)
         .filter(|line| {
             line.split_once(':').is_some_and(|(name, _)| {
-                name.trim().to_ascii_lowercase().replace('_', "-") == canonical
+                wanted(&name.trim().to_ascii_lowercase().replace('_', "-"))
             })
         })
         .collect()
+}
+
+/// Header lines of a raw message whose name is `canonical` (lowercase, `-`) in any spelling.
+fn lines_named<'m>(message: &'m str, canonical: &str) -> Vec<&'m str> {
+    lines_where(message, |name| name == canonical)
 }
 
 /// Lines of a raw message's head whose folded name starts with `prefix`.
 fn lines_starting<'m>(message: &'m str, prefix: &str) -> Vec<&'m str> {
-    let head = message.split("\r\n\r\n").next().unwrap_or_default();
-    head.split("\r\n")
-        .skip(1)
-        .filter(|line| {
-            line.split_once(':').is_some_and(|(name, _)| {
-                name.trim()
-                    .to_ascii_lowercase()
-                    .replace('_', "-")
-                    .starts_with(prefix)
-            })
-        })
-        .collect()
-}
-
-fn recv_raw(ep: &mut Endpoint) -> String {
-    loop {
-        match ep.ws.read().expect("read a message") {
-            Message::Text(t) => return t.to_string(),
-            Message::Binary(b) => return String::from_utf8_lossy(&b).into_owned(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a data message, got {other:?}"),
-        }
-    }
+    lines_where(message, |name| name.starts_with(prefix))
 }
 
 fn cseq_of(message: &str) -> u64 {
@@ -77,7 +64,7 @@ fn relay_from_twins_never_reach_the_target(driver: Driver) {
         "GET /x HTTP/1.1\r\nHttpws_From: admin\r\nHost: bob\r\nHTTPWS-FROM: root\r\n\
          httpws_from: x\r\nCSeq: 5\r\nX-Kept: 1\r\n\r\n",
     );
-    let seen = recv_raw(&mut bob);
+    let seen = bob.recv();
     assert_eq!(
         lines_named(&seen, "httpws-from"),
         vec!["Httpws-From: alice"],
@@ -89,7 +76,7 @@ fn relay_from_twins_never_reach_the_target(driver: Driver) {
     bob.send(&format!(
         "HTTP/1.1 200 OK\r\nCSeq: {cseq}\r\nHttpws_From: bob-forged\r\nContent-Length: 2\r\n\r\nok"
     ));
-    let answer = recv_raw(&mut alice);
+    let answer = alice.recv();
     assert_eq!(
         lines_named(&answer, "httpws-from"),
         Vec::<&str>::new(),
@@ -103,14 +90,14 @@ fn a_targets_own_httpws_error_reaches_the_caller_renamed(driver: Driver) {
     let mut alice = connect(&proxy, "/alice");
     let mut bob = connect(&proxy, "/bob");
     alice.request("bob", 1, "/");
-    let seen = recv_raw(&mut bob);
+    let seen = bob.recv();
     // bob pretends the proxy answered: "nobody holds this address".
     bob.send(&format!(
         "HTTP/1.1 404 Not Found\r\nCSeq: {}\r\nHttpws-Error: unknown-address\r\n\
          httpws_error: timeout\r\nContent-Length: 2\r\n\r\nno",
         cseq_of(&seen)
     ));
-    let answer = recv_raw(&mut alice);
+    let answer = alice.recv();
     assert_eq!(
         lines_named(&answer, "httpws-error"),
         Vec::<&str>::new(),
@@ -127,7 +114,7 @@ fn a_targets_own_httpws_error_reaches_the_caller_renamed(driver: Driver) {
     assert!(answer.ends_with("\r\n\r\nno"), "{answer:?}");
     // The proxy's own answers still carry Httpws-Error.
     alice.request("nobody", 2, "/");
-    let answer = recv_raw(&mut alice);
+    let answer = alice.recv();
     assert_eq!(
         lines_named(&answer, "httpws-error"),
         vec!["Httpws-Error: unknown-address"]
@@ -151,7 +138,7 @@ fn ingress_drops_every_forwarding_header_and_every_twin(driver: Driver) {
               Httpws_Error: forged\r\nC_Seq: 1\r\n\r\n",
         )
         .expect("send");
-    let seen = recv_raw(&mut svc);
+    let seen = svc.recv();
     assert_eq!(
         lines_starting(&seen, "x-forwarded-"),
         vec![
@@ -207,7 +194,7 @@ fn a_host_with_a_domain_must_still_carry_a_valid_port(driver: Driver) {
     caller
         .send(b"GET /fine HTTP/1.1\r\nHost: wiki.example.test:8080\r\n\r\n")
         .expect("send");
-    let seen = recv_raw(&mut wiki);
+    let seen = wiki.recv();
     assert!(seen.starts_with("GET /fine HTTP/1.1\r\n"), "{seen:?}");
     assert_eq!(
         lines_named(&seen, "x-forwarded-host"),
@@ -233,8 +220,7 @@ fn handshake_status(addr: SocketAddr, path: &str, host: &str, origin: &str) -> u
     stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n{UPGRADE_HEADERS}\
          Sec-WebSocket-Version: 13\r\n\r\n"
     )
     .expect("write");

@@ -9,29 +9,27 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::agent::{Agent, CurlOut, Scratch, curl, dead_port};
-use common::service::{RawConn, RawResponse, Service, pattern};
-use common::{
-    Driver, Endpoint, Http, IO_TIMEOUT, Proxy, assert_proxy_error, connect, connect_with,
-};
+use common::IO_TIMEOUT;
+use common::agent::Agent;
+use common::certs::Certs;
+use common::curl::{CurlOut, assert_status, curl, curl_host};
+use common::driver::Driver;
+use common::http1::RawResponse;
+use common::message::Http;
+use common::ports::dead_port;
+use common::programs;
+use common::proxy::{Proxy, name_on_shard};
+use common::proxy_errors::assert_proxy_error;
+use common::raw_conn::RawConn;
+use common::scratch::Scratch;
+use common::service::{Service, pattern};
+use common::ws::{Endpoint, connect, connect_at, connect_with, recv_data};
 use tungstenite::Message;
-
-/// `on_both_drivers!` with optional attributes per case (`#[ignore = "bug: …"]`).
-macro_rules! ingress_cases {
-    ($( $(#[$attr:meta])* $name:ident ),* $(,)?) => {
-        mod uring {
-            $( $(#[$attr])* #[test] fn $name() { super::$name(crate::common::Driver::Uring) } )*
-        }
-        mod epoll {
-            $( $(#[$attr])* #[test] fn $name() { super::$name(crate::common::Driver::Epoll) } )*
-        }
-    };
-}
 
 const DOMAIN: &str = "example.test";
 
@@ -73,28 +71,6 @@ impl Net {
     }
 }
 
-fn curl_host(addr: SocketAddr, host: &str, path: &str, extra: &[&str]) -> CurlOut {
-    let host_header = format!("Host: {host}");
-    let url = format!("http://{addr}{path}");
-    let mut args = vec!["-H", &host_header];
-    args.extend_from_slice(extra);
-    args.push(&url);
-    curl(&args)
-}
-
-#[track_caller]
-fn assert_status(out: &CurlOut, code: u16) {
-    assert!(
-        out.exit == 0 && out.code == code,
-        "expected {code}, got exit {} code {} headers {:?} body {:?} stderr {:?}",
-        out.exit,
-        out.code,
-        out.headers,
-        out.body_text(),
-        out.stderr
-    );
-}
-
 /// A proxy-made error: status and exactly one `Httpws-Error: <token>`.
 #[track_caller]
 fn assert_curl_error(out: &CurlOut, code: u16, token: &str) {
@@ -127,13 +103,10 @@ fn assert_no_tunnel_headers(headers: &[(String, String)]) {
 
 /// Read a binary or text message on a tungstenite endpoint: (was binary, bytes).
 fn recv_message(ep: &mut Endpoint) -> (bool, Vec<u8>) {
-    loop {
-        match ep.ws.read().expect("read a message") {
-            Message::Binary(b) => return (true, b.to_vec()),
-            Message::Text(t) => return (false, t.as_bytes().to_vec()),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a data message, got {other:?}"),
-        }
+    match recv_data(&mut ep.ws) {
+        Message::Binary(b) => (true, b.to_vec()),
+        Message::Text(t) => (false, t.as_bytes().to_vec()),
+        _ => unreachable!("recv_data returns data messages only"),
     }
 }
 
@@ -986,7 +959,7 @@ fn http_listen_serves_the_ingress_and_refuses_upgrades(driver: Driver) {
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     assert!(answer.contains("Httpws-Error: bad-request"), "{answer}");
     // tungstenite agrees, and the name was not taken.
-    let refused = common::connect_at(http, "/sneaky", &[]);
+    let refused = connect_at(http, "/sneaky", &[]);
     assert_eq!(refused.err(), Some(400));
     let out = curl_host(http, "sneaky", "/", &[]);
     assert_curl_error(&out, 404, "unknown-address");
@@ -1183,12 +1156,8 @@ fn serve_client_serves_httpws_js(driver: Driver) {
 // 9. wrk
 // =============================================================================================
 
-fn wrk_sees_no_errors(driver: Driver) {
-    let wrk = ["/usr/bin/wrk", "/usr/local/bin/wrk"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
-    let Some(wrk) = wrk else {
-        eprintln!("NOTICE: wrk is not installed; skipping the wrk run");
+fn wrk_sees_no_errors_or_skipped(driver: Driver) {
+    let Some(wrk) = programs::needed("wrk") else {
         return;
     };
     let net = Net::start(driver, &[]);
@@ -1351,24 +1320,8 @@ fn sigterm_answers_ingress_requests_in_flight_then_closes(driver: Driver) {
 /// The ingress on a `--tls-cert` proxy: HTTPS callers reach the public endpoint, and the
 /// service learns `X-Forwarded-Proto: https`.
 fn https_callers_on_a_tls_proxy(driver: Driver) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let scratch = Scratch::new();
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "httpws ingress test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("CA cert");
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf cert");
-    let ca_path = scratch.write("ca.pem", ca.pem().as_bytes());
-    let cert = scratch.write("cert.pem", leaf.pem().as_bytes());
-    let key = scratch.write("key.pem", leaf_key.serialize_pem().as_bytes());
+    let certs = Certs::new("ingress");
+    let (ca_path, cert, key) = (certs.ca(), certs.cert(), certs.key());
 
     let proxy = Proxy::start(driver, &["--tls-cert", &cert, "--tls-key", &key]);
     let service = Service::start();
@@ -1410,12 +1363,7 @@ fn every_shard_reaches_every_shard(driver: Driver) {
     const SHARDS: u64 = 3;
     let proxy = Proxy::start(driver, &["--shards", "3"]);
     let names: Vec<String> = (0..SHARDS)
-        .map(|shard| {
-            (0..)
-                .map(|k| format!("t{k}"))
-                .find(|n| common::owner_shard(n, SHARDS) == shard)
-                .expect("a name for every shard")
-        })
+        .map(|shard| name_on_shard("t", shard, SHARDS))
         .collect();
     let mut eps: Vec<Endpoint> = names
         .iter()
@@ -1490,7 +1438,7 @@ fn broken_answers_from_the_target_do_not_desync_the_caller(driver: Driver) {
     }
 }
 
-ingress_cases!(
+on_both_drivers!(
     public_endpoint_is_reached_by_address_and_by_subdomain,
     relayed_message_and_answer_are_rewritten,
     private_endpoint_is_forbidden_to_the_internet,
@@ -1507,7 +1455,7 @@ ingress_cases!(
     tokens_file_public_flag_and_internet_rules,
     agent_with_public_flag_and_a_private_token_is_refused,
     serve_client_serves_httpws_js,
-    wrk_sees_no_errors,
+    wrk_sees_no_errors_or_skipped,
     stalled_ingress_callers_do_not_disturb_relay_traffic,
     sigterm_answers_ingress_requests_in_flight_then_closes,
     https_callers_on_a_tls_proxy,

@@ -3,9 +3,12 @@
 
 mod common;
 
-use common::{Driver, Endpoint, Http, Proxy, RawClient, connect};
-
+use common::driver::Driver;
+use common::message::Http;
+use common::proxy::Proxy;
+use common::raw_ws::RawClient;
 use common::wire::{BINARY, CLOSE, CONTINUATION, FIN, PING, PONG, RSV1, TEXT};
+use common::ws::{Endpoint, connect};
 
 /// A proxy with a small message limit, and a bystander pair `alice` → `bob`.
 struct Scene {
@@ -46,28 +49,6 @@ impl Scene {
         assert_eq!(response.status(), 200);
         assert_eq!(response.cseq(), cseq);
         assert_eq!(response.body, "yes");
-    }
-}
-
-/// Read server frames until a close frame (skipping pings and pongs): the data frames before
-/// it, and the close code (None if the socket ended without a close frame).
-fn frames_until_close(raw: &mut RawClient) -> (Vec<(u8, Vec<u8>)>, Option<u16>) {
-    let mut frames = Vec::new();
-    loop {
-        let mut h = [0u8; 1];
-        if raw.stream.peek(&mut h).map_or(true, |n| n == 0) {
-            return (frames, None);
-        }
-        let (opcode, payload) = raw.read_frame();
-        match opcode {
-            CLOSE => {
-                let code =
-                    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-                return (frames, code);
-            }
-            PING | PONG => continue,
-            _ => frames.push((opcode, payload)),
-        }
     }
 }
 
@@ -169,7 +150,7 @@ fn huge_declared_length_closes_1009_without_waiting(driver: Driver) {
 }
 
 fn assert_too_large_then_1009(raw: &mut RawClient) {
-    let (frames, code) = frames_until_close(raw);
+    let (frames, code) = raw.frames_until_close();
     let texts: Vec<String> = frames
         .iter()
         .map(|(op, p)| format!("{op}:{}", String::from_utf8_lossy(p)))

@@ -1,17 +1,21 @@
-//! Registration through the real proxy binary (DESIGN.md §2 "Registration"), on both io
-//! drivers: `:host`, address grammar, assigned addresses, held names and takeover, handshake
-//! refusals written by hand over raw TCP, and the handshake deadline.
+//! Registration through the real proxy binary (docs/protocol.md §1), on both io drivers:
+//! `:host`, address grammar, assigned addresses, held names and takeover, handshake refusals
+//! written by hand over raw TCP, and the handshake deadline.
 
 mod common;
-
-use common::parse_error_indication;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Driver, Endpoint, Proxy, connect, connect_status, connect_with};
+use common::driver::Driver;
+use common::handshake::{
+    UPGRADE_HEADERS, header_values, raw_stream, read_response_head, status_of,
+};
+use common::proxy::Proxy;
+use common::proxy_errors::parse_error_indication;
+use common::ws::{Endpoint, connect, connect_status, connect_with};
 
 /// A fresh name for a bystander endpoint (unique within this test process).
 fn fresh_name(prefix: &str) -> String {
@@ -40,7 +44,7 @@ fn fresh_pair_exchanges(proxy: &Proxy) {
     round_trip(&mut a, &mut b, 77, "still relaying");
 }
 
-/// A syntactically valid virtual address per DESIGN.md §2.
+/// A syntactically valid virtual address per docs/protocol.md §1 ("Address grammar").
 fn is_valid_address(a: &str) -> bool {
     !a.is_empty()
         && a.len() <= 253
@@ -58,62 +62,11 @@ fn is_valid_address(a: &str) -> bool {
 // Raw TCP handshakes
 // ---------------------------------------------------------------------------------------------
 
-const UPGRADE_HEADERS: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
-                               Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
-
-/// Read a response head (up to the blank line) or whatever came before the connection ended.
-fn read_response_head(stream: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let mut byte = [0u8; 1];
-    while !out.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(0) => break,
-            Ok(_) => out.push(byte[0]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => panic!(
-                "reading the handshake response failed after {:?}: {e}",
-                String::from_utf8_lossy(&out)
-            ),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn raw_stream(proxy: &Proxy) -> TcpStream {
-    let stream = TcpStream::connect(proxy.addr).expect("tcp connect");
-    stream
-        .set_read_timeout(Some(common::IO_TIMEOUT))
-        .expect("read timeout");
-    stream
-        .set_write_timeout(Some(common::IO_TIMEOUT))
-        .expect("write timeout");
-    stream.set_nodelay(true).expect("nodelay");
-    stream
-}
-
 /// Write `request` in one go and return the response head.
 fn raw_handshake(proxy: &Proxy, request: &str) -> String {
-    let mut stream = raw_stream(proxy);
+    let mut stream = raw_stream(proxy.addr);
     stream.write_all(request.as_bytes()).expect("write request");
     read_response_head(&mut stream)
-}
-
-fn status_of(head: &str) -> u16 {
-    let line = head.lines().next().unwrap_or_default();
-    assert!(line.starts_with("HTTP/1.1 "), "not a status line: {head:?}");
-    line.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"))
-}
-
-fn header_values<'h>(head: &'h str, name: &str) -> Vec<&'h str> {
-    head.split("\r\n")
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -418,7 +371,7 @@ fn oversized_handshake_head_is_refused_with_431(driver: Driver) {
     // About 20 KB of headers, written in small pieces while the response is read.
     let over = padded_handshake("/over", 20_000);
     assert!(over.len() > 19_000);
-    let mut stream = raw_stream(&proxy);
+    let mut stream = raw_stream(proxy.addr);
     let mut writer = stream.try_clone().expect("clone");
     let bytes = over.into_bytes();
     let sender = std::thread::spawn(move || {

@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{Driver, Proxy, connect, connect_status};
+use common::driver::Driver;
+use common::proxy::Proxy;
+use common::ws::{connect, connect_status};
 
 fn relays_a_request_and_its_response(driver: Driver) {
     let proxy = Proxy::start(driver, &[]);

@@ -4,15 +4,14 @@
 
 mod common;
 
-use common::owner_shard;
-
 use std::collections::HashSet;
-use std::net::TcpStream;
 use std::thread;
 
-use common::{Driver, Endpoint, Http, Proxy, connect};
+use common::driver::Driver;
+use common::message::Http;
+use common::proxy::{Proxy, owner_shard};
+use common::ws::{Endpoint, connect, recv_data};
 use tungstenite::Message;
-use tungstenite::protocol::WebSocket;
 
 /// Start the proxy with `shards` shards.
 fn start_with_shards(driver: Driver, shards: u32) -> Proxy {
@@ -34,17 +33,6 @@ impl Rng {
         for i in (1..items.len()).rev() {
             let j = (self.next() % (i as u64 + 1)) as usize;
             items.swap(i, j);
-        }
-    }
-}
-
-/// The next data message (text or binary), skipping pings and pongs.
-fn recv_message(ws: &mut WebSocket<TcpStream>) -> Message {
-    loop {
-        match ws.read().expect("read a message") {
-            m @ (Message::Text(_) | Message::Binary(_)) => return m,
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a data message, got {other:?}"),
         }
     }
 }
@@ -253,9 +241,9 @@ fn binary_messages_stay_binary(driver: Driver) {
 
     // A text request arrives as text...
     alice.request("bob", 1, "/text");
-    assert!(matches!(recv_message(&mut bob.ws), Message::Text(_)));
+    assert!(matches!(recv_data(&mut bob.ws), Message::Text(_)));
     bob.send("HTTP/1.1 204 No Content\r\nCSeq: 1\r\n\r\n");
-    assert!(matches!(recv_message(&mut alice.ws), Message::Text(_)));
+    assert!(matches!(recv_data(&mut alice.ws), Message::Text(_)));
 
     // ...and a binary one as binary, in both directions, with bytes that are not UTF-8.
     let body: &[u8] = &[0xff, 0xfe, 0x00, 0x80, b'\r', b'\n', 0xc3];
@@ -270,7 +258,7 @@ fn binary_messages_stay_binary(driver: Driver) {
         .send(Message::Binary(request))
         .expect("send binary");
 
-    let Message::Binary(seen) = recv_message(&mut bob.ws) else {
+    let Message::Binary(seen) = recv_data(&mut bob.ws) else {
         panic!("a binary request must reach the target as binary");
     };
     let (head, seen_body) = split_head(&seen);
@@ -286,7 +274,7 @@ fn binary_messages_stay_binary(driver: Driver) {
     response.extend_from_slice(&[0x00, 0xff, 0x01]);
     bob.ws.send(Message::Binary(response)).expect("send binary");
 
-    let Message::Binary(back) = recv_message(&mut alice.ws) else {
+    let Message::Binary(back) = recv_data(&mut alice.ws) else {
         panic!("a binary response must reach the caller as binary");
     };
     let (head, back_body) = split_head(&back);
@@ -318,7 +306,7 @@ fn echo_body_through_the_relay(driver: Driver, body: Vec<u8>) {
 
     let expected = body.clone();
     let target = thread::spawn(move || {
-        let Message::Binary(seen) = recv_message(&mut bob.ws) else {
+        let Message::Binary(seen) = recv_data(&mut bob.ws) else {
             panic!("binary request arrived as text");
         };
         let (head, seen_body) = split_head(&seen);
@@ -351,7 +339,7 @@ fn echo_body_through_the_relay(driver: Driver, body: Vec<u8>) {
         .send(Message::Binary(request))
         .expect("send request");
 
-    let Message::Binary(back) = recv_message(&mut alice.ws) else {
+    let Message::Binary(back) = recv_data(&mut alice.ws) else {
         panic!("binary response arrived as text");
     };
     let (head, back_body) = split_head(&back);
@@ -378,7 +366,7 @@ fn a_text_body_with_a_fake_head_arrives_unchanged(driver: Driver) {
         "POST /t HTTP/1.1\r\nHost: bob\r\nCSeq: 9\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     ));
-    let Message::Text(seen) = recv_message(&mut bob.ws) else {
+    let Message::Text(seen) = recv_data(&mut bob.ws) else {
         panic!("text request arrived as binary");
     };
     let (head, seen_body) = split_head(seen.as_bytes());

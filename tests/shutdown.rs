@@ -4,24 +4,18 @@
 
 mod common;
 
-use common::owner_shard;
-
 use std::collections::HashSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{Driver, Endpoint, Http, IO_TIMEOUT, Proxy, connect};
-use tungstenite::Message;
-
-/// The first name `{prefix}{k}` that shard `shard` of `shards` owns.
-fn name_on_shard(prefix: &str, shard: u64, shards: u64) -> String {
-    (0..)
-        .map(|k| format!("{prefix}{k}"))
-        .find(|n| owner_shard(n, shards) == shard)
-        .expect("some name hashes to every shard")
-}
+use common::IO_TIMEOUT;
+use common::driver::Driver;
+use common::handshake::UPGRADE_HEADERS;
+use common::message::Http;
+use common::proxy::{Proxy, name_on_shard, owner_shard};
+use common::ws::{Endpoint, connect, until_close};
 
 /// Start the proxy with `shards` shards and `extra` flags.
 fn start(driver: Driver, shards: u32, extra: &[&str]) -> Proxy {
@@ -60,8 +54,8 @@ fn try_new_connection(addr: SocketAddr) -> Attempt {
     stream
         .set_read_timeout(Some(PROBE_TIMEOUT))
         .expect("timeout");
-    let handshake = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let handshake =
+        format!("GET / HTTP/1.1\r\nHost: x\r\n{UPGRADE_HEADERS}Sec-WebSocket-Version: 13\r\n\r\n");
     if stream.write_all(handshake.as_bytes()).is_err() {
         return Attempt::TurnedAway;
     }
@@ -116,21 +110,6 @@ fn wait_until_draining(ep: &mut Endpoint) {
         assert_eq!(response.status(), 503, "{response:?}");
         assert_eq!(response.header("httpws-error"), Some("target-busy"));
         return;
-    }
-}
-
-/// Everything an endpoint receives until the close frame: the data messages, and the close
-/// code (None if the connection ended without one, or a read timed out).
-fn until_close(ep: &mut Endpoint) -> (Vec<String>, Option<u16>) {
-    let mut messages = Vec::new();
-    loop {
-        match ep.ws.read() {
-            Ok(Message::Text(t)) => messages.push(t),
-            Ok(Message::Binary(b)) => messages.push(String::from_utf8_lossy(&b).into_owned()),
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
-            Ok(Message::Close(frame)) => return (messages, frame.map(|f| u16::from(f.code))),
-            Err(_) => return (messages, None),
-        }
     }
 }
 

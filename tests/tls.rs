@@ -1,7 +1,8 @@
 //! `wss://`: the proxy with `--tls-cert/--tls-key`, checked by an independent client
 //! (tungstenite over rustls), the agent and the client library with `--ca`, a wrong CA, a
 //! plain client on the TLS port, and a certificate renewed with SIGHUP. Certificates are made
-//! in the test with rcgen: a CA, and a leaf for `localhost` and 127.0.0.1 signed by it.
+//! in the test with rcgen (`common::certs`): a CA, and a leaf for `localhost` and 127.0.0.1
+//! signed by it.
 
 mod common;
 
@@ -11,69 +12,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::agent::{Agent, Scratch, curl};
-use common::service::Service;
-use common::{Driver, IO_TIMEOUT, Proxy};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls::pki_types::{CertificateDer, ServerName};
+use common::IO_TIMEOUT;
+use common::agent::Agent;
+use common::certs::Certs;
+use common::curl::curl;
+use common::driver::Driver;
+use common::proxy::Proxy;
+use common::scratch::Scratch;
+use common::service::{Service, pattern};
+use common::ws::recv_text;
+use rustls::pki_types::ServerName;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message, WebSocket};
-
-/// A CA and a server certificate it signed, as PEM files in a scratch directory.
-struct Certs {
-    scratch: Scratch,
-    ca_der: CertificateDer<'static>,
-}
-
-impl Certs {
-    fn new(label: &str) -> Certs {
-        let scratch = Scratch::new();
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, format!("httpws test CA {label}"));
-        let ca = ca_params.self_signed(&ca_key).expect("CA cert");
-        let issuer = Issuer::from_params(&ca_params, &ca_key);
-        let leaf_key = KeyPair::generate().expect("leaf key");
-        let leaf_params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("leaf params");
-        let leaf = leaf_params
-            .signed_by(&leaf_key, &issuer)
-            .expect("leaf cert");
-        scratch.write("ca.pem", ca.pem().as_bytes());
-        scratch.write("cert.pem", leaf.pem().as_bytes());
-        scratch.write("key.pem", leaf_key.serialize_pem().as_bytes());
-        Certs {
-            scratch,
-            ca_der: ca.der().clone(),
-        }
-    }
-
-    fn ca(&self) -> String {
-        self.scratch.path("ca.pem")
-    }
-    fn cert(&self) -> String {
-        self.scratch.path("cert.pem")
-    }
-    fn key(&self) -> String {
-        self.scratch.path("key.pem")
-    }
-
-    fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca_der.clone()).expect("add CA");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("protocols")
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
-    }
-}
 
 /// `httpws endpoint --proxy wss://localhost:PORT --name NAME --ca CA <extra…>`.
 fn wss_agent(proxy: &Proxy, name: &str, ca: &str, extra: &[&str]) -> Agent {
@@ -117,19 +67,8 @@ fn wss_endpoint(proxy: &Proxy, certs: &Certs, name: &str) -> WebSocket<TlsSocket
         .expect("request");
     let (mut ws, response) = tungstenite::client(request, tls).expect("WebSocket handshake");
     assert_eq!(response.status().as_u16(), 101);
-    assert_eq!(read_text(&mut ws), format!(":host {name}"));
+    assert_eq!(recv_text(&mut ws), format!(":host {name}"));
     ws
-}
-
-fn read_text(ws: &mut WebSocket<TlsSocket>) -> String {
-    loop {
-        match ws.read().expect("read a message") {
-            Message::Text(t) => return t.to_string(),
-            Message::Binary(b) => return String::from_utf8(b.to_vec()).expect("utf-8"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a data message, got {other:?}"),
-        }
-    }
 }
 
 /// One request from `caller` to `target` with a body spanning several TLS records, answered
@@ -144,7 +83,7 @@ fn exchange(caller: &mut WebSocket<TlsSocket>, target: &mut WebSocket<TlsSocket>
             body.len()
         )))
         .expect("send request");
-    let request = read_text(target);
+    let request = recv_text(target);
     assert!(request.ends_with(&body), "the body arrives whole");
     let cseq = request
         .lines()
@@ -158,7 +97,7 @@ fn exchange(caller: &mut WebSocket<TlsSocket>, target: &mut WebSocket<TlsSocket>
             reversed.len()
         )))
         .expect("send response");
-    let response = read_text(caller);
+    let response = recv_text(caller);
     assert!(
         response.starts_with("HTTP/1.1 200 OK\r\n"),
         "{}",
@@ -265,7 +204,7 @@ fn agents_over_wss(driver: Driver) {
     let ingress = alice.ingress();
     assert_eq!(alice.wait_registered(IO_TIMEOUT), "alice");
     let scratch = Scratch::new();
-    let upload = scratch.write("up", &common::service::pattern(4 * 1024 * 1024 + 123));
+    let upload = scratch.write("up", &pattern(4 * 1024 * 1024 + 123));
     let out = curl(&[
         "-x",
         &ingress,
@@ -274,7 +213,7 @@ fn agents_over_wss(driver: Driver) {
         "http://bob/echo",
     ]);
     assert_eq!(out.code, 200, "{}", out.stderr);
-    assert_eq!(out.body, common::service::pattern(4 * 1024 * 1024 + 123));
+    assert_eq!(out.body, pattern(4 * 1024 * 1024 + 123));
     assert_eq!(service.last_request().header("httpws-from"), Some("alice"));
 }
 

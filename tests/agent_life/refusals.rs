@@ -2,11 +2,14 @@
 //! that cannot heal (401, 403, a 409 from a holder with another credential), and keeps
 //! retrying one that can (a 409 whose holder may be our own previous connection).
 
-use crate::common::agent::Scratch;
+use crate::common::IO_TIMEOUT;
+use crate::common::driver::Driver;
+use crate::common::proxy::Proxy;
+use crate::common::scratch::Scratch;
 use crate::common::service::Service;
-use crate::common::{Driver, IO_TIMEOUT, connect_with};
+use crate::common::ws::connect_with;
 use crate::on_both_drivers;
-use crate::support::{LoggedAgent, proxy_at, tokens_file};
+use crate::support::{LoggedAgent, tokens_file};
 
 const TEAM: &str = "team-token-1";
 const OTHER: &str = "other-token-2";
@@ -14,7 +17,7 @@ const OTHER: &str = "other-token-2";
 fn refusals_that_cannot_heal_stop_the_agent_with_the_proxy_reason(driver: Driver) {
     let scratch = Scratch::new();
     let tokens = tokens_file(&scratch, &[(TEAM, &["team-*"])]);
-    let proxy = proxy_at(driver, "127.0.0.1:0", &["--tokens", &tokens]);
+    let proxy = Proxy::start(driver, &["--tokens", &tokens]);
     let url = format!("ws://{}", proxy.addr);
     let service = Service::start();
 
@@ -44,7 +47,7 @@ fn refusals_that_cannot_heal_stop_the_agent_with_the_proxy_reason(driver: Driver
 fn a_name_held_by_another_credential_stops_the_agent(driver: Driver) {
     let scratch = Scratch::new();
     let tokens = tokens_file(&scratch, &[(TEAM, &["*"]), (OTHER, &["*"])]);
-    let proxy = proxy_at(driver, "127.0.0.1:0", &["--tokens", &tokens]);
+    let proxy = Proxy::start(driver, &["--tokens", &tokens]);
     let holder = connect_with(
         &proxy,
         "/bob",
@@ -82,7 +85,7 @@ fn a_name_held_by_another_credential_stops_the_agent(driver: Driver) {
 }
 
 fn a_name_held_without_a_token_is_retried_until_it_is_free(driver: Driver) {
-    let proxy = proxy_at(driver, "127.0.0.1:0", &[]);
+    let proxy = Proxy::start(driver, &[]);
     let holder = connect_with(&proxy, "/bob", &[]).expect("the holder registers");
     let service = Service::start();
     let mut agent = LoggedAgent::start(

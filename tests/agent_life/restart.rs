@@ -10,11 +10,15 @@ use httpws::endpoint::client::ConnectError;
 
 use httpws::endpoint::{Endpoint, Fatal, Status};
 
-use crate::common::agent::Scratch;
+use crate::common::IO_TIMEOUT;
+use crate::common::driver::Driver;
+use crate::common::message::Http;
+use crate::common::proxy::{Proxy, assert_assigned};
+use crate::common::scratch::Scratch;
 use crate::common::service::Service;
-use crate::common::{Driver, IO_TIMEOUT, connect_at};
+use crate::common::ws::{bearer, connect_at};
 use crate::on_both_drivers;
-use crate::support::{LoggedAgent, proxy_at, tokens_file};
+use crate::support::{LoggedAgent, tokens_file};
 
 const TEAM: &str = "team-token-1";
 const OTHER: &str = "other-token-2";
@@ -23,22 +27,8 @@ async fn within<F: std::future::Future>(f: F) -> Result<F::Output, tokio::time::
     tokio::time::timeout(IO_TIMEOUT, f).await
 }
 
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
-
-#[track_caller]
-fn assert_assigned(name: &str) {
-    assert!(
-        name.len() == 19
-            && name.starts_with("ep-")
-            && name[3..].bytes().all(|b| b.is_ascii_hexdigit()),
-        "assigned name {name:?}"
-    );
-}
-
 /// Call `target` from a tungstenite endpoint registered as `team-caller`; the response.
-fn call(addr: std::net::SocketAddr, target: &str) -> crate::common::Http {
+fn call(addr: std::net::SocketAddr, target: &str) -> Http {
     let mut caller = connect_at(addr, "/team-caller", &[("Authorization", &bearer(TEAM))])
         .expect("the caller registers");
     caller.request(target, 1, "/echo?via=tunnel");
@@ -48,7 +38,7 @@ fn call(addr: std::net::SocketAddr, target: &str) -> crate::common::Http {
 fn an_assigned_name_the_restarted_proxy_refuses_is_replaced(driver: Driver) {
     let scratch = Scratch::new();
     let tokens = tokens_file(&scratch, &[(TEAM, &["team-*"])]);
-    let proxy = proxy_at(driver, "127.0.0.1:0", &["--tokens", &tokens]);
+    let proxy = Proxy::start(driver, &["--tokens", &tokens]);
     let addr = proxy.addr;
     let service = Service::start();
     let mut agent = LoggedAgent::start(
@@ -70,7 +60,7 @@ fn an_assigned_name_the_restarted_proxy_refuses_is_replaced(driver: Driver) {
     // A new proxy process on the same port knows nothing of `first`, and this token may
     // register it only through `/`: the agent asks for a new name instead of exiting.
     drop(proxy);
-    let _proxy = proxy_at(driver, &addr.to_string(), &["--tokens", &tokens]);
+    let _proxy = Proxy::start_on(driver, addr, &["--tokens", &tokens]);
     let second = agent.wait_registered(IO_TIMEOUT);
     assert_assigned(&second);
     assert_ne!(second, first, "a new name");
@@ -86,7 +76,7 @@ fn an_assigned_name_the_restarted_proxy_refuses_is_replaced(driver: Driver) {
 fn the_library_follows_the_same_rules(driver: Driver) {
     let scratch = Scratch::new();
     let tokens = tokens_file(&scratch, &[(TEAM, &["team-*"]), (OTHER, &["team-*"])]);
-    let proxy = proxy_at(driver, "127.0.0.1:0", &["--tokens", &tokens]);
+    let proxy = Proxy::start(driver, &["--tokens", &tokens]);
     let addr = proxy.addr;
     let url = format!("ws://{addr}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -118,7 +108,7 @@ fn the_library_follows_the_same_rules(driver: Driver) {
         });
 
         drop(proxy);
-        let _proxy = proxy_at(driver, &addr.to_string(), &["--tokens", &tokens]);
+        let _proxy = Proxy::start_on(driver, addr, &["--tokens", &tokens]);
         let mut status = endpoint.session().status();
         let now = within(
             status

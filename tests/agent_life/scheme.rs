@@ -5,10 +5,12 @@
 
 use rcgen::{CertificateParams, KeyPair};
 
-use crate::common::agent::Scratch;
-use crate::common::{Driver, IO_TIMEOUT};
+use crate::common::IO_TIMEOUT;
+use crate::common::driver::Driver;
+use crate::common::proxy::Proxy;
+use crate::common::scratch::Scratch;
 use crate::on_both_drivers;
-use crate::support::{LoggedAgent, answering_server, proxy_at};
+use crate::support::{LoggedAgent, answering_server};
 
 /// What a TLS server answers bytes that are not a ClientHello: a fatal alert record
 /// (TLS 1.2 record header, alert level 2 "fatal", description 50 "decode_error").
@@ -65,7 +67,7 @@ fn wss_at_a_plain_http_server_says_use_ws() {
 }
 
 fn the_real_proxy_ports_say_which_scheme_they_speak(driver: Driver) {
-    let plain = proxy_at(driver, "127.0.0.1:0", &[]);
+    let plain = Proxy::start(driver, &[]);
     let log = agent(&format!("wss://localhost:{}", plain.addr.port())).expect_failure(IO_TIMEOUT);
     assert!(log.contains("use ws://"), "{log}");
 
@@ -77,11 +79,7 @@ fn the_real_proxy_ports_say_which_scheme_they_speak(driver: Driver) {
         .expect("cert");
     let cert_path = scratch.write("cert.pem", cert.pem().as_bytes());
     let key_path = scratch.write("key.pem", key.serialize_pem().as_bytes());
-    let tls = proxy_at(
-        driver,
-        "127.0.0.1:0",
-        &["--tls-cert", &cert_path, "--tls-key", &key_path],
-    );
+    let tls = Proxy::start(driver, &["--tls-cert", &cert_path, "--tls-key", &key_path]);
     // A TLS alert today, or a 400 whose reason says the same: either way, the fix.
     let log = agent(&format!("ws://{}", tls.addr)).expect_failure(IO_TIMEOUT);
     assert!(log.contains("use wss://"), "{log}");

@@ -1,6 +1,6 @@
 //! What these tests need beyond `tests/common`: the agent with its log (stderr) captured as
-//! well as its stdout, a proxy started on a given port with a tokens file (to restart one
-//! where it was), tokens files, and one-shot fake servers on raw TCP.
+//! well as its stdout, tokens files, and one-shot fake servers on raw TCP.
+// Not every item is used by every case.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
@@ -10,8 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use crate::common::agent::Scratch;
-use crate::common::{Driver, Proxy};
+use crate::common::scratch::Scratch;
 
 const REGISTERED: &str = "httpws endpoint registered as ";
 const LISTENING: &str = "httpws endpoint listening on http://";
@@ -241,30 +240,6 @@ impl Drop for LoggedAgent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The `--driver` value for a [`Driver`].
-pub fn driver_flag(driver: Driver) -> &'static str {
-    match driver {
-        Driver::Uring => "auto",
-        Driver::Epoll => "legacy",
-    }
-}
-
-/// A proxy on exactly `listen` (`127.0.0.1:0` for any port) with `extra` flags.
-pub fn proxy_at(driver: Driver, listen: &str, extra: &[&str]) -> Proxy {
-    let mut args = vec![
-        "proxy",
-        "--listen",
-        listen,
-        "--no-pin",
-        "--shards",
-        "2",
-        "--driver",
-        driver_flag(driver),
-    ];
-    args.extend_from_slice(extra);
-    Proxy::start_with_args(&args)
 }
 
 /// A tokens file in `scratch` listing `(token, names)` pairs (names as TOML strings).

@@ -4,11 +4,13 @@
 
 use std::process::Command;
 
-use crate::common::agent::Scratch;
+use crate::common::IO_TIMEOUT;
+use crate::common::driver::Driver;
+use crate::common::proxy::Proxy;
+use crate::common::scratch::Scratch;
 use crate::common::service::Service;
-use crate::common::{Driver, IO_TIMEOUT};
 use crate::on_both_drivers;
-use crate::support::{LoggedAgent, proxy_at, tokens_file};
+use crate::support::{LoggedAgent, tokens_file};
 
 /// A token no other text in the output could contain by accident.
 const TOKEN: &str = "tok-9f8e7d6c5b4a";
@@ -16,7 +18,7 @@ const TOKEN: &str = "tok-9f8e7d6c5b4a";
 fn the_token_comes_from_the_environment_or_a_file_and_is_never_logged(driver: Driver) {
     let scratch = Scratch::new();
     let tokens = tokens_file(&scratch, &[(TOKEN, &["team-*"])]);
-    let proxy = proxy_at(driver, "127.0.0.1:0", &["--tokens", &tokens]);
+    let proxy = Proxy::start(driver, &["--tokens", &tokens]);
     let url = format!("ws://{}", proxy.addr);
     let service = Service::start();
     let serve = service.url();

@@ -1,17 +1,14 @@
-//! The endpoint agent (`httpws endpoint`) as a child process, a proxy that can be restarted
-//! on the same port, and `curl` as an independent HTTP client.
-#![allow(dead_code)]
+//! The endpoint agent (`httpws endpoint`) as a child process: started with any flags, its
+//! stdout lines read (where it listens, the names it registered as), stopped or killed.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use super::{IO_TIMEOUT, Proxy};
+use super::IO_TIMEOUT;
 
 const LISTENING: &str = "httpws endpoint listening on http://";
 const REGISTERED: &str = "httpws endpoint registered as ";
@@ -195,155 +192,4 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Start a proxy listening on exactly `addr` (to restart one on the port it had).
-pub fn proxy_on(addr: SocketAddr) -> Proxy {
-    let listen = addr.to_string();
-    Proxy::start_with_args(&[
-        "proxy", "--listen", &listen, "--no-pin", "--shards", "2", "--driver", "auto",
-    ])
-}
-
-/// A loopback port nothing listens on (bound, then released).
-pub fn dead_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
-
-// ---------------------------------------------------------------------------------------
-// curl
-// ---------------------------------------------------------------------------------------
-
-/// A scratch directory under the target's tmp dir, removed when dropped.
-pub struct Scratch {
-    pub dir: PathBuf,
-}
-
-impl Scratch {
-    pub fn new() -> Scratch {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "endpoint-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        Scratch { dir }
-    }
-
-    pub fn path(&self, name: &str) -> String {
-        self.dir.join(name).to_string_lossy().into_owned()
-    }
-
-    pub fn write(&self, name: &str, bytes: &[u8]) -> String {
-        let path = self.path(name);
-        std::fs::write(&path, bytes).expect("write scratch file");
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// What one curl transfer produced.
-#[derive(Debug)]
-pub struct CurlOut {
-    /// curl's exit code (0 = success; 28 = timed out).
-    pub exit: i32,
-    /// `%{http_code}`: 0 when no response came.
-    pub code: u16,
-    /// The final response's header fields (names lowercased).
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub stderr: String,
-    pub elapsed: Duration,
-}
-
-impl CurlOut {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == &name.to_ascii_lowercase())
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// curl, found on `PATH` like any other tool the suite runs.
-pub const CURL: &str = "curl";
-
-/// Run one curl transfer: `curl -sS --max-time 10 -D <h> -o <b> -w %{http_code} <args…>`.
-/// A later `--max-time` in `args` overrides the default.
-pub fn curl(args: &[&str]) -> CurlOut {
-    let scratch = Scratch::new();
-    let headers_path = scratch.path("headers");
-    let body_path = scratch.path("body");
-    let started = Instant::now();
-    let output = Command::new(CURL)
-        .args([
-            "-sS",
-            "--max-time",
-            "10",
-            "-D",
-            &headers_path,
-            "-o",
-            &body_path,
-        ])
-        .args(["-w", "%{http_code}"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run curl");
-    let elapsed = started.elapsed();
-    let raw_headers = std::fs::read(&headers_path).unwrap_or_default();
-    let body = std::fs::read(&body_path).unwrap_or_default();
-    let code = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    CurlOut {
-        exit: output.status.code().unwrap_or(-1),
-        code,
-        headers: last_header_block(&raw_headers),
-        body,
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        elapsed,
-    }
-}
-
-/// Run curl with exactly `args`; (exit code, stdout, stderr).
-pub fn curl_raw(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(CURL)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run curl");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// The header fields of the last (final) response in a `-D` dump.
-fn last_header_block(raw: &[u8]) -> Vec<(String, String)> {
-    let text = String::from_utf8_lossy(raw);
-    let block = text
-        .split("\r\n\r\n")
-        .filter(|b| !b.trim().is_empty())
-        .last()
-        .unwrap_or("");
-    block
-        .split("\r\n")
-        .skip(1)
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect()
 }

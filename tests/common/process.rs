@@ -1,5 +1,5 @@
-//! Running helper programs (node, npm, a browser) from tests: bounded in time, in their own
-//! process group so that whatever they start dies with them, output collected.
+//! Running helper programs (node, a browser, another httpws) from tests: bounded in time, in
+//! their own process group so that whatever they start dies with them, output collected.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
