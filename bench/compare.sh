@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # httpws side by side with its baselines and peers: one script, one run, interleaved
-# repetitions, medians of REPS (DESIGN.md §4, issue 4).
+# repetitions, medians of REPS (docs/design.md, Performance targets).
 #
 #   bash bench/compare.sh [--only relay,http,idle] [--out FILE] [--results]
 #
@@ -484,7 +484,7 @@ report=$(
   echo "Every figure is a median over REPS=$REPS interleaved repetitions; the load generator shares the cores with what it measures."
   echo
   if compgen -G "$tmp/summary.*" >/dev/null; then
-    echo "## Targets (DESIGN.md §4)"
+    echo "## Targets (docs/design.md)"
     echo
     echo "| measure | this run | target | |"
     echo "|---|---|---|---|"

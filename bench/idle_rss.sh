@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proxy RSS per idle registered connection (DESIGN.md §4: target <= 2 KiB, goal 1 KiB).
+# Proxy RSS per idle registered connection (docs/design.md, Performance targets: <= 1 KiB at 10k).
 #
 #   bash bench/idle_rss.sh [CONNS...]        (default: 10000 19000)
 #

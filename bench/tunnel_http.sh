@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HTTP through the tunnel vs. the same service direct (DESIGN.md §4: "HTTP through the tunnel
+# HTTP through the tunnel vs. the same service direct (docs/design.md, Performance targets: "HTTP through the tunnel
 # (wrk → httpws → local service) ≥ rathole's requests/s and ≤ its p99 in the same run").
 #
 #   bash bench/tunnel_http.sh [--out FILE] [--direct-only]
