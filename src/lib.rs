@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+
 //! httpws: an HTTP-over-WebSocket relay.
 //!
 //! Endpoints inside private networks each hold one outbound WebSocket to a public proxy and
