@@ -99,7 +99,7 @@ pub struct UpgradeRequest {
 /// never contains a token.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum HandshakeError {
-    /// The head passed `max_head_bytes` or [`MAX_HANDSHAKE_HEADERS`] lines unfinished (431).
+    /// The head runs past `max_head_bytes`, or has over [`MAX_HANDSHAKE_HEADERS`] lines (431).
     #[error("request head too large")]
     HeadTooLarge,
     /// Anything else wrong with the head (its syntax, a repeated header, the token or the query);
@@ -130,7 +130,8 @@ pub enum HandshakeError {
     /// The path's address breaks the grammar; carries why (400).
     #[error("bad virtual address: {0}")]
     BadAddress(#[from] AddressError),
-    /// The `Authorization` header and the `access_token` parameter carry different tokens (400).
+    /// Two tokens that differ: the `Authorization` header's and the `access_token` parameter's,
+    /// or two `access_token` parameters (400).
     #[error("Authorization header and access_token query parameter disagree")]
     ConflictingTokens,
 }
@@ -154,10 +155,11 @@ impl HandshakeError {
 /// Why the server's answer to our opening handshake is not an accepted upgrade.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ClientHandshakeError {
-    /// The answer's head passed `max_head_bytes` or [`MAX_HANDSHAKE_HEADERS`] lines unfinished.
+    /// The answer's head runs past `max_head_bytes`, or has over [`MAX_HANDSHAKE_HEADERS`] lines.
     #[error("response head too large")]
     HeadTooLarge,
-    /// Not a well-formed HTTP/1.1 101 (or it picks an extension we never offered); carries what.
+    /// Not a well-formed HTTP/1.1 101 (bad syntax, a repeated `Sec-WebSocket-Accept`, or an
+    /// extension or subprotocol we never offered); carries what.
     #[error("malformed response: {0}")]
     Malformed(String),
     /// Any status but 101: the proxy refused the registration.

@@ -37,7 +37,7 @@ pub enum IngressError {
     /// More than [`MAX_INGRESS_HEADERS`] header lines (431).
     #[error("too many header lines")]
     TooManyHeaders,
-    /// `CONNECT`, which cannot be relayed as one message; carries the method (405).
+    /// `CONNECT`, which asks for a tunnel rather than an answer; carries the method (405).
     #[error("the {0} method is not supported here")]
     MethodNotAllowed(String),
     /// A `Transfer-Encoding` other than `chunked` alone (501).

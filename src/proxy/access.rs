@@ -50,7 +50,7 @@ pub enum AccessError {
     Invalid {
         /// The `--tokens` path.
         path: PathBuf,
-        /// Which entry is wrong, and how (its label, never a hash).
+        /// What is wrong and where (a token is named by its label, never by its hash).
         message: String,
     },
 }

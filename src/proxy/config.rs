@@ -65,11 +65,12 @@ pub struct ProxyConfig {
     /// Requests one connection may have outstanding, as caller and as target (`--max-inflight`).
     pub max_inflight: usize,
     /// Bytes queued towards one connection before requests to it get `target-busy`
-    /// (`--max-queued-bytes`); [`hard_queued_bytes`](Self::hard_queued_bytes) is where it is closed.
+    /// (`--max-queued-bytes`); past [`hard_queued_bytes`](Self::hard_queued_bytes) it is closed.
     pub max_queued_bytes: usize,
     /// How long a relayed request waits for its response before `timeout` (`--request-timeout`).
     pub request_timeout: Duration,
-    /// How long a new connection has for its TLS handshake and first head (`--handshake-timeout`).
+    /// How long a new connection has for its TLS handshake and first head, and an ingress
+    /// caller for each head once begun (`--handshake-timeout`).
     pub handshake_timeout: Duration,
     /// Silence after which a connection is pinged, and an ingress caller's connection may idle
     /// between requests (`--idle-timeout`).

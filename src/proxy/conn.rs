@@ -73,7 +73,7 @@ pub struct ConnState {
 /// A registered connection, shared by its driver task and the shard.
 #[derive(Debug)]
 pub struct Conn {
-    /// The connection's slot in its shard (a key is never reused while it is live).
+    /// Its key in the shard's slab of WebSocket connections.
     pub key: ConnKey,
     /// The address it registered under.
     pub address: VirtualAddress,
@@ -108,7 +108,7 @@ impl Conn {
     }
 
     /// Queue a frame for writing, unless the queue would then hold more than `limit` bytes
-    /// (counted as [`queued_bytes`](Self::queued_bytes) counts them): the peer is not reading,
+    /// (counted the way [`queued_bytes`](Self::queued_bytes) counts): the peer is not reading,
     /// and the caller drops the connection. Frames queued after the close frame are dropped.
     pub fn enqueue(&self, frame: OutFrame, limit: usize) -> Queued {
         let mut st = self.state.borrow_mut();

@@ -142,7 +142,7 @@ pub fn poll_read_buf(
 /// Most pieces [`write_all`] takes: an ingress response is head, end of head, body.
 const MAX_PIECES: usize = 3;
 
-/// Write every byte of `pieces` (at most [`MAX_PIECES`]) with vectored writes, then flush
+/// Write every byte of `pieces` (at most three) with vectored writes, then flush
 /// (TLS holds ciphertext otherwise). Nothing is allocated. Used where a connection has no
 /// driver: refusals, handshakes and the public ingress.
 pub async fn write_all(io: &mut Transport, pieces: &[&[u8]]) -> io::Result<()> {
