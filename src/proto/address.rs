@@ -1,9 +1,9 @@
 //! Virtual addresses: the names endpoints register under and callers put in `Host:`.
 //!
-//! The grammar is DNS host-name rules (DESIGN.md §2 "Registration"): labels of `[a-z0-9-]`,
-//! 1–63 bytes each, not starting or ending with `-`, joined by `.`, at most 253 bytes in all.
-//! Names compare case-insensitively, so they are stored lowercase and every comparison after
-//! parsing is a plain byte comparison.
+//! The grammar is DNS host-name rules (`docs/protocol.md` §1, "Address grammar"): labels of
+//! `[a-z0-9-]`, 1–63 bytes each, not starting or ending with `-`, joined by `.`, at most 253
+//! bytes in all. Names compare case-insensitively, so they are stored lowercase and every
+//! comparison after parsing is a plain byte comparison.
 
 use std::fmt;
 use std::str::FromStr;
@@ -24,18 +24,25 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// Why a byte string is not a virtual address.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
 pub enum AddressError {
+    /// No bytes at all.
     #[error("address is empty")]
     Empty,
+    /// Longer than [`MAX_ADDRESS_LEN`]; carries the length found, in bytes.
     #[error("address is {0} bytes long, more than {max}", max = MAX_ADDRESS_LEN)]
     TooLong(usize),
+    /// A label of zero bytes: a leading, trailing or doubled `.`.
     #[error("address has an empty label (leading, trailing or doubled '.')")]
     EmptyLabel,
+    /// A label longer than [`MAX_LABEL_LEN`]; carries its length, in bytes.
     #[error("address label is {0} bytes long, more than {max}", max = MAX_LABEL_LEN)]
     LabelTooLong(usize),
+    /// A byte other than an ASCII letter, digit, `-` or `.`; carries the first one found.
     #[error("address contains the invalid character '{}'", std::ascii::escape_default(*.0))]
     InvalidChar(u8),
+    /// A label that begins or ends with `-`, which DNS host names forbid.
     #[error("address label starts or ends with '-'")]
     HyphenAtEdge,
+    /// The `:port` after a `Host` name is not 1–5 digits up to 65535.
     #[error("port in Host is not a decimal number from 0 to 65535")]
     BadPort,
 }
@@ -184,8 +191,7 @@ fn validate_label(label: &[u8]) -> Result<(), AddressError> {
     Ok(())
 }
 
-/// A port is 1–5 ASCII digits with a value of at most 65535.
-/// A `Host` port: 1-5 ASCII digits, at most 65535.
+/// Checks a `Host` port: 1–5 ASCII digits, at most 65535.
 pub fn validate_port(port: &[u8]) -> Result<(), AddressError> {
     if port.is_empty() || port.len() > MAX_PORT_DIGITS || !port.iter().all(u8::is_ascii_digit) {
         return Err(AddressError::BadPort);

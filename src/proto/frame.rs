@@ -1,7 +1,7 @@
 //! RFC 6455 frame codec: header parsing and encoding, masking, and message reassembly.
 //!
 //! Everything here is pure (no I/O) so it can be unit-tested, benchmarked and fuzzed on its own.
-//! The rules are the strict ones of RFC 6455 (see `DESIGN.md` §2): a violation is an error
+//! The rules are the strict ones of RFC 6455 (docs/protocol.md §3): a violation is an error
 //! whose [`FrameError::close_code`] is what the connection must be closed with.
 //!
 //! Two properties matter to the proxy and shape the code:
@@ -21,11 +21,17 @@ pub const MAX_CONTROL_PAYLOAD: usize = 125;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum OpCode {
+    /// A later fragment of the message that a `Text` or `Binary` frame began.
     Continuation = 0,
+    /// A data message whose payload must be valid UTF-8 (1007 otherwise).
     Text = 1,
+    /// A data message of arbitrary bytes.
     Binary = 2,
+    /// Begins or answers the closing handshake; the payload is an optional code and reason.
     Close = 8,
+    /// Asks the peer for a `Pong` carrying the same payload.
     Ping = 9,
+    /// Answers a `Ping`, or stands alone as a one-way heartbeat.
     Pong = 10,
 }
 
@@ -55,16 +61,22 @@ impl OpCode {
 /// `Client` decodes frames sent by a server: they MUST NOT be masked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// Decoding what a client sent (the proxy): every frame must be masked.
     Server,
+    /// Decoding what a server sent (an endpoint): no frame may be masked.
     Client,
 }
 
 /// A parsed frame header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// Set on the last (or only) frame of a message.
     pub fin: bool,
+    /// What the frame carries; reserved opcodes never get this far.
     pub opcode: OpCode,
+    /// The masking key, present exactly when the sender masked the payload.
     pub mask: Option<[u8; 4]>,
+    /// The declared payload length, in bytes (below 2^63); limits are the decoder's to check.
     pub payload_len: u64,
     /// Bytes taken by the header itself (2..=14); the payload starts right after.
     pub header_len: usize,
@@ -74,30 +86,48 @@ pub struct FrameHeader {
 /// close code with [`FrameError::close_code`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
+    /// A client sent an unmasked frame (RFC 6455 §5.1).
     #[error("client frame is not masked")]
     Unmasked,
+    /// A server sent a masked frame (RFC 6455 §5.1).
     #[error("server frame is masked")]
     Masked,
+    /// RSV1–3 set, though httpws negotiates no extension.
     #[error("reserved bits (RSV1-3) are set without a negotiated extension")]
     ReservedBits,
+    /// Opcode 3–7 or 11–15; carries the 4-bit value.
     #[error("reserved opcode {0:#x}")]
     ReservedOpcode(u8),
+    /// A close, ping or pong with more than [`MAX_CONTROL_PAYLOAD`] bytes; carries the length.
     #[error("control frame payload of {0} bytes exceeds 125")]
     ControlTooLong(u64),
+    /// A close, ping or pong with FIN clear: control frames cannot be fragmented.
     #[error("control frame is fragmented (FIN clear)")]
     FragmentedControl,
+    /// A continuation frame when no fragmented message was begun.
     #[error("continuation frame without a message in progress")]
     UnexpectedContinuation,
+    /// A text or binary frame while a fragmented message still awaits its continuation.
     #[error("new data frame while a fragmented message is in progress")]
     ExpectedContinuation,
+    /// A message whose declared length would pass `max_message_bytes`; closed with 1009.
     #[error("message of {len} bytes exceeds the limit of {limit}")]
-    MessageTooLarge { len: u64, limit: usize },
+    MessageTooLarge {
+        /// The message's length so far plus this frame's declared payload, in bytes.
+        len: u64,
+        /// The decoder's `max_message_bytes`.
+        limit: usize,
+    },
+    /// A text message or close reason that is not UTF-8; closed with 1007.
     #[error("text is not valid UTF-8")]
     InvalidUtf8,
+    /// A close payload of exactly one byte: half a close code.
     #[error("close payload of 1 byte (a close code needs 2)")]
     InvalidClosePayload,
+    /// A close code that may not appear on the wire (see [`is_valid_close_code`]); carries it.
     #[error("invalid close code {0}")]
     InvalidCloseCode(u16),
+    /// A 64-bit payload length with its top bit set, which RFC 6455 §5.2 forbids.
     #[error("64-bit payload length has its most significant bit set")]
     LengthTopBit,
 }
@@ -287,6 +317,7 @@ pub fn is_valid_close_code(code: u16) -> bool {
 /// Decoding limits for one connection.
 #[derive(Clone, Copy, Debug)]
 pub struct DecoderConfig {
+    /// Which side of the connection decodes, and so which masking rule applies.
     pub role: Role,
     /// The largest data message accepted, summed over all its fragments (1009 beyond it).
     pub max_message_bytes: usize,
@@ -297,14 +328,20 @@ pub struct DecoderConfig {
 pub enum Event {
     /// A complete data message; opcode is Text or Binary (the opcode of its first frame).
     Message {
+        /// `Text` or `Binary`.
         opcode: OpCode,
+        /// The whole message, one view of the read buffer when it came in one frame.
         payload: Bytes,
     },
+    /// A ping's payload, to be echoed in the pong.
     Ping(Bytes),
+    /// A pong's payload, solicited or not.
     Pong(Bytes),
-    /// code None when the close payload was empty.
+    /// The peer's close frame: it begins the closing handshake, or answers ours.
     Close {
+        /// The close code, `None` when the close payload was empty.
         code: Option<u16>,
+        /// The close reason, valid UTF-8, possibly empty.
         reason: Bytes,
     },
 }
@@ -333,6 +370,7 @@ pub struct MessageDecoder {
 }
 
 impl MessageDecoder {
+    /// An idle decoder: no message in progress, nothing allocated.
     pub fn new() -> Self {
         Self::default()
     }

@@ -1,5 +1,5 @@
 //! The RFC 6455 opening handshake, pure: the server side (§4.2) for the proxy's registration
-//! `GET /<virtual-address>` (DESIGN.md §2 "Registration") and the client side (§4.1) for our
+//! `GET /<virtual-address>` (docs/protocol.md §1) and the client side (§4.1) for our
 //! own endpoint agent. Bytes in, bytes out; the caller owns the socket and the timeouts.
 //!
 //! Every check is a single pass over the head, so a hostile client cannot make a parse cost
@@ -40,6 +40,7 @@ const PUBLIC_PARAM: &str = "public";
 pub struct Token(String);
 
 impl Token {
+    /// Wraps `s` as it is, without [`checked`](Self::checked)'s rule: for tokens already checked.
     pub fn new(s: String) -> Self {
         Self(s)
     }
@@ -51,6 +52,7 @@ impl Token {
         checked_token(s.as_bytes(), "token")
     }
 
+    /// The secret itself, for the one place that sends it and the one that hashes it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -97,26 +99,39 @@ pub struct UpgradeRequest {
 /// never contains a token.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum HandshakeError {
+    /// The head runs past `max_head_bytes`, or has over [`MAX_HANDSHAKE_HEADERS`] lines (431).
     #[error("request head too large")]
     HeadTooLarge,
+    /// Anything else wrong with the head (its syntax, a repeated header, the token or the query);
+    /// carries what, for the reason (400).
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// A method other than `GET` (400).
     #[error("method must be GET")]
     NotGet,
+    /// A version other than HTTP/1.1 (400).
     #[error("HTTP version must be HTTP/1.1")]
     BadHttpVersion,
+    /// No `Host` header (400).
     #[error("missing Host header")]
     MissingHost,
+    /// A plain HTTP request: no `Upgrade: websocket` or no `Connection: upgrade` (426).
     #[error("not a WebSocket upgrade: need Upgrade: websocket and Connection: Upgrade")]
     NotUpgrade,
+    /// `Sec-WebSocket-Version` missing or not 13 (426, answered with the version spoken).
     #[error("Sec-WebSocket-Version must be 13")]
     BadVersion,
+    /// `Sec-WebSocket-Key` missing or not the base64 of 16 bytes (400).
     #[error("Sec-WebSocket-Key must be the base64 encoding of 16 bytes")]
     BadKey,
+    /// A path other than `/` or `/<address>` with an optional query (400).
     #[error("path must be / or /<virtual-address>")]
     BadPath,
+    /// The path's address breaks the grammar; carries why (400).
     #[error("bad virtual address: {0}")]
     BadAddress(#[from] AddressError),
+    /// Two tokens that differ: the `Authorization` header's and the `access_token` parameter's,
+    /// or two `access_token` parameters (400).
     #[error("Authorization header and access_token query parameter disagree")]
     ConflictingTokens,
 }
@@ -140,14 +155,25 @@ impl HandshakeError {
 /// Why the server's answer to our opening handshake is not an accepted upgrade.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ClientHandshakeError {
+    /// The answer's head runs past `max_head_bytes`, or has over [`MAX_HANDSHAKE_HEADERS`] lines.
     #[error("response head too large")]
     HeadTooLarge,
+    /// Not a well-formed HTTP/1.1 101 (bad syntax, a repeated `Sec-WebSocket-Accept`, or an
+    /// extension or subprotocol we never offered); carries what.
     #[error("malformed response: {0}")]
     Malformed(String),
+    /// Any status but 101: the proxy refused the registration.
     #[error("upgrade refused: {status} {reason}")]
-    Refused { status: u16, reason: String },
+    Refused {
+        /// The HTTP status the proxy answered with.
+        status: u16,
+        /// The status line's reason phrase (the body, which says more, is not awaited).
+        reason: String,
+    },
+    /// A 101 whose `Sec-WebSocket-Accept` is missing or does not answer our key.
     #[error("wrong Sec-WebSocket-Accept")]
     BadAccept,
+    /// A 101 without `Upgrade: websocket` and `Connection: Upgrade`.
     #[error("101 response without Upgrade: websocket and Connection: Upgrade")]
     NotUpgrade,
 }

@@ -60,10 +60,14 @@ impl IndicationError {
 /// Why a message is not a well-formed indication.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
+    /// The message is empty or its first byte is not `:`: it is no indication.
     #[error("message does not start with ':'")]
     NotIndication,
+    /// The message starts with `:` but is not UTF-8 text.
     #[error("indication is not valid UTF-8")]
     NotUtf8,
+    /// No name after the `:`, or a `:host` or `:error` that breaks its grammar; carries which
+    /// rule.
     #[error("malformed indication: {0}")]
     Malformed(&'static str),
 }
@@ -75,7 +79,12 @@ pub enum Indication {
     Host(String),
     /// `:error <token> "<reason>"`, reason unescaped. The token is kept as text so that a
     /// newer peer's tokens survive; [`IndicationError::parse`] maps the known ones.
-    Error { token: String, reason: String },
+    Error {
+        /// The token as sent, e.g. `replaced`.
+        token: String,
+        /// The reason, unquoted and unescaped.
+        reason: String,
+    },
     /// An indication this version does not know: the whole message text, leading `:` included,
     /// so that it can be logged or passed on unchanged.
     Other(String),

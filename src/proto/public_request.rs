@@ -2,9 +2,10 @@
 //! `Host` names, the strict checks on a plain HTTP/1.1 head, and the head relayed to the
 //! target, written in one pass over the caller's head.
 //!
-//! The relayed head is a normal httpws request (DESIGN §2): `Host: <address>`, a `CSeq` line
-//! the target's shard renumbers, and none of the caller's connection headers, CSeq or
-//! `Httpws-From` (which the proxy stamps with [`INTERNET_CALLER`]).
+//! The relayed head is a normal httpws request (docs/protocol.md §2 and §11):
+//! `Host: <address>`, a `CSeq` line the target's shard renumbers, and none of the caller's
+//! connection headers, CSeq or `Httpws-From` (which the proxy stamps with
+//! [`INTERNET_CALLER`]).
 
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
@@ -27,14 +28,19 @@ pub const MAX_INGRESS_HEADERS: usize = head::DEFAULT_MAX_HEADERS;
 /// Why an internet caller's request cannot be relayed: the HTTP status and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IngressError {
+    /// A head the strict rules refuse (syntax, framing, Host, target form); carries why (400).
     #[error("{0}")]
     BadRequest(&'static str),
+    /// A `Host` that is neither one of the proxy's names nor a valid address; carries why (400).
     #[error("Host is not a virtual address: {0}")]
     BadHost(String),
+    /// More than [`MAX_INGRESS_HEADERS`] header lines (431).
     #[error("too many header lines")]
     TooManyHeaders,
+    /// `CONNECT`, which asks for a tunnel rather than an answer; carries the method (405).
     #[error("the {0} method is not supported here")]
     MethodNotAllowed(String),
+    /// A `Transfer-Encoding` other than `chunked` alone (501).
     #[error("Transfer-Encoding other than chunked")]
     UnsupportedEncoding,
 }
@@ -81,7 +87,9 @@ pub enum HostRoute {
 /// are the proxy too. Borrowed from the configuration for one request.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProxyNames<'a> {
+    /// The `--domain`s: each names the proxy, and `<address>.<domain>` names an endpoint.
     pub domains: &'a [String],
+    /// The `--public-name`s: names of the proxy only.
     pub public_names: &'a [String],
 }
 
@@ -165,7 +173,9 @@ fn is_ipv4_literal(name: &[u8]) -> bool {
 /// Where the caller is, for the `X-Forwarded-*` headers the target gets.
 #[derive(Debug, Clone, Copy)]
 pub struct Forwarded {
+    /// The caller's IP address, for `X-Forwarded-For`.
     pub peer: IpAddr,
+    /// Whether the caller came over TLS, for `X-Forwarded-Proto` (`https` rather than `http`).
     pub tls: bool,
 }
 
@@ -184,23 +194,31 @@ pub enum IngressHead {
 /// A request whose `Host` is the proxy.
 #[derive(Debug, Clone)]
 pub struct ProxyRequest {
+    /// The request method as sent.
     pub method: String,
+    /// The target in origin form (an absolute-form target loses scheme and authority), or `*`.
     pub path: String,
+    /// Whether the connection stays open after the answer (HTTP/1.1 without `Connection: close`,
+    /// or HTTP/1.0 with `Connection: keep-alive`).
     pub keep_alive: bool,
+    /// How the request's body is delimited.
     pub framing: Framing,
 }
 
 /// What the ingress needs to relay one request and answer its caller.
 #[derive(Debug, Clone)]
 pub struct RelayHead {
+    /// The endpoint the `Host` names.
     pub target: HostAddress,
     /// Describes the relayed head written to `dst` (offsets from where it starts).
     pub info: HeadInfo,
     /// How the caller's body is delimited (the relayed message keeps it as it is).
     pub framing: Framing,
+    /// Whether the caller's connection stays open after the answer (as for [`ProxyRequest`]).
     pub keep_alive: bool,
     /// `Expect: 100-continue`: the caller waits for a 100 before sending its body.
     pub expect_continue: bool,
+    /// The method is `HEAD`: the answer goes back without a body, whatever its head declares.
     pub head_request: bool,
 }
 

@@ -29,15 +29,30 @@ use crate::proxy::table::{CredentialHash, constant_time_eq};
 /// SIGHUP).
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
+    /// The file could not be read at all.
     #[error("reading {path}: {source}")]
     Read {
+        /// The `--tokens` path.
         path: PathBuf,
+        /// Why the read failed.
         source: std::io::Error,
     },
+    /// The file is not TOML of the expected shape (unknown keys included).
     #[error("parsing {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The `--tokens` path.
+        path: PathBuf,
+        /// The TOML parser's account, with line and column.
+        message: String,
+    },
+    /// Well-formed TOML whose content is wrong: a bad hash or pattern, a token listed twice.
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The `--tokens` path.
+        path: PathBuf,
+        /// What is wrong and where (a token is named by its label, never by its hash).
+        message: String,
+    },
 }
 
 /// A registration the policy does not allow: the handshake answer.
@@ -55,6 +70,7 @@ pub enum Denied {
 }
 
 impl Denied {
+    /// The HTTP status of the refusal: 401 without a usable token, 403 for a known one.
     pub fn status(&self) -> u16 {
         match self {
             Denied::Unauthorized => 401,
@@ -66,7 +82,10 @@ impl Denied {
 /// A name or a name prefix: `bob`, `team-a-*`, or `*`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NamePattern {
+    /// A name matched whole, lowercase (a valid address, or `-internet-`).
     Exact(String),
+    /// The part before a trailing `*`, lowercase: every name that starts with it matches
+    /// (the empty prefix, from `*`, matches all).
     Prefix(String),
 }
 
@@ -317,10 +336,13 @@ impl PolicyCell {
         })
     }
 
+    /// How many reloads have succeeded: a shard whose copy is older takes
+    /// [`current`](Self::current) again.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// The policy in force now (a short read lock, then a clone of the `Arc`).
     pub fn current(&self) -> Arc<AccessPolicy> {
         let guard = self.current.read().unwrap_or_else(|p| p.into_inner());
         Arc::clone(&guard)

@@ -46,19 +46,39 @@ pub enum DriverChoice {
 /// Everything a running proxy needs to know.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
+    /// Where every shard's `SO_REUSEPORT` listener binds (`--listen`; port 0 picks a free one).
     pub listen: SocketAddr,
+    /// Shard threads, at least 1 (`--shards`; default one per CPU).
     pub shards: usize,
+    /// The io driver every shard runs (`--driver`).
     pub driver: DriverChoice,
+    /// Pin each shard thread to a core of its own (turned off by `--no-pin`).
     pub pin_shards: bool,
+    /// Largest opening-handshake head, and public-ingress request head, in bytes
+    /// (`--max-handshake-bytes`; 431 beyond it).
     pub max_handshake_bytes: usize,
+    /// Largest HTTP head inside one relayed message, in bytes (`--max-head-bytes`).
     pub max_head_bytes: usize,
+    /// Largest WebSocket message after reassembly, in bytes (`--max-message-bytes`; close 1009
+    /// beyond it).
     pub max_message_bytes: usize,
+    /// Requests one connection may have outstanding, as caller and as target (`--max-inflight`).
     pub max_inflight: usize,
+    /// Bytes queued towards one connection before requests to it get `target-busy`
+    /// (`--max-queued-bytes`); past [`hard_queued_bytes`](Self::hard_queued_bytes) it is closed.
     pub max_queued_bytes: usize,
+    /// How long a relayed request waits for its response before `timeout` (`--request-timeout`).
     pub request_timeout: Duration,
+    /// How long a new connection has for its TLS handshake and first head, and an ingress
+    /// caller for each head once begun (`--handshake-timeout`).
     pub handshake_timeout: Duration,
+    /// Silence after which a connection is pinged, and an ingress caller's connection may idle
+    /// between requests (`--idle-timeout`).
     pub idle_timeout: Duration,
+    /// How long a pinged connection has to send anything at all before it is dropped
+    /// (`--pong-timeout`).
     pub pong_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long in-flight requests get to be answered (`--shutdown-grace`).
     pub shutdown_grace: Duration,
     /// The tokens file (credentials and access rules); None runs the proxy open.
     pub tokens: Option<PathBuf>,
@@ -85,7 +105,9 @@ pub struct ProxyConfig {
 /// PEM files for TLS: the certificate chain (leaf first) and its private key.
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
+    /// The certificate chain, leaf first (`--tls-cert`).
     pub cert: PathBuf,
+    /// The private key of the chain's leaf (`--tls-key`).
     pub key: PathBuf,
 }
 

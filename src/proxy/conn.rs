@@ -29,9 +29,12 @@ pub const COPY_WHEN_WAITING_BYTES: usize = 32 * 1024;
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
+    /// Registered and relaying.
     Open,
     /// A close frame is queued; the connection ends once it is written.
     Closing {
+        /// When the close frame was queued: the connection is killed if it is still here
+        /// [`CLOSE_FLUSH_TIMEOUT`](crate::proxy::config::CLOSE_FLUSH_TIMEOUT) later.
         since: Instant,
     },
     /// End now, whatever is queued (dead peer, too slow, shutdown deadline).
@@ -49,6 +52,7 @@ pub struct ConnState {
     /// waits for the peer, so it is copied out of the shard's shared blocks.
     stalled: bool,
     pub(crate) waker: Option<Waker>,
+    /// Where the connection is in its life.
     pub phase: Phase,
     /// Requests sent to this connection, waiting for its responses.
     pub pending: PendingTable,
@@ -59,21 +63,28 @@ pub struct ConnState {
     pub(crate) decoder: MessageDecoder,
     /// The bytes of a frame that arrived in part (empty, and unallocated, otherwise).
     pub(crate) partial: BytesMut,
+    /// When bytes last arrived: after `idle_timeout` of silence the connection is pinged.
     pub last_seen: Instant,
+    /// When the proxy pinged the connection; a pong clears it, and without one within
+    /// `pong_timeout` the connection is dropped.
     pub ping_sent: Option<Instant>,
 }
 
 /// A registered connection, shared by its driver task and the shard.
 #[derive(Debug)]
 pub struct Conn {
+    /// Its key in the shard's slab of WebSocket connections.
     pub key: ConnKey,
+    /// The address it registered under.
     pub address: VirtualAddress,
     /// Registered with `?public=1`: takes calls from the internet (public ingress).
     pub public: bool,
+    /// What changes as it runs; a `RefCell`, since the shard and the driver task share one thread.
     pub state: RefCell<ConnState>,
 }
 
 impl Conn {
+    /// A new open connection; `leftover` holds what the peer sent behind its handshake head.
     pub fn new(key: ConnKey, address: VirtualAddress, public: bool, leftover: BytesMut) -> Self {
         Self {
             key,
@@ -97,8 +108,8 @@ impl Conn {
     }
 
     /// Queue a frame for writing, unless the queue would then hold more than `limit` bytes
-    /// (counted as [`ConnState::held_bytes`]): the peer is not reading, and the caller drops
-    /// the connection. Frames queued after the close frame are dropped.
+    /// (counted the way [`queued_bytes`](Self::queued_bytes) counts): the peer is not reading,
+    /// and the caller drops the connection. Frames queued after the close frame are dropped.
     pub fn enqueue(&self, frame: OutFrame, limit: usize) -> Queued {
         let mut st = self.state.borrow_mut();
         if st.phase != Phase::Open {
@@ -150,6 +161,7 @@ impl Conn {
         self.state.borrow().held_bytes()
     }
 
+    /// Still relaying: no close frame queued and not killed.
     pub fn is_open(&self) -> bool {
         self.state.borrow().phase == Phase::Open
     }
@@ -173,6 +185,7 @@ impl Conn {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
 pub enum Queued {
+    /// Queued (or, once the connection is closing, quietly dropped).
     Ok,
     /// The queue is full: the peer does not read what it is sent.
     OverLimit,

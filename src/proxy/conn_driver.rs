@@ -51,6 +51,7 @@ pub fn drive(shard: Rc<Shard>, conn: Rc<Conn>, io: Transport) -> ConnDriver {
     }
 }
 
+/// The future [`drive`] returns: one connection's task, polled by the shard's runtime.
 pub struct ConnDriver {
     shard: Rc<Shard>,
     conn: Rc<Conn>,

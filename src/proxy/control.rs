@@ -13,12 +13,14 @@ pub struct Control {
     shutdown: AtomicBool,
     /// Shards that have answered or failed every request they were holding.
     drained: AtomicUsize,
+    /// The tokens file in force, reloaded on SIGHUP.
     pub policy: PolicyCell,
     /// Read once per accepted connection; swapped whole when the certificate is reloaded.
     tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
 }
 
 impl Control {
+    /// A running proxy's shared state: not shutting down, nothing drained yet.
     pub fn new(policy: PolicyCell, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         Control {
             shutdown: AtomicBool::new(false),
@@ -39,10 +41,12 @@ impl Control {
         *self.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(config);
     }
 
+    /// Ask every shard to stop: each sees it on its inbox loop's next turn and starts draining.
     pub fn begin_shutdown(&self) {
         self.shutdown.store(true, Ordering::Release);
     }
 
+    /// Whether [`begin_shutdown`](Self::begin_shutdown) has been called.
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
     }

@@ -5,7 +5,10 @@
 /// connection closed and the slot was reused) never reaches the wrong connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConnKey {
+    /// The slot in the slab.
     pub index: u32,
+    /// How often the slot had been reused before this connection took it (wrapping): an
+    /// older key misses.
     pub generation: u32,
 }
 
@@ -21,7 +24,10 @@ pub enum CallerKind {
 /// A connection anywhere in the proxy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConnRef {
+    /// The shard the connection lives on.
     pub shard: u16,
+    /// Which of that shard's slabs holds it.
     pub kind: CallerKind,
+    /// Its key in that slab.
     pub key: ConnKey,
 }

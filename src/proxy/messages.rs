@@ -18,22 +18,30 @@ pub enum ReplyAs {
     /// A WebSocket frame; a synthesized answer uses the opcode the request came with.
     Frame(OpCode),
     /// A plain HTTP/1.1 response (public ingress); a response to HEAD never has a body.
-    Http { head_request: bool },
+    Http {
+        /// The request was `HEAD`: the answer's body is left out.
+        head_request: bool,
+    },
 }
 
 /// One outbound WebSocket frame as it will be written: the frame header with the (rewritten)
 /// HTTP head in one piece, and the body handed on untouched (zero-copy, maybe empty).
 #[derive(Debug, Clone)]
 pub struct OutFrame {
+    /// Written first: a frame header and the rewritten HTTP head (or a whole small frame, or
+    /// an ingress caller's HTTP head).
     pub head: Bytes,
+    /// Written after `head`: the message's body as it arrived, possibly empty.
     pub body: Bytes,
 }
 
 impl OutFrame {
+    /// Bytes on the wire: `head` and `body` together.
     pub fn len(&self) -> usize {
         self.head.len() + self.body.len()
     }
 
+    /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -42,7 +50,9 @@ impl OutFrame {
 /// A request on its way to the shard that owns its target address.
 #[derive(Debug)]
 pub struct RelayRequest {
+    /// The caller's connection, where the answer goes back to.
     pub origin: ConnRef,
+    /// The CSeq the caller chose, restored in the answer.
     pub origin_cseq: u64,
     /// The caller's address, stamped as `Httpws-From`; `None` for an internet caller. (The
     /// target is re-read from the head's Host on the owner shard.)
@@ -51,6 +61,7 @@ pub struct RelayRequest {
     pub opcode: OpCode,
     /// The request head (`info` describes it); anything after `info.head_len` is ignored.
     pub message: Bytes,
+    /// Where the CSeq, Host and the lines to rewrite are in `message`.
     pub info: HeadInfo,
     /// The body, handed on untouched.
     pub body: Bytes,
@@ -61,17 +72,25 @@ pub struct RelayRequest {
 /// The answer to one request, on its way back to the caller's connection.
 #[derive(Debug)]
 pub struct Delivery {
+    /// The caller's key on the receiving shard.
     pub to: ConnKey,
+    /// Which slab of that shard `to` belongs to.
     pub kind: CallerKind,
+    /// The caller's own CSeq: it leaves the caller's in-flight set (or the ingress caller's
+    /// mailbox takes only the answer it awaits).
     pub origin_cseq: u64,
+    /// The answer, ready to write (a frame, or an HTTP response for an ingress caller).
     pub frame: OutFrame,
 }
 
 /// A freshly upgraded connection travelling to the shard that owns its address.
 #[derive(Debug)]
 pub struct Handoff {
+    /// The socket, with its TLS session if it has one.
     pub transport: DetachedTransport,
+    /// The checked handshake, answered on the owner shard.
     pub request: UpgradeRequest,
+    /// The address to register: the one asked for, or the one assigned for path `/`.
     pub address: VirtualAddress,
     /// Bytes the client sent after its handshake head.
     pub leftover: Bytes,
@@ -80,7 +99,9 @@ pub struct Handoff {
 /// A public-ingress connection travelling to the shard that owns its first request's target.
 #[derive(Debug)]
 pub struct HttpHandoff {
+    /// The socket, with its TLS session if it has one.
     pub transport: DetachedTransport,
+    /// The caller's IP address, for `X-Forwarded-For`.
     pub peer: std::net::IpAddr,
     /// What was read and not yet handled: the first request (or part of it) and anything after.
     pub buffered: Bytes,
@@ -89,8 +110,12 @@ pub struct HttpHandoff {
 /// Everything one shard can ask of another.
 #[derive(Debug)]
 pub enum ShardMessage {
+    /// Register this connection here: this shard owns its address.
     Adopt(Box<Handoff>),
+    /// Serve this public-ingress connection here: this shard owns its first target.
     AdoptHttp(Box<HttpHandoff>),
+    /// Relay this request to a target registered here.
     Request(RelayRequest),
+    /// Hand this answer to a caller connected here.
     Respond(Delivery),
 }

@@ -3,20 +3,21 @@
 //!
 //! Read it as a pipeline; each module uses only the ones above it:
 //!
-//! - [`config`], [`ids`], [`messages`]: settings; how connections are named; what travels
-//!   between connections and shards.
+//! - [`config`], [`ids`]: settings; how connections are named.
+//! - [`tls`], [`transport`]: the byte stream under a connection (plain or TLS) and the reads
+//!   and writes on it.
+//! - [`messages`]: what travels between connections and shards (a moving connection's
+//!   transport included).
 //! - [`slab`], [`table`], [`pending`], [`router`], [`access`]: a shard's connection slots,
 //!   its slice of the address table, the CSeq remapping, the lock-free queues between shards,
 //!   and the tokens file.
-//! - [`tls`], [`transport`]: the byte stream under a connection (plain or TLS) and the reads
-//!   and writes on it.
 //! - [`conn`], [`http_caller`]: one registered WebSocket's state (its outbound queue counted
 //!   against its limit), and a public-ingress caller's answer mailbox.
 //! - [`control`], [`shard`]: state shared by all shards, and one shard's state with the
 //!   request path over it ([`shard::relay`]: message → route → target → answer → caller).
 //! - [`conn_driver`]: the task that reads and writes one registered connection.
-//! - [`registration`], [`public_ingress`], [`pages`]: a connection registered on the shard
-//!   that owns its address; plain HTTP callers from the internet; the proxy's own pages.
+//! - [`pages`], [`registration`], [`public_ingress`]: the proxy's own pages; a connection
+//!   registered on the shard that owns its address; plain HTTP callers from the internet.
 //! - [`admission`]: an accepted connection up to the moment it is known what it is (TLS,
 //!   the first head), handed on to registration or to the public ingress.
 //! - [`runtime`]: a shard's thread, its accept loops, inbox, sweeper and shutdown.

@@ -43,7 +43,9 @@ const CORS_ANY: &str = "Access-Control-Allow-Origin: *\r\n";
 /// A response for the ingress to write: head without its blank line, and the body.
 #[derive(Debug)]
 pub struct Page {
+    /// Status line and headers, each line ending in CRLF, `Content-Length` included.
     pub head: Vec<u8>,
+    /// The file or the reason; `None` for a redirect, which has no body.
     pub body: Option<Bytes>,
 }
 

@@ -10,9 +10,13 @@ use crate::proxy::messages::ReplyAs;
 /// One relayed request waiting for its response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pending {
+    /// The caller's connection.
     pub origin: ConnRef,
+    /// The CSeq the caller chose, put back into the response.
     pub origin_cseq: u64,
+    /// How the caller takes its answer (and the opcode of one the proxy makes).
     pub reply: ReplyAs,
+    /// When the caller gets `timeout` instead (`--request-timeout` after it was relayed).
     pub deadline: Instant,
 }
 
@@ -63,10 +67,12 @@ impl PendingTable {
         }
     }
 
+    /// How many requests wait for their response.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether no request waits (the connection leaves the shard's timed set).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

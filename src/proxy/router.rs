@@ -38,6 +38,8 @@ impl std::fmt::Debug for ShardRouter {
 }
 
 impl ShardRouter {
+    /// Queues for `shards` shards (at least one), each with its share of
+    /// [`INBOUND_SLOTS_PER_SHARD`] (never fewer than 64 slots).
     pub fn new(shards: usize) -> Self {
         let shards = shards.max(1);
         let slots = (INBOUND_SLOTS_PER_SHARD / shards).max(MIN_SLOTS_PER_QUEUE);
@@ -57,6 +59,7 @@ impl ShardRouter {
         }
     }
 
+    /// How many shards the proxy runs: an address's owner is its hash modulo this.
     pub fn shards(&self) -> usize {
         self.shards
     }

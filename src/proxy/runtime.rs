@@ -66,7 +66,9 @@ impl Latch {
 /// The io driver a shard actually runs (`Auto` resolved against the kernel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoDriver {
+    /// monoio's io_uring driver.
     Uring,
+    /// monoio's legacy driver, on epoll (`--driver legacy`, or no io_uring in the kernel).
     Epoll,
 }
 
@@ -86,6 +88,7 @@ impl IoDriver {
         }
     }
 
+    /// The name the start-up log line shows: `io_uring` or `epoll`.
     pub fn name(self) -> &'static str {
         match self {
             IoDriver::Uring => "io_uring",

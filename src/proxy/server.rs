@@ -48,10 +48,12 @@ impl RunningProxy {
         self.http_addr
     }
 
+    /// The io driver the shards run (`--driver auto` resolved).
     pub fn driver(&self) -> IoDriver {
         self.driver
     }
 
+    /// How many shards run (`--shards`, clamped to 1..=65535).
     pub fn shards(&self) -> usize {
         self.shards
     }
@@ -107,6 +109,7 @@ impl ShutdownHandle {
 
     /// Re-read the certificate and key (SIGHUP, after a renewal). New connections get the new
     /// certificate; open ones keep their sessions; on error the old one stays in force.
+    /// `Ok(false)`: the proxy serves no TLS, so there was nothing to re-read.
     pub fn reload_tls(&self) -> Result<bool, TlsError> {
         let Some(files) = &self.config.tls else {
             return Ok(false);
@@ -116,6 +119,7 @@ impl ShutdownHandle {
         Ok(true)
     }
 
+    /// Begin the graceful shutdown (docs/protocol.md §5) and wake every shard to see it.
     pub fn shutdown(&self) {
         self.control.begin_shutdown();
         for id in 0..self.router.shards() {

@@ -9,6 +9,7 @@ struct Slot<T> {
     value: Option<T>,
 }
 
+/// Connections of one kind on one shard, by [`ConnKey`].
 #[derive(Debug)]
 pub struct ConnectionSlab<T> {
     slots: Vec<Slot<T>>,
@@ -52,6 +53,7 @@ impl<T> ConnectionSlab<T> {
         key
     }
 
+    /// The value under `key`, or `None` once it has been removed (even if the slot is reused).
     pub fn get(&self, key: ConnKey) -> Option<&T> {
         let slot = self.slots.get(key.index as usize)?;
         if slot.generation == key.generation {
@@ -61,6 +63,7 @@ impl<T> ConnectionSlab<T> {
         }
     }
 
+    /// Take out the value under `key`, freeing its slot; `None` for a stale or removed key.
     pub fn remove(&mut self, key: ConnKey) -> Option<T> {
         let slot = self.slots.get_mut(key.index as usize)?;
         if slot.generation != key.generation {
@@ -72,14 +75,17 @@ impl<T> ConnectionSlab<T> {
         Some(value)
     }
 
+    /// How many values are stored.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether no value is stored.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// Every stored value, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().filter_map(|s| s.value.as_ref())
     }

@@ -15,6 +15,7 @@ pub type CredentialHash = [u8; 32];
 /// Who holds an address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Registration {
+    /// The holder's slot on this shard.
     pub key: ConnKey,
     /// Boxed: most registrations carry no token, and the table entry stays small.
     pub credential: Option<Box<CredentialHash>>,
@@ -27,12 +28,16 @@ pub enum Claim {
     Free,
     /// Held by a connection with the same credential: the newcomer takes it over.
     Takeover(ConnKey),
-    /// Held by someone else: refused with 409. `credential`: the holder registered with a
-    /// token (so the newcomer's differs and waiting will not help), rather than without one
-    /// (then the holder may be the newcomer's own connection that has not timed out yet).
-    Conflict { credential: bool },
+    /// Held by someone else: refused with 409.
+    Conflict {
+        /// The holder registered with a token (so the newcomer's differs and waiting will not
+        /// help), rather than without one (then the holder may be the newcomer's own
+        /// connection that has not timed out yet).
+        credential: bool,
+    },
 }
 
+/// The addresses this shard owns and who holds each.
 #[derive(Debug, Default)]
 pub struct AddressTable {
     map: HashMap<VirtualAddress, Registration>,
@@ -58,6 +63,8 @@ impl AddressTable {
         }
     }
 
+    /// Record `registration` as the holder of `address`, replacing any holder after a
+    /// [`Claim::Takeover`].
     pub fn insert(&mut self, address: VirtualAddress, registration: Registration) {
         self.map.insert(address, registration);
     }
@@ -73,10 +80,12 @@ impl AddressTable {
         }
     }
 
+    /// How many addresses are held.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether no address is held.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

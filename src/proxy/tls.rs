@@ -25,18 +25,29 @@ const TLS_SEND_BUFFER_BYTES: usize = 64 * 1024;
 /// Why the certificate or key could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// The certificate file could not be read or is not PEM.
     #[error("cannot read TLS certificate chain {path}: {source}")]
     Cert {
+        /// The `--tls-cert` path.
         path: PathBuf,
+        /// What reading it failed on.
         source: rustls::pki_types::pem::Error,
     },
+    /// The certificate file is PEM but holds no certificate (a key given as `--tls-cert`?).
     #[error("{path} holds no PEM certificate")]
-    NoCert { path: PathBuf },
+    NoCert {
+        /// The `--tls-cert` path.
+        path: PathBuf,
+    },
+    /// The key file could not be read, or holds no private key rustls knows.
     #[error("cannot read TLS private key {path}: {source}")]
     Key {
+        /// The `--tls-key` path.
         path: PathBuf,
+        /// What reading it failed on.
         source: rustls::pki_types::pem::Error,
     },
+    /// rustls refused the pair: the key is not the leaf's, or of a kind it cannot use.
     #[error("TLS certificate and key do not fit together: {0}")]
     Config(#[from] rustls::Error),
 }
@@ -103,6 +114,7 @@ impl TlsStream {
         Self { io, tls }
     }
 
+    /// The socket and the session, apart, so that they can move to another shard's thread.
     pub fn into_parts(self) -> (TcpStreamPoll, Box<ServerConnection>) {
         (self.io, self.tls)
     }

@@ -20,14 +20,18 @@ use crate::proxy::tls::TlsStream;
 /// it terminate TLS for every connection, while the plain variant stays a bare socket.
 #[derive(Debug)]
 pub enum Transport {
+    /// `ws://` (and plain-HTTP ingress callers): the socket itself.
     Plain(TcpStreamPoll),
+    /// `wss://` (and `https://` ingress callers): a rustls session over the socket.
     Tls(Box<TlsStream>),
 }
 
 /// A transport taken apart to cross to another shard's thread.
 #[derive(Debug)]
 pub struct DetachedTransport {
+    /// The socket, out of the old shard's runtime.
     pub fd: OwnedFd,
+    /// The TLS session, with whatever plaintext it has already decrypted; `None` for plain.
     pub tls: Option<Box<ServerConnection>>,
 }
 
@@ -138,7 +142,7 @@ pub fn poll_read_buf(
 /// Most pieces [`write_all`] takes: an ingress response is head, end of head, body.
 const MAX_PIECES: usize = 3;
 
-/// Write every byte of `pieces` (at most [`MAX_PIECES`]) with vectored writes, then flush
+/// Write every byte of `pieces` (at most three) with vectored writes, then flush
 /// (TLS holds ciphertext otherwise). Nothing is allocated. Used where a connection has no
 /// driver: refusals, handshakes and the public ingress.
 pub async fn write_all(io: &mut Transport, pieces: &[&[u8]]) -> io::Result<()> {

@@ -22,7 +22,8 @@ pub const DEFAULT_MAX_HEADERS: usize = 64;
 /// bit per line.
 pub const MAX_REMOVED_LINES: usize = 8;
 /// Hop-by-hop lines (Connection, Keep-Alive, ...) remembered in a response, for relaying it to
-/// a plain HTTP client; a response with more cannot be relayed there (see [`write_http_head`]).
+/// a plain HTTP client; a response with more cannot be relayed there (see
+/// [`write_http_head`](crate::proto::head::write_http_head)).
 pub const MAX_HOP_LINES: usize = 4;
 
 /// Limits applied by [`inspect`].
@@ -68,6 +69,7 @@ impl Span {
 /// Where things are inside one message (byte offsets into it).
 #[derive(Clone, Debug)]
 pub struct HeadInfo {
+    /// Request or response, from the first line.
     pub kind: HeadKind,
     /// Offset of the body: just after the blank line ending the head.
     pub head_len: usize,
@@ -104,7 +106,8 @@ impl HeadInfo {
         msg.get(r.start as usize..r.end as usize)
     }
 
-    /// The Host header's value without a trailing `:port` (DESIGN: the port is ignored).
+    /// The Host header's value without a trailing `:port` (docs/protocol.md §2: a port is
+    /// allowed and ignored).
     pub fn host_name<'m>(&self, msg: &'m [u8]) -> Option<&'m [u8]> {
         let host = self.host(msg)?;
         match host.iter().rposition(|&b| b == b':') {
@@ -174,11 +177,16 @@ pub enum HeadError {
     NoHead,
     /// The head is longer than `max_head_bytes` or has more than `max_headers` headers.
     #[error("HTTP head exceeds the size or header-count limit")]
-    TooLarge { cseq: Option<u64> },
+    TooLarge {
+        /// The CSeq, when one could be read within the limits.
+        cseq: Option<u64>,
+    },
     /// The head breaks HTTP/1.1 syntax or the httpws rules (Host, Httpws-From lines).
     #[error("malformed HTTP head: {reason}")]
     Malformed {
+        /// The CSeq, when one could be read despite the fault.
         cseq: Option<u64>,
+        /// What is wrong, for the `400 bad-request` or `:error bad-message` reason.
         reason: &'static str,
     },
     /// No CSeq header.

@@ -13,14 +13,19 @@ use crate::proto::http1::write::put_content_length;
 /// Why a response cannot go to a plain HTTP client.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HttpHeadError {
+    /// More than [`MAX_HOP_LINES`] hop-by-hop lines: they could not all be taken out.
     #[error("the response has more than {MAX_HOP_LINES} hop-by-hop header lines")]
     TooManyHopLines,
+    /// A 1xx status where the final answer should be: the caller's connection would go out of step.
     #[error("an interim (1xx) response as the answer")]
     Interim,
+    /// A body longer or shorter than its `Content-Length` (unless it answers `HEAD`).
     #[error("a body that differs from its Content-Length")]
     LengthMismatch,
+    /// A chunked body that stops before its last chunk (unless it answers `HEAD`).
     #[error("an incomplete chunked body")]
     IncompleteChunked,
+    /// Body bytes on a 204 or 304, statuses that carry none (unless it answers `HEAD`).
     #[error("a body on a status that has none")]
     UnexpectedBody,
 }

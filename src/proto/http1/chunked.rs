@@ -20,10 +20,15 @@ pub const MAX_TRAILER_BYTES: usize = 8 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.reason())]
 pub enum ChunkedError {
+    /// A chunk size that is not 1–16 hex digits ended by `;` or CR.
     BadSize,
+    /// Chunk data not followed by CRLF: the size and the data disagree.
     BadDataEnd,
+    /// A size, extension or trailer line not ended by CRLF (a bare LF, or a CR alone).
     BadLineEnd,
+    /// A chunk extension or trailer line over 4,096 bytes.
     LineTooLong,
+    /// More than [`MAX_TRAILER_BYTES`] of trailer lines in all.
     TrailerTooLarge,
 }
 
@@ -84,6 +89,7 @@ impl Default for ChunkedScanner {
 }
 
 impl ChunkedScanner {
+    /// A scanner at the start of a body.
     pub fn new() -> Self {
         ChunkedScanner {
             state: State::Size { digits: 0 },
@@ -229,11 +235,15 @@ pub fn is_complete(body: &[u8]) -> bool {
 /// Why a chunked body could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The body breaks the chunked grammar.
     #[error("{0}")]
     Syntax(#[from] ChunkedError),
     /// The body is longer than the limit (a chunk size is checked as soon as it is read).
     #[error("chunked body exceeds {limit} bytes")]
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The `max_body_bytes` the decoder was given, in bytes.
+        limit: usize,
+    },
 }
 
 /// A chunked body decoded as it arrives: feed it bytes with [`decode`](Self::decode).

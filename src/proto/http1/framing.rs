@@ -23,13 +23,16 @@ pub enum Framing {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.reason())]
 pub enum FramingError {
+    /// Two `Content-Length` lines, even if they agree.
     DuplicateLength,
     /// Not one plain decimal number (`+10`, `0x10`, empty, a list).
     BadLength,
+    /// Two `Transfer-Encoding` lines.
     DuplicateCoding,
     /// A coding other than `chunked` alone (`gzip`, `gzip, chunked`, `identity`): httpws
     /// re-frames or relays bodies by their chunking, and cannot honour any other coding.
     UnsupportedCoding,
+    /// Both `Content-Length` and `Transfer-Encoding`: the request-smuggling shape.
     LengthAndChunked,
 }
 

@@ -9,7 +9,7 @@
 //! - [`header_name`]: the headers httpws stamps, matched in every spelling.
 //! - [`decimal`]: decimal numbers in heads, read strictly and written without allocating.
 //! - [`status`]: reason phrases.
-//! - [`write`]: status lines, header lines and the heads of the answers httpws makes.
+//! - [`write`](mod@write): status lines, header lines and the heads of the answers httpws makes.
 //!
 //! Parsing itself is `httparse`'s; what is hand-written here is what it leaves to its users
 //! (framing, chunk boundaries found incrementally, the connection's own headers), and the

@@ -38,11 +38,18 @@ const ARENA_BLOCK_BYTES: usize = 64 * 1024;
 pub const OVERFLOW_REQUEST_LIMIT: usize = 4096;
 /// Everything one shard owns. Lives in an `Rc` on its own thread.
 pub struct Shard {
+    /// This shard's index, 0-based: the owner of every address whose hash modulo the shard
+    /// count is this.
     pub id: usize,
+    /// The proxy's settings, shared by every shard.
     pub config: Arc<ProxyConfig>,
+    /// The queues to and from the other shards.
     pub router: Arc<ShardRouter>,
+    /// Shutdown, access policy and TLS, shared by every shard.
     pub control: Arc<Control>,
+    /// Frame limits for every registered connection (server role, `--max-message-bytes`).
     pub decoder_config: DecoderConfig,
+    /// Head limits for every relayed message (`--max-head-bytes`).
     pub head_limits: HeadLimits,
     conns: RefCell<ConnectionSlab<Rc<Conn>>>,
     /// Plain HTTP clients of the public ingress (each waits for at most one answer).
@@ -63,6 +70,7 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// Shard `id`, empty: no connections, no blocks allocated yet.
     pub fn new(
         id: usize,
         config: Arc<ProxyConfig>,
@@ -107,6 +115,7 @@ impl Shard {
         self.policy.borrow()
     }
 
+    /// The access policy in force, for checks that outlive one call (registration).
     pub fn policy(&self) -> Arc<AccessPolicy> {
         Arc::clone(&self.fresh_policy().1)
     }
@@ -116,6 +125,7 @@ impl Shard {
         self.fresh_policy().1.may_call(from, to)
     }
 
+    /// The registered connection under `key`, if it is still here.
     pub fn conn(&self, key: ConnKey) -> Option<Rc<Conn>> {
         self.conns.borrow().get(key).cloned()
     }
@@ -125,6 +135,7 @@ impl Shard {
         self.conns.borrow().iter().cloned().collect()
     }
 
+    /// Whether any registered connection is left (shutdown waits for none).
     pub fn has_conns(&self) -> bool {
         !self.conns.borrow().is_empty()
     }
@@ -162,6 +173,7 @@ impl Shard {
         self.callers.borrow_mut().insert_with(|_| caller)
     }
 
+    /// The ingress caller under `key` is gone: answers for it are dropped from now on.
     pub fn remove_caller(&self, key: ConnKey) {
         self.callers.borrow_mut().remove(key);
     }
@@ -171,6 +183,7 @@ impl Shard {
         self.draining.get()
     }
 
+    /// Begin the shutdown on this shard (see [`is_draining`](Self::is_draining)).
     pub fn start_draining(&self) {
         self.draining.set(true);
     }
