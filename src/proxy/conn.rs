@@ -65,8 +65,8 @@ pub struct ConnState {
     pub(crate) partial: BytesMut,
     /// When bytes last arrived: after `idle_timeout` of silence the connection is pinged.
     pub last_seen: Instant,
-    /// When the proxy pinged the connection; a pong clears it, and without one within
-    /// `pong_timeout` the connection is dropped.
+    /// When the proxy pinged the connection; anything arriving clears it, and with nothing
+    /// within `pong_timeout` the connection is dropped.
     pub ping_sent: Option<Instant>,
 }
 

@@ -116,7 +116,13 @@ impl ConnDriver {
             Poll::Ready(Ok(0)) => return Ok(Input::Eof),
             Poll::Ready(Ok(_)) => {}
         }
-        self.conn.state.borrow_mut().last_seen = Instant::now();
+        {
+            // Anything at all from the peer answers a ping (docs/protocol.md §3): a peer busy
+            // sending is alive even if its pong is still behind its data.
+            let mut st = self.conn.state.borrow_mut();
+            st.last_seen = Instant::now();
+            st.ping_sent = None;
+        }
         self.decode_buffered(has_partial);
         Ok(Input::Progress)
     }
