@@ -254,6 +254,31 @@ fn fragmented_text_is_reassembled_and_relayed_whole(driver: Driver) {
     scene.bystanders_still_relay();
 }
 
+fn anything_arriving_answers_a_ping_and_silence_does_not(driver: Driver) {
+    let proxy = Proxy::start(
+        driver,
+        &["--idle-timeout", "200ms", "--pong-timeout", "300ms"],
+    );
+    // A peer that never pongs but answers each ping with data stays registered.
+    let mut busy = RawClient::connect(&proxy, "/busy-peer");
+    for _ in 0..4 {
+        let (opcode, _) = busy.read_frame();
+        assert_eq!(opcode, PING, "the proxy pings a quiet connection");
+        busy.send_frame(FIN | TEXT, b":still here", true);
+    }
+    busy.send_frame(FIN | PING, b"alive?", true);
+    assert_eq!(busy.read_frame(), (PONG, b"alive?".to_vec()));
+    // A peer that answers nothing is dropped after the pong timeout.
+    let mut silent = RawClient::connect(&proxy, "/silent-peer");
+    let (opcode, _) = silent.read_frame();
+    assert_eq!(opcode, PING);
+    assert_eq!(
+        silent.read_close_code(),
+        None,
+        "dropped without a close frame"
+    );
+}
+
 on_both_drivers!(
     unmasked_client_frame_closes_1002,
     rsv1_set_closes_1002,
@@ -270,4 +295,5 @@ on_both_drivers!(
     fragments_adding_up_over_the_limit_get_1009,
     ping_gets_a_pong_with_the_same_payload,
     fragmented_text_is_reassembled_and_relayed_whole,
+    anything_arriving_answers_a_ping_and_silence_does_not,
 );
