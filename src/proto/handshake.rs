@@ -92,7 +92,22 @@ pub struct UpgradeRequest {
     pub host: String,
     /// `?public=1`: the endpoint takes calls from the internet (public HTTP ingress).
     pub public: bool,
+    /// The protocol the connection speaks: 2 when `Sec-WebSocket-Protocol` offers `httpws.2`.
+    pub protocol: Protocol,
 }
+
+/// Which httpws protocol a connection speaks, negotiated at the handshake.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// Whole messages only (docs/protocol.md §2): what a client that names no subprotocol gets.
+    #[default]
+    V1,
+    /// Whole messages and streams (§12): offered as `Sec-WebSocket-Protocol: httpws.2`.
+    V2,
+}
+
+/// The subprotocol name of [`Protocol::V2`].
+pub const PROTOCOL_2: &str = "httpws.2";
 
 /// Why an opening handshake is refused. [`status`](Self::status) and
 /// [`response`](Self::response) give the HTTP answer; the `Display` text is its body, so it
@@ -274,6 +289,11 @@ pub fn parse_upgrade(
         origin,
         host: String::from_utf8_lossy(host).into_owned(),
         public,
+        protocol: if fields.offers_v2 {
+            Protocol::V2
+        } else {
+            Protocol::V1
+        },
     };
     Ok(Some((request, head_len)))
 }
@@ -288,6 +308,8 @@ struct RequestFields<'a> {
     key: Option<&'a [u8]>,
     authorization: Option<&'a [u8]>,
     origin: Option<&'a [u8]>,
+    /// `Sec-WebSocket-Protocol` lists `httpws.2` (the header is a list, maybe on many lines).
+    offers_v2: bool,
 }
 
 impl<'a> RequestFields<'a> {
@@ -311,6 +333,8 @@ impl<'a> RequestFields<'a> {
                 set_once(&mut f.authorization, value, "Authorization")?;
             } else if name.eq_ignore_ascii_case("origin") {
                 set_once(&mut f.origin, value, "Origin")?;
+            } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
+                f.offers_v2 |= has_token(value, PROTOCOL_2.as_bytes());
             }
         }
         Ok(f)
@@ -483,10 +507,14 @@ pub fn accept_key(key: &[u8]) -> String {
 }
 
 /// `HTTP/1.1 101 Switching Protocols` with `Upgrade`, `Connection` and `Sec-WebSocket-Accept`.
-pub fn response_101(accept_key: &str) -> Vec<u8> {
+pub fn response_101(accept_key: &str, protocol: Protocol) -> Vec<u8> {
+    let subprotocol = match protocol {
+        Protocol::V1 => String::new(),
+        Protocol::V2 => format!("Sec-WebSocket-Protocol: {PROTOCOL_2}\r\n"),
+    };
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept_key}\r\n\r\n"
+         Sec-WebSocket-Accept: {accept_key}\r\n{subprotocol}\r\n"
     )
     .into_bytes()
 }
@@ -678,7 +706,7 @@ mod tests {
         assert_eq!(req.accept_key, SAMPLE_ACCEPT);
         assert_eq!(req.origin.as_deref(), Some("https://app.example"));
         assert_eq!(
-            response_101(&req.accept_key),
+            response_101(&req.accept_key, req.protocol),
             format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                  Sec-WebSocket-Accept: {SAMPLE_ACCEPT}\r\n\r\n"
@@ -1076,7 +1104,7 @@ mod tests {
         assert_eq!(req.address.map(|a| a.to_string()).as_deref(), Some("alice"));
         assert_eq!(req.token.as_ref(), Some(&secret));
 
-        let mut answer = response_101(&req.accept_key);
+        let mut answer = response_101(&req.accept_key, req.protocol);
         let head = answer.len();
         for cut in 0..head {
             assert_eq!(

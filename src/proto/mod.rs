@@ -10,3 +10,4 @@ pub mod http1;
 pub mod indication;
 pub mod origin;
 pub mod public_request;
+pub mod stream;
