@@ -288,7 +288,7 @@ fn request_head(parts: &http::request::Parts, body_len: usize) -> Result<BytesMu
     write::put_header(&mut head, b"Host", host);
     for (name, value) in &parts.headers {
         let name = name.as_str();
-        if http1::is_hop_by_hop(name) || is_tunnel_header(name) || name == "host" {
+        if http1::is_hop_by_hop(name) || http1::is_hop_written(name.as_bytes()) || name == "host" {
             continue;
         }
         write::put_header(&mut head, name.as_bytes(), value.as_bytes());
@@ -297,11 +297,6 @@ fn request_head(parts: &http::request::Parts, body_len: usize) -> Result<BytesMu
         write::put_content_length(&mut head, body_len as u64);
     }
     Ok(head)
-}
-
-/// Headers of the tunnel protocol itself, which a local message must not carry in.
-pub(crate) fn is_tunnel_header(name: &str) -> bool {
-    name.eq_ignore_ascii_case("cseq") || name.eq_ignore_ascii_case("httpws-from")
 }
 
 /// A response message from the tunnel as an `http::Response` (framing headers dropped, the
@@ -318,11 +313,12 @@ fn parse_response(
         httparse::Status::Partial => return Err(Http1Error::Malformed("incomplete head")),
     };
     let status = resp.code.unwrap_or(0);
+    http1::refuse_interim(status)?;
     let length = http1::response_body_length(status, request_was_head, resp.headers)?;
     let body = http1::message_body(message, head_len, length, max_body_bytes)?;
     let mut builder = http::Response::builder().status(status);
     for h in resp.headers.iter() {
-        if http1::is_hop_by_hop(h.name) || h.name.eq_ignore_ascii_case("cseq") {
+        if http1::is_hop_by_hop(h.name) || http1::is_tunnel_line(h.name.as_bytes()) {
             continue;
         }
         builder = builder.header(h.name, h.value);
@@ -335,7 +331,9 @@ fn parse_response(
         .map_err(|_| Http1Error::Malformed("response head not representable"))
 }
 
-/// An incoming tunnel request as an `http::Request` (`Httpws-From` kept, CSeq dropped).
+/// An incoming tunnel request as an `http::Request`: the proxy's `Httpws-From` stamp kept
+/// (once, last), every other line a hop of ours writes dropped in any spelling, as the agent
+/// does for its service.
 fn parse_incoming(
     incoming: &Incoming,
     max_body_bytes: usize,
@@ -349,10 +347,13 @@ fn parse_incoming(
         .method(req.method.unwrap_or("GET"))
         .uri(req.path.unwrap_or("/"));
     for h in req.headers.iter() {
-        if http1::is_hop_by_hop(h.name) || h.name.eq_ignore_ascii_case("cseq") {
+        if http1::is_hop_by_hop(h.name) || http1::is_hop_written(h.name.as_bytes()) {
             continue;
         }
         builder = builder.header(h.name, h.value);
+    }
+    if let Some(from) = http1::proxy_stamp(req.headers) {
+        builder = builder.header("httpws-from", from);
     }
     builder
         .body(body)
@@ -376,7 +377,7 @@ fn response_head(response: http::Response<Bytes>) -> (BytesMut, Bytes) {
     head.extend_from_slice(b"\r\n");
     for (name, value) in &parts.headers {
         let name = name.as_str();
-        if http1::is_hop_by_hop(name) || is_tunnel_header(name) {
+        if http1::is_hop_by_hop(name) || http1::is_hop_written(name.as_bytes()) {
             continue;
         }
         write::put_header(&mut head, name.as_bytes(), value.as_bytes());
@@ -456,6 +457,94 @@ mod tests {
         assert_eq!(resp.headers()["content-length"], "3");
         assert!(resp.headers().get("cseq").is_none());
         assert!(resp.headers().get("transfer-encoding").is_none());
+    }
+
+    #[test]
+    fn twins_of_tunnel_headers_stay_on_this_side() {
+        // Out: a caller's request and a handler's response carry no line a hop of ours sets,
+        // in any spelling (`_` for `-`), as the agent's listener and service side do.
+        let req = http::Request::get("http://bob/x")
+            .header("Httpws_From", "admin")
+            .header("httpws-from", "root")
+            .header("C_Seq", "2")
+            .header("Httpws_Error", "forbidden")
+            .header("httpws-target_error", "x")
+            .header("Content_Length", "5")
+            .header("X-Keep", "1")
+            .body(Bytes::new())
+            .unwrap();
+        let (parts, body) = req.into_parts();
+        let head = request_head(&parts, body.len()).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&head).unwrap(),
+            "GET /x HTTP/1.1\r\nHost: bob\r\nc_seq: 2\r\nx-keep: 1\r\n"
+        );
+        let response = http::Response::builder()
+            .header("Httpws-Error", "timeout")
+            .header("httpws_error", "t")
+            .header("Httpws_From", "y")
+            .header("CSEQ", "9")
+            .header("content_length", "7")
+            .header("X-B", "2")
+            .body(Bytes::from_static(b"ok"))
+            .unwrap();
+        let (head, _) = response_head(response);
+        assert_eq!(
+            &head[..],
+            b"HTTP/1.1 200 OK\r\nx-b: 2\r\nContent-Length: 2\r\n"
+        );
+        // In: a response keeps only the two error markers of the family; a request to a
+        // handler keeps only the proxy's stamp, the last `Httpws-From` line.
+        let msg = Bytes::from_static(
+            b"HTTP/1.1 502 Bad Gateway\r\nHttpws-Error: target-gone\r\n\
+              Httpws-Target-Error: service-error\r\nHttpws_Error: forged\r\n\
+              Httpws-From: bob\r\nCSeq: 3\r\ncseq: 4\r\nContent_Length: 9\r\n\
+              Content-Length: 2\r\nX-Keep: 1\r\n\r\nno",
+        );
+        let resp = parse_response(&msg, false, 1024).unwrap();
+        let names: Vec<_> = resp.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "httpws-error",
+                "httpws-target-error",
+                "x-keep",
+                "content-length"
+            ]
+        );
+        let msg: &'static [u8] = b"GET /x HTTP/1.1\r\nHost: bob\r\nHttpws_From: admin\r\n\
+            httpws-from: root\r\nCSEQ: 1\r\nHttpws_Error: x\r\nContent_Length: 5\r\n\
+            Httpws-From: alice\r\n\r\n";
+        let incoming = Incoming {
+            generation: 1,
+            cseq: 7,
+            message: Bytes::from_static(msg),
+            head_len: msg.len(),
+        };
+        let req = parse_incoming(&incoming, 1024).unwrap();
+        let from: Vec<_> = req.headers().get_all("httpws-from").iter().collect();
+        assert_eq!(from, ["alice"]);
+        let names: Vec<_> = req.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["host", "httpws-from"]);
+    }
+
+    #[test]
+    fn interim_responses_are_not_answers() {
+        for interim in [
+            &b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"[..],
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"HTTP/1.1 199 Whatever\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let msg = Bytes::copy_from_slice(interim);
+            assert!(
+                matches!(
+                    parse_response(&msg, false, 1024),
+                    Err(Http1Error::Malformed(_))
+                ),
+                "{:?}",
+                String::from_utf8_lossy(interim)
+            );
+        }
     }
 
     #[test]

@@ -206,7 +206,6 @@ fn service_request(
     head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
     let mut host = config.service.authority.as_bytes();
-    let mut stamp = None;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if h.name.eq_ignore_ascii_case("host") {
@@ -215,18 +214,10 @@ fn service_request(
             }
             continue;
         }
-        if header_name::is_stamped(name) {
-            // The proxy drops the caller's copies and writes its own last, in this spelling;
-            // every other line of the family (a `_` twin, CSeq, Httpws-Error) is the caller's.
-            if name.eq_ignore_ascii_case(header_name::HTTPWS_FROM) {
-                stamp = Some(h.value);
-            }
-            continue;
-        }
-        // `_` twins of what the public ingress stamps (X-Forwarded-*) or the agent sets:
-        // the same variable as ours to a CGI-style service.
-        if header_name::is_forwarding_twin(name)
-            || header_name::is_underscore_twin(name, b"content-length")
+        // `_` twins of what the public ingress stamps (X-Forwarded-*) or a hop of ours sets:
+        // the same variable as ours to a CGI-style service. The stamp itself is written last.
+        if http1::is_hop_written(name)
+            || header_name::is_forwarding_twin(name)
             || http1::stops_here(h.name, &listed)
         {
             continue;
@@ -234,7 +225,7 @@ fn service_request(
         write::put_header(&mut head, name, h.value);
     }
     write::put_header(&mut head, b"Host", host);
-    if let Some(from) = stamp {
+    if let Some(from) = http1::proxy_stamp(req.headers) {
         write::put_header(&mut head, b"Httpws-From", from);
     }
     if !body.is_empty() || length != http1::BodyLength::Empty {
@@ -268,11 +259,7 @@ fn tunnel_response(
         if h.name.eq_ignore_ascii_case("content-length") {
             declared = Some(h.value);
         }
-        let name = h.name.as_bytes();
-        if header_name::is_stamped(name)
-            || header_name::is_underscore_twin(name, b"content-length")
-            || http1::stops_here(h.name, &listed)
-        {
+        if http1::is_hop_written(h.name.as_bytes()) || http1::stops_here(h.name, &listed) {
             continue;
         }
         write::put_header(&mut head, h.name.as_bytes(), h.value);

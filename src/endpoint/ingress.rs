@@ -21,7 +21,6 @@ use tokio::time::Instant;
 use super::http1::{self, BodyLength, Http1Error, MAX_HEADERS};
 use super::session::{Failure, Session};
 use crate::proto::answer_error::AnswerError;
-use crate::proto::http1::header_name;
 use crate::proto::http1::{hop, write};
 use crate::proto::origin;
 
@@ -346,10 +345,8 @@ fn parse_request(head: &[u8], config: &IngressConfig) -> Result<Parsed, LocalErr
         }
         // CSeq and the Httpws-* lines the proxy sets, in any spelling: the proxy would drop
         // them, and they must not reach the target even where one does not.
-        let name = h.name.as_bytes();
         if h.name.eq_ignore_ascii_case("host")
-            || header_name::is_stamped(name)
-            || header_name::is_underscore_twin(name, b"content-length")
+            || http1::is_hop_written(h.name.as_bytes())
             || http1::stops_here(h.name, &listed)
         {
             continue;
@@ -482,14 +479,7 @@ async fn write_response<W: AsyncWrite + Unpin>(
     };
     let status = resp.code.unwrap_or(0);
     let framed = parsed.and_then(|head_len| {
-        // An interim answer (103 Early Hints, 100 Continue) is not the final one, and the
-        // tunnel carries one answer per request: passed on, it would leave the client
-        // waiting for a final response that never comes.
-        if (100..200).contains(&status) {
-            return Err(Http1Error::Malformed(
-                "an interim 1xx status is not an answer",
-            ));
-        }
+        http1::refuse_interim(status)?;
         let length = http1::response_body_length(status, reply.is_head, resp.headers)?;
         http1::message_body(message, head_len, length, reply.max_body_bytes)
     });
@@ -514,17 +504,11 @@ async fn write_response<W: AsyncWrite + Unpin>(
         if h.name.eq_ignore_ascii_case("content-length") {
             declared_length = Some(h.value);
         }
-        if name.eq_ignore_ascii_case(header_name::HTTPWS_ERROR)
-            || name.eq_ignore_ascii_case(header_name::HTTPWS_TARGET_ERROR)
-        {
+        if http1::is_error_marker(name) {
             write::put_header(&mut head, name, h.value);
             continue;
         }
-        if header_name::has_prefix(name, b"httpws-")
-            || header_name::same_name(name, header_name::CSEQ)
-            || header_name::is_underscore_twin(name, b"content-length")
-            || http1::stops_here(h.name, &listed)
-        {
+        if http1::is_tunnel_line(name) || http1::stops_here(h.name, &listed) {
             continue;
         }
         write::put_header(&mut head, name, h.value);
