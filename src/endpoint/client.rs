@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use super::config::{ProxyUrl, ProxyUrlError, SessionConfig};
 use super::http1::{self, Http1Error, MAX_HEADERS};
 use super::session::{Failure, Fatal, Incoming, Session, Status};
+use super::tunnel_headers;
 use crate::proto::address::{AddressError, VirtualAddress};
 use crate::proto::handshake::Token;
 use crate::proto::http1::write;
@@ -288,7 +289,10 @@ fn request_head(parts: &http::request::Parts, body_len: usize) -> Result<BytesMu
     write::put_header(&mut head, b"Host", host);
     for (name, value) in &parts.headers {
         let name = name.as_str();
-        if http1::is_hop_by_hop(name) || http1::is_hop_written(name.as_bytes()) || name == "host" {
+        if http1::is_hop_by_hop(name)
+            || tunnel_headers::is_hop_written(name.as_bytes())
+            || name == "host"
+        {
             continue;
         }
         write::put_header(&mut head, name.as_bytes(), value.as_bytes());
@@ -318,7 +322,7 @@ fn parse_response(
     let body = http1::message_body(message, head_len, length, max_body_bytes)?;
     let mut builder = http::Response::builder().status(status);
     for h in resp.headers.iter() {
-        if http1::is_hop_by_hop(h.name) || http1::is_tunnel_line(h.name.as_bytes()) {
+        if http1::is_hop_by_hop(h.name) || tunnel_headers::is_tunnel_line(h.name.as_bytes()) {
             continue;
         }
         builder = builder.header(h.name, h.value);
@@ -347,12 +351,12 @@ fn parse_incoming(
         .method(req.method.unwrap_or("GET"))
         .uri(req.path.unwrap_or("/"));
     for h in req.headers.iter() {
-        if http1::is_hop_by_hop(h.name) || http1::is_hop_written(h.name.as_bytes()) {
+        if http1::is_hop_by_hop(h.name) || tunnel_headers::is_hop_written(h.name.as_bytes()) {
             continue;
         }
         builder = builder.header(h.name, h.value);
     }
-    if let Some(from) = http1::proxy_stamp(req.headers) {
+    if let Some(from) = tunnel_headers::proxy_stamp(req.headers) {
         builder = builder.header("httpws-from", from);
     }
     builder
@@ -377,7 +381,7 @@ fn response_head(response: http::Response<Bytes>) -> (BytesMut, Bytes) {
     head.extend_from_slice(b"\r\n");
     for (name, value) in &parts.headers {
         let name = name.as_str();
-        if http1::is_hop_by_hop(name) || http1::is_hop_written(name.as_bytes()) {
+        if http1::is_hop_by_hop(name) || tunnel_headers::is_hop_written(name.as_bytes()) {
             continue;
         }
         write::put_header(&mut head, name.as_bytes(), value.as_bytes());

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::scheme;
 use crate::proto::address::VirtualAddress;
 use crate::proto::handshake::Token;
 
@@ -59,9 +60,9 @@ pub enum ProxyUrlError {
 
 impl ProxyUrl {
     pub fn parse(url: &str) -> Result<ProxyUrl, ProxyUrlError> {
-        let (tls, rest) = if let Some(rest) = strip_prefix_ci(url, "ws://") {
+        let (tls, rest) = if let Some(rest) = scheme::strip(url, "ws://") {
             (false, rest)
-        } else if let Some(rest) = strip_prefix_ci(url, "wss://") {
+        } else if let Some(rest) = scheme::strip(url, "wss://") {
             (true, rest)
         } else {
             return Err(ProxyUrlError::Scheme(url.to_owned()));
@@ -104,12 +105,6 @@ impl fmt::Display for ProxyUrl {
         let scheme = if self.tls { "wss" } else { "ws" };
         write!(f, "{scheme}://{}", self.authority)
     }
-}
-
-fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
 }
 
 /// Everything a tunnel session needs. The token is masked in `Debug` (see [`Token`]).

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use crate::proto::http1::chunked::{ChunkedDecoder, DecodeError};
 use crate::proto::http1::framing::{self, Framing, FramingError};
 use crate::proto::http1::head_scanner::{HeadScanner, ScanError};
-use crate::proto::http1::{header_name, hop};
+use crate::proto::http1::{hop, write};
 
 /// Most header lines accepted in one head (more → too large).
 pub const MAX_HEADERS: usize = 100;
@@ -250,7 +250,7 @@ pub fn message_body(
 }
 
 /// Headers that describe this connection only and never travel past the agent (RFC 9110
-/// §7.6.1; the proxy's list, `proto::head::is_hop_by_hop`, plus the proxy credentials), and
+/// §7.6.1; the list every hop applies, [`hop::is_hop_by_hop`], plus the proxy credentials), and
 /// the framing headers the agent always rewrites itself.
 pub fn is_hop_by_hop(name: &str) -> bool {
     const AGENT_HOP: [&str; 4] = [
@@ -275,45 +275,23 @@ pub fn stops_here(name: &str, listed: &[&[u8]]) -> bool {
             .any(|l| l.eq_ignore_ascii_case(name.as_bytes()))
 }
 
-/// Whether `name` is a line a hop of ours writes, in any spelling (ASCII case, `_` for `-`):
-/// `CSeq`, `Httpws-From`, `Httpws-Error`, `Httpws-Target-Error`, and `Content-Length`'s `_`
-/// twin. A message a local side hands to the tunnel never carries its own copy of one: the
-/// hop that sets it would drop it, and where one does not, it must not reach the far side.
-pub fn is_hop_written(name: &[u8]) -> bool {
-    header_name::is_stamped(name) || header_name::is_underscore_twin(name, b"content-length")
-}
-
-/// `Httpws-Error` or `Httpws-Target-Error` (ASCII case ignored, `-` only): the markers of an
-/// answer httpws made, which a response from the tunnel keeps for the local caller whatever
-/// its `Connection` lists, so that the caller can tell whose answer it is.
-pub fn is_error_marker(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(header_name::HTTPWS_ERROR)
-        || name.eq_ignore_ascii_case(header_name::HTTPWS_TARGET_ERROR)
-}
-
-/// Whether a response from the tunnel loses `name` before a local caller gets it: every
-/// `Httpws-*` line but the [error markers](is_error_marker) and `CSeq`, in any spelling, and
-/// `Content-Length`'s `_` twin.
-pub fn is_tunnel_line(name: &[u8]) -> bool {
-    !is_error_marker(name)
-        && (header_name::has_prefix(name, b"httpws-")
-            || header_name::same_name(name, header_name::CSEQ)
-            || header_name::is_underscore_twin(name, b"content-length"))
-}
-
-/// The proxy's `Httpws-From` stamp on a relayed request: the last line spelled so (ASCII case
-/// ignored), where the proxy writes its own after dropping the caller's copies. Every other
-/// line of the family is the caller's, and is dropped ([`is_hop_written`]).
-pub fn proxy_stamp<'h>(headers: &'h [httparse::Header<'_>]) -> Option<&'h [u8]> {
-    headers
-        .iter()
-        .rev()
-        .find(|h| {
-            h.name
-                .as_bytes()
-                .eq_ignore_ascii_case(header_name::HTTPWS_FROM)
-        })
-        .map(|h| h.value)
+/// Append the `Content-Length` of a response passed on to the next hop: the body's real
+/// length, except that an answer to `HEAD` and a `304` keep the length its sender `declared`
+/// (the resource's, though no body follows) and a `204` has none.
+pub fn put_response_length(
+    head: &mut BytesMut,
+    status: u16,
+    request_was_head: bool,
+    declared: Option<&[u8]>,
+    body_len: usize,
+) {
+    if request_was_head || status == 304 {
+        if let Some(value) = declared {
+            write::put_header(head, b"Content-Length", value);
+        }
+    } else if status != 204 {
+        write::put_content_length(head, body_len as u64);
+    }
 }
 
 /// Refuse an interim status (`100 Continue`, `103 Early Hints`) as the answer to a request:
