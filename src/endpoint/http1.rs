@@ -275,6 +275,15 @@ pub fn stops_here(name: &str, listed: &[&[u8]]) -> bool {
             .any(|l| l.eq_ignore_ascii_case(name.as_bytes()))
 }
 
+/// Append `<method> <target> HTTP/1.1\r\n`: every request the agent or the library writes
+/// is HTTP/1.1, whatever version the local client spoke.
+pub fn put_request_line(head: &mut BytesMut, method: &str, target: &str) {
+    head.extend_from_slice(method.as_bytes());
+    head.extend_from_slice(b" ");
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+}
+
 /// Append the `Content-Length` of a response passed on to the next hop: the body's real
 /// length, except that an answer to `HEAD` and a `304` keep the length its sender `declared`
 /// (the resource's, though no body follows) and a `204` has none.

@@ -74,10 +74,7 @@ pub(super) fn parse_request(head: &[u8], config: &ListenerConfig) -> Result<Pars
 
     let listed = http1::connection_listed(req.headers);
     let mut out = BytesMut::with_capacity(head.len() + 32);
-    out.extend_from_slice(method.as_bytes());
-    out.extend_from_slice(b" ");
-    out.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    http1::put_request_line(&mut out, method, path);
     write::put_header(&mut out, b"Host", host);
     let mut expect_continue = false;
     for h in req.headers.iter() {

@@ -39,10 +39,7 @@ pub(super) fn service_request(
 
     let listed = http1::connection_listed(req.headers);
     let mut head = BytesMut::with_capacity(request.head_len + 64);
-    head.extend_from_slice(method.as_bytes());
-    head.extend_from_slice(b" ");
-    head.extend_from_slice(target.as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\n");
+    http1::put_request_line(&mut head, method, &target);
     let mut host = config.service.authority.as_bytes();
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
