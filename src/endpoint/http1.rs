@@ -25,14 +25,21 @@ pub enum Http1Error {
     /// The peer closed the connection in the middle of a message.
     #[error("connection closed mid-message")]
     Closed,
+    /// Reading from or writing to the peer failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     /// The head is longer than the limit or has more than [`MAX_HEADERS`] lines.
     #[error("head exceeds {limit} bytes or {MAX_HEADERS} header lines")]
-    HeadTooLarge { limit: usize },
+    HeadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The body is longer than the limit (declared or actually sent).
     #[error("body exceeds {limit} bytes")]
-    BodyTooLarge { limit: usize },
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The message breaks HTTP/1.1 syntax or its framing is ambiguous.
     #[error("malformed HTTP message: {0}")]
     Malformed(&'static str),

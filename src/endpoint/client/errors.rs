@@ -8,7 +8,7 @@ use crate::endpoint::session::{Failure, Fatal};
 use crate::endpoint::tls::TlsError;
 use crate::proto::address::AddressError;
 
-/// Why [`EndpointBuilder::connect`] failed.
+/// Why [`EndpointBuilder::connect`](super::EndpointBuilder::connect) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The proxy URL is not `ws://host[:port]` or `wss://host[:port]`.
@@ -32,7 +32,7 @@ pub enum ConnectError {
     Tls(#[from] TlsError),
 }
 
-/// Why [`Endpoint::request`] got no HTTP response. Errors the proxy or the target answer
+/// Why [`Endpoint::request`](super::Endpoint::request) got no HTTP response. Errors the proxy or the target answer
 /// with (404 `unknown-address`, 504 `timeout`, …) are responses, not these.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -47,7 +47,7 @@ pub enum RequestError {
     BadResponse(#[from] Http1Error),
 }
 
-/// Why [`Endpoint::serve`] could not run.
+/// Why [`Endpoint::serve`](super::Endpoint::serve) could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// Another `serve` took this endpoint's incoming requests.

@@ -16,12 +16,17 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Listener settings.
 #[derive(Clone, Debug)]
 pub struct ListenerConfig {
+    /// Largest request head from a client (larger → 431).
     pub max_head_bytes: usize,
+    /// Largest request body from a client (larger → 413).
     pub max_body_bytes: usize,
+    /// See [`DEFAULT_MAX_CLIENTS`].
     pub max_clients: usize,
+    /// See [`DEFAULT_CLIENT_IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
     /// See [`DEFAULT_CLIENT_TIMEOUT`].
     pub client_timeout: Duration,
+    /// See [`DEFAULT_REQUEST_TIMEOUT`].
     pub request_timeout: Duration,
     /// Web pages (by `Origin`) that may send requests through the listener; by default none.
     pub allowed_origins: Vec<String>,

@@ -73,7 +73,9 @@ impl ServiceError {
 /// de-framed.
 #[derive(Debug)]
 pub struct ServiceResponse {
+    /// The status line and headers, through the blank line.
     pub head: Bytes,
+    /// The body, de-framed.
     pub body: Bytes,
 }
 
@@ -94,6 +96,8 @@ pub struct ServicePool {
 }
 
 impl ServicePool {
+    /// A pool for `addr` (`host:port`) of at most `max_conns` connections, reading heads of
+    /// at most `max_head_bytes` and bodies of at most `max_body_bytes`.
     pub fn new(
         addr: String,
         max_conns: usize,

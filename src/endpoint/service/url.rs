@@ -16,17 +16,22 @@ pub struct ServiceUrl {
 /// Why a service URL is not usable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ServiceUrlError {
+    /// Not `http://` (TLS to a local service is not supported).
     #[error("service URL must start with http:// (https to local services is not supported)")]
     Scheme,
+    /// Nothing before the path.
     #[error("service URL has no host")]
     NoHost,
+    /// User info, a query or a fragment, which a service URL has no use for.
     #[error("service URL must not carry user info, a query or a fragment")]
     Extra,
+    /// A port that is not a number from 0 to 65535.
     #[error("invalid port in service URL")]
     Port,
 }
 
 impl ServiceUrl {
+    /// Parse `http://host[:port][/base]` (scheme in any case; port 80 by default).
     pub fn parse(url: &str) -> Result<ServiceUrl, ServiceUrlError> {
         let rest = scheme::strip(url, "http://").ok_or(ServiceUrlError::Scheme)?;
         if rest.contains(['?', '#', '@']) {
