@@ -3,6 +3,8 @@
 //! one deadline for its head and its body; between requests the connection may only idle
 //! for so long.
 
+use std::time::Duration;
+
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -50,12 +52,7 @@ pub(super) async fn serve_client(
             }
             Ok(Ok(None)) => return Ok(()),
             Ok(Ok(Some(n))) => n,
-            Ok(Err(e)) => {
-                if let Some(answer) = LocalError::from_http1(&e, config.max_head_bytes) {
-                    write_local_error(&mut stream, &answer, limit).await?;
-                }
-                return Err(e);
-            }
+            Ok(Err(e)) => return refuse(&mut stream, e, config.max_head_bytes, limit).await,
         };
         let parsed = match request::parse_request(&buf[..head_len], config) {
             Ok(parsed) => parsed,
@@ -91,12 +88,7 @@ pub(super) async fn serve_client(
                 return Ok(());
             }
             Ok(Ok(body)) => body,
-            Ok(Err(e)) => {
-                if let Some(answer) = LocalError::from_http1(&e, config.max_head_bytes) {
-                    write_local_error(&mut stream, &answer, limit).await?;
-                }
-                return Err(e);
-            }
+            Ok(Err(e)) => return refuse(&mut stream, e, config.max_head_bytes, limit).await,
         };
         let mut head = parsed.head;
         if has_body || !body.is_empty() {
@@ -135,4 +127,18 @@ pub(super) async fn serve_client(
             return Ok(());
         }
     }
+}
+
+/// A request that could not be read whole: answer it where there is an answer (a head too
+/// large, a malformed one), then end the connection with the error.
+async fn refuse(
+    stream: &mut TcpStream,
+    e: Http1Error,
+    max_head_bytes: usize,
+    limit: Duration,
+) -> Result<(), Http1Error> {
+    if let Some(answer) = LocalError::from_http1(&e, max_head_bytes) {
+        write_local_error(stream, &answer, limit).await?;
+    }
+    Err(e)
 }

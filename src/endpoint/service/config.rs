@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use super::pool::DEFAULT_MAX_SERVICE_CONNS;
 use super::url::ServiceUrl;
 
 /// Time the service has to answer; kept under the proxy's 30 s deadline so that the caller
@@ -18,7 +17,7 @@ pub struct ServiceConfig {
     pub preserve_host: bool,
     /// See [`DEFAULT_SERVICE_TIMEOUT`].
     pub service_timeout: Duration,
-    /// See [`DEFAULT_MAX_SERVICE_CONNS`].
+    /// See [`DEFAULT_MAX_SERVICE_CONNS`](super::pool::DEFAULT_MAX_SERVICE_CONNS).
     pub max_service_conns: usize,
     /// Largest response head from the service (larger → 502 `service-error`).
     pub max_head_bytes: usize,
