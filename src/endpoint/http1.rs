@@ -1,5 +1,7 @@
-//! HTTP/1.1 message framing for the agent's local sides: reading a head and a body from a
-//! client or service socket, how long a body is, and which headers stop at this hop.
+//! HTTP/1.1 message framing for the endpoint's local sides (the agent's listener and service
+//! side, the library's conversions): reading a head and a body from a client or service
+//! socket, how long a body is, whether a response is a final one, which headers stop at this
+//! hop, and the request line and `Content-Length` they write back out.
 //!
 //! A tunnel message always carries a whole HTTP message, so every body is read completely
 //! (within a limit) and re-sent with `Content-Length`; chunked and close-delimited bodies are
