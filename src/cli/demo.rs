@@ -11,9 +11,9 @@ use anyhow::Context;
 use bytes::BytesMut;
 use httpws::endpoint::agent::{Agent, AgentConfig};
 use httpws::endpoint::config::{ProxyUrl, SessionConfig};
-use httpws::endpoint::egress::{EgressConfig, ServiceUrl};
 use httpws::endpoint::http1;
-use httpws::endpoint::ingress::IngressConfig;
+use httpws::endpoint::listener::ListenerConfig;
+use httpws::endpoint::service::{ServiceConfig, ServiceUrl};
 use httpws::proto::address::VirtualAddress;
 use httpws::proxy::{self, ProxyConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -99,10 +99,10 @@ fn agent_config(
     let mut session = SessionConfig::new(proxy.clone());
     session.name = Some(VirtualAddress::parse(name.as_bytes())?);
     let serve = match service {
-        Some(addr) => Some(EgressConfig {
+        Some(addr) => Some(ServiceConfig {
             service: ServiceUrl::parse(&format!("http://{addr}"))?,
             preserve_host: false,
-            service_timeout: httpws::endpoint::egress::DEFAULT_SERVICE_TIMEOUT,
+            service_timeout: httpws::endpoint::service::DEFAULT_SERVICE_TIMEOUT,
             max_service_conns: 8,
             max_head_bytes: httpws::endpoint::config::DEFAULT_MAX_HEAD_BYTES,
             max_body_bytes: session.max_body_bytes(),
@@ -111,13 +111,13 @@ fn agent_config(
         None => None,
     };
     Ok(AgentConfig {
-        ingress: IngressConfig {
+        listener: ListenerConfig {
             max_head_bytes: httpws::endpoint::config::DEFAULT_MAX_HEAD_BYTES,
             max_body_bytes: session.max_body_bytes(),
             max_clients: 64,
-            idle_timeout: httpws::endpoint::ingress::DEFAULT_CLIENT_IDLE_TIMEOUT,
-            client_timeout: httpws::endpoint::ingress::DEFAULT_CLIENT_TIMEOUT,
-            request_timeout: httpws::endpoint::ingress::DEFAULT_REQUEST_TIMEOUT,
+            idle_timeout: httpws::endpoint::listener::DEFAULT_CLIENT_IDLE_TIMEOUT,
+            client_timeout: httpws::endpoint::listener::DEFAULT_CLIENT_TIMEOUT,
+            request_timeout: httpws::endpoint::listener::DEFAULT_REQUEST_TIMEOUT,
             allowed_origins: Vec::new(),
         },
         session,

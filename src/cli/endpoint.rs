@@ -9,8 +9,8 @@ use httpws::endpoint::{
     self,
     agent::{Agent, AgentConfig},
     config::{ProxyUrl, SessionConfig},
-    egress::{EgressConfig, ServiceUrl},
-    ingress::IngressConfig,
+    listener::ListenerConfig,
+    service::{ServiceConfig, ServiceUrl},
 };
 use httpws::proto::address::VirtualAddress;
 
@@ -51,7 +51,7 @@ impl EndpointArgs {
             .unwrap_or(session.max_body_bytes())
             .min(session.max_body_bytes());
         let serve = match &self.serve {
-            Some(url) => Some(EgressConfig {
+            Some(url) => Some(ServiceConfig {
                 service: ServiceUrl::parse(url).context("--serve")?,
                 preserve_host: self.preserve_host,
                 service_timeout: self.service_timeout,
@@ -65,11 +65,11 @@ impl EndpointArgs {
         Ok(AgentConfig {
             session,
             listen: self.listen,
-            ingress: IngressConfig {
+            listener: ListenerConfig {
                 max_head_bytes: self.max_head_bytes,
                 max_body_bytes,
                 max_clients: self.max_clients,
-                idle_timeout: endpoint::ingress::DEFAULT_CLIENT_IDLE_TIMEOUT,
+                idle_timeout: endpoint::listener::DEFAULT_CLIENT_IDLE_TIMEOUT,
                 client_timeout: self.client_timeout,
                 request_timeout: self.request_timeout,
                 allowed_origins: self.allowed_origins,

@@ -78,7 +78,7 @@ pub struct EndpointArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "25s")]
     service_timeout: Duration,
     /// Egress: requests at the service at once (the keep-alive pool's size).
-    #[arg(long, default_value_t = httpws::endpoint::pool::DEFAULT_MAX_SERVICE_CONNS)]
+    #[arg(long, default_value_t = httpws::endpoint::service::pool::DEFAULT_MAX_SERVICE_CONNS)]
     max_service_conns: usize,
     /// Largest WebSocket message sent or accepted; keep it within the proxy's limit.
     #[arg(long, default_value_t = httpws::endpoint::config::DEFAULT_MAX_MESSAGE_BYTES)]
@@ -90,7 +90,7 @@ pub struct EndpointArgs {
     #[arg(long, default_value_t = httpws::endpoint::config::DEFAULT_MAX_HEAD_BYTES)]
     max_head_bytes: usize,
     /// Ingress: client connections served at once.
-    #[arg(long, default_value_t = httpws::endpoint::ingress::DEFAULT_MAX_CLIENTS)]
+    #[arg(long, default_value_t = httpws::endpoint::listener::DEFAULT_MAX_CLIENTS)]
     max_clients: usize,
     /// Silence from the proxy after which it is pinged.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]

@@ -1,5 +1,5 @@
-//! The `httpws endpoint` agent: one tunnel session with an ingress (`--listen`), an egress
-//! (`--serve`), or both, built on the client library's [`Endpoint`].
+//! The `httpws endpoint` agent: one tunnel session with a listener (`--listen`), a service
+//! side (`--serve`), or both, built on the client library's [`Endpoint`].
 
 use std::net::SocketAddr;
 
@@ -7,19 +7,21 @@ use tokio::task::JoinHandle;
 
 use super::client::Endpoint;
 use super::config::SessionConfig;
-use super::egress::{self, EgressConfig};
-use super::ingress::{self, IngressConfig};
+use super::listener::{self, ListenerConfig};
+use super::service::{self, ServiceConfig};
 use super::session::Session;
 
 /// Everything the agent runs.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
+    /// The tunnel to the proxy.
     pub session: SessionConfig,
-    /// Where the ingress listens, if it runs.
+    /// Where the listener listens, if it runs.
     pub listen: Option<SocketAddr>,
-    pub ingress: IngressConfig,
+    /// The listener's limits and timers (unused without `listen`).
+    pub listener: ListenerConfig,
     /// Where requests from the tunnel go, if anywhere.
-    pub serve: Option<EgressConfig>,
+    pub serve: Option<ServiceConfig>,
 }
 
 /// A running agent; its tasks stop when it is dropped.
@@ -30,26 +32,26 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Bind the ingress (so a bad address fails here, at once), then start the session and
-    /// the ingress and egress on the current runtime.
+    /// Bind the listener (so a bad address fails here, at once), then start the session, the
+    /// listener and the service side on the current runtime.
     pub async fn start(config: AgentConfig) -> std::io::Result<Agent> {
-        let listener = match config.listen {
+        let socket = match config.listen {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
             None => None,
         };
-        let listen_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
+        let listen_addr = socket.as_ref().map(|l| l.local_addr()).transpose()?;
         let endpoint = Endpoint::start(config.session);
         let mut tasks = Vec::new();
-        if let Some(egress_config) = config.serve {
+        if let Some(service_config) = config.serve {
             let session = endpoint.session().clone();
-            tasks.push(tokio::spawn(egress::serve(session, egress_config)));
+            tasks.push(tokio::spawn(service::serve(session, service_config)));
         }
-        if let Some(listener) = listener {
+        if let Some(socket) = socket {
             let session = endpoint.session().clone();
-            tasks.push(tokio::spawn(ingress::serve(
-                listener,
+            tasks.push(tokio::spawn(listener::serve(
+                socket,
                 session,
-                config.ingress,
+                config.listener,
             )));
         }
         Ok(Agent {
@@ -59,11 +61,12 @@ impl Agent {
         })
     }
 
-    /// The ingress's bound address (port 0 resolved).
+    /// The listener's bound address (port 0 resolved).
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.listen_addr
     }
 
+    /// The tunnel session the agent runs on.
     pub fn session(&self) -> &Session {
         self.endpoint.session()
     }

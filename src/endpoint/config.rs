@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::scheme;
 use crate::proto::address::VirtualAddress;
 use crate::proto::handshake::Token;
 
@@ -39,6 +40,7 @@ pub struct ProxyUrl {
     /// Host name or IP literal, without brackets, for connecting (and, with TLS, the name
     /// the certificate must carry).
     pub host: String,
+    /// The TCP port (80 for `ws://`, 443 for `wss://` unless the URL gives one).
     pub port: u16,
     /// The `Host` header value (`host[:port]` as written).
     pub authority: String,
@@ -47,21 +49,27 @@ pub struct ProxyUrl {
 /// Why a proxy URL is not usable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProxyUrlError {
+    /// Neither `ws://` nor `wss://`; the URL as given.
     #[error("proxy URL must start with ws:// or wss:// (got {0:?})")]
     Scheme(String),
+    /// Nothing (or only a port) after the scheme.
     #[error("proxy URL has no host")]
     NoHost,
+    /// A port that is not a number from 0 to 65535.
     #[error("invalid port in proxy URL")]
     Port,
+    /// Anything after the authority: the session adds the `/<name>` path itself.
     #[error("proxy URL must not have a path, query or user info (the agent adds /<name>)")]
     Path,
 }
 
 impl ProxyUrl {
+    /// Parse `ws://host[:port][/]` or `wss://host[:port][/]` (scheme in any case; an IPv6
+    /// literal in brackets).
     pub fn parse(url: &str) -> Result<ProxyUrl, ProxyUrlError> {
-        let (tls, rest) = if let Some(rest) = strip_prefix_ci(url, "ws://") {
+        let (tls, rest) = if let Some(rest) = scheme::strip(url, "ws://") {
             (false, rest)
-        } else if let Some(rest) = strip_prefix_ci(url, "wss://") {
+        } else if let Some(rest) = scheme::strip(url, "wss://") {
             (true, rest)
         } else {
             return Err(ProxyUrlError::Scheme(url.to_owned()));
@@ -106,25 +114,28 @@ impl fmt::Display for ProxyUrl {
     }
 }
 
-fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
-}
-
 /// Everything a tunnel session needs. The token is masked in `Debug` (see [`Token`]).
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
+    /// Where the proxy is.
     pub proxy: ProxyUrl,
     /// The name to register; `None` lets the proxy assign one (kept across reconnects).
     pub name: Option<VirtualAddress>,
+    /// Presented as `Authorization: Bearer` when set.
     pub token: Option<Token>,
+    /// See [`DEFAULT_CONNECT_TIMEOUT`].
     pub connect_timeout: Duration,
+    /// See [`DEFAULT_PING_INTERVAL`].
     pub ping_interval: Duration,
+    /// See [`DEFAULT_PONG_TIMEOUT`].
     pub pong_timeout: Duration,
+    /// See [`DEFAULT_RECONNECT_INITIAL`].
     pub reconnect_initial: Duration,
+    /// See [`DEFAULT_RECONNECT_MAX`].
     pub reconnect_max: Duration,
+    /// See [`DEFAULT_MAX_MESSAGE_BYTES`].
     pub max_message_bytes: usize,
+    /// See [`DEFAULT_MAX_INCOMING`].
     pub max_incoming: usize,
     /// TLS settings for a `wss://` proxy; None there means the system's roots.
     pub tls: Option<Arc<rustls::ClientConfig>>,

@@ -1,5 +1,7 @@
-//! HTTP/1.1 message framing for the agent's local sides: reading a head and a body from a
-//! client or service socket, how long a body is, and which headers stop at this hop.
+//! HTTP/1.1 message framing for the endpoint's local sides (the agent's listener and service
+//! side, the library's conversions): reading a head and a body from a client or service
+//! socket, how long a body is, whether a response is a final one, which headers stop at this
+//! hop, and the request line and `Content-Length` they write back out.
 //!
 //! A tunnel message always carries a whole HTTP message, so every body is read completely
 //! (within a limit) and re-sent with `Content-Length`; chunked and close-delimited bodies are
@@ -12,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use crate::proto::http1::chunked::{ChunkedDecoder, DecodeError};
 use crate::proto::http1::framing::{self, Framing, FramingError};
 use crate::proto::http1::head_scanner::{HeadScanner, ScanError};
-use crate::proto::http1::hop;
+use crate::proto::http1::{hop, write};
 
 /// Most header lines accepted in one head (more → too large).
 pub const MAX_HEADERS: usize = 100;
@@ -25,14 +27,21 @@ pub enum Http1Error {
     /// The peer closed the connection in the middle of a message.
     #[error("connection closed mid-message")]
     Closed,
+    /// Reading from or writing to the peer failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     /// The head is longer than the limit or has more than [`MAX_HEADERS`] lines.
     #[error("head exceeds {limit} bytes or {MAX_HEADERS} header lines")]
-    HeadTooLarge { limit: usize },
+    HeadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The body is longer than the limit (declared or actually sent).
     #[error("body exceeds {limit} bytes")]
-    BodyTooLarge { limit: usize },
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The message breaks HTTP/1.1 syntax or its framing is ambiguous.
     #[error("malformed HTTP message: {0}")]
     Malformed(&'static str),
@@ -250,7 +259,7 @@ pub fn message_body(
 }
 
 /// Headers that describe this connection only and never travel past the agent (RFC 9110
-/// §7.6.1; the proxy's list, `proto::head::is_hop_by_hop`, plus the proxy credentials), and
+/// §7.6.1; the list every hop applies, [`hop::is_hop_by_hop`], plus the proxy credentials), and
 /// the framing headers the agent always rewrites itself.
 pub fn is_hop_by_hop(name: &str) -> bool {
     const AGENT_HOP: [&str; 4] = [
@@ -273,6 +282,46 @@ pub fn stops_here(name: &str, listed: &[&[u8]]) -> bool {
         || listed
             .iter()
             .any(|l| l.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Append `<method> <target> HTTP/1.1\r\n`: every request the agent or the library writes
+/// is HTTP/1.1, whatever version the local client spoke.
+pub fn put_request_line(head: &mut BytesMut, method: &str, target: &str) {
+    head.extend_from_slice(method.as_bytes());
+    head.extend_from_slice(b" ");
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+}
+
+/// Append the `Content-Length` of a response passed on to the next hop: the body's real
+/// length, except that an answer to `HEAD` and a `304` keep the length its sender `declared`
+/// (the resource's, though no body follows) and a `204` has none.
+pub fn put_response_length(
+    head: &mut BytesMut,
+    status: u16,
+    request_was_head: bool,
+    declared: Option<&[u8]>,
+    body_len: usize,
+) {
+    if request_was_head || status == 304 {
+        if let Some(value) = declared {
+            write::put_header(head, b"Content-Length", value);
+        }
+    } else if status != 204 {
+        write::put_content_length(head, body_len as u64);
+    }
+}
+
+/// Refuse an interim status (`100 Continue`, `103 Early Hints`) as the answer to a request:
+/// the tunnel carries one answer per request, so passed on as the final one it would leave
+/// the caller waiting for a response that never comes.
+pub fn refuse_interim(status: u16) -> Result<(), Http1Error> {
+    if (100..200).contains(&status) {
+        return Err(Http1Error::Malformed(
+            "an interim 1xx status is not an answer",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub struct PinnedOrWebPki {
 }
 
 impl PinnedOrWebPki {
+    /// `webpki` for every certificate but those in `pinned`.
     pub fn new(webpki: Arc<WebPkiServerVerifier>, pinned: Vec<CertificateDer<'static>>) -> Self {
         PinnedOrWebPki { webpki, pinned }
     }

@@ -19,17 +19,27 @@ use super::pinned::PinnedOrWebPki;
 /// Why no trust anchors could be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// The `--ca` file cannot be read as PEM.
     #[error("cannot read CA file {path}: {source}")]
     CaFile {
+        /// The file.
         path: PathBuf,
+        /// What went wrong reading it.
         source: rustls::pki_types::pem::Error,
     },
+    /// The `--ca` file holds no certificate rustls can use.
     #[error("CA file {path} holds no usable certificate")]
-    NoCa { path: PathBuf },
+    NoCa {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The OS certificate store is empty or unreadable; why.
     #[error("no system root certificates found ({0}); pass --ca FILE")]
     NoSystemRoots(String),
+    /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    /// The certificate verifier could not be built.
     #[error("checking certificates: {0}")]
     Verifier(#[from] rustls::client::VerifierBuilderError),
 }
@@ -81,7 +91,9 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Tls
 /// The connection to the proxy: plain TCP for `ws://`, TLS over it for `wss://`.
 #[derive(Debug)]
 pub enum ProxyStream {
+    /// `ws://`.
     Plain(TcpStream),
+    /// `wss://` (boxed: a TLS stream is large, and the enum is moved around).
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 

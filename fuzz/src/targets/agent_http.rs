@@ -1,12 +1,12 @@
 //! Agent HTTP target: the endpoint agent's HTTP/1.1 reading (`endpoint::http1`) over
-//! arbitrary bytes. A connection is read as the agent's ingress (requests) or pool
+//! arbitrary bytes. A connection is read as the agent's listener (requests) or pool
 //! (responses) does it: `read_head` from a reader that hands the bytes out in reads of
 //! arbitrary sizes (sometimes after a `Pending`), the body length from the headers, then
 //! `read_body`, message after message. The same bytes are also taken as a whole tunnel
 //! message (`message_body`) and as a bare chunked body, decoded whole and read by read
 //! (`ChunkedDecoder`), which must agree. Every head is checked against the transfer-coding
 //! rule (only `chunked` alone is ever de-framed), and the bytes are also taken as a request
-//! target for the egress's base-path rule (`endpoint::service_path`).
+//! target for the service side's base-path rule (`endpoint::service::path`).
 
 use std::io;
 use std::pin::Pin;
@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use httpws::endpoint::http1::{self, BodyLength, Http1Error, MAX_HEADERS};
-use httpws::endpoint::service_path;
+use httpws::endpoint::service::path;
 use httpws::proto::http1::chunked::ChunkedDecoder;
 use httpws::proto::http1::hop;
 use tokio::io::{AsyncRead, ReadBuf};
@@ -210,7 +210,7 @@ fn check_body(body: &[u8], length: BodyLength, max_body: usize) {
     }
 }
 
-/// The input as one whole tunnel message (the egress side): its body de-framed.
+/// The input as one whole tunnel message (the service side): its body de-framed.
 fn tunnel_message(input: &[u8], max_body: usize) {
     let msg = Bytes::copy_from_slice(input);
     let responses = msg.starts_with(b"HTTP/");
@@ -296,7 +296,7 @@ fn service_target(input: &[u8], method: &str, base: &str) {
     let Ok(target) = std::str::from_utf8(input) else {
         return;
     };
-    let Ok(out) = service_path::service_target(method, target, base) else {
+    let Ok(out) = path::service_target(method, target, base) else {
         return;
     };
     if out == "*" {
@@ -321,7 +321,7 @@ fn service_target(input: &[u8], method: &str, base: &str) {
         assert!(part != "." && part != "..", "{out:?} holds a dot segment");
     }
     assert_eq!(
-        service_path::service_target(method, rest, base).as_deref(),
+        path::service_target(method, rest, base).as_deref(),
         Ok(out.as_str()),
         "normalising again changes {out:?}"
     );

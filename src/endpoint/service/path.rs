@@ -1,4 +1,4 @@
-//! The request target a local service gets from the egress, confined under the path of
+//! The request target a local service gets from the agent, confined under the path of
 //! `--serve http://host/base`.
 //!
 //! The agent prefixes the base to every path, so a caller's `..` must never climb out of it:
@@ -9,6 +9,8 @@
 //! may be to a service (`%2f`, `%5c`, `\`) or before a path parameter (`..;x`, which servlet
 //! containers read as `..`). The relay and the public ingress both arrive here through the
 //! tunnel, so this is the one place the rule is applied.
+
+use crate::endpoint::scheme;
 
 /// Why a request target is not sent to the service (answered `400 bad-request`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -53,16 +55,10 @@ fn origin_form(target: &str) -> Result<&str, TargetError> {
     if target.starts_with('/') {
         return Ok(target);
     }
-    let scheme_len = ["http://", "https://"]
+    let rest = ["http://", "https://"]
         .iter()
-        .find(|s| {
-            target
-                .get(..s.len())
-                .is_some_and(|t| t.eq_ignore_ascii_case(s))
-        })
-        .ok_or(TargetError::Form)?
-        .len();
-    let rest = &target[scheme_len..];
+        .find_map(|s| scheme::strip(target, s))
+        .ok_or(TargetError::Form)?;
     Ok(rest.find(['/', '?']).map_or("", |i| &rest[i..]))
 }
 

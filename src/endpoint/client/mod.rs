@@ -1,51 +1,28 @@
 //! The client library: [`Endpoint`], the endpoint role for Rust programs. Connect to a proxy
 //! under a name, call other endpoints with `http::Request`s, and serve requests addressed to
 //! this one with an async handler. The `httpws endpoint` agent is built on it.
+//!
+//! - [`Endpoint`] and [`EndpointBuilder`] here; `errors`: why a call fails; `messages`: the
+//!   conversions between `http` types and tunnel messages.
+
+mod errors;
+mod messages;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-use super::config::{ProxyUrl, ProxyUrlError, SessionConfig};
-use super::http1::{self, Http1Error, MAX_HEADERS};
-use super::session::{Failure, Fatal, Incoming, Session, Status};
-use crate::proto::address::{AddressError, VirtualAddress};
+use super::config::{ProxyUrl, SessionConfig};
+use super::session::{Session, Status};
+use crate::proto::address::VirtualAddress;
 use crate::proto::handshake::Token;
-use crate::proto::http1::write;
+use messages::{parse_incoming, parse_response, request_head, response_head};
 
-/// Why [`EndpointBuilder::connect`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error(transparent)]
-    Url(#[from] ProxyUrlError),
-    #[error("invalid endpoint name: {0}")]
-    Name(#[from] AddressError),
-    #[error("invalid token: it must be non-empty visible ASCII")]
-    Token,
-    /// The proxy refused us for good ([`Fatal::Refused`] carries its status and reason), or
-    /// the URL's scheme does not match the server.
-    #[error(transparent)]
-    Fatal(#[from] Fatal),
-    #[error("no registration with the proxy within {0:?}")]
-    Timeout(Duration),
-    #[error(transparent)]
-    Tls(#[from] super::tls::TlsError),
-}
-
-/// Why [`Endpoint::request`] got no HTTP response. Errors the proxy or the target answer
-/// with (404 `unknown-address`, 504 `timeout`, …) are responses, not these.
-#[derive(Debug, thiserror::Error)]
-pub enum RequestError {
-    #[error(transparent)]
-    Tunnel(#[from] Failure),
-    #[error("request has no target: give an absolute URI (http://name/path) or a Host header")]
-    NoTarget,
-    #[error("malformed response: {0}")]
-    BadResponse(#[from] Http1Error),
-}
+pub use errors::{ConnectError, RequestError, ServeError};
+pub use messages::plain_response;
 
 /// Builds an [`Endpoint`]: the proxy URL, then optional name, token and timers.
 #[derive(Debug)]
@@ -245,13 +222,6 @@ impl Endpoint {
     }
 }
 
-/// Why [`Endpoint::serve`] could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("this endpoint is already serving")]
-    AlreadyServing,
-}
-
 /// The header value of `Httpws-Error` on a response, if the proxy or an agent made it.
 pub fn httpws_error<B>(response: &http::Response<B>) -> Option<&str> {
     response.headers().get("httpws-error")?.to_str().ok()
@@ -263,141 +233,6 @@ pub fn httpws_error<B>(response: &http::Response<B>) -> Option<&str> {
 pub fn httpws_target_error<B>(response: &http::Response<B>) -> Option<&str> {
     let name = std::str::from_utf8(crate::proto::http1::header_name::HTTPWS_TARGET_ERROR).ok()?;
     response.headers().get(name)?.to_str().ok()
-}
-
-/// Request line and headers for the tunnel (the session adds CSeq and the blank line).
-fn request_head(parts: &http::request::Parts, body_len: usize) -> Result<BytesMut, RequestError> {
-    let host = match parts.uri.authority() {
-        Some(authority) => authority.as_str().as_bytes(),
-        None => parts
-            .headers
-            .get(http::header::HOST)
-            .ok_or(RequestError::NoTarget)?
-            .as_bytes(),
-    };
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut head = BytesMut::with_capacity(256);
-    head.extend_from_slice(parts.method.as_str().as_bytes());
-    head.extend_from_slice(b" ");
-    head.extend_from_slice(if path.is_empty() {
-        b"/"
-    } else {
-        path.as_bytes()
-    });
-    head.extend_from_slice(b" HTTP/1.1\r\n");
-    write::put_header(&mut head, b"Host", host);
-    for (name, value) in &parts.headers {
-        let name = name.as_str();
-        if http1::is_hop_by_hop(name) || is_tunnel_header(name) || name == "host" {
-            continue;
-        }
-        write::put_header(&mut head, name.as_bytes(), value.as_bytes());
-    }
-    if body_len > 0 || !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
-        write::put_content_length(&mut head, body_len as u64);
-    }
-    Ok(head)
-}
-
-/// Headers of the tunnel protocol itself, which a local message must not carry in.
-pub(crate) fn is_tunnel_header(name: &str) -> bool {
-    name.eq_ignore_ascii_case("cseq") || name.eq_ignore_ascii_case("httpws-from")
-}
-
-/// A response message from the tunnel as an `http::Response` (framing headers dropped, the
-/// body de-framed; `Content-Length` restored for the body's real length).
-fn parse_response(
-    message: &Bytes,
-    request_was_head: bool,
-    max_body_bytes: usize,
-) -> Result<http::Response<Bytes>, Http1Error> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(message)? {
-        httparse::Status::Complete(n) => n,
-        httparse::Status::Partial => return Err(Http1Error::Malformed("incomplete head")),
-    };
-    let status = resp.code.unwrap_or(0);
-    let length = http1::response_body_length(status, request_was_head, resp.headers)?;
-    let body = http1::message_body(message, head_len, length, max_body_bytes)?;
-    let mut builder = http::Response::builder().status(status);
-    for h in resp.headers.iter() {
-        if http1::is_hop_by_hop(h.name) || h.name.eq_ignore_ascii_case("cseq") {
-            continue;
-        }
-        builder = builder.header(h.name, h.value);
-    }
-    if !request_was_head && status != 204 && !(100..200).contains(&status) {
-        builder = builder.header(http::header::CONTENT_LENGTH, body.len());
-    }
-    builder
-        .body(body)
-        .map_err(|_| Http1Error::Malformed("response head not representable"))
-}
-
-/// An incoming tunnel request as an `http::Request` (`Httpws-From` kept, CSeq dropped).
-fn parse_incoming(
-    incoming: &Incoming,
-    max_body_bytes: usize,
-) -> Result<http::Request<Bytes>, Http1Error> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    req.parse(&incoming.message[..incoming.head_len])?;
-    let length = http1::request_body_length(req.headers)?;
-    let body = http1::message_body(&incoming.message, incoming.head_len, length, max_body_bytes)?;
-    let mut builder = http::Request::builder()
-        .method(req.method.unwrap_or("GET"))
-        .uri(req.path.unwrap_or("/"));
-    for h in req.headers.iter() {
-        if http1::is_hop_by_hop(h.name) || h.name.eq_ignore_ascii_case("cseq") {
-            continue;
-        }
-        builder = builder.header(h.name, h.value);
-    }
-    builder
-        .body(body)
-        .map_err(|_| Http1Error::Malformed("request head not representable"))
-}
-
-/// Status line and headers of a handler's response (the session adds CSeq).
-fn response_head(response: http::Response<Bytes>) -> (BytesMut, Bytes) {
-    let (parts, body) = response.into_parts();
-    let mut head = BytesMut::with_capacity(256);
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(parts.status.as_str().as_bytes());
-    head.extend_from_slice(b" ");
-    head.extend_from_slice(
-        parts
-            .status
-            .canonical_reason()
-            .unwrap_or("Unknown")
-            .as_bytes(),
-    );
-    head.extend_from_slice(b"\r\n");
-    for (name, value) in &parts.headers {
-        let name = name.as_str();
-        if http1::is_hop_by_hop(name) || is_tunnel_header(name) {
-            continue;
-        }
-        write::put_header(&mut head, name.as_bytes(), value.as_bytes());
-    }
-    let status = parts.status.as_u16();
-    if status != 204 && status != 304 && !(100..200).contains(&status) {
-        write::put_content_length(&mut head, body.len() as u64);
-    }
-    (head, body)
-}
-
-/// A `text/plain` response with `body`.
-pub fn plain_response(status: u16, body: &str) -> http::Response<Bytes> {
-    let mut response = http::Response::new(Bytes::copy_from_slice(body.as_bytes()));
-    *response.status_mut() =
-        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 #[cfg(test)]
@@ -418,53 +253,5 @@ mod tests {
             .unwrap();
         assert_eq!(httpws_target_error(&target), Some("service-unavailable"));
         assert_eq!(httpws_error(&target), None);
-    }
-
-    #[test]
-    fn request_head_from_absolute_uri() {
-        let req = http::Request::post("http://bob:80/offer?x=1")
-            .header("Connection", "keep-alive")
-            .header("CSeq", "99")
-            .header("X-App", "1")
-            .body(Bytes::from_static(b"sdp"))
-            .unwrap();
-        let (parts, body) = req.into_parts();
-        let head = request_head(&parts, body.len()).unwrap();
-        assert_eq!(
-            &head[..],
-            b"POST /offer?x=1 HTTP/1.1\r\nHost: bob:80\r\nx-app: 1\r\nContent-Length: 3\r\n"
-        );
-    }
-
-    #[test]
-    fn request_without_target_is_refused() {
-        let (parts, _) = http::Request::get("/x").body(()).unwrap().into_parts();
-        assert!(matches!(
-            request_head(&parts, 0),
-            Err(RequestError::NoTarget)
-        ));
-    }
-
-    #[test]
-    fn response_parsing_dechunks() {
-        let msg = Bytes::from_static(
-            b"HTTP/1.1 200 OK\r\nCSeq: 4\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-        );
-        let resp = parse_response(&msg, false, 1024).unwrap();
-        assert_eq!(resp.status(), 200);
-        assert_eq!(resp.body(), "abc");
-        assert_eq!(resp.headers()["content-length"], "3");
-        assert!(resp.headers().get("cseq").is_none());
-        assert!(resp.headers().get("transfer-encoding").is_none());
-    }
-
-    #[test]
-    fn handler_response_gets_content_length() {
-        let (head, body) = response_head(plain_response(200, "hi\n"));
-        assert_eq!(
-            &head[..],
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n"
-        );
-        assert_eq!(body, "hi\n");
     }
 }

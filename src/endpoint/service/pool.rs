@@ -1,4 +1,4 @@
-//! The egress's connections to the local service: a bounded keep-alive pool. At most
+//! The service side's connections to the local service: a bounded keep-alive pool. At most
 //! `max_conns` requests are at the service at once (more wait their turn); idle connections
 //! are reused newest first and dropped after an idle timeout.
 //!
@@ -19,10 +19,9 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::endpoint::http1::{self, Http1Error, MAX_HEADERS};
 use crate::proto::answer_error::AnswerError;
 use crate::proto::http1::{framing, hop};
-
-use super::http1::{self, Http1Error, MAX_HEADERS};
 
 /// Requests at the service at once (and so connections open to it).
 pub const DEFAULT_MAX_SERVICE_CONNS: usize = 64;
@@ -74,7 +73,9 @@ impl ServiceError {
 /// de-framed.
 #[derive(Debug)]
 pub struct ServiceResponse {
+    /// The status line and headers, through the blank line.
     pub head: Bytes,
+    /// The body, de-framed.
     pub body: Bytes,
 }
 
@@ -95,6 +96,8 @@ pub struct ServicePool {
 }
 
 impl ServicePool {
+    /// A pool for `addr` (`host:port`) of at most `max_conns` connections, reading heads of
+    /// at most `max_head_bytes` and bodies of at most `max_body_bytes`.
     pub fn new(
         addr: String,
         max_conns: usize,
@@ -268,7 +271,7 @@ async fn exchange(
         // A response that may carry no body but declares one (to HEAD, 204, 304): a service
         // that sends that body anyway may send it any time later, past any check; such a
         // connection is not reused.
-        let bodiless = is_head || status == 204 || status == 304;
+        let bodiless = framing::response_is_bodiless(status, is_head);
         let keep = !hop::wants_close(resp.version.unwrap_or(1), resp.headers)
             && length != http1::BodyLength::UntilClose
             && !(bodiless && framing::declares_body(resp.headers));

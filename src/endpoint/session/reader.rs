@@ -1,0 +1,209 @@
+//! One connected tunnel, from its handshake's leftover bytes to its end: the writer in its
+//! own task, and here the reader, which drains every frame, registers the link when `:host`
+//! arrives, answers pings, and pings a proxy that has gone silent (no pong in time: dead).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::dispatch::on_message;
+use super::failure::Fatal;
+use super::shared::Shared;
+use super::writer::{Outgoing, write_loop};
+use crate::endpoint::config::OUTGOING_QUEUE_FRAMES;
+use crate::endpoint::tls::ProxyStream;
+use crate::proto::address::VirtualAddress;
+use crate::proto::frame::{DecoderConfig, Event, MessageDecoder, Role};
+use crate::proto::head::HeadLimits;
+use crate::proto::indication::{self, Indication, IndicationError};
+
+/// Largest head inspected in a message from the proxy (the proxy enforces its own limit).
+const MAX_MESSAGE_HEAD_BYTES: usize = 64 * 1024;
+/// Most header lines inspected in a message from the proxy.
+const MAX_MESSAGE_HEADERS: usize = 256;
+/// Room made before each read from the proxy.
+const READ_RESERVE_BYTES: usize = 64 * 1024;
+/// How long a closing tunnel waits for its writer to flush the close frame.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+/// The close code of a tunnel closed on purpose (RFC 6455 §7.4.1).
+const NORMAL_CLOSURE: u16 = 1000;
+
+/// How a link ended, which decides what the supervisor does next.
+pub(super) enum LinkEnd {
+    /// Closed on request.
+    Stopped,
+    /// Lost after registering; reconnect.
+    Lost(String),
+    /// Closed before the `:host` indication; reconnect with backoff.
+    NeverRegistered,
+    /// Ended in a way no reconnect can fix.
+    Fatal(Fatal),
+}
+
+/// Run one connected tunnel until it ends: the writer in its own task, the reader (and the
+/// liveness timer) here.
+pub(super) async fn run_link(
+    shared: &Arc<Shared>,
+    stream: ProxyStream,
+    buf: BytesMut,
+    generation: u64,
+    stop: &mut watch::Receiver<bool>,
+) -> LinkEnd {
+    match stream {
+        // A TCP socket splits into halves without a lock; TLS state is shared by both.
+        ProxyStream::Plain(tcp) => {
+            let (rd, wr) = tcp.into_split();
+            run_halves(shared, rd, wr, buf, generation, stop).await
+        }
+        ProxyStream::Tls(tls) => {
+            let (rd, wr) = tokio::io::split(*tls);
+            run_halves(shared, rd, wr, buf, generation, stop).await
+        }
+    }
+}
+
+async fn run_halves<R, W>(
+    shared: &Arc<Shared>,
+    mut rd: R,
+    wr: W,
+    mut buf: BytesMut,
+    generation: u64,
+    stop: &mut watch::Receiver<bool>,
+) -> LinkEnd
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let config = &shared.config;
+    let (out, out_rx) = mpsc::channel(OUTGOING_QUEUE_FRAMES);
+    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let decoder_config = DecoderConfig {
+        role: Role::Client,
+        max_message_bytes: config.max_message_bytes,
+    };
+    let limits = HeadLimits {
+        max_head_bytes: MAX_MESSAGE_HEAD_BYTES,
+        max_headers: MAX_MESSAGE_HEADERS,
+    };
+    let mut decoder = MessageDecoder::new();
+    let mut registered = false;
+    let mut last_heard = Instant::now();
+    let mut ping_sent: Option<Instant> = None;
+
+    let end = 'link: loop {
+        // Drain every complete frame before reading more.
+        loop {
+            let event = match decoder.decode(&mut buf, &decoder_config) {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = out.try_send(Outgoing::Close(e.close_code()));
+                    break 'link LinkEnd::Lost(format!("protocol error from the proxy: {e}"));
+                }
+            };
+            match event {
+                Event::Message { payload, .. } if indication::is_indication(&payload) => {
+                    match on_indication(&payload) {
+                        Ok(Some(address)) => {
+                            registered = true;
+                            shared.register(generation, address, out.clone());
+                        }
+                        Ok(None) => {}
+                        Err(end) => break 'link end,
+                    }
+                }
+                Event::Message { payload, .. } => {
+                    on_message(shared, generation, payload, &limits, &out).await;
+                }
+                Event::Ping(data) => {
+                    let _ = out.send(Outgoing::Pong(data)).await;
+                }
+                Event::Pong(_) => {}
+                Event::Close { code, .. } => {
+                    let _ = out.try_send(Outgoing::Close(NORMAL_CLOSURE));
+                    break 'link LinkEnd::Lost(format!("proxy closed the tunnel ({code:?})"));
+                }
+            }
+        }
+
+        let deadline = match ping_sent {
+            Some(at) => at + config.pong_timeout,
+            None => last_heard + config.ping_interval,
+        };
+        if buf.capacity() - buf.len() < READ_RESERVE_BYTES / 4 {
+            buf.reserve(READ_RESERVE_BYTES);
+        }
+        tokio::select! {
+            read = rd.read_buf(&mut buf) => match read {
+                Ok(0) => break LinkEnd::Lost("proxy closed the connection".into()),
+                Ok(_) => {
+                    last_heard = Instant::now();
+                    ping_sent = None;
+                }
+                Err(e) => break LinkEnd::Lost(format!("read: {e}")),
+            },
+            _ = sleep_until(deadline) => {
+                if ping_sent.is_some() {
+                    break LinkEnd::Lost("proxy stopped answering pings".into());
+                }
+                let _ = out.try_send(Outgoing::Ping);
+                ping_sent = Some(Instant::now());
+            }
+            _ = stop.wait_for(|s| *s) => {
+                let _ = out.try_send(Outgoing::Close(NORMAL_CLOSURE));
+                break LinkEnd::Stopped;
+            }
+        }
+    };
+    // Unpublish the link first so no new request queues behind a dead writer.
+    shared.unpublish(generation);
+    drop(out);
+    if matches!(end, LinkEnd::Stopped) {
+        let _ = timeout(CLOSE_FLUSH_TIMEOUT, writer).await;
+    } else {
+        writer.abort();
+    }
+    match end {
+        LinkEnd::Lost(_) if !registered => LinkEnd::NeverRegistered,
+        end => end,
+    }
+}
+
+/// An indication from the proxy: `Ok(Some(address))` when `:host` registers the tunnel,
+/// `Err` when it ends the link (an invalid `:host`, `:error replaced`); anything else is
+/// logged and changes nothing.
+fn on_indication(payload: &[u8]) -> Result<Option<VirtualAddress>, LinkEnd> {
+    match indication::parse(payload) {
+        Ok(Indication::Host(name)) => match VirtualAddress::parse(name.as_bytes()) {
+            Ok(address) => Ok(Some(address)),
+            Err(e) => Err(LinkEnd::Lost(format!("proxy sent an invalid :host: {e}"))),
+        },
+        Ok(Indication::Error { token, reason })
+            if IndicationError::parse(&token) == Some(IndicationError::Replaced) =>
+        {
+            Err(LinkEnd::Fatal(Fatal::Replaced(reason)))
+        }
+        Ok(Indication::Error { token, reason })
+            if IndicationError::parse(&token) == Some(IndicationError::Shutdown) =>
+        {
+            tracing::info!(%reason, "tunnel: the proxy is shutting down");
+            Ok(None)
+        }
+        Ok(Indication::Error { token, reason }) => {
+            tracing::warn!(%token, %reason, "tunnel: proxy reported an error");
+            Ok(None)
+        }
+        Ok(Indication::Other(text)) => {
+            tracing::debug!(%text, "tunnel: unknown indication ignored");
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "tunnel: malformed indication");
+            Ok(None)
+        }
+    }
+}

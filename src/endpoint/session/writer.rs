@@ -1,0 +1,136 @@
+//! The writer task, one per tunnel: frames queued by anyone (requests, responses, pongs,
+//! pings, the close), masked as client frames must be, and written in batches.
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::proto::frame::{self, MAX_HEADER_LEN, OpCode};
+use crate::proto::http1::decimal;
+
+/// Bytes of frames gathered into one write.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// A write buffer grown past this by one large message is given back afterwards.
+const KEEP_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+/// The write buffer's size to begin with, and after one that grew too large is given back.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
+/// What the writer task sends.
+pub(super) enum Outgoing {
+    /// An HTTP message, head (finished by [`finish_head`]) then body, in one binary frame.
+    Message {
+        /// The head, through its blank line.
+        head: Bytes,
+        /// The body, framed by the head's `Content-Length`.
+        body: Bytes,
+    },
+    /// The answer to a ping, with its data.
+    Pong(Bytes),
+    /// A ping, when the proxy has been silent too long.
+    Ping,
+    /// A close frame with this code; the writer stops after it.
+    Close(u16),
+}
+
+/// Append `CSeq: <n>` and the blank line.
+pub(super) fn finish_head(head: &mut BytesMut, cseq: u64) {
+    head.extend_from_slice(b"CSeq: ");
+    decimal::put_u64(head, cseq);
+    head.extend_from_slice(b"\r\n\r\n");
+}
+
+/// The writer: frames queued by anyone, masked (client frames must be) and written in
+/// batches.
+pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Outgoing>) {
+    let mut buf = BytesMut::with_capacity(WRITE_BUFFER_BYTES);
+    while let Some(first) = rx.recv().await {
+        let mut closing = encode(&mut buf, first);
+        while !closing && buf.len() < WRITE_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(next) => closing = encode(&mut buf, next),
+                Err(_) => break,
+            }
+        }
+        // TLS accepts plaintext before the socket has taken all of its ciphertext: without
+        // the flush, the tail of a batch could wait in rustls until the next write.
+        if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
+            return;
+        }
+        if buf.capacity() > KEEP_WRITE_BUFFER_BYTES {
+            buf = BytesMut::with_capacity(WRITE_BUFFER_BYTES);
+        } else {
+            buf.clear();
+        }
+        if closing {
+            let _ = wr.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Append one masked frame; true if it was a close frame.
+fn encode(buf: &mut BytesMut, outgoing: Outgoing) -> bool {
+    let mask = fastrand::u32(..).to_ne_bytes();
+    match outgoing {
+        Outgoing::Message { head, body } => {
+            let mut header = [0u8; MAX_HEADER_LEN];
+            let len = head.len() + body.len();
+            let n = frame::encode_header(&mut header, true, OpCode::Binary, Some(mask), len as u64);
+            buf.reserve(n + len);
+            buf.extend_from_slice(&header[..n]);
+            let start = buf.len();
+            buf.extend_from_slice(&head);
+            buf.extend_from_slice(&body);
+            // Masking is the same XOR as unmasking, from offset 0 of the payload.
+            frame::unmask(&mut buf[start..], mask);
+            false
+        }
+        Outgoing::Pong(data) => {
+            frame::encode_frame(buf, OpCode::Pong, Some(mask), &data);
+            false
+        }
+        Outgoing::Ping => {
+            frame::encode_frame(buf, OpCode::Ping, Some(mask), b"");
+            false
+        }
+        Outgoing::Close(code) => {
+            frame::encode_frame(
+                buf,
+                OpCode::Close,
+                Some(mask),
+                &frame::close_payload(code, ""),
+            );
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::{DecoderConfig, Event, MessageDecoder, Role};
+
+    #[test]
+    fn masked_message_frame_decodes_back() {
+        let mut buf = BytesMut::new();
+        encode(
+            &mut buf,
+            Outgoing::Message {
+                head: Bytes::from_static(b"GET / HTTP/1.1\r\n"),
+                body: Bytes::from_static(b"body"),
+            },
+        );
+        let cfg = DecoderConfig {
+            role: Role::Server,
+            max_message_bytes: 1024,
+        };
+        let event = MessageDecoder::new().decode(&mut buf, &cfg).unwrap();
+        assert_eq!(
+            event,
+            Some(Event::Message {
+                opcode: OpCode::Binary,
+                payload: Bytes::from_static(b"GET / HTTP/1.1\r\nbody"),
+            })
+        );
+    }
+}
