@@ -154,7 +154,10 @@ async fn serve(mut stream: TcpStream) -> io::Result<()> {
         match handshake::parse_upgrade(&buf, MAX_HANDSHAKE_BYTES) {
             Ok(Some((request, head_len))) => {
                 let (result, _) = stream
-                    .write_all(handshake::response_101(&request.accept_key, request.protocol))
+                    .write_all(handshake::response_101(
+                        &request.accept_key,
+                        request.protocol,
+                    ))
                     .await;
                 result?;
                 buf.advance(head_len);

@@ -63,17 +63,16 @@
 //! - [`endpoint`]: the client library and the `httpws endpoint` agent, on tokio:
 //!   - [`endpoint::config`]: settings and their defaults.
 //!   - [`endpoint::refusal`]: why the proxy refused a registration; can a retry heal it.
-//!   - [`endpoint::http1`]: HTTP/1.1 framing for the agent's local sides.
-//!   - [`endpoint::service_path`]: a request's path, confined under `--serve`'s base path.
+//!   - [`endpoint::http1`]: HTTP/1.1 reading and framing for the agent's local sides.
 //!   - [`endpoint::tls_diagnosis`]: what a TLS failure means, and what to do about it.
 //!   - [`endpoint::cert_validity`]: a certificate's validity period, read from its DER.
 //!   - [`endpoint::pinned`]: a `--ca` certificate trusted as itself.
 //!   - [`endpoint::tls`]: `wss://` to the proxy.
 //!   - [`endpoint::session`]: the tunnel: register, CSeq matching, pings, reconnect.
 //!   - [`endpoint::client`]: [`endpoint::Endpoint`], the library's face.
-//!   - [`endpoint::pool`]: keep-alive connections to the local service.
-//!   - [`endpoint::ingress`]: the `--listen` server that sends requests into the tunnel.
-//!   - [`endpoint::egress`]: requests from the tunnel to the `--serve` service.
+//!   - [`endpoint::listener`]: the `--listen` server that sends requests into the tunnel.
+//!   - [`endpoint::service`]: requests from the tunnel to the `--serve` service, its
+//!     keep-alive pool, and the base path they are confined under.
 //!   - [`endpoint::agent`]: all of it on one tunnel.
 
 pub mod endpoint;

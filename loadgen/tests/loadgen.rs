@@ -411,7 +411,10 @@ fn faulty_connection(mut stream: TcpStream) -> std::io::Result<()> {
     let mut chunk = [0u8; 16 * 1024];
     loop {
         if let Ok(Some((request, head_len))) = handshake::parse_upgrade(&buf, 8192) {
-            stream.write_all(&handshake::response_101(&request.accept_key))?;
+            stream.write_all(&handshake::response_101(
+                &request.accept_key,
+                request.protocol,
+            ))?;
             let _ = buf.split_to(head_len);
             break;
         }

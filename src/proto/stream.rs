@@ -119,7 +119,9 @@ impl ResetReason {
 
     /// The reason a token names, if it is one of ours.
     pub fn from_token(token: &[u8]) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.token().as_bytes() == token)
+        Self::ALL
+            .into_iter()
+            .find(|r| r.token().as_bytes() == token)
     }
 }
 
@@ -262,7 +264,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(tag(Verb::Credit(65536), Direction::Incoming, 3), b"~credit <3 65536\n");
+        assert_eq!(
+            tag(Verb::Credit(65536), Direction::Incoming, 3),
+            b"~credit <3 65536\n"
+        );
         assert_eq!(tag(Verb::Data, Direction::Outgoing, 17), b"~data >17\n");
         let mut msg = tag(Verb::Data, Direction::Outgoing, 17);
         msg.extend_from_slice(b"payload\n~end >1\n");

@@ -117,7 +117,8 @@ pub(crate) fn register(
         return;
     };
     // The 101 and the `:host` indication go out first, ahead of anything relayed to it.
-    let mut hello = BytesMut::from(&handshake::response_101(&request.accept_key, request.protocol)[..]);
+    let mut hello =
+        BytesMut::from(&handshake::response_101(&request.accept_key, request.protocol)[..]);
     frame::encode_frame(
         &mut hello,
         OpCode::Text,
