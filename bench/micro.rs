@@ -10,7 +10,7 @@ use httpws::proto::frame::{DecoderConfig, MessageDecoder, OpCode, Role, encode_f
 use httpws::proto::head::{self, HeadLimits};
 use httpws::proto::public_request::{self, Forwarded, IngressHead, ProxyNames};
 use httpws::proxy::ids::{CallerKind, ConnKey};
-use httpws::proxy::messages::{Delivery, OutFrame, ShardMessage};
+use httpws::proxy::messages::{Delivery, OutFrame, Progress, ShardMessage};
 use httpws::proxy::router::ShardRouter;
 
 const REQUEST: &[u8] = b"POST /offer HTTP/1.1\r\nHost: bob\r\nCSeq: 123456\r\n\
@@ -147,6 +147,7 @@ fn delivery(cseq: u64) -> ShardMessage {
             head: Bytes::from_static(b"head"),
             body: Bytes::new(),
         },
+        progress: Progress::Ends,
     })
 }
 

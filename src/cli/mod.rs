@@ -161,6 +161,16 @@ pub struct ProxyArgs {
     /// Deadline for a response (e.g. 30s, 500ms).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     request_timeout: Duration,
+    /// Open streams (protocol 2) one connection may have, as caller and as target.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_STREAMS)]
+    max_streams: usize,
+    /// Most credit a stream's sender may hold at once, per direction, in bytes: what one
+    /// stream can make the proxy hold.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_STREAM_WINDOW)]
+    max_stream_window: u64,
+    /// How long a stream may go without data, credit or end before it is reset.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    stream_idle_timeout: Duration,
     /// Time allowed to complete the opening handshake.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     handshake_timeout: Duration,

@@ -26,6 +26,11 @@ impl ProxyArgs {
             max_inflight: self.max_inflight.max(1),
             max_queued_bytes: self.max_queued_bytes,
             request_timeout: self.request_timeout,
+            max_streams: self.max_streams.max(1),
+            max_stream_window: self
+                .max_stream_window
+                .max(httpws::proto::stream::STREAM_WINDOW),
+            stream_idle_timeout: self.stream_idle_timeout,
             handshake_timeout: self.handshake_timeout,
             idle_timeout: self.idle_timeout,
             pong_timeout: self.pong_timeout,

@@ -17,7 +17,7 @@
 
 use bytes::BytesMut;
 
-use crate::proto::http1::decimal::{parse_u64, put_u64};
+use crate::proto::http1::decimal::{len_u64, parse_u64, put_u64};
 
 /// The first byte of every stream message (never the first byte of an HTTP message or of an
 /// indication).
@@ -207,6 +207,17 @@ pub fn parse(msg: &[u8]) -> Result<StreamMessage, StreamError> {
     })
 }
 
+/// How long [`write_tag`] writes the tag line of `verb` about `cseq`, in bytes.
+pub fn tag_len(verb: Verb, cseq: u64) -> usize {
+    let verb_len = match verb {
+        Verb::Data => 5,
+        Verb::End => 4,
+        Verb::Credit(n) => 7 + 1 + len_u64(n),
+        Verb::Reset(reason) => 6 + 1 + reason.token().len(),
+    };
+    1 + verb_len + 1 + len_u64(cseq) + 1
+}
+
 /// Append the tag line of a message with `verb` about exchange `cseq` in `dir`'s space.
 pub fn write_tag(dst: &mut BytesMut, verb: Verb, dir: Direction, cseq: u64) {
     dst.reserve(MAX_TAG_BYTES);
@@ -261,6 +272,7 @@ mod tests {
                     let parsed = parse(&wire).expect("parses");
                     assert_eq!((parsed.verb, parsed.dir, parsed.cseq), (verb, dir, cseq));
                     assert_eq!(parsed.payload_at, wire.len());
+                    assert_eq!(tag_len(verb, cseq), wire.len());
                 }
             }
         }

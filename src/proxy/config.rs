@@ -18,6 +18,13 @@ pub const DEFAULT_MAX_INFLIGHT: usize = 4096;
 /// Bytes queued towards one connection before new requests to it get `target-busy`. A
 /// connection whose queue passes twice this (plus one message) is too slow and is closed.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
+/// Open streams one connection may have (protocol 2), as a caller and as a target.
+pub const DEFAULT_MAX_STREAMS: usize = 256;
+/// Most credit a stream's sender may hold at once, per direction, in bytes: what one
+/// stream can make the proxy hold (credit beyond it is clipped when relayed).
+pub const DEFAULT_MAX_STREAM_WINDOW: u64 = 1024 * 1024;
+/// How long a stream may go without data, credit or an end before it is reset `timeout`.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a request may wait for its response before the caller gets `timeout`.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a client has to complete the opening handshake.
@@ -69,6 +76,12 @@ pub struct ProxyConfig {
     pub max_queued_bytes: usize,
     /// How long a relayed request waits for its response before `timeout` (`--request-timeout`).
     pub request_timeout: Duration,
+    /// Open streams per connection, as caller and as target (`--max-streams`).
+    pub max_streams: usize,
+    /// Most credit a stream's sender may hold, per direction, in bytes (`--max-stream-window`).
+    pub max_stream_window: u64,
+    /// How long a stream may stand still before it is reset (`--stream-idle-timeout`).
+    pub stream_idle_timeout: Duration,
     /// How long a new connection has for its TLS handshake and first head, and an ingress
     /// caller for each head once begun (`--handshake-timeout`).
     pub handshake_timeout: Duration,
@@ -126,6 +139,9 @@ impl Default for ProxyConfig {
             max_inflight: DEFAULT_MAX_INFLIGHT,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_streams: DEFAULT_MAX_STREAMS,
+            max_stream_window: DEFAULT_MAX_STREAM_WINDOW,
+            stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             pong_timeout: DEFAULT_PONG_TIMEOUT,

@@ -12,9 +12,11 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::proto::address::VirtualAddress;
 use crate::proto::frame::MessageDecoder;
+use crate::proto::handshake::Protocol;
 use crate::proxy::ids::ConnKey;
 use crate::proxy::messages::OutFrame;
 use crate::proxy::pending::{InflightSet, PendingTable};
+use crate::proxy::streams::{OutgoingStreams, StreamTable};
 
 /// What one queued piece costs beyond its bytes (its queue slot, with the queue's growth, and
 /// its allocation), counted against `--max-queued-bytes` so that a flood of tiny frames
@@ -58,6 +60,13 @@ pub struct ConnState {
     pub pending: PendingTable,
     /// CSeqs of requests this connection sent, waiting for responses.
     pub inflight: InflightSet,
+    /// Exchanges streaming to this connection as a target (protocol 2), by proxy CSeq.
+    pub streams: StreamTable,
+    /// This connection's own streaming exchanges (as a caller): CSeq → the shard that holds
+    /// the stream's state.
+    pub outgoing: OutgoingStreams,
+    /// Whether this connection is listed in the shard's set of connections with streams.
+    pub in_stream_set: bool,
     /// Whether this connection is listed in the shard's set of connections with pending requests.
     pub in_timed_set: bool,
     pub(crate) decoder: MessageDecoder,
@@ -79,17 +88,26 @@ pub struct Conn {
     pub address: VirtualAddress,
     /// Registered with `?public=1`: takes calls from the internet (public ingress).
     pub public: bool,
+    /// The protocol it negotiated at the handshake (protocol 2 streams).
+    pub protocol: Protocol,
     /// What changes as it runs; a `RefCell`, since the shard and the driver task share one thread.
     pub state: RefCell<ConnState>,
 }
 
 impl Conn {
     /// A new open connection; `leftover` holds what the peer sent behind its handshake head.
-    pub fn new(key: ConnKey, address: VirtualAddress, public: bool, leftover: BytesMut) -> Self {
+    pub fn new(
+        key: ConnKey,
+        address: VirtualAddress,
+        public: bool,
+        protocol: Protocol,
+        leftover: BytesMut,
+    ) -> Self {
         Self {
             key,
             address,
             public,
+            protocol,
             state: RefCell::new(ConnState {
                 out: VecDeque::new(),
                 out_bytes: 0,
@@ -98,6 +116,9 @@ impl Conn {
                 phase: Phase::Open,
                 pending: PendingTable::default(),
                 inflight: InflightSet::new(),
+                streams: StreamTable::new(),
+                outgoing: OutgoingStreams::new(),
+                in_stream_set: false,
                 in_timed_set: false,
                 decoder: MessageDecoder::new(),
                 partial: leftover,

@@ -9,6 +9,7 @@ use crate::proto::address::VirtualAddress;
 use crate::proto::frame::OpCode;
 use crate::proto::handshake::UpgradeRequest;
 use crate::proto::head::HeadInfo;
+use crate::proto::stream::StreamMessage;
 use crate::proxy::ids::{CallerKind, ConnKey, ConnRef};
 use crate::proxy::transport::DetachedTransport;
 
@@ -36,6 +37,15 @@ pub struct OutFrame {
 }
 
 impl OutFrame {
+    /// A frame with nothing in it: queuing it writes nothing (a delivery that only tells
+    /// the caller's shard an exchange is over).
+    pub fn empty() -> OutFrame {
+        OutFrame {
+            head: Bytes::new(),
+            body: Bytes::new(),
+        }
+    }
+
     /// Bytes on the wire: `head` and `body` together.
     pub fn len(&self) -> usize {
         self.head.len() + self.body.len()
@@ -67,6 +77,39 @@ pub struct RelayRequest {
     pub body: Bytes,
     /// How the caller wants its answer.
     pub reply: ReplyAs,
+    /// The caller speaks protocol 2: it may get stream heads and stream messages back.
+    pub caller_streams: bool,
+}
+
+/// What a delivery does to the caller's exchange, on the caller's shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The exchange is over for the caller (a whole answer, a stream's last message): its
+    /// CSeq is free again.
+    Ends,
+    /// A response stream starts; the stream's state is on shard `owner`, where the caller's
+    /// credit and reset messages for it go.
+    Opens {
+        /// The shard that owns the stream.
+        owner: u16,
+    },
+    /// A stream message; the exchange goes on.
+    Continues,
+}
+
+/// A caller's stream message, on its way to the shard that owns the stream.
+#[derive(Debug)]
+pub struct CallerStream {
+    /// The caller.
+    pub origin: ConnRef,
+    /// The caller's CSeq of the exchange.
+    pub origin_cseq: u64,
+    /// The parsed tag line.
+    pub tag: StreamMessage,
+    /// The whole message (the payload starts at `tag.payload_at`).
+    pub message: Bytes,
+    /// The opcode it came with.
+    pub opcode: OpCode,
 }
 
 /// The answer to one request, on its way back to the caller's connection.
@@ -81,6 +124,8 @@ pub struct Delivery {
     pub origin_cseq: u64,
     /// The answer, ready to write (a frame, or an HTTP response for an ingress caller).
     pub frame: OutFrame,
+    /// What it does to the caller's exchange.
+    pub progress: Progress,
 }
 
 /// A freshly upgraded connection travelling to the shard that owns its address.
@@ -116,6 +161,16 @@ pub enum ShardMessage {
     AdoptHttp(Box<HttpHandoff>),
     /// Relay this request to a target registered here.
     Request(RelayRequest),
-    /// Hand this answer to a caller connected here.
+    /// Hand this answer (or stream message) to a caller connected here.
     Respond(Delivery),
+    /// A caller's stream message, for a stream whose state this shard holds.
+    CallerStream(Box<CallerStream>),
+    /// A caller connected elsewhere went away with this stream open: reset it towards its
+    /// target, which is registered here.
+    CallerGone {
+        /// The caller.
+        origin: ConnRef,
+        /// The caller's CSeq of the stream.
+        origin_cseq: u64,
+    },
 }

@@ -47,6 +47,7 @@ pub mod runtime;
 pub mod server;
 pub mod shard;
 pub mod slab;
+pub mod streams;
 pub mod table;
 pub mod tls;
 pub mod transport;

@@ -18,6 +18,8 @@ pub struct Pending {
     pub reply: ReplyAs,
     /// When the caller gets `timeout` instead (`--request-timeout` after it was relayed).
     pub deadline: Instant,
+    /// The caller speaks protocol 2 (a streamed answer may go to it as a stream).
+    pub caller_streams: bool,
 }
 
 /// Why a response's CSeq matched nothing.
@@ -56,6 +58,19 @@ impl PendingTable {
         self.next_cseq += 1;
         self.entries.insert(cseq, pending);
         cseq
+    }
+
+    /// Issue a CSeq for an exchange kept elsewhere (a stream), so that late messages for it
+    /// are told apart from messages for CSeqs never issued.
+    pub fn issue(&mut self) -> u64 {
+        let cseq = self.next_cseq;
+        self.next_cseq += 1;
+        cseq
+    }
+
+    /// The CSeq the next request will get (every smaller one, but 0, was issued).
+    pub fn next_cseq(&self) -> u64 {
+        self.next_cseq
     }
 
     /// Match a response's CSeq.
@@ -118,6 +133,7 @@ mod tests {
             origin_cseq,
             reply: ReplyAs::Frame(OpCode::Text),
             deadline,
+            caller_streams: false,
         }
     }
 

@@ -379,6 +379,9 @@ impl IngressConn {
                 info: relay.info,
                 body,
                 reply,
+                // The answer is written to the caller as HTTP: a streamed response is put
+                // together whole first (up to the message limit).
+                caller_streams: false,
             },
         );
         // No timer of its own: every relayed request is answered (by its target, or by the

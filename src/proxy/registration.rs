@@ -110,9 +110,9 @@ pub(crate) fn register(
             }
         }
     }
-    let public = request.public;
+    let (public, protocol) = (request.public, request.protocol);
     let Some(conn) = shard.register(address.clone(), credential, |key| {
-        Conn::new(key, address.clone(), public, leftover)
+        Conn::new(key, address.clone(), public, protocol, leftover)
     }) else {
         return;
     };

@@ -132,8 +132,7 @@ impl ShardRouter {
 mod tests {
     use super::*;
     use crate::proxy::ids::{CallerKind, ConnKey};
-    use crate::proxy::messages::{Delivery, OutFrame};
-    use bytes::Bytes;
+    use crate::proxy::messages::{Delivery, OutFrame, Progress};
 
     fn delivery(cseq: u64) -> ShardMessage {
         ShardMessage::Respond(Delivery {
@@ -143,10 +142,8 @@ mod tests {
             },
             kind: CallerKind::WebSocket,
             origin_cseq: cseq,
-            frame: OutFrame {
-                head: Bytes::new(),
-                body: Bytes::new(),
-            },
+            frame: OutFrame::empty(),
+            progress: Progress::Ends,
         })
     }
 

@@ -13,6 +13,7 @@ use monoio::net::TcpListener;
 
 use crate::proto::answer_error::AnswerError;
 use crate::proto::indication::IndicationError;
+use crate::proto::stream::ResetReason;
 use crate::proxy::admission;
 use crate::proxy::config::{CLOSE_FLUSH_TIMEOUT, DriverChoice, ProxyConfig};
 use crate::proxy::control::Control;
@@ -243,6 +244,7 @@ async fn sweep_loop(shard: Rc<Shard>) {
         monoio::time::sleep(tick).await;
         let now = Instant::now();
         shard.expire_requests(now);
+        shard.expire_streams(now);
         if now >= next_liveness {
             shard.check_liveness(now, liveness_every);
             next_liveness = now + liveness_every;
@@ -256,7 +258,14 @@ fn dispatch(shard: &Rc<Shard>, msg: ShardMessage) {
         ShardMessage::Adopt(handoff) => registration::adopt(shard, *handoff),
         ShardMessage::AdoptHttp(handoff) => public_ingress::adopt(shard, *handoff),
         ShardMessage::Request(request) => shard.accept_request(request),
-        ShardMessage::Respond(d) => shard.deliver_local(d.kind, d.to, d.origin_cseq, d.frame),
+        ShardMessage::Respond(d) => {
+            shard.deliver_local(d.kind, d.to, d.origin_cseq, d.frame, d.progress)
+        }
+        ShardMessage::CallerStream(hop) => shard.stream_from_caller(*hop),
+        ShardMessage::CallerGone {
+            origin,
+            origin_cseq,
+        } => shard.caller_gone(origin, origin_cseq),
     }
 }
 
@@ -273,6 +282,9 @@ async fn shut_down(shard: Rc<Shard>) {
     for conn in &conns {
         let gone: Vec<_> = conn.state.borrow_mut().pending.drain().collect();
         shard.fail_pending(gone, AnswerError::TargetGone, "the proxy is shutting down");
+        // Streams do not get a grace period of their own (a download may last hours): their
+        // callers learn of the shutdown now, before the connections close.
+        shard.end_streams(conn, ResetReason::Shutdown);
     }
     let deadline = Instant::now() + CLOSE_FLUSH_TIMEOUT;
     while !shard.flush_overflow() && Instant::now() < deadline {

@@ -12,6 +12,7 @@ use crate::proto::http1::decimal::parse_u64;
 use crate::proto::http1::framing::{self, Framing};
 use crate::proto::http1::header_name::{self, HTTPWS_TARGET_ERROR};
 use crate::proto::http1::hop;
+use crate::proto::stream::{STREAM_HEADER, STREAM_HEADER_VALUE};
 
 /// Default limit on the head's size, up to and including its blank line.
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -97,6 +98,11 @@ pub struct HeadInfo {
     n_hops: u8,
     /// More hop-by-hop lines than `hops` holds.
     pub(super) hops_overflow: bool,
+    /// A stream head (`Httpws-Stream: body`, protocol 2): the body follows as data messages.
+    pub stream: bool,
+    /// The `Httpws-Stream` line, dropped when the body is assembled into a whole message for
+    /// a protocol-1 peer.
+    pub(super) stream_line: Span,
 }
 
 impl HeadInfo {
@@ -165,6 +171,8 @@ impl HeadInfo {
             hops: [Span::default(); MAX_HOP_LINES],
             n_hops: 0,
             hops_overflow: false,
+            stream: false,
+            stream_line: Span::default(),
         }
     }
 }
@@ -317,6 +325,17 @@ fn check_framing(
         reason,
     };
     let declared = framing::declared(headers).map_err(|e| malformed(e.reason()))?;
+    if info.stream {
+        // The body follows as data messages: the head travels alone, and says at most how
+        // long the body will be (data messages carry its bytes, never chunk framing).
+        return match declared {
+            Framing::Chunked => Err(malformed(
+                "a stream head has no Transfer-Encoding (data messages carry the body)",
+            )),
+            _ if !body.is_empty() => Err(malformed("a stream head carries no body")),
+            _ => Ok(declared),
+        };
+    }
     match kind {
         HeadKind::Request => {
             let authority = target.and_then(absolute_authority);
@@ -439,6 +458,9 @@ fn scan_headers(
     let mut hops = [Span::default(); MAX_HOP_LINES];
     let mut n_hops = 0usize;
     let mut hops_overflow = false;
+    let mut stream_line: Option<Span> = None;
+    let mut stream_count = 0u32;
+    let mut stream_value_ok = true;
 
     for h in headers {
         let name = h.name.as_bytes();
@@ -455,6 +477,7 @@ fn scan_headers(
             {
                 Wanted::Error
             }
+            13 if header_name::same_name(name, STREAM_HEADER) => Wanted::Stream,
             _ if kind == HeadKind::Response && hop::is_hop_by_hop(name) => Wanted::Hop,
             _ => continue,
         };
@@ -473,7 +496,7 @@ fn scan_headers(
                     host = Some(start as u32..end as u32);
                 }
             }
-            Wanted::Cseq | Wanted::From | Wanted::Error | Wanted::Hop => {
+            Wanted::Cseq | Wanted::From | Wanted::Error | Wanted::Hop | Wanted::Stream => {
                 // The name slice always points into `msg`; the line runs to the next LF.
                 let start = (name.as_ptr() as usize)
                     .checked_sub(base)
@@ -487,6 +510,12 @@ fn scan_headers(
                     start: start as u32,
                     end: (name_end + lf + 1) as u32,
                 };
+                if which == Wanted::Stream {
+                    stream_count += 1;
+                    stream_value_ok &= h.value.eq_ignore_ascii_case(STREAM_HEADER_VALUE);
+                    stream_line = Some(span);
+                    continue;
+                }
                 if which == Wanted::Hop {
                     if n_hops < MAX_HOP_LINES {
                         hops[n_hops] = span;
@@ -528,6 +557,9 @@ fn scan_headers(
     if too_many_drops {
         return malformed("too many CSeq, Httpws-From or Httpws-Error lines");
     }
+    if stream_count > 1 || !stream_value_ok {
+        return malformed("Httpws-Stream must appear once, as `Httpws-Stream: body`");
+    }
     if kind == HeadKind::Request {
         match (host_count, &host) {
             (0, _) => return malformed("missing Host"),
@@ -552,6 +584,8 @@ fn scan_headers(
         hops,
         n_hops: n_hops as u8,
         hops_overflow,
+        stream: stream_line.is_some(),
+        stream_line: stream_line.unwrap_or_default(),
     })
 }
 
@@ -563,6 +597,8 @@ enum Wanted {
     /// A response's own `Httpws-Error` (renamed on the way).
     Error,
     Hop,
+    /// `Httpws-Stream` (in any spelling: a twin must not pass for a plain header).
+    Stream,
 }
 
 /// httparse's slices always lie within the buffer and end before a LF, so this is unreachable;

@@ -17,7 +17,7 @@ pub use inspect::{
     DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, HeadError, HeadInfo, HeadKind, HeadLimits,
     MAX_HOP_LINES, MAX_REMOVED_LINES, inspect,
 };
-pub use rewrite::{rewritten_head_len, write_head};
+pub use rewrite::{rewritten_head_len, write_head, write_whole_head};
 pub use to_http::{HttpHeadError, write_http_head};
 
 #[cfg(test)]

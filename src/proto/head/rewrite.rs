@@ -4,9 +4,11 @@
 
 use bytes::BytesMut;
 
-use crate::proto::head::inspect::HeadInfo;
+use crate::proto::head::inspect::{HeadInfo, Span};
 use crate::proto::http1::decimal::{len_u64, put_u64};
+use crate::proto::http1::framing::Framing;
 use crate::proto::http1::header_name;
+use crate::proto::http1::write::put_content_length;
 
 const CSEQ_PREFIX: &[u8] = b"CSeq: ";
 const FROM_PREFIX: &[u8] = b"Httpws-From: ";
@@ -20,11 +22,49 @@ const CRLF: &[u8] = b"\r\n";
 /// # Panics
 /// If `msg` is not the message `info` was made from (a slice index is then out of bounds).
 pub fn write_head(dst: &mut BytesMut, msg: &[u8], info: &HeadInfo, cseq: u64, from: Option<&str>) {
-    debug_assert!(from.is_none_or(|f| !f.bytes().any(|b| b == b'\r' || b == b'\n')));
     dst.reserve(rewritten_head_len(msg, info, cseq, from));
+    write_with(dst, msg, info, cseq, from, None);
+}
+
+/// [`write_head`] for a stream head whose body was assembled whole (for a protocol-1 peer):
+/// without its `Httpws-Stream` line, and with `Content-Length: body_len` unless the head
+/// declared the length itself (the assembler checked the body against it).
+pub fn write_whole_head(
+    dst: &mut BytesMut,
+    msg: &[u8],
+    info: &HeadInfo,
+    cseq: u64,
+    from: Option<&str>,
+    body_len: u64,
+) {
+    dst.reserve(rewritten_head_len(msg, info, cseq, from) + 32);
+    let length = (info.framing == Framing::None).then_some(body_len);
+    write_with(dst, msg, info, cseq, from, Some((info.stream_line, length)));
+}
+
+/// The rewrite itself; `whole`: the stream line to leave out and the length to add.
+fn write_with(
+    dst: &mut BytesMut,
+    msg: &[u8],
+    info: &HeadInfo,
+    cseq: u64,
+    from: Option<&str>,
+    whole: Option<(Span, Option<u64>)>,
+) {
+    debug_assert!(from.is_none_or(|f| !f.bytes().any(|b| b == b'\r' || b == b'\n')));
+    let mut skip = whole.map(|(span, _)| span).filter(|_| info.stream);
     let mut pos = 0;
+    // Copy msg[pos..to] into dst, leaving the skipped line out if it lies in between.
+    let mut copy_to = |dst: &mut BytesMut, pos: &mut usize, to: usize| {
+        if let Some(span) = skip.filter(|s| (s.start as usize) < to) {
+            dst.extend_from_slice(&msg[*pos..span.start as usize]);
+            *pos = span.end as usize;
+            skip = None;
+        }
+        dst.extend_from_slice(&msg[*pos..to]);
+    };
     for (i, span) in info.drops().iter().enumerate() {
-        dst.extend_from_slice(&msg[pos..span.start as usize]);
+        copy_to(dst, &mut pos, span.start as usize);
         if i == info.cseq_drop as usize {
             dst.extend_from_slice(CSEQ_PREFIX);
             put_u64(dst, cseq);
@@ -35,7 +75,10 @@ pub fn write_head(dst: &mut BytesMut, msg: &[u8], info: &HeadInfo, cseq: u64, fr
         pos = span.end as usize;
     }
     // Everything up to the blank line, which is the last two bytes of the head.
-    dst.extend_from_slice(&msg[pos..info.head_len - 2]);
+    copy_to(dst, &mut pos, info.head_len - 2);
+    if let Some((_, Some(length))) = whole {
+        put_content_length(dst, length);
+    }
     if let Some(from) = from {
         dst.extend_from_slice(FROM_PREFIX);
         dst.extend_from_slice(from.as_bytes());

@@ -50,12 +50,13 @@ pub fn is_forwarding_twin(name: &[u8]) -> bool {
 
 /// Whether `name` is one of the headers a caller may never send to a service in any
 /// spelling, because a hop of ours sets it: `Httpws-From`, `Httpws-Error`,
-/// `Httpws-Target-Error` and `CSeq`.
+/// `Httpws-Target-Error`, `Httpws-Stream` and `CSeq`.
 pub fn is_stamped(name: &[u8]) -> bool {
     match name.len() {
         4 => same_name(name, CSEQ),
         11 => same_name(name, HTTPWS_FROM),
         12 => same_name(name, HTTPWS_ERROR),
+        13 => same_name(name, b"httpws-stream"),
         19 => same_name(name, b"httpws-target-error"),
         _ => false,
     }

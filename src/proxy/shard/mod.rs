@@ -4,9 +4,10 @@
 
 mod liveness;
 pub mod relay;
+mod stream;
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -17,12 +18,13 @@ use crate::proto::answer_error::AnswerError;
 use crate::proto::frame::{self, DecoderConfig, MAX_HEADER_LEN, OpCode, Role};
 use crate::proto::head::HeadLimits;
 use crate::proto::indication::{self, IndicationError};
+use crate::proto::stream::ResetReason;
 use crate::proxy::access::AccessPolicy;
 use crate::proxy::config::ProxyConfig;
 use crate::proxy::conn::{Conn, Queued};
 use crate::proxy::control::Control;
 use crate::proxy::http_caller::HttpCaller;
-use crate::proxy::ids::ConnKey;
+use crate::proxy::ids::{CallerKind, ConnKey, ConnRef};
 use crate::proxy::messages::{OutFrame, ShardMessage};
 use crate::proxy::router::ShardRouter;
 use crate::proxy::slab::ConnectionSlab;
@@ -62,6 +64,11 @@ pub struct Shard {
     overflow: RefCell<Vec<VecDeque<ShardMessage>>>,
     /// Connections with requests pending on them, for the deadline sweep.
     timed: RefCell<Vec<ConnKey>>,
+    /// Connections with streams on them (as targets), for the streams' idle sweep.
+    stream_timed: RefCell<Vec<ConnKey>>,
+    /// Streams whose target is registered here, by (caller, caller's CSeq): where a caller's
+    /// stream messages find their stream.
+    stream_routes: RefCell<HashMap<(ConnRef, u64), (ConnKey, u64)>>,
     pending_total: Cell<usize>,
     /// Shutdown has begun: new registrations and requests are refused.
     draining: Cell<bool>,
@@ -101,6 +108,8 @@ impl Shard {
             scratch: RefCell::new(BytesMut::new()),
             overflow: RefCell::new((0..shards).map(|_| VecDeque::new()).collect()),
             timed: RefCell::default(),
+            stream_timed: RefCell::default(),
+            stream_routes: RefCell::default(),
             pending_total: Cell::new(0),
             draining: Cell::new(false),
         }
@@ -293,6 +302,38 @@ impl Shard {
         if !gone.is_empty() {
             let reason = format!("{} disconnected before answering", conn.address);
             self.fail_pending(gone, AnswerError::TargetGone, &reason);
+        }
+        self.end_streams(conn, ResetReason::TargetGone);
+        // Its own streams (as a caller) end too: each target gets a reset.
+        let outgoing = std::mem::take(&mut conn.state.borrow_mut().outgoing);
+        let origin = ConnRef {
+            shard: self.id as u16,
+            kind: CallerKind::WebSocket,
+            key: conn.key,
+        };
+        for (origin_cseq, owner) in outgoing {
+            if usize::from(owner) == self.id {
+                self.caller_gone(origin, origin_cseq);
+            } else {
+                let gone = ShardMessage::CallerGone {
+                    origin,
+                    origin_cseq,
+                };
+                self.send_to(usize::from(owner), gone);
+            }
+        }
+    }
+
+    /// End every stream `conn` is the target of: its callers get an error answer (no
+    /// response head yet) or a reset with `reason`.
+    pub fn end_streams(&self, conn: &Conn, reason: ResetReason) {
+        let streams = std::mem::take(&mut conn.state.borrow_mut().streams);
+        for entry in streams.into_values() {
+            self.stream_routes
+                .borrow_mut()
+                .remove(&(entry.origin, entry.origin_cseq));
+            let why = format!("{} is gone", conn.address);
+            self.end_for_caller(&entry, reason, &why);
         }
     }
 
