@@ -29,5 +29,6 @@ pub mod raw_ws;
 pub mod scratch;
 pub mod service;
 pub mod skip;
+pub mod stream_wire;
 pub mod wire;
 pub mod ws;
