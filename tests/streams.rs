@@ -1,8 +1,9 @@
 //! Protocol 2 streams through the real proxy (docs/protocol.md §12), driven by tungstenite
 //! endpoints that negotiate `httpws.2` and speak the stream messages by hand: heads with
 //! `Httpws-Stream: body`, `~data`/`~end`/`~credit`/`~reset` tagged with the exchange's CSeq,
-//! flow control, every way a stream ends, and the bridges to protocol-1 peers and internet
-//! callers. Every case runs on both io drivers, with the two endpoints on different shards.
+//! flow control, every way a stream ends, and the bridges to protocol-1 peers (internet
+//! callers: tests/ingress_streams.rs). Every case runs on both io drivers, with the two
+//! endpoints on different shards.
 
 mod common;
 
@@ -13,7 +14,7 @@ use common::driver::Driver;
 use common::proxy::{Proxy, name_on_shard};
 use common::raw_conn::RawConn;
 use common::stream_wire::{connect_v2, data, head_of, pair, recv, recv_tagged, send, tag};
-use common::ws::{connect, connect_with, recv_within};
+use common::ws::{connect, recv_within};
 
 /// The initial credit of each direction of a stream (docs/protocol.md §12).
 const WINDOW: usize = 256 * 1024;
@@ -399,32 +400,6 @@ fn a_protocol_1_target_gets_a_streamed_request_whole(driver: Driver) {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
-fn an_internet_caller_gets_a_streamed_response_as_http(driver: Driver) {
-    let proxy = Proxy::start(driver, &[]);
-    let mut svc = connect_with(
-        &proxy,
-        "/svc?public=1",
-        &[("Sec-WebSocket-Protocol", "httpws.2")],
-    )
-    .expect("register svc");
-    let mut caller = RawConn::connect(proxy.addr, IO_TIMEOUT);
-    caller
-        .send(b"GET /doc HTTP/1.1\r\nHost: svc\r\n\r\n")
-        .expect("send");
-    let (_, p) = head_of(&recv(&mut svc));
-    send(
-        &mut svc,
-        format!("HTTP/1.1 200 OK\r\nCSeq: {p}\r\nHttpws-Stream: body\r\n\r\n"),
-    );
-    send(&mut svc, data('<', p, b"part one, "));
-    send(&mut svc, data('<', p, b"part two"));
-    send(&mut svc, tag("end", '<', p, None));
-    let answer = caller.response("GET");
-    assert_eq!(answer.status(), 200);
-    assert_eq!(answer.body, b"part one, part two");
-    assert_eq!(answer.all("httpws-stream"), Vec::<&str>::new());
-}
-
 // =============================================================================================
 // What protocol 1 may not send, and stream limits
 // =============================================================================================
@@ -497,7 +472,6 @@ on_both_drivers!(
     an_idle_stream_is_reset_timeout,
     a_protocol_1_caller_gets_a_streamed_response_whole,
     a_protocol_1_target_gets_a_streamed_request_whole,
-    an_internet_caller_gets_a_streamed_response_as_http,
     protocol_1_may_not_stream,
     stream_messages_for_unknown_or_ended_exchanges,
 );
