@@ -24,6 +24,7 @@ pub mod process;
 pub mod programs;
 pub mod proxy;
 pub mod proxy_errors;
+pub mod python;
 pub mod raw_conn;
 pub mod raw_ws;
 pub mod scratch;
