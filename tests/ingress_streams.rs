@@ -366,7 +366,234 @@ fn curl_gets_each_server_sent_event_as_it_is_sent(driver: Driver) {
     reader.join().expect("reader");
 }
 
+/// A request head of an internet caller's upload to `name`, chunked.
+fn chunked_upload(name: &str) -> String {
+    format!("POST /up HTTP/1.1\r\nHost: {name}\r\nTransfer-Encoding: chunked\r\n\r\n")
+}
+
+/// One chunk of `payload`.
+fn chunk(payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", payload.len()).into_bytes();
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A whole `200` answer to exchange `p`.
+fn answer(svc: &mut Endpoint, p: u64, body: &str) {
+    let len = body.len();
+    send(
+        svc,
+        format!("HTTP/1.1 200 OK\r\nCSeq: {p}\r\nContent-Length: {len}\r\n\r\n{body}"),
+    );
+}
+
+/// The target's next message: request data of exchange `p`; its payload.
+#[track_caller]
+fn upload_data(svc: &mut Endpoint, p: u64) -> Vec<u8> {
+    let got = recv_tagged(svc);
+    assert_eq!(
+        (got.verb.as_str(), got.dir, got.cseq),
+        ("data", '<', p),
+        "{got:?}"
+    );
+    got.payload
+}
+
+/// An internet caller's chunked upload reaches a protocol-2 target as a stream: a stream head
+/// without `Transfer-Encoding`, the data decoded, never more than the credit the target has
+/// granted (the rest waits in the caller's socket), then the end; the answer goes back and
+/// the connection stays open for the next request.
+fn a_chunked_upload_streams_to_the_target_within_its_credit(driver: Driver) {
+    const PIECE: usize = 16 * 1024;
+    const EXTRA: usize = 64 * 1024;
+    let proxy = Proxy::start(driver, &[]);
+    let (mut svc, name) = public_v2(&proxy, "svc", 1);
+    let mut caller = RawConn::connect(proxy.addr, IO_TIMEOUT);
+    let mut request = chunked_upload(&name).into_bytes();
+    request.extend_from_slice(&chunk(b"hello"));
+    caller.send(&request).expect("send");
+    let message = recv(&mut svc);
+    let (head, p) = head_of(&message);
+    assert!(head.starts_with("POST /up HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nHttpws-Stream: body"), "{head}");
+    for absent in ["Transfer-Encoding", "Content-Length"] {
+        assert!(!head.contains(absent), "{absent} in {head}");
+    }
+    assert!(
+        message.ends_with(b"\r\n\r\n"),
+        "a stream head carries no body"
+    );
+    assert_eq!(upload_data(&mut svc, p), b"hello");
+
+    // More than the window: exactly the window arrives, then nothing until credit comes.
+    let body = common::service::pattern(WINDOW + EXTRA);
+    let mut chunks = Vec::new();
+    for piece in body.chunks(PIECE) {
+        chunks.extend_from_slice(&chunk(piece));
+    }
+    caller.send(&chunks).expect("send the chunks");
+    let mut got = b"hello".to_vec();
+    while got.len() < WINDOW {
+        got.extend_from_slice(&upload_data(&mut svc, p));
+    }
+    assert_eq!(got.len(), WINDOW, "no more than the initial credit");
+    assert_eq!(
+        recv_within(&mut svc, Duration::from_millis(300)),
+        None,
+        "nothing beyond the credit"
+    );
+    send(
+        &mut svc,
+        tag("credit", '<', p, Some(&(EXTRA + 5).to_string())),
+    );
+    while got.len() < WINDOW + EXTRA + 5 {
+        got.extend_from_slice(&upload_data(&mut svc, p));
+    }
+    let mut expected = b"hello".to_vec();
+    expected.extend_from_slice(&body);
+    assert!(got == expected, "the upload arrives decoded, in order");
+    caller
+        .send(b"0\r\nX-Trailer: dropped\r\n\r\n")
+        .expect("send the end");
+    let got = recv_tagged(&mut svc);
+    assert_eq!((got.verb.as_str(), got.cseq), ("end", p), "{got:?}");
+    answer(&mut svc, p, "stored");
+    let response = caller.response("POST");
+    assert_eq!(
+        (response.status(), &response.body[..]),
+        (200, &b"stored"[..])
+    );
+    assert_eq!(response.header("connection"), None, "kept alive");
+    // The next request on the connection is read from where the body ended.
+    caller
+        .send(format!("GET /next HTTP/1.1\r\nHost: {name}\r\n\r\n").as_bytes())
+        .expect("send");
+    let (head, p) = head_of(&recv(&mut svc));
+    assert!(head.starts_with("GET /next HTTP/1.1\r\n"), "{head}");
+    answer(&mut svc, p, "next");
+    assert_eq!(caller.response("GET").body, b"next");
+}
+
+/// A declared length over a window streams too, held to exactly that length.
+fn a_large_declared_upload_streams_under_its_length(driver: Driver) {
+    let proxy = Proxy::start(driver, &[]);
+    let (mut svc, name) = public_v2(&proxy, "svc", 0);
+    let mut caller = RawConn::connect(proxy.addr, IO_TIMEOUT);
+    let total = WINDOW + 1;
+    let mut request =
+        format!("PUT /file HTTP/1.1\r\nHost: {name}\r\nContent-Length: {total}\r\n\r\n")
+            .into_bytes();
+    let body = common::service::pattern(total);
+    request.extend_from_slice(&body);
+    caller.send(&request).expect("send");
+    let (head, p) = head_of(&recv(&mut svc));
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {total}")),
+        "{head}"
+    );
+    assert!(head.contains("\r\nHttpws-Stream: body"), "{head}");
+    let mut got = Vec::new();
+    while got.len() < WINDOW {
+        got.extend_from_slice(&upload_data(&mut svc, p));
+    }
+    send(&mut svc, tag("credit", '<', p, Some("1")));
+    got.extend_from_slice(&upload_data(&mut svc, p));
+    assert!(got == body, "the body arrives as it was sent");
+    let got = recv_tagged(&mut svc);
+    assert_eq!((got.verb.as_str(), got.cseq), ("end", p), "{got:?}");
+    answer(&mut svc, p, "ok");
+    assert_eq!(caller.response("PUT").body, b"ok");
+}
+
+/// The target answers before the upload ended: whole, the caller gets it and the connection
+/// closes (its body was not read to the end); streamed, the answer is written to its end,
+/// the target's request stream is reset (nothing more of it is wanted) and the connection
+/// closes.
+fn an_answer_before_the_upload_ended_closes_the_connection(driver: Driver) {
+    let proxy = Proxy::start(driver, &[]);
+    let (mut svc, name) = public_v2(&proxy, "svc", 1);
+
+    let mut caller = RawConn::connect(proxy.addr, IO_TIMEOUT);
+    let mut request = chunked_upload(&name).into_bytes();
+    request.extend_from_slice(&chunk(b"part"));
+    caller.send(&request).expect("send");
+    let (_, p) = head_of(&recv(&mut svc));
+    assert_eq!(upload_data(&mut svc, p), b"part");
+    send(
+        &mut svc,
+        format!("HTTP/1.1 507 Insufficient Storage\r\nCSeq: {p}\r\nContent-Length: 4\r\n\r\nfull"),
+    );
+    let response = caller.response("POST");
+    assert_eq!((response.status(), &response.body[..]), (507, &b"full"[..]));
+    assert_eq!(response.header("connection"), Some("close"));
+    assert_eq!(caller.closed_by_peer(), Ok(true));
+
+    let mut caller = RawConn::connect(proxy.addr, IO_TIMEOUT);
+    let mut request = chunked_upload(&name).into_bytes();
+    request.extend_from_slice(&chunk(b"part"));
+    caller.send(&request).expect("send");
+    let (_, p) = head_of(&recv(&mut svc));
+    assert_eq!(upload_data(&mut svc, p), b"part");
+    send(&mut svc, stream_head(p, ""));
+    send(&mut svc, data('<', p, b"early"));
+    send(&mut svc, tag("end", '<', p, None));
+    let head = caller_head(&mut caller);
+    assert!(head.contains("Connection: close\r\n"), "{head}");
+    assert_eq!(caller_bytes(&mut caller, 15), b"5\r\nearly\r\n0\r\n\r\n");
+    let got = recv_tagged(&mut svc);
+    assert_eq!(
+        (got.verb.as_str(), got.cseq, got.arg.as_deref()),
+        ("reset", p, Some("cancel")),
+        "{got:?}"
+    );
+    assert_eq!(caller.closed_by_peer(), Ok(true));
+}
+
+/// An upload that breaks midway resets the target's stream: a caller that leaves, and one
+/// whose chunks break the grammar (which gets `400`).
+fn a_broken_upload_resets_the_target(driver: Driver) {
+    let proxy = Proxy::start(driver, &[]);
+    let (mut svc, name) = public_v2(&proxy, "svc", 0);
+
+    let mut caller = RawConn::connect(proxy.addr, IO_TIMEOUT);
+    let mut request = chunked_upload(&name).into_bytes();
+    request.extend_from_slice(&chunk(b"part"));
+    caller.send(&request).expect("send");
+    let (_, p) = head_of(&recv(&mut svc));
+    assert_eq!(upload_data(&mut svc, p), b"part");
+    drop(caller);
+    let got = recv_tagged(&mut svc);
+    assert_eq!(
+        (got.verb.as_str(), got.cseq, got.arg.as_deref()),
+        ("reset", p, Some("cancel")),
+        "{got:?}"
+    );
+
+    let mut caller = RawConn::connect(proxy.addr, IO_TIMEOUT);
+    let mut request = chunked_upload(&name).into_bytes();
+    request.extend_from_slice(&chunk(b"part"));
+    caller.send(&request).expect("send");
+    let (_, p) = head_of(&recv(&mut svc));
+    assert_eq!(upload_data(&mut svc, p), b"part");
+    caller.send(b"zz\r\n").expect("send a bad chunk size");
+    let response = caller.response("POST");
+    assert_eq!(response.status(), 400, "{response:?}");
+    assert_eq!(response.header("httpws-error"), Some("bad-request"));
+    let got = recv_tagged(&mut svc);
+    assert_eq!(
+        (got.verb.as_str(), got.cseq, got.arg.as_deref()),
+        ("reset", p, Some("cancel")),
+        "{got:?}"
+    );
+    assert_eq!(caller.closed_by_peer(), Ok(true));
+}
+
 on_both_drivers!(
+    a_chunked_upload_streams_to_the_target_within_its_credit,
+    a_large_declared_upload_streams_under_its_length,
+    an_answer_before_the_upload_ended_closes_the_connection,
+    a_broken_upload_resets_the_target,
     a_streamed_answer_reaches_an_internet_caller_as_it_comes,
     a_declared_length_or_http_1_0_gets_the_bytes_as_they_are,
     a_broken_stream_never_looks_complete_to_an_internet_caller,

@@ -18,12 +18,18 @@ use crate::proto::answer_error::AnswerError;
 use crate::proto::head::{self, HeadInfo};
 use crate::proto::http1::framing::{self, Framing, FramingError};
 use crate::proto::http1::{header_name, hop};
+use crate::proto::stream::STREAM_WINDOW;
 
 /// The `Httpws-From` of a request that came from the internet. It starts with `-`, which no
 /// virtual address may, so no endpoint can register it or pass for it.
 pub const INTERNET_CALLER: &str = "-internet-";
 /// Most header lines accepted in an internet caller's head.
 pub const MAX_INGRESS_HEADERS: usize = head::DEFAULT_MAX_HEADERS;
+/// The largest request body, in bytes, that goes to its target whole: one stream window's
+/// worth. A longer one (by its `Content-Length`), or a chunked one, streams.
+pub const MAX_WHOLE_BODY_BYTES: u64 = STREAM_WINDOW;
+/// The line that makes a relayed head a stream head.
+const STREAM_LINE: &[u8] = b"Httpws-Stream: body\r\n";
 
 /// Why an internet caller's request cannot be relayed: the HTTP status and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -222,6 +228,11 @@ pub struct RelayHead {
     pub head_request: bool,
     /// The caller spoke HTTP/1.1 (it can take a chunked response).
     pub http11: bool,
+    /// The body streams (protocol 2, docs/protocol.md §12): the relayed head is a stream head
+    /// (`Httpws-Stream: body`, no `Transfer-Encoding`) and the body follows as data messages,
+    /// decoded from the caller's chunks. Chunked bodies and those over
+    /// [`MAX_WHOLE_BODY_BYTES`] stream; the others go whole.
+    pub streamed: bool,
 }
 
 /// Check the caller's head (`head` ends with its blank line) and, for a request to relay,
@@ -322,6 +333,12 @@ pub fn parse_request(
         HostRoute::Endpoint(address) => address,
     };
 
+    // Small bodies go whole; a chunked one (of unknown length) or a large one streams.
+    let streamed = match framing {
+        Framing::None => false,
+        Framing::Length(n) => n > MAX_WHOLE_BODY_BYTES,
+        Framing::Chunked => true,
+    };
     let start = dst.len();
     dst.reserve(head.len() + 128);
     dst.extend_from_slice(method.as_bytes());
@@ -335,6 +352,8 @@ pub fn parse_request(
     for h in headers {
         if dropped_on_ingress(h.name.as_bytes())
             || (lists_headers && listed_in_connection(headers, h.name.as_bytes()))
+            // A stream's data messages carry the body decoded.
+            || (streamed && h.name.eq_ignore_ascii_case("transfer-encoding"))
         {
             continue;
         }
@@ -354,16 +373,26 @@ pub fn parse_request(
     } else {
         b"\r\nX-Forwarded-Proto: http\r\n"
     });
+    let stream_line = streamed.then(|| {
+        let line_start = dst.len() - start;
+        dst.extend_from_slice(STREAM_LINE);
+        line_start as u32..(dst.len() - start) as u32
+    });
     let cseq_start = dst.len() - start;
     dst.extend_from_slice(b"CSeq: 0\r\n");
     let cseq_end = dst.len() - start;
     dst.extend_from_slice(b"\r\n");
     let head_len = dst.len() - start;
+    let relayed_framing = match framing {
+        Framing::Chunked if streamed => Framing::None,
+        other => other,
+    };
     let info = HeadInfo::for_built_request(
         head_len,
         host_start as u32..host_end as u32,
         cseq_start as u32..cseq_end as u32,
-        framing,
+        relayed_framing,
+        stream_line,
     );
     Ok(IngressHead::Relay(RelayHead {
         target: address,
@@ -373,6 +402,7 @@ pub fn parse_request(
         expect_continue,
         head_request: method == "HEAD",
         http11,
+        streamed,
     }))
 }
 
@@ -574,6 +604,65 @@ mod tests {
         head::write_head(&mut b, &msg, &inspected, 7, Some(INTERNET_CALLER));
         assert_eq!(a, b);
         assert!(String::from_utf8_lossy(&a).contains("Httpws-From: -internet-\r\n"));
+    }
+
+    #[test]
+    fn chunked_and_large_bodies_make_stream_heads() {
+        // Chunked: a stream head without Transfer-Encoding, described as inspection finds it.
+        let (r, out) = relay(
+            b"POST /up HTTP/1.1\r\nHost: bob\r\nTransfer-Encoding: chunked\r\n\
+              Httpws-Stream: body\r\nX-Keep: 1\r\n\r\n",
+        );
+        assert!(r.streamed);
+        assert_eq!(
+            r.framing,
+            Framing::Chunked,
+            "the caller's framing, to decode"
+        );
+        let text = String::from_utf8(out.clone()).expect("utf-8");
+        assert!(!text.contains("Transfer-Encoding"), "{text}");
+        assert_eq!(text.matches("Httpws-Stream: body\r\n").count(), 1, "{text}");
+        assert!(
+            text.ends_with("Httpws-Stream: body\r\nCSeq: 0\r\n\r\n"),
+            "{text}"
+        );
+        let inspected = head::inspect(&out, &head::HeadLimits::default()).expect("valid");
+        assert!(inspected.stream && r.info.stream);
+        assert_eq!(inspected.framing, Framing::None);
+        assert_eq!(r.info.framing, Framing::None);
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        head::write_head(&mut a, &out, &r.info, 7, Some(INTERNET_CALLER));
+        head::write_head(&mut b, &out, &inspected, 7, Some(INTERNET_CALLER));
+        assert_eq!(a, b);
+
+        // Over a window by its length: a stream head that keeps its length.
+        let over = MAX_WHOLE_BODY_BYTES + 1;
+        let (r, out) = relay(
+            format!("PUT /f HTTP/1.1\r\nHost: bob\r\nContent-Length: {over}\r\n\r\n").as_bytes(),
+        );
+        assert!(r.streamed && r.info.stream);
+        assert_eq!(r.info.framing, Framing::Length(over));
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            text.contains(&format!("Content-Length: {over}\r\n")),
+            "{text}"
+        );
+        assert!(text.contains("Httpws-Stream: body\r\n"), "{text}");
+
+        // A window's worth or less goes whole, and a caller's own Httpws-Stream is dropped.
+        let (r, out) = relay(
+            format!(
+                "PUT /f HTTP/1.1\r\nHost: bob\r\nContent-Length: {MAX_WHOLE_BODY_BYTES}\r\n\
+                 httpws-stream: body\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert!(!r.streamed && !r.info.stream);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            !text.to_ascii_lowercase().contains("httpws-stream"),
+            "{text}"
+        );
     }
 
     #[test]

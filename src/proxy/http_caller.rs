@@ -22,6 +22,9 @@ struct CallerState {
     awaiting: u64,
     /// What arrived for it and is not written yet, in order.
     parts: VecDeque<(OutFrame, Progress)>,
+    /// Credit for the request body granted and not taken yet: summed rather than queued, so
+    /// that a target granting a byte at a time costs nothing.
+    credit: u64,
     waker: Option<Waker>,
 }
 
@@ -33,10 +36,14 @@ impl HttpCaller {
         if st.awaiting != cseq || cseq == 0 {
             return;
         }
-        if matches!(progress, Progress::Ends | Progress::Broken) {
-            st.awaiting = 0;
+        match progress {
+            Progress::Credit(n) => st.credit = st.credit.saturating_add(n),
+            Progress::Ends | Progress::Broken => {
+                st.awaiting = 0;
+                st.parts.push_back((frame, progress));
+            }
+            Progress::Opens { .. } | Progress::Continues => st.parts.push_back((frame, progress)),
         }
-        st.parts.push_back((frame, progress));
         if let Some(waker) = st.waker.take() {
             waker.wake();
         }
@@ -47,17 +54,21 @@ impl HttpCaller {
         let mut st = self.state.borrow_mut();
         st.awaiting = cseq;
         st.parts.clear();
+        st.credit = 0;
     }
 
-    /// The next piece of the answer, once it is there.
+    /// The next piece of the answer once it is there, or the credit granted meanwhile (as
+    /// one `Progress::Credit`, with an empty frame).
     pub fn poll_part(&self, cx: &mut Context<'_>) -> Poll<(OutFrame, Progress)> {
         let mut st = self.state.borrow_mut();
-        match st.parts.pop_front() {
-            Some(part) => Poll::Ready(part),
-            None => {
-                st.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
+        if let Some(part) = st.parts.pop_front() {
+            return Poll::Ready(part);
         }
+        if st.credit > 0 {
+            let n = std::mem::take(&mut st.credit);
+            return Poll::Ready((OutFrame::empty(), Progress::Credit(n)));
+        }
+        st.waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 }

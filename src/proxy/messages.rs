@@ -100,6 +100,9 @@ pub enum Progress {
     },
     /// A stream message; the exchange goes on.
     Continues,
+    /// For a plain HTTP caller whose request body streams: the target grants this many more
+    /// bytes of it (the frame is empty).
+    Credit(u64),
     /// The exchange ended without its end (a reset, a target gone mid-stream): for a plain
     /// HTTP caller, whose streamed body cannot say so, its connection is closed without the
     /// body's end.

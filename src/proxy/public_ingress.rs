@@ -2,14 +2,18 @@
 //! requests relayed to endpoints that registered as public and the answers written back.
 //!
 //! One task per client connection, one request at a time (keep-alive; pipelined requests
-//! wait in the buffer). A request is read whole, head and body; it then takes the same path
-//! as an endpoint's request (`Shard::route_request`), with `Httpws-From: -internet-` and the
-//! answer framed as HTTP instead of as a WebSocket frame. A streamed answer (a protocol-2
-//! service's stream head) is written on as it comes — each piece a chunk, or the bytes as
-//! they are under a declared length — and the target is granted credit only for what was
-//! written to the caller's socket, so a slow caller slows the service, not the proxy's
-//! memory. Reads land in the shard's shared read blocks and a complete request is split off
-//! them without copying, as on WebSocket connections.
+//! wait in the buffer). A request takes the same path as an endpoint's request
+//! (`Shard::route_request`), with `Httpws-From: -internet-` and the answer framed as HTTP
+//! instead of as a WebSocket frame. A small body (up to a stream window, by its
+//! `Content-Length`) is read whole and goes with its head; a chunked or larger one streams
+//! (protocol 2): the head goes at once, the body follows as stream data — decoded from its
+//! chunks, split off the read buffer without copying — and is read from the caller only as
+//! far as the target's credit goes. A streamed answer (a protocol-2 service's stream head) is
+//! written on as it comes — each piece a chunk, or the bytes as they are under a declared
+//! length — and the target is granted credit only for what was written to the caller's
+//! socket, so a slow caller slows the service, not the proxy's memory. Reads land in the
+//! shard's shared read blocks and a complete request is split off them without copying, as
+//! on WebSocket connections.
 
 use std::io;
 use std::net::IpAddr;
@@ -24,13 +28,14 @@ use monoio::io::poll_io::AsyncWrite;
 use crate::proto::answer_error::AnswerError;
 use crate::proto::frame::OpCode;
 use crate::proto::head::HttpBodyFraming;
-use crate::proto::http1::chunked::ChunkedScanner;
+use crate::proto::http1::chunked::{ChunkedError, ChunkedPiece, ChunkedScanner};
 use crate::proto::http1::framing::Framing;
 use crate::proto::http1::head_scanner::{HeadScanner, ScanError};
 use crate::proto::http1::write::ChunkSizeLine;
 use crate::proto::public_request::{
     self, Forwarded, INTERNET_CALLER, IngressHead, MAX_INGRESS_HEADERS, RelayHead,
 };
+use crate::proto::stream::{STREAM_WINDOW, Verb};
 use crate::proxy::http_caller::HttpCaller;
 use crate::proxy::ids::{CallerKind, ConnKey, ConnRef};
 use crate::proxy::messages::{
@@ -53,6 +58,60 @@ const END_KEEP_ALIVE: &[u8] = b"\r\n";
 const END_CLOSE: &[u8] = b"Connection: close\r\n\r\n";
 /// Ends a chunked body.
 const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Room added for each read of a streamed request body; also what is read ahead of the
+/// target's credit (so that a chunked body's last chunk is seen without any).
+const UPLOAD_READ_BYTES: usize = 64 * 1024;
+
+/// How a streamed request body is framed by the caller, and how much is left of it.
+enum UploadBody {
+    /// Bytes still to come under its `Content-Length`.
+    Length(u64),
+    /// Chunked: decoded as it arrives.
+    Chunked(ChunkedScanner),
+}
+
+/// A request body on its way to the target (protocol 2 stream data).
+struct Upload {
+    body: UploadBody,
+    /// Bytes the target lets the caller send before it grants more.
+    credit: u64,
+    /// The body has all gone (or it was whole, with the head).
+    done: bool,
+}
+
+impl Upload {
+    /// A request that went whole: nothing left to send.
+    fn whole() -> Upload {
+        Upload {
+            body: UploadBody::Length(0),
+            credit: 0,
+            done: true,
+        }
+    }
+
+    /// A body that streams, with the initial window of credit.
+    fn streamed(framing: Framing) -> Upload {
+        let body = match framing {
+            Framing::Chunked => UploadBody::Chunked(ChunkedScanner::new()),
+            Framing::Length(n) => UploadBody::Length(n),
+            Framing::None => UploadBody::Length(0),
+        };
+        Upload {
+            body,
+            credit: STREAM_WINDOW,
+            done: false,
+        }
+    }
+}
+
+/// What woke an exchange up.
+enum Event {
+    /// A piece of the answer (or credit) arrived.
+    Part((OutFrame, Progress)),
+    /// This many more bytes of the request body were read (0: the caller closed).
+    Read(usize),
+}
 
 /// Why an ingress connection ended early (logged once, at debug level).
 #[derive(Debug, thiserror::Error)]
@@ -310,6 +369,11 @@ impl IngressConn {
         relay: RelayHead,
         owner: usize,
     ) -> Result<Next, IngressEnd> {
+        if relay.streamed {
+            return self
+                .relay_streamed(head_end, head_bytes, relay, owner)
+                .await;
+        }
         let shard = self.shard.clone();
         let next = if relay.keep_alive {
             Next::KeepAlive
@@ -321,130 +385,76 @@ impl IngressConn {
             .config
             .max_message_bytes
             .saturating_sub(relay.info.head_len);
-        let too_large =
-            || format!("request body over the limit of {max_body} bytes (--max-message-bytes)");
         let body_len = match relay.framing {
-            Framing::None => 0,
             Framing::Length(n) if n > max_body as u64 => {
-                self.write_error(AnswerError::MessageTooLarge, &too_large(), Next::Close)
+                let reason = format!(
+                    "request body over the limit of {max_body} bytes (--max-message-bytes)"
+                );
+                self.write_error(AnswerError::MessageTooLarge, &reason, Next::Close)
                     .await?;
                 return Ok(Next::Close);
             }
             Framing::Length(n) => n as usize,
-            Framing::Chunked => {
-                match self
-                    .read_chunked(head_end, max_body, relay.expect_continue)
-                    .await?
-                {
-                    Ok(n) => n,
-                    Err((error, reason)) => {
-                        self.write_error(error, &reason, Next::Close).await?;
-                        return Ok(Next::Close);
-                    }
-                }
-            }
+            // (A chunked body always streams.)
+            Framing::None | Framing::Chunked => 0,
         };
-        if relay.framing != Framing::Chunked {
-            self.read_body(head_end + body_len, relay.expect_continue)
-                .await?;
-        }
+        self.read_body(head_end + body_len, relay.expect_continue)
+            .await?;
         let message = self.buf.split_to(head_end + body_len).freeze();
         self.release_buffer();
         let body = message.slice(head_end..);
-
-        if !shard.may_call(INTERNET_CALLER, relay.target.as_str()) {
-            let reason = format!(
-                "the tokens file does not let internet callers reach {}",
-                relay.target.as_str()
-            );
-            self.write_error(AnswerError::Forbidden, &reason, next)
-                .await?;
+        if let Err((error, reason, after)) = self.may_relay(&relay) {
+            let next = if after == Next::Close { after } else { next };
+            self.write_error(error, &reason, next).await?;
             return Ok(next);
         }
-        if shard.is_draining() {
-            let reason = "the proxy is shutting down";
-            self.write_error(AnswerError::TargetBusy, reason, Next::Close)
-                .await?;
-            return Ok(Next::Close);
+        let (origin, cseq) = self.send_request(owner, head_bytes, body, &relay);
+        let mut upload = Upload::whole();
+        let owner = owner as u16;
+        let outcome = self
+            .exchange(&mut upload, owner, origin, cseq, relay.head_request, next)
+            .await;
+        if outcome.is_err() {
+            self.shard.caller_gone_from(owner, origin, cseq);
         }
-        self.next_cseq += 1;
-        let cseq = self.next_cseq;
-        self.caller.expect(cseq);
-        let reply = ReplyAs::Http {
-            head_request: relay.head_request,
-            chunked_ok: relay.http11,
-        };
-        shard.route_request(
-            owner,
-            RelayRequest {
-                origin: ConnRef {
-                    shard: shard.id as u16,
-                    kind: CallerKind::Http,
-                    key: self.key,
-                },
-                origin_cseq: cseq,
-                from: None,
-                // Binary: the body may be any bytes, and text frames must be UTF-8.
-                opcode: OpCode::Binary,
-                message: head_bytes,
-                info: relay.info,
-                body,
-                reply,
-                // A streamed answer is written on as it comes (chunked, or under its length).
-                caller_streams: true,
-            },
-        );
-        // No timer of its own: every relayed request is answered (by its target, or by the
-        // proxy with `timeout` at the request deadline, `target-gone`, ...).
-        let caller = self.caller.clone();
-        let (frame, progress) = std::future::poll_fn(|cx| caller.poll_part(cx)).await;
-        match progress {
-            Progress::Ends => {
-                self.write_response(&frame.head, Some(&frame.body), relay.head_request, next)
-                    .await?;
-                Ok(next)
-            }
-            Progress::Opens {
-                owner,
-                http: Some(framing),
-            } => self.stream_answer(frame, owner, cseq, framing, next).await,
-            // Nothing else comes first (a stream breaks only after its head).
-            Progress::Opens { http: None, .. } | Progress::Continues | Progress::Broken => {
-                Ok(Next::Close)
-            }
-        }
+        outcome
     }
 
-    /// Write a streamed answer: its head, then each piece as it arrives (a chunk, or the bytes
-    /// as they are), granting the target credit for what was written, until the stream's end —
-    /// or its break: the connection then closes without the body's end, so the caller cannot
-    /// take a truncated body for complete. While it streams, the caller's connection is
-    /// watched: a caller that goes away resets the stream.
-    async fn stream_answer(
+    /// Relay a request whose body streams (chunked, or longer than a whole message takes):
+    /// the head goes at once, the body follows as stream data within the credit the target
+    /// grants, decoded from its chunks, read from the caller only as far as that credit goes.
+    /// A connection whose body was not read to its end (the answer came first, the caller
+    /// broke its chunks) closes after the answer.
+    async fn relay_streamed(
         &mut self,
-        head: OutFrame,
-        owner: u16,
-        cseq: u64,
-        framing: HttpBodyFraming,
-        next: Next,
+        head_end: usize,
+        head_bytes: Bytes,
+        relay: RelayHead,
+        owner: usize,
     ) -> Result<Next, IngressEnd> {
-        // A body that runs until the connection closes ends the connection with it.
-        let next = if framing == HttpBodyFraming::UntilClose {
-            Next::Close
+        let next = if relay.keep_alive {
+            Next::KeepAlive
         } else {
-            next
+            Next::Close
         };
-        let origin = ConnRef {
-            shard: self.shard.id as u16,
-            kind: CallerKind::Http,
-            key: self.key,
-        };
+        let _ = self.buf.split_to(head_end);
+        if let Err((error, reason, _)) = self.may_relay(&relay) {
+            // The body is not read: the connection closes after the answer.
+            self.write_error(error, &reason, Next::Close).await?;
+            return Ok(Next::Close);
+        }
+        let (origin, cseq) = self.send_request(owner, head_bytes, Bytes::new(), &relay);
+        let mut upload = Upload::streamed(relay.framing);
+        if relay.expect_continue && self.buf.is_empty() {
+            write_all(&mut self.io, &[CONTINUE]).await?;
+        }
+        let owner = owner as u16;
         let outcome = self
-            .write_stream(head, owner, origin, cseq, framing, next)
+            .exchange(&mut upload, owner, origin, cseq, relay.head_request, next)
             .await;
         match outcome {
-            Ok(true) => Ok(next),
-            Ok(false) => Ok(Next::Close),
+            Ok(next) if upload.done => Ok(next),
+            Ok(_) => Ok(Next::Close),
             Err(e) => {
                 self.shard.caller_gone_from(owner, origin, cseq);
                 Err(e)
@@ -452,55 +462,253 @@ impl IngressConn {
         }
     }
 
-    /// The loop of [`stream_answer`](Self::stream_answer): `Ok(false)` when the stream broke.
-    async fn write_stream(
+    /// Whether the request may go to its target now: `Err` with the answer if not (the
+    /// tokens file forbids it, or the proxy is shutting down), and what comes after it.
+    fn may_relay(&self, relay: &RelayHead) -> Result<(), (AnswerError, String, Next)> {
+        if !self.shard.may_call(INTERNET_CALLER, relay.target.as_str()) {
+            let reason = format!(
+                "the tokens file does not let internet callers reach {}",
+                relay.target.as_str()
+            );
+            return Err((AnswerError::Forbidden, reason, Next::KeepAlive));
+        }
+        if self.shard.is_draining() {
+            let reason = "the proxy is shutting down".to_owned();
+            return Err((AnswerError::TargetBusy, reason, Next::Close));
+        }
+        Ok(())
+    }
+
+    /// Send the request (its head and whole body, or a stream head) on the path of an
+    /// endpoint's request, under this connection's next CSeq.
+    fn send_request(
         &mut self,
-        head: OutFrame,
+        owner: usize,
+        head: Bytes,
+        body: Bytes,
+        relay: &RelayHead,
+    ) -> (ConnRef, u64) {
+        self.next_cseq += 1;
+        let cseq = self.next_cseq;
+        self.caller.expect(cseq);
+        let origin = ConnRef {
+            shard: self.shard.id as u16,
+            kind: CallerKind::Http,
+            key: self.key,
+        };
+        let reply = ReplyAs::Http {
+            head_request: relay.head_request,
+            chunked_ok: relay.http11,
+        };
+        self.shard.route_request(
+            owner,
+            RelayRequest {
+                origin,
+                origin_cseq: cseq,
+                from: None,
+                // Binary: the body may be any bytes, and text frames must be UTF-8.
+                opcode: OpCode::Binary,
+                message: head,
+                info: relay.info.clone(),
+                body,
+                reply,
+                // A streamed answer is written on as it comes (chunked, or under its length).
+                caller_streams: true,
+            },
+        );
+        (origin, cseq)
+    }
+
+    /// One exchange after its request went: the request body's data sent as the target's
+    /// credit allows (a streamed upload), and the answer written as it comes — whole, or a
+    /// streamed head and then each piece (a chunk, or the bytes as they are), granting the
+    /// target credit for what was written, until the stream's end. A stream that breaks
+    /// closes the connection without the body's end, so the caller cannot take a truncated
+    /// body for complete. While nothing is to be read, the caller's connection is watched: a
+    /// caller that goes away resets the stream (the `Err`). No timer of its own: every
+    /// relayed request is answered (by its target, or by the proxy with `timeout`).
+    async fn exchange(
+        &mut self,
+        upload: &mut Upload,
         owner: u16,
         origin: ConnRef,
         cseq: u64,
-        framing: HttpBodyFraming,
-        next: Next,
-    ) -> Result<bool, IngressEnd> {
-        self.write_response(&head.head, None, true, next).await?;
+        head_request: bool,
+        mut next: Next,
+    ) -> Result<Next, IngressEnd> {
         let caller = self.caller.clone();
+        let mut answer: Option<HttpBodyFraming> = None;
         loop {
-            let part = std::future::poll_fn(|cx| {
+            if let Err(e) = self.send_upload(upload, owner, origin, cseq) {
+                return self.broken_upload(e, owner, origin, cseq, answer).await;
+            }
+            let event = std::future::poll_fn(|cx| {
                 if let Poll::Ready(part) = caller.poll_part(cx) {
-                    return Poll::Ready(Ok(part));
+                    return Poll::Ready(Ok(Event::Part(part)));
+                }
+                if !upload.done {
+                    if upload.credit == 0 && self.buf.len() >= UPLOAD_READ_BYTES {
+                        // Not read further until the target makes room: the caller waits on
+                        // TCP. (Up to a read's worth is taken in meanwhile: the chunked
+                        // framing that ends a body needs no credit.)
+                        return Poll::Pending;
+                    }
+                    return self.poll_read_upload(cx).map(|r| r.map(Event::Read));
                 }
                 self.poll_caller_closed(cx).map(Err)
             })
             .await;
-            let (frame, progress) = part.map_err(IngressEnd::Io)?;
-            match progress {
-                Progress::Ends => {
+            let (frame, progress) = match event.map_err(IngressEnd::Io)? {
+                Event::Read(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the caller closed its connection before its request body ended",
+                    )
+                    .into());
+                }
+                Event::Read(_) => continue,
+                Event::Part(part) => part,
+            };
+            match (progress, answer) {
+                (Progress::Credit(n), _) => upload.credit = upload.credit.saturating_add(n),
+                (Progress::Ends, None) => {
+                    let next = if upload.done { next } else { Next::Close };
+                    self.write_response(&frame.head, Some(&frame.body), head_request, next)
+                        .await?;
+                    return Ok(next);
+                }
+                (Progress::Ends, Some(framing)) => {
+                    self.write_piece(framing, &frame.body).await?;
                     if framing == HttpBodyFraming::Chunked {
                         write_all(&mut self.io, &[LAST_CHUNK]).await?;
                     }
-                    return Ok(true);
+                    return Ok(next);
                 }
-                Progress::Broken => return Ok(false),
-                Progress::Continues | Progress::Opens { .. } => {}
-            }
-            let data = &frame.body;
-            match framing {
-                // An empty chunk would end the body.
-                HttpBodyFraming::Chunked if !data.is_empty() => {
-                    let size = ChunkSizeLine::new(data.len());
-                    write_all(&mut self.io, &[size.as_bytes(), data, b"\r\n"]).await?;
+                (
+                    Progress::Opens {
+                        http: Some(framing),
+                        ..
+                    },
+                    None,
+                ) => {
+                    // A body that runs until the connection closes ends the connection with
+                    // it; so does one whose request may not be read to its end.
+                    if framing == HttpBodyFraming::UntilClose || !upload.done {
+                        next = Next::Close;
+                    }
+                    self.write_response(&frame.head, None, true, next).await?;
+                    answer = Some(framing);
                 }
-                HttpBodyFraming::Length | HttpBodyFraming::UntilClose => {
-                    write_all(&mut self.io, &[data]).await?;
+                (Progress::Continues, Some(framing)) => {
+                    self.write_piece(framing, &frame.body).await?;
+                    if !frame.body.is_empty() {
+                        let n = frame.body.len() as u64;
+                        self.shard.stream_from_http_caller(
+                            owner,
+                            origin,
+                            cseq,
+                            Verb::Credit(n),
+                            Bytes::new(),
+                        );
+                    }
                 }
-                // (A bodiless answer's data goes nowhere; its credit is granted all the same.)
-                HttpBodyFraming::Chunked | HttpBodyFraming::Bodiless => {}
-            }
-            if !data.is_empty() {
-                let n = data.len() as u64;
-                self.shard.grant_for_http_caller(owner, origin, cseq, n);
+                // A break, or what cannot come in this order (nothing but a head opens an
+                // answer, and only once): the connection ends without the body's end.
+                (Progress::Broken, _)
+                | (Progress::Opens { .. }, _)
+                | (Progress::Continues, None) => return Ok(Next::Close),
             }
         }
+    }
+
+    /// Send what has arrived of a streamed request body, as far as the credit goes: data
+    /// split off the read buffer without copying, then the end once the body is complete.
+    fn send_upload(
+        &mut self,
+        upload: &mut Upload,
+        owner: u16,
+        origin: ConnRef,
+        cseq: u64,
+    ) -> Result<(), ChunkedError> {
+        while !upload.done {
+            let max = usize::try_from(upload.credit).unwrap_or(usize::MAX);
+            let piece = match &mut upload.body {
+                UploadBody::Length(0) => ChunkedPiece::End,
+                UploadBody::Length(left) => {
+                    let n = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(max)
+                        .min(self.buf.len());
+                    *left -= n as u64;
+                    if n == 0 {
+                        ChunkedPiece::More
+                    } else {
+                        ChunkedPiece::Data(self.buf.split_to(n).freeze())
+                    }
+                }
+                UploadBody::Chunked(scanner) => scanner.take_data(&mut self.buf, max)?,
+            };
+            let shard = &self.shard;
+            match piece {
+                ChunkedPiece::Data(data) => {
+                    upload.credit -= data.len() as u64;
+                    shard.stream_from_http_caller(owner, origin, cseq, Verb::Data, data);
+                }
+                ChunkedPiece::End => {
+                    upload.done = true;
+                    shard.stream_from_http_caller(owner, origin, cseq, Verb::End, Bytes::new());
+                    self.release_buffer();
+                }
+                ChunkedPiece::More => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// The caller's chunked body broke its grammar midway: the target's stream is reset, and
+    /// the caller gets `400` if no answer has started (else the connection just closes).
+    async fn broken_upload(
+        &mut self,
+        error: ChunkedError,
+        owner: u16,
+        origin: ConnRef,
+        cseq: u64,
+        answer: Option<HttpBodyFraming>,
+    ) -> Result<Next, IngressEnd> {
+        self.shard.caller_gone_from(owner, origin, cseq);
+        // No answer for this CSeq may be written after the error.
+        self.caller.expect(0);
+        if answer.is_none() {
+            let reason = format!("chunked body: {error}");
+            self.write_error(AnswerError::BadRequest, &reason, Next::Close)
+                .await?;
+        }
+        Ok(Next::Close)
+    }
+
+    /// Write a piece of a streamed answer, as its framing has it.
+    async fn write_piece(&mut self, framing: HttpBodyFraming, data: &[u8]) -> io::Result<()> {
+        match framing {
+            // An empty chunk would end the body.
+            HttpBodyFraming::Chunked if !data.is_empty() => {
+                let size = ChunkSizeLine::new(data.len());
+                write_all(&mut self.io, &[size.as_bytes(), data, b"\r\n"]).await
+            }
+            HttpBodyFraming::Length | HttpBodyFraming::UntilClose if !data.is_empty() => {
+                write_all(&mut self.io, &[data]).await
+            }
+            // (A bodiless answer's data goes nowhere; its credit is granted all the same.)
+            _ => Ok(()),
+        }
+    }
+
+    /// Read more of a streamed request body into the buffer (at most a read's worth of room is
+    /// added, so what is held stays within the credit plus one read).
+    fn poll_read_upload(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() == self.buf.len() {
+            self.buf.reserve(UPLOAD_READ_BYTES);
+        }
+        poll_read_buf(&mut self.io, cx, &mut self.buf)
     }
 
     /// While an answer streams: `Ready` with the reason once the caller's connection ends.
@@ -549,41 +757,6 @@ impl IngressConn {
             }
         }
         Ok(())
-    }
-
-    /// Read a chunked body to its end. `Ok(Ok(len))`: the body is `buf[head_end..][..len]`.
-    #[allow(clippy::type_complexity)]
-    async fn read_chunked(
-        &mut self,
-        head_end: usize,
-        max_body: usize,
-        expect_continue: bool,
-    ) -> Result<Result<usize, (AnswerError, String)>, IngressEnd> {
-        let mut scanner = ChunkedScanner::new();
-        let until = Instant::now() + self.shard.config.request_timeout;
-        let mut asked = false;
-        loop {
-            match scanner.scan(&self.buf[head_end..]) {
-                Ok(Some(len)) => return Ok(Ok(len)),
-                Ok(None) => {}
-                Err(e) => {
-                    return Ok(Err((AnswerError::BadRequest, format!("chunked body: {e}"))));
-                }
-            }
-            if self.buf.len() - head_end > max_body {
-                let reason = format!(
-                    "request body over the limit of {max_body} bytes (--max-message-bytes)"
-                );
-                return Ok(Err((AnswerError::MessageTooLarge, reason)));
-            }
-            if expect_continue && !asked {
-                asked = true;
-                write_all(&mut self.io, &[CONTINUE]).await?;
-            }
-            if self.read_until(until).await? == 0 {
-                return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
-            }
-        }
     }
 
     /// An empty buffer must not pin the shard's shared read block while the connection idles.

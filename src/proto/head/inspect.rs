@@ -145,12 +145,14 @@ impl HeadInfo {
     }
 
     /// The description of a request head written by the proxy itself (public ingress), whose
-    /// Host value and CSeq line are where the writer put them: saves parsing it again.
+    /// Host value, CSeq line and `Httpws-Stream` line (a stream head) are where the writer
+    /// put them: saves parsing it again.
     pub fn for_built_request(
         head_len: usize,
         host: Range<u32>,
         cseq_line: Range<u32>,
         framing: Framing,
+        stream_line: Option<Range<u32>>,
     ) -> HeadInfo {
         let mut drops = [Span::default(); MAX_REMOVED_LINES];
         drops[0] = Span {
@@ -171,8 +173,11 @@ impl HeadInfo {
             hops: [Span::default(); MAX_HOP_LINES],
             n_hops: 0,
             hops_overflow: false,
-            stream: false,
-            stream_line: Span::default(),
+            stream: stream_line.is_some(),
+            stream_line: stream_line.map_or_else(Span::default, |line| Span {
+                start: line.start,
+                end: line.end,
+            }),
         }
     }
 }

@@ -1,12 +1,12 @@
-//! The chunked transfer coding (RFC 9112 §7.1), as its bytes arrive: where a body ends (the
-//! public ingress relays a chunked body as it came, and only needs to know that), and its
-//! data (the agent decodes bodies to re-frame them).
+//! The chunked transfer coding (RFC 9112 §7.1), as its bytes arrive: where a body ends, and
+//! its data — decoded into one buffer (the agent re-frames bodies) or split off the received
+//! bytes piece by piece without copying (the public ingress streams an upload as data).
 //!
 //! Each byte is looked at once however the body is split across reads. The grammar is RFC 9112
 //! §7.1, read strictly: sizes are hex digits only (no whitespace), every line ends in CRLF,
 //! chunk data is followed by CRLF, trailer lines end with an empty line.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// Most hex digits in a chunk size (2^64 - 1).
 const MAX_SIZE_DIGITS: u8 = 16;
@@ -227,6 +227,49 @@ impl ChunkedScanner {
     }
 }
 
+/// What [`ChunkedScanner::take_data`] found next in the received bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkedPiece {
+    /// A piece of chunk data, split off the received bytes.
+    Data(Bytes),
+    /// Everything received has been used up (or no more data was allowed): read more.
+    More,
+    /// The body is complete; what is left of the received bytes follows it.
+    End,
+}
+
+impl ChunkedScanner {
+    /// The next piece of the body's data in `src` (the bytes received and not used yet, at
+    /// the machine's position), of at most `max` bytes: chunk framing is consumed and
+    /// dropped (extensions and trailer fields included), data is split off `src` as it is.
+    /// `max == 0` takes nothing but framing up to the next data byte.
+    pub fn take_data(
+        &mut self,
+        src: &mut BytesMut,
+        max: usize,
+    ) -> Result<ChunkedPiece, ChunkedError> {
+        // Framing, a byte at a time: only a few bytes per chunk, and stepping one byte never
+        // reaches into the data that follows.
+        while self.chunk_left() == 0 {
+            if src.is_empty() {
+                return Ok(ChunkedPiece::More);
+            }
+            let (used, done) = self.step(&src[..1], |_| {})?;
+            src.advance(used);
+            if done {
+                return Ok(ChunkedPiece::End);
+            }
+        }
+        let left = usize::try_from(self.chunk_left()).unwrap_or(usize::MAX);
+        let n = left.min(max).min(src.len());
+        if n == 0 {
+            return Ok(ChunkedPiece::More);
+        }
+        let (used, _) = self.step(&src[..n], |_| {})?;
+        Ok(ChunkedPiece::Data(src.split_to(used).freeze()))
+    }
+}
+
 /// Whether `body` is exactly one complete chunked body, with nothing after it.
 pub fn is_complete(body: &[u8]) -> bool {
     ChunkedScanner::new().scan(body) == Ok(Some(body.len()))
@@ -306,6 +349,57 @@ mod tests {
             }
         }
         assert_eq!(found, Some(end));
+    }
+
+    /// Everything `take_data` yields for `body` fed in reads of `read` bytes with at most
+    /// `max` per piece: the data, and what was left after the end.
+    fn take_all(body: &[u8], read: usize, max: usize) -> (Vec<u8>, Vec<u8>) {
+        let mut s = ChunkedScanner::new();
+        let mut src = BytesMut::new();
+        let mut data = Vec::new();
+        let mut fed = 0;
+        loop {
+            match s.take_data(&mut src, max).unwrap() {
+                ChunkedPiece::Data(piece) => {
+                    assert!(!piece.is_empty() && piece.len() <= max, "{}", piece.len());
+                    data.extend_from_slice(&piece);
+                }
+                ChunkedPiece::More => {
+                    assert!(fed < body.len(), "ran out of input before the end");
+                    let n = read.min(body.len() - fed);
+                    src.extend_from_slice(&body[fed..fed + n]);
+                    fed += n;
+                }
+                ChunkedPiece::End => {
+                    let mut rest = src.to_vec();
+                    rest.extend_from_slice(&body[fed..]);
+                    return (data, rest);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn take_data_splits_off_the_data_however_it_arrives() {
+        let body = b"5\r\nhello\r\nA;ext=1\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        for read in [1, 2, 3, 7, body.len()] {
+            for max in [1, 4, 64] {
+                let (data, rest) = take_all(body, read, max);
+                assert_eq!(data, b"hello0123456789", "read {read} max {max}");
+                assert_eq!(rest, b"NEXT", "read {read} max {max}");
+            }
+        }
+        let mut s = ChunkedScanner::new();
+        let mut src = BytesMut::from(&b"5\r\nhello\r\n"[..]);
+        assert_eq!(s.take_data(&mut src, 0), Ok(ChunkedPiece::More));
+        assert_eq!(&src[..], b"hello\r\n", "framing went, data stayed");
+        let mut src = BytesMut::from(&b"5\r\nhel\nlo"[..]);
+        let mut s = ChunkedScanner::new();
+        assert_eq!(
+            s.take_data(&mut src, 64),
+            Ok(ChunkedPiece::Data(Bytes::from_static(b"hel\nl")))
+        );
+        assert_eq!(s.take_data(&mut src, 64), Err(ChunkedError::BadDataEnd));
     }
 
     #[test]

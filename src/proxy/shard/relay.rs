@@ -387,7 +387,7 @@ impl Shard {
                         st.outgoing.insert(origin_cseq, owner);
                     }
                 }
-                Progress::Continues => {}
+                Progress::Continues | Progress::Credit(_) => {}
             }
         }
         if !frame.is_empty() {

@@ -126,18 +126,10 @@ impl Shard {
                     let granted = entry
                         .request
                         .grant(payload.len() as u64, self.config.max_stream_window);
-                    let (origin, origin_cseq) = (entry.origin, entry.origin_cseq);
+                    let (origin, origin_cseq, reply) =
+                        (entry.origin, entry.origin_cseq, entry.reply);
                     drop(st);
-                    if granted > 0 {
-                        let frame = self.stream_frame(
-                            hop.opcode,
-                            Verb::Credit(granted),
-                            Direction::Outgoing,
-                            origin_cseq,
-                            Bytes::new(),
-                        );
-                        self.deliver(origin, origin_cseq, frame, Progress::Continues);
-                    }
+                    self.grant_to_caller(reply, hop.opcode, origin, origin_cseq, granted);
                     return;
                 }
                 drop(st);
@@ -303,17 +295,10 @@ impl Shard {
             }
             Verb::Credit(n) => {
                 let granted = entry.request.grant(n, self.config.max_stream_window);
-                let assembling = entry.assembly.is_some();
+                let (assembling, reply) = (entry.assembly.is_some(), entry.reply);
                 drop(st);
-                if granted > 0 && !assembling {
-                    let frame = self.stream_frame(
-                        opcode,
-                        Verb::Credit(granted),
-                        Direction::Outgoing,
-                        origin_cseq,
-                        Bytes::new(),
-                    );
-                    self.deliver(origin, origin_cseq, frame, Progress::Continues);
+                if !assembling {
+                    self.grant_to_caller(reply, opcode, origin, origin_cseq, granted);
                 }
             }
             Verb::Reset(reason) => {
@@ -562,14 +547,34 @@ impl Shard {
         Some(entry)
     }
 
-    /// The last message of a stream to its caller: the exchange ends there for it.
+    /// The last message of a stream to its caller: the exchange ends there for it. A plain
+    /// HTTP caller's exchange ends with its response: the rest of a request body still
+    /// streaming is not wanted, and the target is told so with a reset.
     fn finish_stream(&self, target: &Conn, proxy_cseq: u64, frame: OutFrame) {
-        let done = target
-            .state
-            .borrow()
-            .streams
-            .get(&proxy_cseq)
-            .is_some_and(StreamEntry::is_finished);
+        let (done, http_upload) =
+            target
+                .state
+                .borrow()
+                .streams
+                .get(&proxy_cseq)
+                .map_or((false, false), |e| {
+                    let http = matches!(e.reply, ReplyAs::Http { .. });
+                    (e.is_finished(), http && !e.request.is_done())
+                });
+        if http_upload {
+            if let Some(entry) = self.remove_stream(target, proxy_cseq) {
+                let reset = self.stream_frame(
+                    OpCode::Binary,
+                    Verb::Reset(ResetReason::Cancel),
+                    Direction::Incoming,
+                    proxy_cseq,
+                    Bytes::new(),
+                );
+                self.queue(target, reset);
+                self.deliver(entry.origin, entry.origin_cseq, frame, Progress::Ends);
+            }
+            return;
+        }
         let Some(entry) = (if done {
             self.remove_stream(target, proxy_cseq)
         } else {
@@ -665,19 +670,57 @@ impl Shard {
         self.deliver(origin, origin_cseq, frame, Progress::Ends);
     }
 
-    /// A plain HTTP caller (public ingress) wrote `n` bytes of its streamed answer: the
-    /// target may send that much more. `owner`: the shard that holds the stream.
-    pub fn grant_for_http_caller(&self, owner: u16, origin: ConnRef, origin_cseq: u64, n: u64) {
+    /// Tell a caller it may send `granted` more bytes of its request body: a `~credit`
+    /// message, or for a plain HTTP caller the amount itself.
+    fn grant_to_caller(
+        &self,
+        reply: ReplyAs,
+        opcode: OpCode,
+        origin: ConnRef,
+        origin_cseq: u64,
+        granted: u64,
+    ) {
+        if granted == 0 {
+            return;
+        }
+        let (frame, progress) = match reply {
+            ReplyAs::Frame(_) => (
+                self.stream_frame(
+                    opcode,
+                    Verb::Credit(granted),
+                    Direction::Outgoing,
+                    origin_cseq,
+                    Bytes::new(),
+                ),
+                Progress::Continues,
+            ),
+            ReplyAs::Http { .. } => (OutFrame::empty(), Progress::Credit(granted)),
+        };
+        self.deliver(origin, origin_cseq, frame, progress);
+    }
+
+    /// A stream message from a plain HTTP caller (public ingress), as a WebSocket caller
+    /// would send it: a piece of its streamed request body (`Data`, `payload`), its end, or
+    /// credit for its streamed answer (granted for what was written to the caller's socket).
+    /// `owner`: the shard that holds the stream.
+    pub fn stream_from_http_caller(
+        &self,
+        owner: u16,
+        origin: ConnRef,
+        origin_cseq: u64,
+        verb: Verb,
+        payload: Bytes,
+    ) {
         let hop = CallerStream {
             origin,
             origin_cseq,
             tag: StreamMessage {
-                verb: Verb::Credit(n),
+                verb,
                 dir: Direction::Outgoing,
                 cseq: origin_cseq,
                 payload_at: 0,
             },
-            message: Bytes::new(),
+            message: payload,
             opcode: OpCode::Binary,
         };
         if usize::from(owner) == self.id {
