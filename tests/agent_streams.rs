@@ -309,7 +309,7 @@ fn a_service_that_dies_mid_stream_breaks_the_curl_transfer(driver: Driver) {
 // WebSockets pass through
 // =============================================================================================
 
-fn websockets_pass_through_the_agents(driver: Driver) {
+fn websockets_pass_through_the_agents_and_the_ingress(driver: Driver) {
     let Some(python) = common::python::with_package("websockets") else {
         return;
     };
@@ -328,17 +328,32 @@ fn websockets_pass_through_the_agents(driver: Driver) {
         .read_line(&mut port)
         .expect("its port");
     let port = port.trim().to_owned();
-    let proxy = Proxy::start(driver, &[]);
-    let _bob = Agent::serve(proxy.addr, "bob", &format!("http://127.0.0.1:{port}"), &[]);
+    let proxy = Proxy::start(driver, &["--domain", "tunnel.test"]);
+    let service = format!("http://127.0.0.1:{port}");
+    let _bob = Agent::serve(proxy.addr, "bob", &service, &["--public"]);
     let mut alice = Agent::listen(proxy.addr, "alice", &[]);
+    // Through alice's --listen, and from the internet through the public ingress: on the
+    // proxy's own port an upgrade whose Host names an endpoint under its domain passes
+    // through to it.
     let listen = alice.listen_addr().port().to_string();
-    let (ok, out) = run_bounded(
-        Command::new(&python).args([script, "client", &listen]),
-        Duration::from_secs(30),
-    );
+    let ingress = proxy.addr.port().to_string();
+    let runs = [
+        ("alice's --listen", listen, "bob"),
+        ("the public ingress", ingress, "bob.tunnel.test"),
+    ];
+    let mut outcomes = Vec::new();
+    for (way, port, host) in runs {
+        let (ok, out) = run_bounded(
+            Command::new(&python).args([script, "client", &port, host]),
+            Duration::from_secs(30),
+        );
+        outcomes.push((way, ok && out.contains("ok"), out));
+    }
     let _ = server.kill();
     let _ = server.wait();
-    assert!(ok && out.contains("ok"), "the Python client: {out}");
+    for (way, ok, out) in outcomes {
+        assert!(ok, "the Python client through {way}: {out}");
+    }
 }
 
 // =============================================================================================
@@ -408,6 +423,6 @@ on_both_drivers!(
     a_client_that_stops_reading_holds_memory_bounded,
     a_reset_on_either_side_closes_the_other_and_frees_the_stream,
     a_service_that_dies_mid_stream_breaks_the_curl_transfer,
-    websockets_pass_through_the_agents,
+    websockets_pass_through_the_agents_and_the_ingress,
     protocol_1_endpoints_interoperate_with_protocol_2_agents,
 );

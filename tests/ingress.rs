@@ -957,25 +957,34 @@ fn http_listen_serves_the_ingress_and_refuses_upgrades(driver: Driver) {
     .unwrap();
     assert_eq!(raw.response("GET").status(), 431);
 
-    // On --listen, an upgrade is only taken as the first request of a connection.
+    // On --listen, a registration is only taken as the first request of a connection; a
+    // later upgrade addressed to the proxy is refused (one to an endpoint passes through).
     let mut raw = RawConn::connect(proxy.addr, IO_TIMEOUT);
     raw.send(b"GET /echo HTTP/1.1\r\nHost: svc\r\n\r\n")
         .unwrap();
     assert_eq!(raw.response("GET").status(), 200);
     raw.send(
-        b"GET /late HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        b"GET /late HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     )
     .unwrap();
     assert_raw_error(&raw.response("GET"), 400, "bad-request");
     assert_eq!(raw.closed_by_peer(), Ok(true));
 
-    // A WebSocket registration on --http-listen is refused.
+    // A WebSocket registration on --http-listen is refused; there an upgrade to an endpoint
+    // (even by a bare name) is a call, here to one that is not registered.
+    let mut raw = RawConn::connect(http, IO_TIMEOUT);
+    raw.send(
+        b"GET /sneaky HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    assert_raw_error(&raw.response("GET"), 404, "unknown-address");
     let mut stream = TcpStream::connect(http).expect("connect");
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream
         .write_all(
-            b"GET /sneaky HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            b"GET /sneaky HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
               Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         )
         .unwrap();

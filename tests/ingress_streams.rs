@@ -589,7 +589,145 @@ fn a_broken_upload_resets_the_target(driver: Driver) {
     assert_eq!(caller.closed_by_peer(), Ok(true));
 }
 
+/// The `--domain` under which the upgrade tests name endpoints.
+const DOMAIN: &str = "tunnel.test";
+
+/// The first request on a connection to the proxy's own port: an upgrade whose Host names
+/// an endpoint under the proxy's domain.
+fn upgrade_request(name: &str) -> String {
+    format!(
+        "GET /chat HTTP/1.1\r\nHost: {name}.{DOMAIN}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// An internet caller's upgrade to a protocol-2 endpoint passes through: the target gets a
+/// stream head that keeps `Connection: Upgrade` and `Upgrade`, its streamed `101` reaches the
+/// caller with them, and the connection then carries bytes both ways as they are, with
+/// credit, each side ending on its own (the target's end half-closes the caller's
+/// connection; the caller's close ends the exchange).
+fn an_upgrade_to_an_endpoint_becomes_two_byte_streams(driver: Driver) {
+    let proxy = Proxy::start(driver, &["--domain", DOMAIN]);
+    let (mut svc, name) = public_v2(&proxy, "chat", 1);
+    let mut caller = RawConn::connect(proxy.addr, IO_TIMEOUT);
+    caller
+        .send(upgrade_request(&name).as_bytes())
+        .expect("send");
+    let message = recv(&mut svc);
+    let (head, p) = head_of(&message);
+    for line in [
+        "GET /chat HTTP/1.1\r\n",
+        "\r\nConnection: Upgrade\r\n",
+        "\r\nUpgrade: websocket\r\n",
+        "\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        "\r\nHttpws-Stream: body",
+        "\r\nHttpws-From: -internet-",
+    ] {
+        assert!(head.contains(line), "{line:?} in {head}");
+    }
+    send(
+        &mut svc,
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nCSeq: {p}\r\nHttpws-Stream: body\r\n\
+             Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+        ),
+    );
+    let head = caller_head(&mut caller);
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    for line in [
+        "\r\nConnection: Upgrade\r\n",
+        "\r\nUpgrade: websocket\r\n",
+        "\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n",
+    ] {
+        assert!(head.contains(line), "{line:?} in {head}");
+    }
+    for absent in [
+        "CSeq",
+        "Httpws-Stream",
+        "Content-Length",
+        "Transfer-Encoding",
+    ] {
+        assert!(!head.contains(absent), "{absent} in {head}");
+    }
+    // Bytes both ways, as they are.
+    caller.send(b"\x81\x04ping").expect("send");
+    assert_eq!(upload_data(&mut svc, p), b"\x81\x04ping");
+    send(&mut svc, data('<', p, b"\x81\x04pong"));
+    assert_eq!(caller_bytes(&mut caller, 6), b"\x81\x04pong");
+    assert_eq!(credit(&mut svc), (p, 6));
+    // The target's side ends: the caller reads the end, and may still send.
+    send(&mut svc, tag("end", '<', p, None));
+    let mut rest = Vec::new();
+    caller
+        .reader
+        .read_to_end(&mut rest)
+        .expect("the end of the target's side");
+    assert!(rest.is_empty(), "{rest:?}");
+    caller.send(b"late").expect("send after the target's end");
+    assert_eq!(upload_data(&mut svc, p), b"late");
+    caller
+        .stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shut the caller's side");
+    let got = recv_tagged(&mut svc);
+    assert_eq!((got.verb.as_str(), got.cseq), ("end", p), "{got:?}");
+}
+
+/// An upgrade the target does not switch gets its answer, and the connection closes; one to
+/// a protocol-1 target (whole messages only) is `502 bad-response`; one to the proxy itself
+/// is a registration, as ever.
+fn an_upgrade_not_switched_is_an_ordinary_answer(driver: Driver) {
+    let proxy = Proxy::start(driver, &["--domain", DOMAIN]);
+    let (mut svc, name) = public_v2(&proxy, "chat", 0);
+    let mut caller = RawConn::connect(proxy.addr, IO_TIMEOUT);
+    caller
+        .send(upgrade_request(&name).as_bytes())
+        .expect("send");
+    let (_, p) = head_of(&recv(&mut svc));
+    send(
+        &mut svc,
+        format!("HTTP/1.1 403 Forbidden\r\nCSeq: {p}\r\nContent-Length: 2\r\n\r\nno"),
+    );
+    let response = caller.response("GET");
+    assert_eq!((response.status(), &response.body[..]), (403, &b"no"[..]));
+    assert_eq!(response.header("connection"), Some("close"));
+    assert_eq!(caller.closed_by_peer(), Ok(true));
+
+    let _old = common::ws::connect(&proxy, "/old?public=1");
+    let mut caller = RawConn::connect(proxy.addr, IO_TIMEOUT);
+    caller
+        .send(upgrade_request("old").as_bytes())
+        .expect("send");
+    let response = caller.response("GET");
+    assert_eq!(response.status(), 502, "{response:?}");
+    assert_eq!(response.header("httpws-error"), Some("bad-response"));
+
+    // An upgrade to the proxy's own names, or to a bare name (the proxy may be reached by a
+    // host name that is also an address), is a registration.
+    let hosts = [DOMAIN.to_owned(), "chat".to_owned(), proxy.addr.to_string()];
+    for (i, host) in hosts.iter().enumerate() {
+        let mut caller = RawConn::connect(proxy.addr, IO_TIMEOUT);
+        let handshake = format!(
+            "GET /newcomer{i} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        caller.send(handshake.as_bytes()).expect("send");
+        let head = caller_head(&mut caller);
+        assert!(head.starts_with("HTTP/1.1 101 "), "{host}: {head}");
+        // The registration's first message: a text frame `:host <name>`.
+        let host_line = format!(":host newcomer{i}");
+        let frame = caller_bytes(&mut caller, 2 + host_line.len());
+        assert_eq!(&frame[2..], host_line.as_bytes(), "{host}");
+    }
+}
+
 on_both_drivers!(
+    an_upgrade_to_an_endpoint_becomes_two_byte_streams,
+    an_upgrade_not_switched_is_an_ordinary_answer,
     a_chunked_upload_streams_to_the_target_within_its_credit,
     a_large_declared_upload_streams_under_its_length,
     an_answer_before_the_upload_ended_closes_the_connection,

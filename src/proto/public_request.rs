@@ -189,7 +189,8 @@ pub struct Forwarded {
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)]
 pub enum IngressHead {
-    /// A WebSocket upgrade: the registration path handles it.
+    /// An upgrade (WebSocket or other) addressed to the proxy itself: on the proxy's own
+    /// listener that is a registration, and it is handled there.
     Upgrade,
     /// A request for the proxy itself (its own pages).
     Proxy(ProxyRequest),
@@ -233,6 +234,45 @@ pub struct RelayHead {
     /// decoded from the caller's chunks. Chunked bodies and those over
     /// [`MAX_WHOLE_BODY_BYTES`] stream; the others go whole.
     pub streamed: bool,
+    /// The caller asks to switch protocols (`Upgrade`, HTTP/1.1, no body): the relayed head
+    /// keeps `Connection: Upgrade` and the `Upgrade`, and streams; a `101` from the target
+    /// turns the connection into two byte streams.
+    pub upgrade: bool,
+}
+
+/// Whether an upgrade request that opens a connection to the proxy's own listener is a call
+/// to an endpoint rather than a registration: its `Host` is `<address>.<domain>` for one of
+/// the `--domain`s. A bare name is not enough, however it would route a plain request: an
+/// agent may reach the proxy by a host name that is also a valid address (`proxy`, `relay`),
+/// and its registration — token included — must never be handed to whoever holds that name.
+/// (`--http-listen` has no registrations: there every upgrade to an endpoint passes.)
+pub fn upgrade_names_endpoint(head: &[u8], names: ProxyNames<'_>) -> bool {
+    let mut buf = [const { MaybeUninit::<Header<'_>>::uninit() }; MAX_INGRESS_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    if !matches!(
+        req.parse_with_uninit_headers(head, &mut buf),
+        Ok(httparse::Status::Complete(_))
+    ) {
+        return false;
+    }
+    let mut hosts = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"));
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return false;
+    };
+    let Ok(name) = address::host_part(host.value.trim_ascii()) else {
+        return false;
+    };
+    !names.is_proxy(name)
+        && names.domains.iter().any(|d| {
+            let d = d.as_bytes();
+            name.len() > d.len() + 1
+                && name[name.len() - d.len()..].eq_ignore_ascii_case(d)
+                && name[name.len() - d.len() - 1] == b'.'
+                && HostAddress::from_host_header(&name[..name.len() - d.len() - 1]).is_ok()
+        })
 }
 
 /// Check the caller's head (`head` ends with its blank line) and, for a request to relay,
@@ -266,7 +306,7 @@ pub fn parse_request(
     let mut keep_alive_token = false;
     // A `Connection` token that names another header (RFC 9110 §7.6.1: not forwarded).
     let mut lists_headers = false;
-    let mut upgrade = false;
+    let mut upgrade: Option<&[u8]> = None;
     let mut expect_continue = false;
     for h in headers {
         let name = h.name.as_bytes();
@@ -283,15 +323,14 @@ pub fn parse_request(
                         && !token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
-            7 if name.eq_ignore_ascii_case(b"upgrade") => upgrade = true,
+            7 if name.eq_ignore_ascii_case(b"upgrade") => {
+                upgrade.get_or_insert(h.value.trim_ascii());
+            }
             6 if name.eq_ignore_ascii_case(b"expect") => {
                 expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
             }
             _ => {}
         }
-    }
-    if upgrade {
-        return Ok(IngressHead::Upgrade);
     }
     let framing = framing::declared(headers)?;
     let keep_alive = if http11 {
@@ -321,7 +360,13 @@ pub fn parse_request(
         None if target.starts_with('/') || target == "*" => target,
         None => return Err(IngressError::BadRequest("request target must be a path")),
     };
-    let address = match route_host(host, names)? {
+    let route = match route_host(host, names) {
+        // An upgrade the proxy cannot route goes the registration's way, which names the error.
+        Err(_) if upgrade.is_some() => return Ok(IngressHead::Upgrade),
+        route => route?,
+    };
+    let address = match route {
+        HostRoute::Proxy if upgrade.is_some() => return Ok(IngressHead::Upgrade),
         HostRoute::Proxy => {
             return Ok(IngressHead::Proxy(ProxyRequest {
                 method: method.to_owned(),
@@ -333,12 +378,26 @@ pub fn parse_request(
         HostRoute::Endpoint(address) => address,
     };
 
-    // Small bodies go whole; a chunked one (of unknown length) or a large one streams.
-    let streamed = match framing {
-        Framing::None => false,
-        Framing::Length(n) => n > MAX_WHOLE_BODY_BYTES,
-        Framing::Chunked => true,
-    };
+    // An upgrade to an endpoint passes through (HTTP/1.1 only: HTTP/1.0 has no upgrades,
+    // and its `Upgrade` is dropped as a hop-by-hop header). It must not carry a body: after
+    // the switch the connection's bytes are the new protocol's.
+    let upgrade = upgrade.filter(|_| http11);
+    if upgrade.is_some() && framing != Framing::None {
+        return Err(IngressError::BadRequest("an upgrade request with a body"));
+    }
+    if upgrade.is_some_and(|u| u.is_empty() || u.contains(&b',')) {
+        return Err(IngressError::BadRequest(
+            "an Upgrade must name exactly one protocol",
+        ));
+    }
+    // Small bodies go whole; a chunked one (of unknown length) or a large one streams, and so
+    // does an upgrade (the two byte streams it turns into, if the target switches).
+    let streamed = upgrade.is_some()
+        || match framing {
+            Framing::None => false,
+            Framing::Length(n) => n > MAX_WHOLE_BODY_BYTES,
+            Framing::Chunked => true,
+        };
     let start = dst.len();
     dst.reserve(head.len() + 128);
     dst.extend_from_slice(method.as_bytes());
@@ -360,6 +419,11 @@ pub fn parse_request(
         dst.extend_from_slice(h.name.as_bytes());
         dst.extend_from_slice(b": ");
         dst.extend_from_slice(h.value);
+        dst.extend_from_slice(b"\r\n");
+    }
+    if let Some(protocol) = upgrade {
+        dst.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: ");
+        dst.extend_from_slice(protocol);
         dst.extend_from_slice(b"\r\n");
     }
     dst.extend_from_slice(b"X-Forwarded-For: ");
@@ -403,6 +467,7 @@ pub fn parse_request(
         head_request: method == "HEAD",
         http11,
         streamed,
+        upgrade: upgrade.is_some(),
     }))
 }
 
@@ -666,6 +731,53 @@ mod tests {
     }
 
     #[test]
+    fn upgrades_to_endpoints_pass_through_and_to_the_proxy_register() {
+        let d = domains();
+        let head = |host: &str| {
+            format!(
+                "GET /chat HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
+                 Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: k\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+        };
+        for (host, endpoint) in [
+            // A bare name registers: the proxy may be reached by a name that is an address.
+            ("bob", false),
+            ("bob.tunnel.example.com:8080", true),
+            ("BOB.Tunnel.Example.COM", true),
+            ("bad_name.tunnel.example.com", false),
+            ("127.0.0.1:9000", false),
+            ("localhost", false),
+            ("tunnel.example.com", false),
+            ("not a host", false),
+        ] {
+            assert_eq!(
+                upgrade_names_endpoint(head(host).as_bytes(), names(&d)),
+                endpoint,
+                "{host}"
+            );
+        }
+        let (r, out) = relay(head("bob").as_bytes());
+        assert!(r.upgrade && r.streamed && r.info.stream);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            text.contains("\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nSec-WebSocket-Key: k\r\n"), "{text}");
+        assert_eq!(text.matches("Connection:").count(), 1, "{text}");
+        assert!(text.contains("Httpws-Stream: body\r\n"), "{text}");
+        // To the proxy itself: the registration's.
+        let mut dst = BytesMut::new();
+        let parsed = parse_request(head("127.0.0.1").as_bytes(), names(&d), fwd(), &mut dst);
+        assert!(matches!(parsed, Ok(IngressHead::Upgrade)), "{parsed:?}");
+        // HTTP/1.0 has no upgrades: the header is dropped and the request relayed as it is.
+        let (r, out) = relay(b"GET / HTTP/1.0\r\nHost: bob\r\nUpgrade: websocket\r\n\r\n");
+        assert!(!r.upgrade && !r.streamed);
+        assert!(!String::from_utf8_lossy(&out).contains("Upgrade"));
+    }
+
+    #[test]
     fn headers_listed_in_connection_stay_here() {
         let (r, out) = relay(
             b"POST / HTTP/1.1\r\nHost: bob\r\nConnection: keep-alive, X-Hop, Content-Length\r\n\
@@ -737,11 +849,22 @@ mod tests {
             400
         );
         let mut dst = BytesMut::new();
-        let upgrade = b"GET /bob HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n";
+        // An upgrade to the proxy itself is the registration's; to an endpoint it relays.
+        let upgrade = b"GET /bob HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\r\n";
         assert!(matches!(
             parse_request(upgrade, names(&domains()), fwd(), &mut dst),
             Ok(IngressHead::Upgrade)
         ));
+        let upgrade = b"GET /bob HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n";
+        assert!(matches!(
+            parse_request(upgrade, names(&domains()), fwd(), &mut BytesMut::new()),
+            Ok(IngressHead::Relay(RelayHead { upgrade: true, .. }))
+        ));
+        let with_body =
+            b"POST /bob HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nContent-Length: 1\r\n\r\n";
+        assert_eq!(err(with_body).status(), 400);
+        let two = b"GET /bob HTTP/1.1\r\nHost: a\r\nUpgrade: h2c, websocket\r\n\r\n";
+        assert_eq!(err(two).status(), 400);
         let own = b"GET /httpws.js HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n";
         assert!(matches!(
             parse_request(own, names(&domains()), fwd(), &mut dst),

@@ -18,6 +18,7 @@ use monoio::net::TcpStream;
 use crate::proto::handshake::{self, HandshakeError, UpgradeRequest};
 use crate::proto::http1::head_scanner::{HeadScanner, ScanError};
 use crate::proto::origin;
+use crate::proto::public_request::{self, ProxyNames};
 use crate::proxy::messages::{Handoff, ShardMessage};
 use crate::proxy::public_ingress;
 use crate::proxy::registration::{assign_address, refuse, register};
@@ -64,7 +65,11 @@ pub async fn admit(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let timeout = timeout.saturating_sub(started.elapsed());
     let max = shard.config.max_handshake_bytes;
     let mut buf = BytesMut::with_capacity(HANDSHAKE_READ_BYTES.min(max));
-    let parsed = match monoio::time::timeout(timeout, read_handshake(&mut io, &mut buf, max)).await
+    let parsed = match monoio::time::timeout(
+        timeout,
+        read_handshake(&mut io, &mut buf, max, shard.config.names()),
+    )
+    .await
     {
         Ok(result) => result,
         Err(_) => {
@@ -166,6 +171,7 @@ async fn read_handshake(
     io: &mut Transport,
     buf: &mut BytesMut,
     max: usize,
+    names: ProxyNames<'_>,
 ) -> Result<Head, Refusal> {
     // Each byte is looked at once however the head is split (a slow client must not make
     // us re-parse it on every read); the parser runs once, on the complete head.
@@ -173,7 +179,11 @@ async fn read_handshake(
     loop {
         match scanner.scan(buf) {
             Ok(Some(end)) => {
-                if !handshake::is_upgrade(&buf[..end]) {
+                // An upgrade whose Host names an endpoint is the public ingress's, passed
+                // through to that endpoint (docs/protocol.md §11); any other is a registration.
+                if !handshake::is_upgrade(&buf[..end])
+                    || public_request::upgrade_names_endpoint(&buf[..end], names)
+                {
                     return Ok(Head::Plain);
                 }
                 return match handshake::parse_upgrade(&buf[..end], max) {

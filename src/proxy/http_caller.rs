@@ -42,7 +42,9 @@ impl HttpCaller {
                 st.awaiting = 0;
                 st.parts.push_back((frame, progress));
             }
-            Progress::Opens { .. } | Progress::Continues => st.parts.push_back((frame, progress)),
+            Progress::Opens { .. } | Progress::Continues | Progress::AnswerEnds => {
+                st.parts.push_back((frame, progress));
+            }
         }
         if let Some(waker) = st.waker.take() {
             waker.wake();

@@ -103,6 +103,10 @@ pub enum Progress {
     /// For a plain HTTP caller whose request body streams: the target grants this many more
     /// bytes of it (the frame is empty).
     Credit(u64),
+    /// For a plain HTTP caller on a switched connection (`101`): the target's side ended
+    /// while the caller's still streams, so the caller's connection is shut for writing; the
+    /// exchange ends when the caller's side ends too.
+    AnswerEnds,
     /// The exchange ended without its end (a reset, a target gone mid-stream): for a plain
     /// HTTP caller, whose streamed body cannot say so, its connection is closed without the
     /// body's end.

@@ -156,6 +156,10 @@ pub struct StreamEntry {
     pub deadline: Option<Instant>,
     /// A whole message being assembled for a protocol-1 peer.
     pub assembly: Option<Box<Assembly>>,
+    /// The target answered `101`: the exchange is now two byte streams, each ending on its
+    /// own (a plain HTTP caller's connection is half-closed, not closed, when the target's
+    /// side ends first).
+    pub switched: bool,
     /// The caller's address, stamped as `Httpws-From` (None: an internet caller).
     pub from: Option<VirtualAddress>,
 }

@@ -4,9 +4,10 @@
 messages come back as they came; `ping-me` makes it ping the client and answer `pong-came`
 once the pong is back; `close-me` makes it close with code 4001.
 
-`client PORT`: connects to `ws://bob/echo` over a TCP connection to 127.0.0.1:PORT (an
-agent's --listen port; `Host: bob` names the endpoint) and checks that text, binary, a
-large message, pings both ways and closes both ways pass; prints `ok` at the end.
+`client PORT [HOST]`: connects to `ws://HOST/echo` (HOST `bob` by default) over a TCP
+connection to 127.0.0.1:PORT (an agent's --listen port, where `Host: bob` names the
+endpoint, or the proxy's, where `bob.<domain>` does) and checks that text, binary, a large
+message, pings both ways and closes both ways pass; prints `ok` at the end.
 """
 
 import asyncio
@@ -38,9 +39,9 @@ async def run_server():
         await asyncio.Future()
 
 
-def dial(port):
+def dial(port, host):
     return connect(
-        "ws://bob/echo",
+        f"ws://{host}/echo",
         sock=socket.create_connection(("127.0.0.1", port)),
         proxy=None,
         ping_interval=None,
@@ -49,8 +50,8 @@ def dial(port):
     )
 
 
-async def run_client(port):
-    async with dial(port) as ws:
+async def run_client(port, host):
+    async with dial(port, host) as ws:
         await ws.send("hello, text")
         assert await asyncio.wait_for(ws.recv(), LIMIT) == "hello, text"
         binary = b"\x00\x01 binary \xfe\xff"
@@ -66,7 +67,7 @@ async def run_client(port):
         await ws.close(4000, "the client closes")
         # The close handshake finished: the server's echo of our code came back.
         assert ws.close_code == 4000, ws.close_code
-    async with dial(port) as ws:
+    async with dial(port, host) as ws:
         await ws.send("close-me")
         try:
             await asyncio.wait_for(ws.recv(), LIMIT)
@@ -80,4 +81,5 @@ if __name__ == "__main__":
     if sys.argv[1] == "server":
         asyncio.run(run_server())
     else:
-        asyncio.run(run_client(int(sys.argv[2])))
+        host = sys.argv[3] if len(sys.argv) > 3 else "bob"
+        asyncio.run(run_client(int(sys.argv[2]), host))

@@ -28,6 +28,9 @@ pub enum HttpHeadError {
     /// Body bytes on a 204 or 304, statuses that carry none (unless it answers `HEAD`).
     #[error("a body on a status that has none")]
     UnexpectedBody,
+    /// A `101` that names no protocol (`Upgrade`) to switch to, or is not a stream.
+    #[error("a 101 without an Upgrade, or not streamed")]
+    BadSwitch,
 }
 
 /// Append the head of a response for a plain HTTP client (public ingress): the target's head
@@ -87,6 +90,9 @@ pub enum HttpBodyFraming {
     /// No length and a caller that cannot take chunks (HTTP/1.0): the body runs until the
     /// connection closes.
     UntilClose,
+    /// A `101`: the connection switched protocols, and its bytes are the stream's data both
+    /// ways from here on, as they are.
+    Switched,
 }
 
 /// Append the head of a streamed response (protocol 2) for a plain HTTP client, without its
@@ -103,6 +109,14 @@ pub fn write_http_stream_head(
     if info.hops_overflow {
         return Err(HttpHeadError::TooManyHopLines);
     }
+    if info.status == 101 {
+        let protocol = upgrade_of(msg, info).ok_or(HttpHeadError::BadSwitch)?;
+        copy_for_http(dst, msg, info, Some(info.stream_line));
+        dst.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: ");
+        dst.extend_from_slice(protocol);
+        dst.extend_from_slice(b"\r\n");
+        return Ok(HttpBodyFraming::Switched);
+    }
     if info.status < 200 {
         return Err(HttpHeadError::Interim);
     }
@@ -118,6 +132,26 @@ pub fn write_http_stream_head(
         HttpBodyFraming::UntilClose
     };
     Ok(framing)
+}
+
+/// The protocol a streamed `101` switches to: its one `Upgrade` value (a rare head, so it is
+/// parsed again here rather than described by [`HeadInfo`]).
+fn upgrade_of<'m>(msg: &'m [u8], info: &HeadInfo) -> Option<&'m [u8]> {
+    if !info.stream {
+        return None;
+    }
+    let mut headers = [httparse::EMPTY_HEADER; crate::proto::head::DEFAULT_MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    resp.parse(msg.get(..info.head_len)?).ok()?;
+    let mut values = resp
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("upgrade"))
+        .map(|h| h.value.trim_ascii());
+    match (values.next(), values.next()) {
+        (Some(v), None) if !v.is_empty() && !v.contains(&b',') && !v.contains(&b'\r') => Some(v),
+        _ => None,
+    }
 }
 
 /// Copy the head up to (not including) its blank line, leaving out the CSeq, Httpws-From and

@@ -262,6 +262,7 @@ impl Shard {
                     last_activity: Instant::now(),
                     deadline: None,
                     assembly: None,
+                    switched: false,
                     from: None,
                 };
                 self.add_stream(conn, info.cseq, entry);
@@ -387,7 +388,7 @@ impl Shard {
                         st.outgoing.insert(origin_cseq, owner);
                     }
                 }
-                Progress::Continues | Progress::Credit(_) => {}
+                Progress::Continues | Progress::Credit(_) | Progress::AnswerEnds => {}
             }
         }
         if !frame.is_empty() {

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::proto::answer_error::AnswerError;
 use crate::proto::frame::OpCode;
-use crate::proto::handshake::Protocol;
+use crate::proto::handshake::{self, Protocol};
 use crate::proto::head::{self, HeadInfo};
 use crate::proto::http1::framing::Framing;
 use crate::proto::indication::IndicationError;
@@ -344,6 +344,21 @@ impl Shard {
             }
             st.pending.issue()
         };
+        if target.protocol == Protocol::V1 && handshake::is_upgrade(&message[..info.head_len]) {
+            // A protocol-1 target takes whole messages only: an upgraded connection's two
+            // byte streams cannot reach it.
+            let reason = format!(
+                "{} speaks protocol 1, which cannot carry an upgraded connection",
+                target.address
+            );
+            return self.fail_request(
+                origin,
+                origin_cseq,
+                reply,
+                AnswerError::BadResponse,
+                &reason,
+            );
+        }
         let assembly = (target.protocol == Protocol::V1).then(|| {
             Box::new(Assembly {
                 toward: Toward::Target,
@@ -365,6 +380,7 @@ impl Shard {
             last_activity: Instant::now(),
             deadline: None,
             assembly,
+            switched: false,
             from,
         };
         self.add_stream(target, proxy_cseq, entry);
@@ -436,6 +452,7 @@ impl Shard {
         entry.last_activity = Instant::now();
         entry.response = Flow::open(declared);
         entry.answered = true;
+        entry.switched = info.status == 101;
         entry.deadline = None;
         let (origin, origin_cseq) = (entry.origin, entry.origin_cseq);
         if !entry.caller_streams {
@@ -551,16 +568,25 @@ impl Shard {
     /// HTTP caller's exchange ends with its response: the rest of a request body still
     /// streaming is not wanted, and the target is told so with a reset.
     fn finish_stream(&self, target: &Conn, proxy_cseq: u64, frame: OutFrame) {
-        let (done, http_upload) =
-            target
-                .state
-                .borrow()
-                .streams
-                .get(&proxy_cseq)
-                .map_or((false, false), |e| {
-                    let http = matches!(e.reply, ReplyAs::Http { .. });
-                    (e.is_finished(), http && !e.request.is_done())
-                });
+        let found = target.state.borrow().streams.get(&proxy_cseq).map(|e| {
+            let http = matches!(e.reply, ReplyAs::Http { .. });
+            let http_upload = http && !e.request.is_done();
+            (
+                e.is_finished(),
+                http_upload,
+                e.switched,
+                e.origin,
+                e.origin_cseq,
+            )
+        });
+        let (done, http_upload) = match found {
+            // A switched connection's side ended: the caller's may go on.
+            Some((_, true, true, origin, origin_cseq)) => {
+                return self.deliver(origin, origin_cseq, frame, Progress::AnswerEnds);
+            }
+            Some((done, http_upload, ..)) => (done, http_upload),
+            None => (false, false),
+        };
         if http_upload {
             if let Some(entry) = self.remove_stream(target, proxy_cseq) {
                 let reset = self.stream_frame(

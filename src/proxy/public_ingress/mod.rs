@@ -15,6 +15,8 @@
 //! shard's shared read blocks and a complete request is split off them without copying, as
 //! on WebSocket connections.
 
+mod upload;
+
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -28,14 +30,13 @@ use monoio::io::poll_io::AsyncWrite;
 use crate::proto::answer_error::AnswerError;
 use crate::proto::frame::OpCode;
 use crate::proto::head::HttpBodyFraming;
-use crate::proto::http1::chunked::{ChunkedError, ChunkedPiece, ChunkedScanner};
 use crate::proto::http1::framing::Framing;
 use crate::proto::http1::head_scanner::{HeadScanner, ScanError};
 use crate::proto::http1::write::ChunkSizeLine;
 use crate::proto::public_request::{
     self, Forwarded, INTERNET_CALLER, IngressHead, MAX_INGRESS_HEADERS, RelayHead,
 };
-use crate::proto::stream::{STREAM_WINDOW, Verb};
+use crate::proto::stream::Verb;
 use crate::proxy::http_caller::HttpCaller;
 use crate::proxy::ids::{CallerKind, ConnKey, ConnRef};
 use crate::proxy::messages::{
@@ -45,6 +46,7 @@ use crate::proxy::pages;
 use crate::proxy::shard::Shard;
 use crate::proxy::transport::Transport;
 use crate::proxy::transport::{poll_read_buf, write_all};
+use upload::{UPLOAD_READ_BYTES, Upload, UploadBody};
 
 /// How long, and for how many bytes, a closing connection drains what the caller still sends.
 const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
@@ -58,52 +60,6 @@ const END_KEEP_ALIVE: &[u8] = b"\r\n";
 const END_CLOSE: &[u8] = b"Connection: close\r\n\r\n";
 /// Ends a chunked body.
 const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
-
-/// Room added for each read of a streamed request body; also what is read ahead of the
-/// target's credit (so that a chunked body's last chunk is seen without any).
-const UPLOAD_READ_BYTES: usize = 64 * 1024;
-
-/// How a streamed request body is framed by the caller, and how much is left of it.
-enum UploadBody {
-    /// Bytes still to come under its `Content-Length`.
-    Length(u64),
-    /// Chunked: decoded as it arrives.
-    Chunked(ChunkedScanner),
-}
-
-/// A request body on its way to the target (protocol 2 stream data).
-struct Upload {
-    body: UploadBody,
-    /// Bytes the target lets the caller send before it grants more.
-    credit: u64,
-    /// The body has all gone (or it was whole, with the head).
-    done: bool,
-}
-
-impl Upload {
-    /// A request that went whole: nothing left to send.
-    fn whole() -> Upload {
-        Upload {
-            body: UploadBody::Length(0),
-            credit: 0,
-            done: true,
-        }
-    }
-
-    /// A body that streams, with the initial window of credit.
-    fn streamed(framing: Framing) -> Upload {
-        let body = match framing {
-            Framing::Chunked => UploadBody::Chunked(ChunkedScanner::new()),
-            Framing::Length(n) => UploadBody::Length(n),
-            Framing::None => UploadBody::Length(0),
-        };
-        Upload {
-            body,
-            credit: STREAM_WINDOW,
-            done: false,
-        }
-    }
-}
 
 /// What woke an exchange up.
 enum Event {
@@ -444,7 +400,7 @@ impl IngressConn {
             return Ok(Next::Close);
         }
         let (origin, cseq) = self.send_request(owner, head_bytes, Bytes::new(), &relay);
-        let mut upload = Upload::streamed(relay.framing);
+        let mut upload = Upload::streamed(relay.framing, relay.upgrade);
         if relay.expect_continue && self.buf.is_empty() {
             write_all(&mut self.io, &[CONTINUE]).await?;
         }
@@ -547,18 +503,35 @@ impl IngressConn {
                     return Poll::Ready(Ok(Event::Part(part)));
                 }
                 if !upload.done {
-                    if upload.credit == 0 && self.buf.len() >= UPLOAD_READ_BYTES {
-                        // Not read further until the target makes room: the caller waits on
-                        // TCP. (Up to a read's worth is taken in meanwhile: the chunked
-                        // framing that ends a body needs no credit.)
+                    if self.buf.len() >= UPLOAD_READ_BYTES {
+                        // What was read could not all be sent (no credit, or no switch yet):
+                        // nothing more is read until it can, and the caller waits on TCP.
+                        // (Up to a read's worth is taken in meanwhile: the chunked framing
+                        // that ends a body needs no credit.)
                         return Poll::Pending;
                     }
                     return self.poll_read_upload(cx).map(|r| r.map(Event::Read));
+                }
+                if upload.eof {
+                    return Poll::Pending;
                 }
                 self.poll_caller_closed(cx).map(Err)
             })
             .await;
             let (frame, progress) = match event.map_err(IngressEnd::Io)? {
+                Event::Read(0) if matches!(upload.body, UploadBody::Upgrade { switched: true }) => {
+                    // The caller closed its side of a switched connection: the target's side
+                    // may still have bytes to come.
+                    self.shard.stream_from_http_caller(
+                        owner,
+                        origin,
+                        cseq,
+                        Verb::End,
+                        Bytes::new(),
+                    );
+                    (upload.done, upload.eof) = (true, true);
+                    continue;
+                }
                 Event::Read(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -586,11 +559,40 @@ impl IngressConn {
                 }
                 (
                     Progress::Opens {
+                        http: Some(HttpBodyFraming::Switched),
+                        ..
+                    },
+                    None,
+                ) => {
+                    let UploadBody::Upgrade { switched } = &mut upload.body else {
+                        let e = io::Error::other("a 101 to a request that asked for no upgrade");
+                        return Err(e.into());
+                    };
+                    // Two byte streams from here on, until both sides have ended.
+                    *switched = true;
+                    next = Next::Close;
+                    write_all(&mut self.io, &[&frame.head, END_KEEP_ALIVE]).await?;
+                    answer = Some(HttpBodyFraming::Switched);
+                }
+                (
+                    Progress::Opens {
                         http: Some(framing),
                         ..
                     },
                     None,
                 ) => {
+                    if upload.is_unswitched_upgrade() {
+                        // Not switched: the upgrade request had no body, and ends here.
+                        self.shard.stream_from_http_caller(
+                            owner,
+                            origin,
+                            cseq,
+                            Verb::End,
+                            Bytes::new(),
+                        );
+                        upload.done = true;
+                        next = Next::Close;
+                    }
                     // A body that runs until the connection closes ends the connection with
                     // it; so does one whose request may not be read to its end.
                     if framing == HttpBodyFraming::UntilClose || !upload.done {
@@ -612,78 +614,20 @@ impl IngressConn {
                         );
                     }
                 }
+                (Progress::AnswerEnds, Some(HttpBodyFraming::Switched)) => {
+                    // The target's side ended: so does the caller's reading side, and the
+                    // caller's bytes go on until it closes its own.
+                    let _ =
+                        std::future::poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await;
+                }
                 // A break, or what cannot come in this order (nothing but a head opens an
                 // answer, and only once): the connection ends without the body's end.
                 (Progress::Broken, _)
                 | (Progress::Opens { .. }, _)
-                | (Progress::Continues, None) => return Ok(Next::Close),
+                | (Progress::Continues, None)
+                | (Progress::AnswerEnds, _) => return Ok(Next::Close),
             }
         }
-    }
-
-    /// Send what has arrived of a streamed request body, as far as the credit goes: data
-    /// split off the read buffer without copying, then the end once the body is complete.
-    fn send_upload(
-        &mut self,
-        upload: &mut Upload,
-        owner: u16,
-        origin: ConnRef,
-        cseq: u64,
-    ) -> Result<(), ChunkedError> {
-        while !upload.done {
-            let max = usize::try_from(upload.credit).unwrap_or(usize::MAX);
-            let piece = match &mut upload.body {
-                UploadBody::Length(0) => ChunkedPiece::End,
-                UploadBody::Length(left) => {
-                    let n = usize::try_from(*left)
-                        .unwrap_or(usize::MAX)
-                        .min(max)
-                        .min(self.buf.len());
-                    *left -= n as u64;
-                    if n == 0 {
-                        ChunkedPiece::More
-                    } else {
-                        ChunkedPiece::Data(self.buf.split_to(n).freeze())
-                    }
-                }
-                UploadBody::Chunked(scanner) => scanner.take_data(&mut self.buf, max)?,
-            };
-            let shard = &self.shard;
-            match piece {
-                ChunkedPiece::Data(data) => {
-                    upload.credit -= data.len() as u64;
-                    shard.stream_from_http_caller(owner, origin, cseq, Verb::Data, data);
-                }
-                ChunkedPiece::End => {
-                    upload.done = true;
-                    shard.stream_from_http_caller(owner, origin, cseq, Verb::End, Bytes::new());
-                    self.release_buffer();
-                }
-                ChunkedPiece::More => break,
-            }
-        }
-        Ok(())
-    }
-
-    /// The caller's chunked body broke its grammar midway: the target's stream is reset, and
-    /// the caller gets `400` if no answer has started (else the connection just closes).
-    async fn broken_upload(
-        &mut self,
-        error: ChunkedError,
-        owner: u16,
-        origin: ConnRef,
-        cseq: u64,
-        answer: Option<HttpBodyFraming>,
-    ) -> Result<Next, IngressEnd> {
-        self.shard.caller_gone_from(owner, origin, cseq);
-        // No answer for this CSeq may be written after the error.
-        self.caller.expect(0);
-        if answer.is_none() {
-            let reason = format!("chunked body: {error}");
-            self.write_error(AnswerError::BadRequest, &reason, Next::Close)
-                .await?;
-        }
-        Ok(Next::Close)
     }
 
     /// Write a piece of a streamed answer, as its framing has it.
@@ -694,21 +638,14 @@ impl IngressConn {
                 let size = ChunkSizeLine::new(data.len());
                 write_all(&mut self.io, &[size.as_bytes(), data, b"\r\n"]).await
             }
-            HttpBodyFraming::Length | HttpBodyFraming::UntilClose if !data.is_empty() => {
+            HttpBodyFraming::Length | HttpBodyFraming::UntilClose | HttpBodyFraming::Switched
+                if !data.is_empty() =>
+            {
                 write_all(&mut self.io, &[data]).await
             }
             // (A bodiless answer's data goes nowhere; its credit is granted all the same.)
             _ => Ok(()),
         }
-    }
-
-    /// Read more of a streamed request body into the buffer (at most a read's worth of room is
-    /// added, so what is held stays within the credit plus one read).
-    fn poll_read_upload(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() == self.buf.len() {
-            self.buf.reserve(UPLOAD_READ_BYTES);
-        }
-        poll_read_buf(&mut self.io, cx, &mut self.buf)
     }
 
     /// While an answer streams: `Ready` with the reason once the caller's connection ends.
