@@ -1,16 +1,17 @@
 //! Public ingress target: an internet caller's bytes as the proxy's ingress reads them. The
 //! head is found with the head scanner, checked and rewritten by `public_request::parse_request`, and
 //! a chunked body is delimited by `ChunkedScanner`. Properties: a relayed head is a valid
-//! httpws request that `head::inspect` reads back to the same Host, framing and rewrite as the
-//! description `parse_request` built without parsing it again; the chunked scanner gives the
-//! same end whole and read by read, and what it accepts the relay's whole-message check
-//! (`head::inspect` on the relayed message) accepts too.
+//! httpws request that `head::inspect` reads back to the same Host, framing, stream flag and
+//! rewrite as the description `parse_request` built without parsing it again; the chunked
+//! scanner gives the same end whole and read by read, and the same data split off piece by
+//! piece (`take_data`, as a streamed upload sends it) as a whole decode; what it accepts the
+//! relay's whole-message check (`head::inspect` on the relayed message) accepts too.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use bytes::BytesMut;
 use httpws::proto::head::{self, HeadLimits};
-use httpws::proto::http1::chunked::ChunkedScanner;
+use httpws::proto::http1::chunked::{ChunkedDecoder, ChunkedPiece, ChunkedScanner};
 use httpws::proto::http1::framing::Framing;
 use httpws::proto::http1::head_scanner::HeadScanner;
 use httpws::proto::http1::header_name;
@@ -66,6 +67,23 @@ pub fn ingress(data: &[u8]) {
         "Host is the routed address"
     );
     let body = &input[head_end..];
+    if relay.framing == Framing::Chunked {
+        chunked_data_agrees(body, split);
+    }
+    if relay.streamed {
+        // A stream head: no body in the message, its data follows as stream messages.
+        let inspected = head::inspect(built, &HeadLimits::default())
+            .unwrap_or_else(|e| panic!("stream head refused by the relay: {e}"));
+        assert!(inspected.stream && relay.info.stream);
+        assert_eq!(inspected.framing, relay.info.framing);
+        assert!(relay.framing == Framing::Chunked || inspected.framing == relay.framing);
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        head::write_head(&mut a, built, &relay.info, 9, Some(INTERNET_CALLER));
+        head::write_head(&mut b, built, &inspected, 9, Some(INTERNET_CALLER));
+        assert_eq!(a, b, "the built description rewrites like a parsed one");
+        return;
+    }
+    assert!(!relay.info.stream);
     let body_len = match relay.framing {
         Framing::None => 0,
         Framing::Length(n) => match usize::try_from(n) {
@@ -109,6 +127,40 @@ pub fn ingress(data: &[u8]) {
     assert_eq!(a, b, "the built description rewrites like a parsed one");
 }
 
+/// The data `take_data` splits off a chunked body, read in pieces of the fuzzed sizes and
+/// taken at most a few bytes at a time, is what a whole decode finds, ending at the same place.
+fn chunked_data_agrees(body: &[u8], split: u8) {
+    let mut whole = BytesMut::new();
+    let mut src = BytesMut::from(body);
+    let decoded = ChunkedDecoder::default().decode(&mut src, &mut whole, usize::MAX);
+    let mut scanner = ChunkedScanner::new();
+    let mut splitter = Splitter::new(split);
+    let max = usize::from(split % 7) + 1;
+    let (mut pending, mut fed, mut data) = (BytesMut::new(), 0, Vec::new());
+    let ended = loop {
+        match scanner.take_data(&mut pending, max) {
+            Ok(ChunkedPiece::Data(piece)) => data.extend_from_slice(&piece),
+            Ok(ChunkedPiece::More) if fed < body.len() => {
+                let n = splitter.next_len(body.len() - fed);
+                pending.extend_from_slice(&body[fed..fed + n]);
+                fed += n;
+            }
+            Ok(ChunkedPiece::More) => break Ok(false),
+            Ok(ChunkedPiece::End) => break Ok(true),
+            Err(e) => break Err(e),
+        }
+    };
+    match (decoded, ended) {
+        (Ok(true), Ok(true)) => {
+            assert_eq!(&data[..], &whole[..], "the same data piece by piece");
+            assert_eq!(pending.len() + (body.len() - fed), src.len(), "the same end");
+        }
+        (Ok(false), Ok(false)) => assert_eq!(&data[..], &whole[..]),
+        (Err(_), Err(_)) => {}
+        (d, t) => panic!("whole decode {d:?} but piece by piece {t:?}"),
+    }
+}
+
 /// The relayed head carries the proxy's stamps and nothing that could pass for them: the only
 /// forwarding headers are the three the proxy wrote (just before its CSeq line), no line is a
 /// twin of a stamped header but that CSeq, and the `X-Forwarded-Host` it copied is a `Host`
@@ -122,24 +174,25 @@ fn headers_stamped_once(built: &[u8], names: ProxyNames<'_>) {
         .collect();
     let n = lines.len();
     assert!(n >= 5, "Host, the three X-Forwarded lines and CSeq");
+    // A stream head has the proxy's `Httpws-Stream` line just before its CSeq.
+    let stream = usize::from(lines[n - 2] == b"Httpws-Stream: body");
     for (i, line) in lines.iter().enumerate() {
         let colon = line.iter().position(|&b| b == b':').expect("a header line");
         let name = &line[..colon];
         if header_name::is_forwarding(name) {
             assert!(
-                (n - 4..n - 1).contains(&i),
+                (n - 4 - stream..n - 1 - stream).contains(&i),
                 "caller forwarding header relayed: {line:?}"
             );
         }
         if header_name::is_stamped(name) {
-            assert_eq!(
-                i,
-                n - 1,
+            assert!(
+                i == n - 1 || (stream == 1 && i == n - 2),
                 "caller twin of a stamped header relayed: {line:?}"
             );
         }
     }
-    let forwarded_host = lines[n - 3]
+    let forwarded_host = lines[n - 3 - stream]
         .strip_prefix(b"X-Forwarded-Host: ")
         .expect("X-Forwarded-Host written third from the end");
     let routed = lines[0]
