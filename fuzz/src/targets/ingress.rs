@@ -153,7 +153,11 @@ fn chunked_data_agrees(body: &[u8], split: u8) {
     match (decoded, ended) {
         (Ok(true), Ok(true)) => {
             assert_eq!(&data[..], &whole[..], "the same data piece by piece");
-            assert_eq!(pending.len() + (body.len() - fed), src.len(), "the same end");
+            assert_eq!(
+                pending.len() + (body.len() - fed),
+                src.len(),
+                "the same end"
+            );
         }
         (Ok(false), Ok(false)) => assert_eq!(&data[..], &whole[..]),
         (Err(_), Err(_)) => {}
