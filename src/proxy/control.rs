@@ -2,9 +2,10 @@
 //! shutdown sequence, the access policy, and the TLS configuration.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::proxy::access::PolicyCell;
+use crate::proxy::stats::{StreamCounters, StreamTotals};
 
 /// State shared by every shard of one proxy: the shutdown sequence, the access policy and
 /// the TLS configuration (both replaceable on SIGHUP).
@@ -17,6 +18,9 @@ pub struct Control {
     pub policy: PolicyCell,
     /// Read once per accepted connection; swapped whole when the certificate is reloaded.
     tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
+    /// Every shard's stream counters, for whoever reads them all (locked only to add a
+    /// shard's and to read).
+    stream_counters: Mutex<Vec<Arc<StreamCounters>>>,
 }
 
 impl Control {
@@ -27,7 +31,31 @@ impl Control {
             drained: AtomicUsize::new(0),
             policy,
             tls: RwLock::new(tls),
+            stream_counters: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A new shard's stream counters, registered so that [`stream_totals`](Self::stream_totals)
+    /// counts them.
+    pub fn new_stream_counters(&self) -> Arc<StreamCounters> {
+        let counters = Arc::new(StreamCounters::default());
+        let mut all = self
+            .stream_counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.push(counters.clone());
+        counters
+    }
+
+    /// Every shard's stream counters, summed.
+    pub fn stream_totals(&self) -> StreamTotals {
+        let all = self
+            .stream_counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .map(|c| c.snapshot())
+            .fold(StreamTotals::default(), |sum, one| sum + one)
     }
 
     /// The TLS configuration new connections get (None: plain `ws://`).

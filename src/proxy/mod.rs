@@ -11,6 +11,8 @@
 //! - [`slab`], [`table`], [`pending`], [`router`], [`access`]: a shard's connection slots,
 //!   its slice of the address table, the CSeq remapping, the lock-free queues between shards,
 //!   and the tokens file.
+//! - [`streams`], [`stats`]: where each stream's two bodies stand (credit, ends); the
+//!   counters a shard keeps for operators (open streams, bytes each way).
 //! - [`conn`], [`http_caller`]: one registered WebSocket's state (its outbound queue counted
 //!   against its limit), and a public-ingress caller's answer mailbox.
 //! - [`control`], [`shard`]: state shared by all shards, and one shard's state with the
@@ -47,6 +49,7 @@ pub mod runtime;
 pub mod server;
 pub mod shard;
 pub mod slab;
+pub mod stats;
 pub mod streams;
 pub mod table;
 pub mod tls;

@@ -313,5 +313,12 @@ async fn shut_down(shard: Rc<Shard>) {
     while shard.has_conns() && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(2)).await;
     }
-    tracing::info!(shard = shard.id, "shard stopped");
+    let streams = shard.stream_counters.snapshot();
+    tracing::info!(
+        shard = shard.id,
+        streams = streams.opened,
+        stream_bytes_to_targets = streams.bytes_to_targets,
+        stream_bytes_to_callers = streams.bytes_to_callers,
+        "shard stopped"
+    );
 }

@@ -28,6 +28,7 @@ use crate::proxy::ids::{CallerKind, ConnKey, ConnRef};
 use crate::proxy::messages::{OutFrame, ShardMessage};
 use crate::proxy::router::ShardRouter;
 use crate::proxy::slab::ConnectionSlab;
+use crate::proxy::stats::StreamCounters;
 use crate::proxy::table::{AddressTable, Claim, CredentialHash, Registration};
 
 /// Size of the blocks the shard reads into; payloads are split off them zero-copy.
@@ -70,6 +71,8 @@ pub struct Shard {
     /// stream messages find their stream.
     stream_routes: RefCell<HashMap<(ConnRef, u64), (ConnKey, u64)>>,
     pending_total: Cell<usize>,
+    /// Streams opened and open here, and their bytes (also in [`Control::stream_totals`]).
+    pub stream_counters: Arc<StreamCounters>,
     /// Shutdown has begun: new registrations and requests are refused.
     draining: Cell<bool>,
     /// This shard's copy of the access policy and the generation it was taken at.
@@ -86,6 +89,7 @@ impl Shard {
     ) -> Self {
         let shards = router.shards();
         let policy = (control.policy.generation(), control.policy.current());
+        let stream_counters = control.new_stream_counters();
         Self {
             id,
             policy: RefCell::new(policy),
@@ -111,6 +115,7 @@ impl Shard {
             stream_timed: RefCell::default(),
             stream_routes: RefCell::default(),
             pending_total: Cell::new(0),
+            stream_counters,
             draining: Cell::new(false),
         }
     }
@@ -320,6 +325,7 @@ impl Shard {
     /// response head yet) or a reset with `reason`.
     pub fn end_streams(&self, conn: &Conn, reason: ResetReason) {
         let streams = std::mem::take(&mut conn.state.borrow_mut().streams);
+        self.stream_counters.closed(streams.len() as u64);
         for entry in streams.into_values() {
             self.stream_routes
                 .borrow_mut()

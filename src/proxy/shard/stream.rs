@@ -133,6 +133,7 @@ impl Shard {
                     return;
                 }
                 drop(st);
+                self.stream_counters.to_target(payload.len());
                 let frame = self.stream_frame(
                     hop.opcode,
                     Verb::Data,
@@ -245,6 +246,7 @@ impl Shard {
                     }
                     return;
                 }
+                self.stream_counters.to_caller(payload.len());
                 if let ReplyAs::Http { .. } = entry.reply {
                     // The ingress frames it for its caller (a chunk, or the bytes as they are).
                     drop(st);
@@ -547,6 +549,7 @@ impl Shard {
         self.stream_routes
             .borrow_mut()
             .insert((entry.origin, entry.origin_cseq), (target.key, proxy_cseq));
+        self.stream_counters.opened();
         let mut st = target.state.borrow_mut();
         st.streams.insert(proxy_cseq, entry);
         if !st.in_stream_set {
@@ -558,6 +561,7 @@ impl Shard {
     /// Take a stream out of the tables (it ended, or was reset).
     pub(super) fn remove_stream(&self, target: &Conn, proxy_cseq: u64) -> Option<StreamEntry> {
         let entry = target.state.borrow_mut().streams.remove(&proxy_cseq)?;
+        self.stream_counters.closed(1);
         self.stream_routes
             .borrow_mut()
             .remove(&(entry.origin, entry.origin_cseq));
