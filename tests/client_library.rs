@@ -3,6 +3,11 @@
 
 mod common;
 
+// The example's router, served in a test exactly as the example serves it.
+#[allow(dead_code)]
+#[path = "../examples/axum.rs"]
+mod axum_example;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -309,4 +314,49 @@ async fn silent_proxy_is_detected_and_replaced_by_a_new_connection() {
         "the silent connection is dropped: {end:?}"
     );
     alice.close().await;
+}
+
+/// An axum `Router` served with `Endpoint::serve` (the example's) answers through the tunnel
+/// unchanged, and streams: curl, through an agent's `--listen`, gets the server-sent events
+/// one by one, a download of unknown length intact, and the upload's length counted as it
+/// streamed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_axum_router_serves_over_the_tunnel_and_streams() {
+    let proxy = Proxy::start(Driver::Uring, &[]);
+    let endpoint = within(Endpoint::builder(&proxy_url(&proxy)).name("axum").connect())
+        .await
+        .expect("axum registers");
+    tokio::spawn(async move { endpoint.serve(axum_example::router()).await });
+    let addr = proxy.addr;
+    tokio::task::spawn_blocking(move || {
+        let mut alice = common::agent::Agent::listen(addr, "alice", &[]);
+        let ingress = alice.ingress();
+        let out = common::curl::curl_via(&ingress, "http://axum/", &[]);
+        assert_eq!(out.body_text(), "hello from axum, over httpws\n", "{out:?}");
+        let out = common::curl::curl_via(&ingress, "http://axum/events?n=3&ms=20", &["-N"]);
+        let text = out.body_text();
+        let events: Vec<&str> = text.lines().filter(|l| l.starts_with("data: ")).collect();
+        assert_eq!(events, ["data: event 0", "data: event 1", "data: event 2"]);
+        assert_eq!(out.header("content-type"), Some("text/event-stream"));
+        let n: u64 = 3_000_000;
+        let out = common::curl::curl_via(&ingress, &format!("http://axum/download?bytes={n}"), &[]);
+        assert_eq!(out.body.len() as u64, n);
+        assert!(
+            out.body
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == axum_example::pattern_byte(i as u64)),
+            "the download arrives intact"
+        );
+        let scratch = common::scratch::Scratch::new();
+        let file = scratch.write("upload", &vec![7u8; 2_000_000]);
+        let out = common::curl::curl_via(
+            &ingress,
+            "http://axum/count",
+            &["--data-binary", &format!("@{file}"), "-H", "Expect:"],
+        );
+        assert_eq!(out.body_text(), "2000000\n", "{out:?}");
+    })
+    .await
+    .expect("the curl side");
 }
