@@ -3,10 +3,17 @@
 //
 // An httpws endpoint holds one WebSocket to an httpws proxy and is known there by a virtual
 // address. Through that socket it calls other endpoints with `fetch()` semantics (each request
-// is one HTTP/1.1 message carrying `Host: <address>` and a `CSeq`, matched to its response)
+// is an HTTP/1.1 message carrying `Host: <address>` and a `CSeq`, matched to its response)
 // and serves the requests other endpoints send it with an `onrequest` handler that takes a
 // standard `Request` and returns a standard `Response`. It re-registers under the same name
 // when the tunnel drops. The wire contract is docs/protocol.md in the httpws repository.
+//
+// It offers protocol 2 (§12, the `httpws.2` subprotocol) and falls back to protocol 1 when the
+// proxy does not choose it. In protocol 2 small bodies still travel whole, one message per HTTP
+// message; large, unknown-length and endless ones stream as data messages under per-stream
+// flow control (credit), so `fetch()` resolves at the response head with a streaming body, a
+// handler's request body streams, and `upgrade()` / `info.upgrade()` carry upgraded
+// connections as WebSocket-like sockets.
 //
 //   import { HttpWs } from './httpws.js';
 //   const ep = await HttpWs.connect('wss://relay.example.com', { name: 'alice', token });
@@ -28,9 +35,15 @@ export const DEFAULTS = Object.freeze({
    * request that would go over is answered 503 target-busy instead of being held.
    */
   maxHandlerBytes: 64 * 1024 * 1024,
-  /** Largest message sent or accepted, bytes (the proxy's default --max-message-bytes). */
+  /**
+   * Largest whole message sent or accepted, bytes (the proxy's default --max-message-bytes).
+   * In protocol 2 a larger body streams instead; this bounds whole messages only.
+   */
   maxMessageBytes: 16 * 1024 * 1024,
-  /** Bytes the WebSocket may have buffered unsent before fetch() fails with tunnel-busy. */
+  /**
+   * Bytes the WebSocket may have buffered unsent before fetch() fails with tunnel-busy; also
+   * what an upgraded socket may hold unsent before it is reset.
+   */
   maxBufferedBytes: 32 * 1024 * 1024,
   /** First reconnect delay, ms; it doubles on each failed or short-lived attempt... */
   reconnectMin: 100,
@@ -60,16 +73,47 @@ const STABLE_LINK_MS = 10_000;
 /** Registration refusals that retrying cannot fix (bad name, token or origin). */
 const FATAL_STATUSES = new Set([400, 401, 403, 404]);
 
+/** The WebSocket subprotocol that asks the proxy for protocol 2 (docs/protocol.md §12). */
+export const PROTOCOL_2 = 'httpws.2';
+/**
+ * Credit each direction of a stream starts with, bytes (§12): what a sender may send before the
+ * receiver grants more, and so the most a receiver ever holds unread of one stream.
+ */
+export const STREAM_WINDOW = 256 * 1024;
+/**
+ * Bodies whose whole length is known up to this many bytes travel whole in one message, as in
+ * protocol 1 (one message, no credit round trips); larger, unknown-length and endless ones
+ * stream.
+ */
+export const WHOLE_BODY_BYTES = 64 * 1024;
+/** Largest payload of one data message this client sends: a window goes in four pieces. */
+const DATA_PIECE_BYTES = 64 * 1024;
+/**
+ * Consumed bytes gathered before they are granted back in one `credit` message. At most the
+ * window, so a sender that has used all its credit gets some back as soon as its data is read.
+ */
+const CREDIT_BATCH_BYTES = 64 * 1024;
+/** Longest stream tag line (§12). */
+const MAX_TAG_BYTES = 64;
+/** The stream tag line: verb, direction, CSeq, argument. */
+const TAG_RE = /^~(data|end|credit|reset) ([<>])(\d{1,20})(?: ([!-~]{1,40}))?\n/;
+/** The `~reset` tokens of §12. */
+const RESET_TOKENS = new Set(['cancel', 'target-gone', 'timeout', 'flow-control', 'too-large', 'protocol', 'shutdown']);
+/** How long a closed upgraded socket waits for the other side's end before resetting, ms. */
+const UPGRADE_CLOSE_MS = 5_000;
+/** An `Upgrade` protocol: a token, optionally `/version` (RFC 9110 §7.8). */
+const UPGRADE_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:\/[!#$%&'*+\-.^_`|~0-9A-Za-z]+)?$/;
+
 const HOP_BY_HOP = [
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
   'te', 'trailer', 'transfer-encoding', 'upgrade',
 ];
 /** Header names a caller may not set on fetch(): the client writes or forbids them. */
 const REFUSED_REQUEST_HEADERS = new Set([
-  ...HOP_BY_HOP, 'host', 'cseq', 'httpws-from', 'content-length', 'expect',
+  ...HOP_BY_HOP, 'host', 'cseq', 'httpws-from', 'content-length', 'expect', 'httpws-stream',
 ]);
 /** Header names dropped from a handler's Response: the client writes the framing itself. */
-const DROPPED_RESPONSE_HEADERS = new Set([...HOP_BY_HOP, 'content-length', 'cseq', 'httpws-from']);
+const DROPPED_RESPONSE_HEADERS = new Set([...HOP_BY_HOP, 'content-length', 'cseq', 'httpws-from', 'httpws-stream']);
 
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** One address label: ASCII letters (any case), digits and inner hyphens, 1–63 of them. */
@@ -102,13 +146,17 @@ const REASONS = {
  * An error from this client. Its `name` (and `code`) is the failure's token:
  * `tunnel-down`, `target-gone`, `timeout`, `closed`, `message-too-large`, `too-many-pending`,
  * `tunnel-busy`, `bad-response`, `connect-failed`, `connect-timeout`, `registration-refused`,
- * `bad-host` (the proxy's `:host` names no valid address, or another than the one asked for).
+ * `bad-host` (the proxy's `:host` names no valid address, or another than the one asked for);
+ * for streams (protocol 2): `stream-reset` (the stream was reset; `reset` is the §12 token:
+ * `cancel`, `target-gone`, `timeout`, `flow-control`, `too-large`, `protocol`, `shutdown`),
+ * `upgrade-refused` (an upgrade answered with another status than 101; `response` is the
+ * answer) and `no-streams` (this tunnel speaks protocol 1).
  */
 export class HttpWsError extends Error {
   /**
    * @param {string} code the failure's token, also used as `name`
    * @param {string} message what happened, for people
-   * @param {{cause?: unknown, status?: number}} [extra]
+   * @param {{cause?: unknown, status?: number, reset?: string, response?: Response}} [extra]
    */
   constructor(code, message, extra = {}) {
     super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
@@ -116,6 +164,10 @@ export class HttpWsError extends Error {
     this.code = code;
     /** The registration's HTTP status, where the WebSocket implementation exposes it. */
     if (extra.status !== undefined) this.status = extra.status;
+    /** A `stream-reset`'s §12 token. */
+    if (extra.reset !== undefined) this.reset = extra.reset;
+    /** An `upgrade-refused`'s answer. */
+    if (extra.response !== undefined) this.response = extra.response;
   }
 }
 
