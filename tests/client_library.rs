@@ -90,7 +90,7 @@ async fn requests_reach_an_independent_target_and_errors_are_responses() {
             .header("x-app", "1")
             .body(Bytes::from_static(b"v=0"))
             .unwrap();
-        let r = within(alice.request(req)).await.unwrap();
+        let r = within(alice.request_whole(req)).await.unwrap();
         if httpws_error(&r) != Some("unknown-address") {
             response = Some(r);
             break;

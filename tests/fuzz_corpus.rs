@@ -66,6 +66,11 @@ fn ingress_corpus() {
     replay("ingress", targets::ingress);
 }
 
+#[test]
+fn stream_corpus() {
+    replay("stream", targets::stream);
+}
+
 /// Every target has a corpus directory and a test above (a new target must get both).
 #[test]
 fn every_target_has_a_corpus() {

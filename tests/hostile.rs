@@ -29,6 +29,7 @@ use common::proc_stats::{open_fds, vm_rss_kib, wait_for};
 use common::proxy::Proxy;
 use common::proxy_errors::{assert_proxy_error, expect_indication, parse_error_indication};
 use common::raw_ws::RawClient;
+use common::stream_wire;
 use common::wire::{BINARY, CLOSE, FIN, PING, PONG, TEXT};
 use common::ws::{
     Endpoint, assert_quiet, close_and_wait, connect, connect_with, recv_text, recv_within,
@@ -1410,6 +1411,89 @@ fn tiny_messages_waiting_for_a_non_reader_do_not_pin_shared_blocks(driver: Drive
 }
 
 // =============================================================================================
+// Streams (protocol 2): every stream message a peer can get wrong
+// =============================================================================================
+
+fn stream_violations_reset_only_their_stream(driver: Driver) {
+    let proxy = Proxy::start(driver, &["--max-streams", "8"]);
+    let mut by = Bystanders::register(&proxy);
+    let (mut alice, mut bob, bob_name) = stream_wire::pair(&proxy, "alice", "bob");
+    let open = |alice: &mut common::ws::Endpoint, bob: &mut common::ws::Endpoint, cseq: u64| {
+        let head = format!(
+            "POST /s HTTP/1.1\r\nHost: {bob_name}\r\nCSeq: {cseq}\r\nHttpws-Stream: body\r\n\r\n"
+        );
+        stream_wire::send(alice, head);
+        stream_wire::head_of(&stream_wire::recv(bob)).1
+    };
+    // A window violation.
+    let p = open(&mut alice, &mut bob, 1);
+    stream_wire::send(
+        &mut alice,
+        stream_wire::data('>', 1, &vec![0u8; 256 * 1024 + 1]),
+    );
+    let reset = stream_wire::recv_tagged(&mut bob);
+    assert_eq!(
+        (reset.cseq, reset.arg.as_deref()),
+        (p, Some("flow-control"))
+    );
+    assert!(stream_wire::recv(&mut alice).starts_with(b"HTTP/1.1 502"));
+    by.check();
+    // Data after end.
+    let p = open(&mut alice, &mut bob, 2);
+    stream_wire::send(&mut alice, stream_wire::tag("end", '>', 2, None));
+    assert_eq!(stream_wire::recv_tagged(&mut bob).verb, "end");
+    stream_wire::send(&mut alice, stream_wire::data('>', 2, b"late"));
+    let reset = stream_wire::recv_tagged(&mut bob);
+    assert_eq!((reset.cseq, reset.arg.as_deref()), (p, Some("protocol")));
+    let answer = stream_wire::recv(&mut alice);
+    assert!(answer.starts_with(b"HTTP/1.1 502"), "{answer:?}");
+    by.check();
+    // Data for streams nobody opened, and malformed tag lines.
+    stream_wire::send(&mut alice, stream_wire::data('>', 4242, b"x"));
+    expect_indication(&mut alice, "unknown-cseq");
+    stream_wire::send(&mut bob, stream_wire::data('<', 4242, b"x"));
+    expect_indication(&mut bob, "unknown-cseq");
+    for garbage in [
+        &b"~"[..],
+        b"~data\n",
+        b"~data >x\n",
+        b"~credit >1 -5\n",
+        b"~nope >1\n",
+    ] {
+        stream_wire::send(&mut alice, garbage.to_vec());
+        expect_indication(&mut alice, "bad-message");
+    }
+    by.check();
+    // A flood of open streams stops at --max-streams, and the rest still work.
+    let mut accepted = 0;
+    let mut refused = 0;
+    for cseq in 100..140u64 {
+        let head = format!(
+            "POST /s HTTP/1.1\r\nHost: {bob_name}\r\nCSeq: {cseq}\r\nHttpws-Stream: body\r\n\r\n"
+        );
+        stream_wire::send(&mut alice, head);
+    }
+    // Each is either relayed to bob or answered target-busy, exactly once.
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while accepted + refused < 40 && Instant::now() < deadline {
+        if let Some(answer) = recv_within(&mut alice, Duration::from_millis(20)) {
+            assert!(answer.contains("Httpws-Error: target-busy"), "{answer}");
+            refused += 1;
+        }
+        if recv_within(&mut bob, Duration::from_millis(20)).is_some() {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted + refused, 40, "every stream head gets one outcome");
+    assert!(
+        accepted <= 8,
+        "{accepted} streams opened past --max-streams 8"
+    );
+    assert!(refused >= 32, "only {refused} refused");
+    by.check();
+}
+
+// =============================================================================================
 // A target that stops reading
 // =============================================================================================
 
@@ -1776,6 +1860,7 @@ on_both_drivers!(
     a_name_held_without_a_token_says_it_frees_itself,
     slowloris_connections_are_closed_at_the_handshake_timeout,
     zero_window_target_gets_target_busy_and_memory_stays_bounded,
+    stream_violations_reset_only_their_stream,
     floods_without_reading_are_dropped_at_the_queue_limit,
     tiny_messages_waiting_for_a_non_reader_do_not_pin_shared_blocks,
     sigterm_under_load_answers_every_in_flight_request,

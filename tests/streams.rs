@@ -1,8 +1,9 @@
 //! Protocol 2 streams through the real proxy (docs/protocol.md §12), driven by tungstenite
 //! endpoints that negotiate `httpws.2` and speak the stream messages by hand: heads with
 //! `Httpws-Stream: body`, `~data`/`~end`/`~credit`/`~reset` tagged with the exchange's CSeq,
-//! flow control, every way a stream ends, and the bridges to protocol-1 peers and internet
-//! callers. Every case runs on both io drivers, with the two endpoints on different shards.
+//! flow control, every way a stream ends, and the bridges to protocol-1 peers (internet
+//! callers: tests/ingress_streams.rs). Every case runs on both io drivers, with the two
+//! endpoints on different shards.
 
 mod common;
 
@@ -12,112 +13,11 @@ use common::IO_TIMEOUT;
 use common::driver::Driver;
 use common::proxy::{Proxy, name_on_shard};
 use common::raw_conn::RawConn;
-use common::ws::{Endpoint, connect, connect_with, recv_within};
-use tungstenite::Message;
+use common::stream_wire::{connect_v2, data, head_of, pair, recv, recv_tagged, send, tag};
+use common::ws::{connect, recv_within};
 
 /// The initial credit of each direction of a stream (docs/protocol.md §12).
 const WINDOW: usize = 256 * 1024;
-
-/// Register `name` speaking protocol 2; the 101 must say so.
-fn connect_v2(proxy: &Proxy, name: &str) -> Endpoint {
-    connect_with(
-        proxy,
-        &format!("/{name}"),
-        &[("Sec-WebSocket-Protocol", "httpws.2")],
-    )
-    .unwrap_or_else(|s| panic!("registration of {name} refused: {s}"))
-}
-
-/// Two protocol-2 endpoints on different shards (so every stream crosses shards).
-fn pair(proxy: &Proxy, caller: &str, target: &str) -> (Endpoint, Endpoint, String) {
-    let caller = connect_v2(proxy, &name_on_shard(caller, 0, 2));
-    let target_name = name_on_shard(target, 1, 2);
-    let target = connect_v2(proxy, &target_name);
-    (caller, target, target_name)
-}
-
-fn send(ep: &mut Endpoint, bytes: impl Into<Vec<u8>>) {
-    ep.ws
-        .send(Message::binary(bytes.into()))
-        .expect("send a message");
-}
-
-/// The next data message (text or binary), as bytes.
-fn recv(ep: &mut Endpoint) -> Vec<u8> {
-    loop {
-        match ep.ws.read().expect("read a message") {
-            Message::Binary(b) => return b.to_vec(),
-            Message::Text(t) => return t.as_bytes().to_vec(),
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-            other => panic!("{}: expected a data message, got {other:?}", ep.address),
-        }
-    }
-}
-
-/// A stream message: its tag line's verb, direction mark, CSeq and argument; its payload.
-#[derive(Debug, PartialEq, Eq)]
-struct Tagged {
-    verb: String,
-    dir: char,
-    cseq: u64,
-    arg: Option<String>,
-    payload: Vec<u8>,
-}
-
-fn tagged(message: &[u8]) -> Tagged {
-    assert_eq!(
-        message.first(),
-        Some(&b'~'),
-        "not a stream message: {message:?}"
-    );
-    let lf = message
-        .iter()
-        .position(|&b| b == b'\n')
-        .expect("a tag line");
-    let line = std::str::from_utf8(&message[1..lf]).expect("ASCII tag line");
-    let mut fields = line.split(' ');
-    let verb = fields.next().expect("verb").to_owned();
-    let tag = fields.next().expect("cseq");
-    let arg = fields.next().map(str::to_owned);
-    let dir = tag.chars().next().expect("direction");
-    Tagged {
-        verb,
-        dir,
-        cseq: tag[1..].parse().expect("decimal CSeq"),
-        arg,
-        payload: message[lf + 1..].to_vec(),
-    }
-}
-
-fn recv_tagged(ep: &mut Endpoint) -> Tagged {
-    tagged(&recv(ep))
-}
-
-fn tag(verb: &str, dir: char, cseq: u64, arg: Option<&str>) -> Vec<u8> {
-    match arg {
-        Some(arg) => format!("~{verb} {dir}{cseq} {arg}\n"),
-        None => format!("~{verb} {dir}{cseq}\n"),
-    }
-    .into_bytes()
-}
-
-fn data(dir: char, cseq: u64, payload: &[u8]) -> Vec<u8> {
-    let mut message = tag("data", dir, cseq, None);
-    message.extend_from_slice(payload);
-    message
-}
-
-/// The head of a message (as text) and the value of its CSeq.
-fn head_of(message: &[u8]) -> (String, u64) {
-    let text = String::from_utf8_lossy(message).into_owned();
-    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
-    let cseq = head
-        .lines()
-        .find_map(|l| l.strip_prefix("CSeq: "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no CSeq in {head:?}"));
-    (head, cseq)
-}
 
 fn stream_request(target: &str, cseq: u64, extra: &str) -> String {
     format!(
@@ -500,32 +400,6 @@ fn a_protocol_1_target_gets_a_streamed_request_whole(driver: Driver) {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
-fn an_internet_caller_gets_a_streamed_response_as_http(driver: Driver) {
-    let proxy = Proxy::start(driver, &[]);
-    let mut svc = connect_with(
-        &proxy,
-        "/svc?public=1",
-        &[("Sec-WebSocket-Protocol", "httpws.2")],
-    )
-    .expect("register svc");
-    let mut caller = RawConn::connect(proxy.addr, IO_TIMEOUT);
-    caller
-        .send(b"GET /doc HTTP/1.1\r\nHost: svc\r\n\r\n")
-        .expect("send");
-    let (_, p) = head_of(&recv(&mut svc));
-    send(
-        &mut svc,
-        format!("HTTP/1.1 200 OK\r\nCSeq: {p}\r\nHttpws-Stream: body\r\n\r\n"),
-    );
-    send(&mut svc, data('<', p, b"part one, "));
-    send(&mut svc, data('<', p, b"part two"));
-    send(&mut svc, tag("end", '<', p, None));
-    let answer = caller.response("GET");
-    assert_eq!(answer.status(), 200);
-    assert_eq!(answer.body, b"part one, part two");
-    assert_eq!(answer.all("httpws-stream"), Vec::<&str>::new());
-}
-
 // =============================================================================================
 // What protocol 1 may not send, and stream limits
 // =============================================================================================
@@ -598,7 +472,6 @@ on_both_drivers!(
     an_idle_stream_is_reset_timeout,
     a_protocol_1_caller_gets_a_streamed_response_whole,
     a_protocol_1_target_gets_a_streamed_request_whole,
-    an_internet_caller_gets_a_streamed_response_as_http,
     protocol_1_may_not_stream,
     stream_messages_for_unknown_or_ended_exchanges,
 );

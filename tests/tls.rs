@@ -250,7 +250,7 @@ async fn client_library_over_wss() {
     let request = http::Request::get("http://bob/tls")
         .body(Bytes::new())
         .expect("request");
-    let response = tokio::time::timeout(limit, alice.request(request))
+    let response = tokio::time::timeout(limit, alice.request_whole(request))
         .await
         .expect("in time")
         .expect("a response");

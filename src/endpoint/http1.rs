@@ -3,10 +3,12 @@
 //! socket, how long a body is, whether a response is a final one, which headers stop at this
 //! hop, and the request line and `Content-Length` they write back out.
 //!
-//! A tunnel message always carries a whole HTTP message, so every body is read completely
-//! (within a limit) and re-sent with `Content-Length`; chunked and close-delimited bodies are
-//! decoded here. Parsing is strict where the framing is concerned (RFC 9112 §6.3): a message
-//! whose length is ambiguous is refused, never guessed at.
+//! A body that goes whole in a tunnel message is read completely (within a limit) and re-sent
+//! with `Content-Length`; chunked and close-delimited bodies are decoded here. A body that
+//! streams is read piece by piece ([`body_reader`](super::body_reader)) and, where its length
+//! is not known, written out chunked ([`put_chunk_size`], [`LAST_CHUNK`]). Parsing is strict
+//! where the framing is concerned (RFC 9112 §6.3): a message whose length is ambiguous is
+//! refused, never guessed at.
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -312,6 +314,41 @@ pub fn put_response_length(
     }
 }
 
+/// The last chunk of a chunked body, with no trailer (RFC 9112 §7.1).
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+/// What ends each chunk's data.
+pub const CHUNK_END: &[u8] = b"\r\n";
+
+/// Append the size line of a chunk of `len` bytes (`len` > 0: a zero size is the last chunk).
+pub fn put_chunk_size(dst: &mut BytesMut, len: usize) {
+    let mut digits = [0u8; 16];
+    let mut n = len;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    dst.extend_from_slice(&digits[at..]);
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// Whether a request or response asks to switch protocols: an `Upgrade` header, named by
+/// `Connection` (RFC 9110 §7.8); its value when it does.
+pub fn upgrade<'h>(headers: &'h [httparse::Header<'_>]) -> Option<&'h [u8]> {
+    if !hop::connection_lists(headers, b"upgrade") {
+        return None;
+    }
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
+        .map(|h| h.value)
+        .filter(|v| !v.trim_ascii().is_empty())
+}
+
 /// Refuse an interim status (`100 Continue`, `103 Early Hints`) as the answer to a request:
 /// the tunnel carries one answer per request, so passed on as the final one it would leave
 /// the caller waiting for a response that never comes.
@@ -527,6 +564,26 @@ mod tests {
             read_head(&mut a, &mut buf, 100).await,
             Err(Http1Error::HeadTooLarge { limit: 100 })
         ));
+    }
+
+    #[test]
+    fn chunk_sizes_in_hex() {
+        for (len, line) in [(1, "1\r\n"), (255, "ff\r\n"), (65536, "10000\r\n")] {
+            let mut dst = BytesMut::new();
+            put_chunk_size(&mut dst, len);
+            assert_eq!(&dst[..], line.as_bytes());
+        }
+    }
+
+    #[test]
+    fn upgrade_needs_connection_to_name_it() {
+        let asks = headers(&[
+            ("Connection", b"keep-alive, Upgrade"),
+            ("Upgrade", b"websocket"),
+        ]);
+        assert_eq!(upgrade(&asks), Some(&b"websocket"[..]));
+        assert_eq!(upgrade(&headers(&[("Upgrade", b"websocket")])), None);
+        assert_eq!(upgrade(&headers(&[("Connection", b"upgrade")])), None);
     }
 
     #[test]

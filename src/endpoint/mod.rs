@@ -20,16 +20,21 @@
 //! hundred thousand, and a library has to live inside the runtime its users already have.
 
 pub mod agent;
+pub mod body;
+pub mod body_reader;
 pub mod cert_validity;
 pub mod client;
 pub mod config;
 pub mod http1;
 pub mod listener;
 pub mod pinned;
+mod pump;
 pub mod refusal;
 mod scheme;
 pub mod service;
 pub mod session;
+pub mod stream;
+mod timed_write;
 pub mod tls;
 pub mod tls_diagnosis;
 mod tunnel_headers;

@@ -220,6 +220,8 @@ pub struct RelayHead {
     pub expect_continue: bool,
     /// The method is `HEAD`: the answer goes back without a body, whatever its head declares.
     pub head_request: bool,
+    /// The caller spoke HTTP/1.1 (it can take a chunked response).
+    pub http11: bool,
 }
 
 /// Check the caller's head (`head` ends with its blank line) and, for a request to relay,
@@ -370,6 +372,7 @@ pub fn parse_request(
         keep_alive,
         expect_continue,
         head_request: method == "HEAD",
+        http11,
     }))
 }
 

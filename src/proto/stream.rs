@@ -161,6 +161,11 @@ pub fn is_stream(msg: &[u8]) -> bool {
     msg.first() == Some(&STREAM_MARK)
 }
 
+/// [`parse`] for a message that is a stream message; `None` for any other message.
+pub fn parse_if_stream(msg: &[u8]) -> Option<Result<StreamMessage, StreamError>> {
+    is_stream(msg).then(|| parse(msg))
+}
+
 /// Parse the tag line at the front of `msg` (which starts with `~`).
 pub fn parse(msg: &[u8]) -> Result<StreamMessage, StreamError> {
     let window = &msg[..msg.len().min(MAX_TAG_BYTES)];

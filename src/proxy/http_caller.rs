@@ -1,11 +1,14 @@
-//! The shard-side half of one public-ingress connection: a one-slot mailbox where the answer
-//! to its current request is delivered (by the shard's request path, from whichever shard
-//! the answer came), and the ingress task waits for it.
+//! The shard-side half of one public-ingress connection: the mailbox where the answer to its
+//! current request is delivered (by the shard's request path, from whichever shard the answer
+//! came) — one whole answer, or a streamed one piece by piece — and the ingress task waits
+//! for it. A streamed answer is bounded by its credit: the ingress grants more only as it
+//! writes to the caller.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 
-use crate::proxy::messages::OutFrame;
+use crate::proxy::messages::{OutFrame, Progress};
 
 /// The shard-side half of one ingress connection: where its answer is delivered.
 #[derive(Debug, Default)]
@@ -17,18 +20,23 @@ pub struct HttpCaller {
 struct CallerState {
     /// The CSeq of the request being answered (0: none).
     awaiting: u64,
-    reply: Option<OutFrame>,
+    /// What arrived for it and is not written yet, in order.
+    parts: VecDeque<(OutFrame, Progress)>,
     waker: Option<Waker>,
 }
 
 impl HttpCaller {
-    /// The answer to request `cseq`; anything else (a stale answer) is dropped.
-    pub fn deliver(&self, cseq: u64, frame: OutFrame) {
+    /// A piece of the answer to request `cseq`; anything for another request (stale) is
+    /// dropped.
+    pub fn deliver(&self, cseq: u64, frame: OutFrame, progress: Progress) {
         let mut st = self.state.borrow_mut();
-        if st.awaiting != cseq || st.reply.is_some() {
+        if st.awaiting != cseq || cseq == 0 {
             return;
         }
-        st.reply = Some(frame);
+        if matches!(progress, Progress::Ends | Progress::Broken) {
+            st.awaiting = 0;
+        }
+        st.parts.push_back((frame, progress));
         if let Some(waker) = st.waker.take() {
             waker.wake();
         }
@@ -38,17 +46,14 @@ impl HttpCaller {
     pub fn expect(&self, cseq: u64) {
         let mut st = self.state.borrow_mut();
         st.awaiting = cseq;
-        st.reply = None;
+        st.parts.clear();
     }
 
-    /// The answer, once it is there.
-    pub fn poll_reply(&self, cx: &mut Context<'_>) -> Poll<OutFrame> {
+    /// The next piece of the answer, once it is there.
+    pub fn poll_part(&self, cx: &mut Context<'_>) -> Poll<(OutFrame, Progress)> {
         let mut st = self.state.borrow_mut();
-        match st.reply.take() {
-            Some(frame) => {
-                st.awaiting = 0;
-                Poll::Ready(frame)
-            }
+        match st.parts.pop_front() {
+            Some(part) => Poll::Ready(part),
             None => {
                 st.waker = Some(cx.waker().clone());
                 Poll::Pending

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use crate::proto::address::VirtualAddress;
 use crate::proto::frame::OpCode;
 use crate::proto::handshake::UpgradeRequest;
-use crate::proto::head::HeadInfo;
+use crate::proto::head::{HeadInfo, HttpBodyFraming};
 use crate::proto::stream::StreamMessage;
 use crate::proxy::ids::{CallerKind, ConnKey, ConnRef};
 use crate::proxy::transport::DetachedTransport;
@@ -22,6 +22,8 @@ pub enum ReplyAs {
     Http {
         /// The request was `HEAD`: the answer's body is left out.
         head_request: bool,
+        /// The caller spoke HTTP/1.1, so a streamed answer of unknown length can go chunked.
+        chunked_ok: bool,
     },
 }
 
@@ -92,9 +94,16 @@ pub enum Progress {
     Opens {
         /// The shard that owns the stream.
         owner: u16,
+        /// For a plain HTTP caller, how the body is delimited on its connection (the head
+        /// says so already; the ingress frames each piece accordingly).
+        http: Option<HttpBodyFraming>,
     },
     /// A stream message; the exchange goes on.
     Continues,
+    /// The exchange ended without its end (a reset, a target gone mid-stream): for a plain
+    /// HTTP caller, whose streamed body cannot say so, its connection is closed without the
+    /// body's end.
+    Broken,
 }
 
 /// A caller's stream message, on its way to the shard that owns the stream.

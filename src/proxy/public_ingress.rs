@@ -2,16 +2,20 @@
 //! requests relayed to endpoints that registered as public and the answers written back.
 //!
 //! One task per client connection, one request at a time (keep-alive; pipelined requests
-//! wait in the buffer). A request is read whole, head and body, because one WebSocket message
-//! carries one whole HTTP message; it then takes the same path as an endpoint's request
-//! (`Shard::route_request`), with `Httpws-From: -internet-` and the answer framed as HTTP
-//! instead of as a WebSocket frame. Reads land in the shard's shared read blocks and a
-//! complete request is split off them without copying, as on WebSocket connections.
+//! wait in the buffer). A request is read whole, head and body; it then takes the same path
+//! as an endpoint's request (`Shard::route_request`), with `Httpws-From: -internet-` and the
+//! answer framed as HTTP instead of as a WebSocket frame. A streamed answer (a protocol-2
+//! service's stream head) is written on as it comes — each piece a chunk, or the bytes as
+//! they are under a declared length — and the target is granted credit only for what was
+//! written to the caller's socket, so a slow caller slows the service, not the proxy's
+//! memory. Reads land in the shard's shared read blocks and a complete request is split off
+//! them without copying, as on WebSocket connections.
 
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -19,15 +23,19 @@ use monoio::io::poll_io::AsyncWrite;
 
 use crate::proto::answer_error::AnswerError;
 use crate::proto::frame::OpCode;
+use crate::proto::head::HttpBodyFraming;
 use crate::proto::http1::chunked::ChunkedScanner;
 use crate::proto::http1::framing::Framing;
 use crate::proto::http1::head_scanner::{HeadScanner, ScanError};
+use crate::proto::http1::write::ChunkSizeLine;
 use crate::proto::public_request::{
     self, Forwarded, INTERNET_CALLER, IngressHead, MAX_INGRESS_HEADERS, RelayHead,
 };
 use crate::proxy::http_caller::HttpCaller;
 use crate::proxy::ids::{CallerKind, ConnKey, ConnRef};
-use crate::proxy::messages::{HttpHandoff, RelayRequest, ReplyAs, ShardMessage};
+use crate::proxy::messages::{
+    HttpHandoff, OutFrame, Progress, RelayRequest, ReplyAs, ShardMessage,
+};
 use crate::proxy::pages;
 use crate::proxy::shard::Shard;
 use crate::proxy::transport::Transport;
@@ -43,6 +51,8 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Ends a head on a connection that stays open / one that closes after this response.
 const END_KEEP_ALIVE: &[u8] = b"\r\n";
 const END_CLOSE: &[u8] = b"Connection: close\r\n\r\n";
+/// Ends a chunked body.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// Why an ingress connection ended early (logged once, at debug level).
 #[derive(Debug, thiserror::Error)]
@@ -362,6 +372,7 @@ impl IngressConn {
         self.caller.expect(cseq);
         let reply = ReplyAs::Http {
             head_request: relay.head_request,
+            chunked_ok: relay.http11,
         };
         shard.route_request(
             owner,
@@ -379,18 +390,143 @@ impl IngressConn {
                 info: relay.info,
                 body,
                 reply,
-                // The answer is written to the caller as HTTP: a streamed response is put
-                // together whole first (up to the message limit).
-                caller_streams: false,
+                // A streamed answer is written on as it comes (chunked, or under its length).
+                caller_streams: true,
             },
         );
         // No timer of its own: every relayed request is answered (by its target, or by the
         // proxy with `timeout` at the request deadline, `target-gone`, ...).
         let caller = self.caller.clone();
-        let frame = std::future::poll_fn(|cx| caller.poll_reply(cx)).await;
-        self.write_response(&frame.head, Some(&frame.body), relay.head_request, next)
-            .await?;
-        Ok(next)
+        let (frame, progress) = std::future::poll_fn(|cx| caller.poll_part(cx)).await;
+        match progress {
+            Progress::Ends => {
+                self.write_response(&frame.head, Some(&frame.body), relay.head_request, next)
+                    .await?;
+                Ok(next)
+            }
+            Progress::Opens {
+                owner,
+                http: Some(framing),
+            } => self.stream_answer(frame, owner, cseq, framing, next).await,
+            // Nothing else comes first (a stream breaks only after its head).
+            Progress::Opens { http: None, .. } | Progress::Continues | Progress::Broken => {
+                Ok(Next::Close)
+            }
+        }
+    }
+
+    /// Write a streamed answer: its head, then each piece as it arrives (a chunk, or the bytes
+    /// as they are), granting the target credit for what was written, until the stream's end —
+    /// or its break: the connection then closes without the body's end, so the caller cannot
+    /// take a truncated body for complete. While it streams, the caller's connection is
+    /// watched: a caller that goes away resets the stream.
+    async fn stream_answer(
+        &mut self,
+        head: OutFrame,
+        owner: u16,
+        cseq: u64,
+        framing: HttpBodyFraming,
+        next: Next,
+    ) -> Result<Next, IngressEnd> {
+        // A body that runs until the connection closes ends the connection with it.
+        let next = if framing == HttpBodyFraming::UntilClose {
+            Next::Close
+        } else {
+            next
+        };
+        let origin = ConnRef {
+            shard: self.shard.id as u16,
+            kind: CallerKind::Http,
+            key: self.key,
+        };
+        let outcome = self
+            .write_stream(head, owner, origin, cseq, framing, next)
+            .await;
+        match outcome {
+            Ok(true) => Ok(next),
+            Ok(false) => Ok(Next::Close),
+            Err(e) => {
+                self.shard.caller_gone_from(owner, origin, cseq);
+                Err(e)
+            }
+        }
+    }
+
+    /// The loop of [`stream_answer`](Self::stream_answer): `Ok(false)` when the stream broke.
+    async fn write_stream(
+        &mut self,
+        head: OutFrame,
+        owner: u16,
+        origin: ConnRef,
+        cseq: u64,
+        framing: HttpBodyFraming,
+        next: Next,
+    ) -> Result<bool, IngressEnd> {
+        self.write_response(&head.head, None, true, next).await?;
+        let caller = self.caller.clone();
+        loop {
+            let part = std::future::poll_fn(|cx| {
+                if let Poll::Ready(part) = caller.poll_part(cx) {
+                    return Poll::Ready(Ok(part));
+                }
+                self.poll_caller_closed(cx).map(Err)
+            })
+            .await;
+            let (frame, progress) = part.map_err(IngressEnd::Io)?;
+            match progress {
+                Progress::Ends => {
+                    if framing == HttpBodyFraming::Chunked {
+                        write_all(&mut self.io, &[LAST_CHUNK]).await?;
+                    }
+                    return Ok(true);
+                }
+                Progress::Broken => return Ok(false),
+                Progress::Continues | Progress::Opens { .. } => {}
+            }
+            let data = &frame.body;
+            match framing {
+                // An empty chunk would end the body.
+                HttpBodyFraming::Chunked if !data.is_empty() => {
+                    let size = ChunkSizeLine::new(data.len());
+                    write_all(&mut self.io, &[size.as_bytes(), data, b"\r\n"]).await?;
+                }
+                HttpBodyFraming::Length | HttpBodyFraming::UntilClose => {
+                    write_all(&mut self.io, &[data]).await?;
+                }
+                // (A bodiless answer's data goes nowhere; its credit is granted all the same.)
+                HttpBodyFraming::Chunked | HttpBodyFraming::Bodiless => {}
+            }
+            if !data.is_empty() {
+                let n = data.len() as u64;
+                self.shard.grant_for_http_caller(owner, origin, cseq, n);
+            }
+        }
+    }
+
+    /// While an answer streams: `Ready` with the reason once the caller's connection ends.
+    /// What the caller sends meanwhile (a pipelined request) is kept for later, up to a head's
+    /// worth; beyond that the connection is not read until the answer is written.
+    fn poll_caller_closed(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let room = self.shard.config.max_handshake_bytes;
+        if self.buf.len() >= room {
+            return Poll::Pending;
+        }
+        if self.buf.capacity() == self.buf.len() {
+            self.buf
+                .reserve(MIN_PARTIAL_READ.min(room - self.buf.len()));
+        }
+        match poll_read_buf(&mut self.io, cx, &mut self.buf) {
+            Poll::Ready(Ok(0)) => Poll::Ready(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the caller closed its connection while its answer streamed",
+            )),
+            Poll::Ready(Ok(_)) => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(e),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Read until `buf` holds `total` bytes (head and Content-Length body).

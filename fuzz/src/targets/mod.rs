@@ -14,21 +14,24 @@ mod handshake;
 mod head;
 mod ingress;
 mod input;
+mod stream;
 
 pub use agent_http::agent_http;
 pub use frame::frame;
 pub use handshake::handshake;
 pub use head::head;
 pub use ingress::ingress;
+pub use stream::stream;
 
 /// A target: it panics on a finding and returns otherwise.
 pub type Target = fn(&[u8]);
 
 /// Every target with its name, which is also the name of its corpus directory.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("frame", frame),
     ("handshake", handshake),
     ("head", head),
     ("agent_http", agent_http),
     ("ingress", ingress),
+    ("stream", stream),
 ];

@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::endpoint::config::ProxyUrlError;
 use crate::endpoint::http1::Http1Error;
 use crate::endpoint::session::{Failure, Fatal};
+use crate::endpoint::stream::BodyError;
 use crate::endpoint::tls::TlsError;
 use crate::proto::address::AddressError;
 
@@ -45,6 +46,11 @@ pub enum RequestError {
     /// The response cannot be parsed, or is an interim `1xx` (the agent's `bad-response`).
     #[error("malformed response: {0}")]
     BadResponse(#[from] Http1Error),
+    /// A body could not be read whole: the request's own (an application body that failed),
+    /// or, for [`request_whole`](super::Endpoint::request_whole), the response's (over the
+    /// limit, or its stream broke).
+    #[error("body: {0}")]
+    Body(#[from] BodyError),
 }
 
 /// Why [`Endpoint::serve`](super::Endpoint::serve) could not run.

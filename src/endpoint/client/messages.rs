@@ -1,21 +1,34 @@
 //! The library's HTTP conversions: an `http::Request` into a tunnel message and the
 //! response back, an incoming tunnel request into an `http::Request` and the handler's
-//! response back. Each drops what the agent's listener and service side drop: hop-by-hop
-//! headers, and every line a hop of ours writes, in any spelling.
+//! response back, each with its body whole or streaming. Each drops what the agent's
+//! listener and service side drop: hop-by-hop headers, and every line a hop of ours writes,
+//! in any spelling.
 
 use bytes::{Bytes, BytesMut};
 
 use super::errors::RequestError;
+use crate::endpoint::body::Body;
 use crate::endpoint::http1::{self, Http1Error, MAX_HEADERS};
-use crate::endpoint::session::Incoming;
+use crate::endpoint::session::{Incoming, TunnelResponse};
 use crate::endpoint::tunnel_headers;
 use crate::proto::http1::{framing, write};
 
-/// Request line and headers for the tunnel (the session adds CSeq and the blank line).
+/// Request line and headers for the tunnel (the session adds CSeq and the blank line),
+/// with the `Content-Length` of a whole body of `body_len` bytes.
 pub(super) fn request_head(
     parts: &http::request::Parts,
     body_len: usize,
 ) -> Result<BytesMut, RequestError> {
+    let mut head = request_lines(parts)?;
+    if body_len > 0 || !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
+        write::put_content_length(&mut head, body_len as u64);
+    }
+    Ok(head)
+}
+
+/// Request line and headers for a request whose body streams (the session adds the stream
+/// line, the declared length, CSeq and the blank line).
+pub(super) fn request_lines(parts: &http::request::Parts) -> Result<BytesMut, RequestError> {
     let host = match parts.uri.authority() {
         Some(authority) => authority.as_str().as_bytes(),
         None => parts
@@ -39,10 +52,51 @@ pub(super) fn request_head(
         }
         write::put_header(&mut head, name.as_bytes(), value.as_bytes());
     }
-    if body_len > 0 || !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
-        write::put_content_length(&mut head, body_len as u64);
-    }
     Ok(head)
+}
+
+/// A response from the tunnel as an `http::Response` whose body is whole or streams.
+pub(super) fn tunnel_response(
+    response: TunnelResponse,
+    request_was_head: bool,
+    max_body_bytes: usize,
+) -> Result<http::Response<Body>, Http1Error> {
+    let TunnelResponse { message, body, .. } = response;
+    let Some(inbound) = body else {
+        return Ok(parse_response(&message, request_was_head, max_body_bytes)?.map(Body::from));
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(&message)? {
+        httparse::Status::Complete(_) => {}
+        httparse::Status::Partial => return Err(Http1Error::Malformed("incomplete head")),
+    }
+    let status = resp.code.unwrap_or(0);
+    http1::refuse_interim(status)?;
+    let mut builder = http::Response::builder().status(status);
+    let mut declared = None;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            declared = Some(h.value);
+        }
+        if http1::is_hop_by_hop(h.name) || tunnel_headers::is_tunnel_line(h.name.as_bytes()) {
+            continue;
+        }
+        builder = builder.header(h.name, h.value);
+    }
+    let body = if framing::response_is_bodiless(status, request_was_head) {
+        // No body may follow: the stream is not wanted (reset `cancel`).
+        drop(inbound);
+        Body::empty()
+    } else {
+        Body::tunnel(inbound)
+    };
+    if let Some(length) = declared {
+        builder = builder.header(http::header::CONTENT_LENGTH, length);
+    }
+    builder
+        .body(body)
+        .map_err(|_| Http1Error::Malformed("response head not representable"))
 }
 
 /// A response message from the tunnel as an `http::Response` (framing headers dropped, the
@@ -107,9 +161,51 @@ pub(super) fn parse_incoming(
         .map_err(|_| Http1Error::Malformed("request head not representable"))
 }
 
+/// An incoming tunnel request as an `http::Request` whose body is whole (in the message)
+/// or streams (taken out of `incoming`), with the headers [`parse_incoming`] keeps.
+pub(super) fn incoming_request(
+    incoming: &mut Incoming,
+    max_body_bytes: usize,
+) -> Result<http::Request<Body>, Http1Error> {
+    let Some(inbound) = incoming.body.take() else {
+        return Ok(parse_incoming(incoming, max_body_bytes)?.map(Body::from));
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(&incoming.message[..incoming.head_len])?;
+    let mut builder = http::Request::builder()
+        .method(req.method.unwrap_or("GET"))
+        .uri(req.path.unwrap_or("/"));
+    for h in req.headers.iter() {
+        if http1::is_hop_by_hop(h.name) || tunnel_headers::is_hop_written(h.name.as_bytes()) {
+            continue;
+        }
+        builder = builder.header(h.name, h.value);
+    }
+    if let Some(length) = inbound.declared_len() {
+        builder = builder.header(http::header::CONTENT_LENGTH, length);
+    }
+    if let Some(from) = tunnel_headers::proxy_stamp(req.headers) {
+        builder = builder.header("httpws-from", from);
+    }
+    builder
+        .body(Body::tunnel(inbound))
+        .map_err(|_| Http1Error::Malformed("request head not representable"))
+}
+
 /// Status line and headers of a handler's response (the session adds CSeq).
 pub(super) fn response_head(response: http::Response<Bytes>) -> (BytesMut, Bytes) {
     let (parts, body) = response.into_parts();
+    let mut head = response_lines(&parts);
+    if !framing::response_is_bodiless(parts.status.as_u16(), false) {
+        write::put_content_length(&mut head, body.len() as u64);
+    }
+    (head, body)
+}
+
+/// Status line and headers of a handler's response, without any framing line (for a body
+/// that streams, or after which the caller writes its own `Content-Length`).
+pub(super) fn response_lines(parts: &http::response::Parts) -> BytesMut {
     let mut head = BytesMut::with_capacity(256);
     let reason = parts.status.canonical_reason().unwrap_or("Unknown");
     write::put_status_line(&mut head, parts.status.as_u16(), reason.as_bytes());
@@ -120,10 +216,7 @@ pub(super) fn response_head(response: http::Response<Bytes>) -> (BytesMut, Bytes
         }
         write::put_header(&mut head, name.as_bytes(), value.as_bytes());
     }
-    if !framing::response_is_bodiless(parts.status.as_u16(), false) {
-        write::put_content_length(&mut head, body.len() as u64);
-    }
-    (head, body)
+    head
 }
 
 /// A `text/plain` response with `body`.
@@ -245,6 +338,7 @@ mod tests {
             cseq: 7,
             message: Bytes::from_static(msg),
             head_len: msg.len(),
+            body: None,
         };
         let req = parse_incoming(&incoming, 1024).unwrap();
         let from: Vec<_> = req.headers().get_all("httpws-from").iter().collect();

@@ -1,28 +1,36 @@
 //! The client library: [`Endpoint`], the endpoint role for Rust programs. Connect to a proxy
 //! under a name, call other endpoints with `http::Request`s, and serve requests addressed to
-//! this one with an async handler. The `httpws endpoint` agent is built on it.
+//! this one with any `tower::Service` (an axum `Router`) or an async handler. Bodies are
+//! [`Body`](crate::endpoint::body::Body), an `http_body::Body` that streams over a
+//! protocol-2 tunnel. The `httpws endpoint` agent is built on the same session.
 //!
 //! - [`Endpoint`] and [`EndpointBuilder`] here; `errors`: why a call fails; `messages`: the
-//!   conversions between `http` types and tunnel messages.
+//!   conversions between `http` types and tunnel messages; `outgoing`: an application's body
+//!   sent whole or streamed; [`serve`]: what `Endpoint::serve` takes, and one request
+//!   served.
 
 mod errors;
 mod messages;
+mod outgoing;
+pub mod serve;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
+use super::body::Body;
 use super::config::{ProxyUrl, SessionConfig};
 use super::session::{Session, Status};
 use crate::proto::address::VirtualAddress;
-use crate::proto::handshake::Token;
-use messages::{parse_incoming, parse_response, request_head, response_head};
+use crate::proto::handshake::{Protocol, Token};
+use messages::{request_head, request_lines, tunnel_response};
+use outgoing::Outgoing;
 
 pub use errors::{ConnectError, RequestError, ServeError};
 pub use messages::plain_response;
+pub use serve::Serve;
 
 /// Builds an [`Endpoint`]: the proxy URL, then optional name, token and timers.
 #[derive(Debug)]
@@ -166,50 +174,81 @@ impl Endpoint {
     }
 
     /// Send `req` to the endpoint its URI authority (`http://bob/path`) or `Host` header
-    /// names, and wait for the response. The caller's address reaches the target as
+    /// names, and wait for the response head: its body streams in as it arrives (or is
+    /// whole, for a small answer). The caller's address reaches the target as
     /// `Httpws-From`. Proxy-made errors come back as responses with an `Httpws-Error` header.
-    pub async fn request(
+    ///
+    /// The request's body goes whole when its length is known to be at most
+    /// [`WHOLE_BODY_MAX_BYTES`](crate::endpoint::stream::WHOLE_BODY_MAX_BYTES), else it
+    /// streams as the target grants credit (on a protocol-1 tunnel it is read whole first,
+    /// within the message limit). A streamed body that fails resets the exchange.
+    pub async fn request<B: Into<Body>>(
         &self,
-        req: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, RequestError> {
+        req: http::Request<B>,
+    ) -> Result<http::Response<Body>, RequestError> {
         let is_head = req.method() == http::Method::HEAD;
         let (parts, body) = req.into_parts();
-        let head = request_head(&parts, body.len())?;
-        let message = self.session.request(head, body).await?;
-        Ok(parse_response(
-            &message,
-            is_head,
-            self.session.max_body_bytes(),
-        )?)
+        let streams = self.session.protocol() == Some(Protocol::V2);
+        let max_body_bytes = self.session.max_body_bytes();
+        let outgoing = outgoing::prepare(body.into(), streams, max_body_bytes)
+            .await
+            .map_err(|e| match e {
+                super::stream::BodyError::TooLarge { .. } => {
+                    RequestError::Tunnel(super::session::Failure::TooLarge)
+                }
+                e => RequestError::Body(e),
+            })?;
+        let response = match outgoing {
+            Outgoing::Whole(body) => {
+                let head = request_head(&parts, body.len())?;
+                self.session.request(head, body).await?
+            }
+            Outgoing::Stream(body, length) => {
+                let head = request_lines(&parts)?;
+                let (writer, pending) = self.session.request_streaming(head, length).await?;
+                tokio::spawn(outgoing::send(body, writer));
+                pending.wait().await?
+            }
+        };
+        Ok(tunnel_response(response, is_head, max_body_bytes)?)
     }
 
-    /// Answer requests addressed to this endpoint with `handler`, until the endpoint closes.
-    /// Up to the session's `max_incoming` requests are handled at once. A handler's response
-    /// body is sent with `Content-Length`. Only one `serve` may run per endpoint.
-    pub async fn serve<H, F>(&self, handler: H) -> Result<(), ServeError>
+    /// [`request`](Self::request), with the response's body read whole (within the
+    /// tunnel's message limit, [`RequestError::Body`] beyond it or if the stream breaks).
+    pub async fn request_whole<B: Into<Body>>(
+        &self,
+        req: http::Request<B>,
+    ) -> Result<http::Response<Bytes>, RequestError> {
+        let (parts, body) = self.request(req).await?.into_parts();
+        let bytes = body.bytes_within(self.session.max_body_bytes()).await?;
+        Ok(http::Response::from_parts(parts, bytes))
+    }
+
+    /// Answer requests addressed to this endpoint with `service`, until the endpoint closes.
+    /// `service` is any `tower::Service<http::Request<Body>>` whose response body is an
+    /// `http_body::Body` (an axum `Router` serves unchanged), or an async function of a
+    /// whole `http::Request<Bytes>` answering an `http::Response<Bytes>` (see [`Serve`]).
+    /// Request bodies stream in as the service reads them; response bodies stream out
+    /// unless their length is known to be small. Up to the session's `max_incoming`
+    /// requests are handled at once. Only one `serve` may run per endpoint.
+    pub async fn serve<S, M>(&self, service: S) -> Result<(), ServeError>
     where
-        H: Fn(http::Request<Bytes>) -> F + Send + Sync + 'static,
-        F: Future<Output = http::Response<Bytes>> + Send + 'static,
+        S: Serve<M>,
     {
         let mut incoming = self
             .session
             .take_incoming()
             .ok_or(ServeError::AlreadyServing)?;
-        let handler = Arc::new(handler);
+        let service = Arc::new(service);
         let limit = Arc::new(Semaphore::new(super::config::DEFAULT_MAX_INCOMING));
         while let Some(request) = incoming.recv().await {
             let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
                 break;
             };
             let session = self.session.clone();
-            let handler = Arc::clone(&handler);
+            let service = Arc::clone(&service);
             tokio::spawn(async move {
-                let response = match parse_incoming(&request, session.max_body_bytes()) {
-                    Ok(req) => handler(req).await,
-                    Err(e) => plain_response(400, &format!("malformed request: {e}\n")),
-                };
-                let (head, body) = response_head(response);
-                session.respond(&request, head, body).await;
+                serve::serve_one(&session, request, service).await;
                 drop(permit);
             });
         }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::timed_write::{within, write_two};
 use crate::endpoint::http1::{Http1Error, MAX_HEADERS};
 use crate::endpoint::session::Failure;
+use crate::endpoint::timed_write::{within, write_two};
 use crate::proto::answer_error::AnswerError;
 use crate::proto::http1::write;
 
@@ -77,7 +77,7 @@ impl LocalError {
         let error = match failure {
             Failure::TunnelDown | Failure::Closed => AnswerError::TunnelDown,
             Failure::TargetGone => AnswerError::TargetGone,
-            Failure::TooLarge => AnswerError::MessageTooLarge,
+            Failure::TooLarge | Failure::NoStreams => AnswerError::MessageTooLarge,
         };
         LocalError::answer(error, failure.to_string(), false)
     }

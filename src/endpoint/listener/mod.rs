@@ -11,15 +11,18 @@
 //! - `connection`: one client connection, request after request, with its deadlines.
 //! - `request`: a client's request checked and rewritten for the tunnel; `web_pages`: the
 //!   refusal of requests a browser page made.
-//! - `response`: the tunnel's answer written back; `local_error`: the answers the agent
-//!   makes itself; `timed_write`: every write to a client, bounded in time.
+//! - `response`: the tunnel's whole answer written back, and the head lines a client gets;
+//!   `streamed`: a streamed answer written as it arrives; `local_error`: the answers the
+//!   agent makes itself.
+//! - `upgrade`: a client's `Upgrade` request, and the two byte streams after a `101`.
 
 mod config;
 mod connection;
 mod local_error;
 mod request;
 mod response;
-mod timed_write;
+mod streamed;
+mod upgrade;
 mod web_pages;
 
 use std::sync::Arc;

@@ -24,10 +24,22 @@ pub(super) struct Parsed {
     pub(super) close: bool,
     /// The client waits for `100 Continue` before it sends the body.
     pub(super) expect_continue: bool,
+    /// The client speaks HTTP/1.0: a body of unknown length goes to it close-delimited
+    /// (it knows no chunked coding).
+    pub(super) http10: bool,
+    /// The `Upgrade` value when the client asks to switch protocols (`Connection: upgrade`):
+    /// kept out of `head`, which is the request as it goes when it does not.
+    pub(super) upgrade: Option<Vec<u8>>,
 }
 
-/// Check the request head and build the tunnel's version of it.
-pub(super) fn parse_request(head: &[u8], config: &ListenerConfig) -> Result<Parsed, LocalError> {
+/// Check the request head and build the tunnel's version of it. `streams`: the tunnel
+/// carries streams (protocol 2), so a body larger than `max_body_bytes` can stream rather
+/// than be refused `413`.
+pub(super) fn parse_request(
+    head: &[u8],
+    config: &ListenerConfig,
+    streams: bool,
+) -> Result<Parsed, LocalError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
@@ -56,7 +68,7 @@ pub(super) fn parse_request(head: &[u8], config: &ListenerConfig) -> Result<Pars
         LocalError::from_http1(&e, config.max_head_bytes)
             .unwrap_or_else(|| LocalError::new(400, "bad body framing"))
     })?;
-    if matches!(body, BodyLength::Length(n) if n > config.max_body_bytes as u64) {
+    if !streams && matches!(body, BodyLength::Length(n) if n > config.max_body_bytes as u64) {
         return Err(LocalError::new(
             413,
             format!("request body exceeds {} bytes", config.max_body_bytes),
@@ -99,6 +111,8 @@ pub(super) fn parse_request(head: &[u8], config: &ListenerConfig) -> Result<Pars
         is_head: method == "HEAD",
         close: hop::wants_close(version, req.headers),
         expect_continue,
+        http10: version == 0,
+        upgrade: http1::upgrade(req.headers).map(<[u8]>::to_vec),
     })
 }
 
@@ -157,7 +171,7 @@ mod tests {
         let head = b"POST http://Bob:81/x?y=1 HTTP/1.1\r\nHost: elsewhere\r\nProxy-Connection: keep-alive\r\n\
             Connection: X-Hop\r\nX-Hop: 1\r\nCSeq: 5\r\nHttpws-From: mallory\r\nTE: trailers\r\n\
             Expect: 100-continue\r\nContent-Length: 3\r\nAccept: */*\r\n\r\n";
-        let parsed = parse_request(head, &config()).ok().unwrap();
+        let parsed = parse_request(head, &config(), false).ok().unwrap();
         assert_eq!(
             std::str::from_utf8(&parsed.head).unwrap(),
             "POST /x?y=1 HTTP/1.1\r\nHost: Bob:81\r\nAccept: */*\r\n"
@@ -172,7 +186,7 @@ mod tests {
         let head = b"GET /x HTTP/1.1\r\nHost: bob\r\nConnection: Host, Content-Length\r\n\
             Httpws_From: admin\r\nhttpws-from: root\r\nCSEQ: 1\r\nC_Seq: 2\r\n\
             Httpws_Error: x\r\nContent_Length: 5\r\nX-Keep: 1\r\n\r\n";
-        let parsed = parse_request(head, &config()).ok().unwrap();
+        let parsed = parse_request(head, &config(), false).ok().unwrap();
         assert_eq!(
             std::str::from_utf8(&parsed.head).unwrap(),
             "GET /x HTTP/1.1\r\nHost: bob\r\nC_Seq: 2\r\nX-Keep: 1\r\n"
@@ -184,7 +198,7 @@ mod tests {
         for coding in ["gzip", "gzip, chunked", "chunked, gzip", "identity"] {
             let head =
                 format!("POST /a HTTP/1.1\r\nHost: bob\r\nTransfer-Encoding: {coding}\r\n\r\n");
-            let answer = parse_request(head.as_bytes(), &config()).err();
+            let answer = parse_request(head.as_bytes(), &config(), false).err();
             assert_eq!(
                 answer.map(|a| (a.status, a.close)),
                 Some((501, true)),
@@ -195,12 +209,12 @@ mod tests {
 
     #[test]
     fn host_request_and_errors() {
-        let parsed = parse_request(b"GET /a HTTP/1.0\r\nHost: bob\r\n\r\n", &config())
+        let parsed = parse_request(b"GET /a HTTP/1.0\r\nHost: bob\r\n\r\n", &config(), false)
             .ok()
             .unwrap();
         assert!(parsed.head.starts_with(b"GET /a HTTP/1.1\r\nHost: bob\r\n"));
         assert!(parsed.close, "HTTP/1.0 closes by default");
-        let status = |h: &[u8]| parse_request(h, &config()).err().map(|e| e.status);
+        let status = |h: &[u8]| parse_request(h, &config(), false).err().map(|e| e.status);
         assert_eq!(status(b"GET /a HTTP/1.1\r\n\r\n"), Some(400));
         assert_eq!(
             status(b"CONNECT bob:443 HTTP/1.1\r\nHost: bob\r\n\r\n"),
@@ -229,7 +243,7 @@ mod tests {
         let verdict = |h: &[u8], allowed: &[&str]| {
             let mut config = config();
             config.allowed_origins = allowed.iter().map(|s| s.to_string()).collect();
-            parse_request(h, &config)
+            parse_request(h, &config, false)
                 .err()
                 .map(|e| (e.status, e.token.map(AnswerError::token)))
         };

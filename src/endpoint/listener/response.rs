@@ -1,5 +1,6 @@
-//! The tunnel's response, written back to the local client: de-framed and re-sent with
-//! `Content-Length`; an interim or unusable one answered `502 bad-response` instead.
+//! The tunnel's whole response, written back to the local client: de-framed and re-sent
+//! with `Content-Length`; an interim or unusable one answered `502 bad-response` instead. The
+//! head lines a client gets from any tunnel response, whole or streamed, are chosen here.
 
 use std::time::Duration;
 
@@ -7,8 +8,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 
 use super::local_error::{LocalError, write_local_error};
-use super::timed_write::{within, write_two};
 use crate::endpoint::http1::{self, Http1Error, MAX_HEADERS};
+use crate::endpoint::timed_write::{within, write_two};
 use crate::endpoint::tunnel_headers;
 use crate::proto::answer_error::AnswerError;
 use crate::proto::http1::write;
@@ -20,8 +21,10 @@ const HEAD_CAPACITY_BYTES: usize = 4096;
 pub(super) struct Reply {
     /// It answers a `HEAD`: no body follows, whatever the head says.
     pub(super) is_head: bool,
-    /// The client asked to close after it.
+    /// The client asked to close after it (or the connection cannot go on after it).
     pub(super) close: bool,
+    /// The client speaks HTTP/1.0 (no chunked coding).
+    pub(super) http10: bool,
     /// Largest body passed on (the tunnel's).
     pub(super) max_body_bytes: usize,
     /// Time the client has to take it.
@@ -63,24 +66,8 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
             return Ok(reply.close);
         }
     };
-    let listed = http1::connection_listed(resp.headers);
     let mut head = BytesMut::with_capacity(message.len().min(HEAD_CAPACITY_BYTES));
-    write::put_status_line(&mut head, status, resp.reason.unwrap_or("").as_bytes());
-    let mut declared_length = None;
-    for h in resp.headers.iter() {
-        let name = h.name.as_bytes();
-        if h.name.eq_ignore_ascii_case("content-length") {
-            declared_length = Some(h.value);
-        }
-        if tunnel_headers::is_error_marker(name) {
-            write::put_header(&mut head, name, h.value);
-            continue;
-        }
-        if tunnel_headers::is_tunnel_line(name) || http1::stops_here(h.name, &listed) {
-            continue;
-        }
-        write::put_header(&mut head, name, h.value);
-    }
+    let declared_length = put_client_head(&mut head, &resp);
     http1::put_response_length(
         &mut head,
         status,
@@ -96,6 +83,41 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
     Ok(reply.close)
 }
 
+/// The status line and header lines a client gets for a tunnel response head, without the
+/// framing lines (`Content-Length`, `Transfer-Encoding`) and without the blank line; returns
+/// the `Content-Length` the head declared. A `101` keeps its `Upgrade` and says
+/// `Connection: Upgrade`: the connection becomes the upgraded protocol's.
+pub(super) fn put_client_head<'m>(
+    head: &mut BytesMut,
+    resp: &httparse::Response<'_, 'm>,
+) -> Option<&'m [u8]> {
+    let status = resp.code.unwrap_or(0);
+    let listed = http1::connection_listed(resp.headers);
+    write::put_status_line(head, status, resp.reason.unwrap_or("").as_bytes());
+    let mut declared_length = None;
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            declared_length = Some(h.value);
+        }
+        if tunnel_headers::is_error_marker(name) {
+            write::put_header(head, name, h.value);
+            continue;
+        }
+        if tunnel_headers::is_tunnel_line(name) || http1::stops_here(h.name, &listed) {
+            continue;
+        }
+        write::put_header(head, name, h.value);
+    }
+    if status == 101 {
+        if let Some(protocol) = http1::upgrade(resp.headers) {
+            write::put_header(head, b"Connection", b"Upgrade");
+            write::put_header(head, b"Upgrade", protocol);
+        }
+    }
+    declared_length
+}
+
 #[cfg(test)]
 mod tests {
     use tokio::io::AsyncReadExt;
@@ -108,6 +130,7 @@ mod tests {
         let reply = Reply {
             is_head,
             close: false,
+            http10: false,
             max_body_bytes: 1024,
             limit: Duration::from_secs(1),
         };

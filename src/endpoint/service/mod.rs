@@ -11,14 +11,19 @@
 //!
 //! - [`ServiceUrl`] and [`ServiceConfig`]: where requests go, and the limits; `serve` here:
 //!   one task per request, from the tunnel to the service and back.
-//! - `request` and `response`: each message as the other side gets it.
+//! - `request` and `response`: each head as the other side gets it; `answer`: the service's
+//!   response sent back whole or streamed; `upload`: a request whose body streams in;
+//!   `upgrade`: a request to switch protocols, and the byte streams after a `101`.
 //! - [`pool`]: the keep-alive connections to the service; [`path`]: the base-path rule.
 
+mod answer;
 mod config;
 pub mod path;
 pub mod pool;
 mod request;
 mod response;
+mod upgrade;
+mod upload;
 mod url;
 
 use std::sync::Arc;
@@ -29,7 +34,7 @@ use tokio::sync::Semaphore;
 use super::session::{Incoming, Session};
 use crate::proto::answer_error::AnswerError;
 use crate::proto::http1::write;
-use pool::ServicePool;
+use pool::{ServiceError, ServicePool};
 
 pub use config::{DEFAULT_SERVICE_TIMEOUT, ServiceConfig};
 pub use url::{ServiceUrl, ServiceUrlError};
@@ -57,53 +62,89 @@ pub async fn serve(session: Session, config: ServiceConfig) {
         let pool = Arc::clone(&pool);
         let config = Arc::clone(&config);
         tokio::spawn(async move {
-            let max_body_bytes = config.max_body_bytes.min(session.max_body_bytes());
-            let (head, body) = forward(&request, &pool, &config, max_body_bytes).await;
-            session.respond(&request, head, body).await;
+            forward(&session, request, &pool, &config).await;
             drop(permit);
         });
     }
 }
 
-/// One request to the service and back; every failure becomes an HTTP answer.
+/// One request to the service and back; every failure becomes an HTTP answer (or, once an
+/// answer has begun to stream, a reset).
 async fn forward(
+    session: &Session,
+    mut request: Incoming,
+    pool: &ServicePool,
+    config: &ServiceConfig,
+) {
+    let max_body_bytes = config.max_body_bytes.min(session.max_body_bytes());
+    let Some(inbound) = request.body.take() else {
+        return whole(session, &request, pool, config, max_body_bytes).await;
+    };
+    let head = match request::service_head(&request, config) {
+        Ok(head) => head,
+        Err(why) => {
+            let (head, body) = error_answer(AnswerError::BadRequest, &why);
+            session.respond(&request, head, body).await;
+            return;
+        }
+    };
+    match head.upgrade.clone() {
+        Some(protocol) => {
+            upgrade::forward(session, &request, head, &protocol, inbound, pool, config).await
+        }
+        None => upload::forward(session, &request, head, inbound, pool, config).await,
+    }
+}
+
+/// A request that came whole: sent whole, its answer whole or streamed.
+async fn whole(
+    session: &Session,
     request: &Incoming,
     pool: &ServicePool,
     config: &ServiceConfig,
     max_body_bytes: usize,
-) -> (BytesMut, Bytes) {
+) {
     let (head, body, is_head) = match request::service_request(request, config, max_body_bytes) {
         Ok(parts) => parts,
-        Err(why) => return error_answer(AnswerError::BadRequest, &why),
-    };
-    let service = &config.service.addr;
-    let sent = tokio::time::timeout(config.service_timeout, pool.send(&head, &body, is_head)).await;
-    match sent {
-        Ok(Ok(response)) => match response::tunnel_response(&response.head, response.body, is_head)
-        {
-            Ok(answer) => answer,
-            Err(why) => {
-                tracing::warn!(%service, error = why, "service: unusable response from the service");
-                error_answer(
-                    AnswerError::ServiceError,
-                    "the service sent no usable response",
-                )
-            }
-        },
-        Ok(Err(e)) => {
-            // The detail (the service's address, the OS error) is for the operator only.
-            tracing::warn!(%service, error = %e, "service: the service failed");
-            let (error, reason) = e.answer();
-            error_answer(error, reason)
+        Err(why) => {
+            let (head, body) = error_answer(AnswerError::BadRequest, &why);
+            session.respond(request, head, body).await;
+            return;
         }
-        Err(_) => error_answer(
-            AnswerError::Timeout,
-            &format!(
-                "the service did not answer within {:?}",
-                config.service_timeout
-            ),
-        ),
+    };
+    let opened =
+        tokio::time::timeout(config.service_timeout, pool.open(&head, &body, is_head)).await;
+    match opened {
+        Ok(Ok(mut opened)) => {
+            let limits = (config.service_timeout, max_body_bytes);
+            let io = (&mut opened.lease.stream, &mut opened.buf);
+            let to = (request, pool.addr());
+            let clean = answer::answer(session, to, &opened.response, io, is_head, limits);
+            let clean = clean.await;
+            opened.finish(clean);
+        }
+        Ok(Err(e)) => service_failed(session, request, pool.addr(), e).await,
+        Err(_) => timed_out(session, request, config).await,
     }
+}
+
+/// The `504` for a service that did not answer within `--service-timeout`.
+async fn timed_out(session: &Session, request: &Incoming, config: &ServiceConfig) {
+    let reason = format!(
+        "the service did not answer within {:?}",
+        config.service_timeout
+    );
+    let (head, body) = error_answer(AnswerError::Timeout, &reason);
+    session.respond(request, head, body).await;
+}
+
+/// The service failed: the detail (its address, the OS error) is for the operator only;
+/// the caller gets a token and a neutral reason.
+async fn service_failed(session: &Session, request: &Incoming, service: &str, e: ServiceError) {
+    tracing::warn!(%service, error = %e, "service: the service failed");
+    let (error, reason) = e.answer();
+    let (head, body) = error_answer(error, reason);
+    session.respond(request, head, body).await;
 }
 
 /// An answer the agent makes itself for the service side.

@@ -1,6 +1,7 @@
 //! The service side's connections to the local service: a bounded keep-alive pool. At most
 //! `max_conns` requests are at the service at once (more wait their turn); idle connections
-//! are reused newest first and dropped after an idle timeout.
+//! are reused newest first and dropped after an idle timeout. A request is sent, and its
+//! response's head read, here; its body is read by the caller, whole or as it streams.
 //!
 //! One connection carries many callers' requests in turn, so a connection goes back to the
 //! pool only if its exchange ended exactly where the response's framing says, and is taken
@@ -14,12 +15,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
-use crate::endpoint::http1::{self, Http1Error, MAX_HEADERS};
+use crate::endpoint::http1::{self, BodyLength, Http1Error, MAX_HEADERS};
 use crate::proto::answer_error::AnswerError;
 use crate::proto::http1::{framing, hop};
 
@@ -69,19 +70,29 @@ impl ServiceError {
     }
 }
 
-/// A response read from the service: its raw head (through the blank line) and its body,
-/// de-framed.
-#[derive(Debug)]
-pub struct ServiceResponse {
-    /// The status line and headers, through the blank line.
-    pub head: Bytes,
-    /// The body, de-framed.
-    pub body: Bytes,
-}
-
+/// A connection waiting in the pool, since when.
 struct IdleConn {
     stream: TcpStream,
     since: Instant,
+}
+
+/// A connection to the service, leased for one exchange: it counts against
+/// `max_conns` until it is given back (or dropped, which closes it).
+pub struct Lease<'p> {
+    pool: &'p ServicePool,
+    /// The connection.
+    pub stream: TcpStream,
+    /// It came from the pool (it may have been closed by the service while idle).
+    pub reused: bool,
+    _permit: SemaphorePermit<'p>,
+}
+
+impl Lease<'_> {
+    /// The exchange ended exactly where its framing said: the connection may carry another
+    /// caller's request, if nothing has arrived on it since.
+    pub fn give_back(self) {
+        self.pool.put_idle(self.stream);
+    }
 }
 
 /// The pool for one service address.
@@ -91,13 +102,15 @@ pub struct ServicePool {
     idle: Mutex<Vec<IdleConn>>,
     permits: Semaphore,
     max_idle: usize,
-    max_head_bytes: usize,
-    max_body_bytes: usize,
+    /// Largest response head read from the service.
+    pub max_head_bytes: usize,
+    /// Largest response body read whole from the service.
+    pub max_body_bytes: usize,
 }
 
 impl ServicePool {
     /// A pool for `addr` (`host:port`) of at most `max_conns` connections, reading heads of
-    /// at most `max_head_bytes` and bodies of at most `max_body_bytes`.
+    /// at most `max_head_bytes` and whole bodies of at most `max_body_bytes`.
     pub fn new(
         addr: String,
         max_conns: usize,
@@ -115,44 +128,76 @@ impl ServicePool {
         }
     }
 
-    /// Send one request (head with its blank line, then body) and read the response. A
-    /// reused connection that turns out to be closed before any response byte is retried
-    /// once on a fresh connection (the service had closed it while idle).
-    pub async fn send(
+    /// The service's `host:port`, for the operator's log.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// A connection for one exchange, once fewer than `max_conns` are leased: a pooled one
+    /// unless `fresh`, else a new one.
+    pub async fn lease(&self, fresh: bool) -> Result<Lease<'_>, ServiceError> {
+        let Ok(permit) = self.permits.acquire().await else {
+            return Err(ServiceError::Unreachable("pool closed".into()));
+        };
+        let idle = if fresh { None } else { self.take_idle() };
+        let (stream, reused) = match idle {
+            Some(stream) => (stream, true),
+            None => (self.connect().await?, false),
+        };
+        Ok(Lease {
+            pool: self,
+            stream,
+            reused,
+            _permit: permit,
+        })
+    }
+
+    /// Send a request whose body is whole (head with its blank line, then body) and read the
+    /// response's head. A reused connection that turns out to be closed before any response
+    /// byte is retried once on a fresh one (the service had closed it while idle).
+    pub async fn open(
         &self,
         head: &[u8],
         body: &[u8],
         is_head: bool,
-    ) -> Result<ServiceResponse, ServiceError> {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return Err(ServiceError::Unreachable("pool closed".into()));
-        };
-        let mut reused_failures = 0;
+    ) -> Result<Opened<'_>, ServiceError> {
+        let mut lease = self.lease(false).await?;
         loop {
-            let (mut stream, reused) = match self.take_idle() {
-                Some(stream) => (stream, true),
-                None => (self.connect().await?, false),
-            };
-            match exchange(
-                &mut stream,
-                head,
-                body,
+            let mut buf = BytesMut::with_capacity(8 * 1024);
+            let sent = send_whole(&mut lease.stream, head, body).await;
+            match read_response_head(
+                &mut lease.stream,
+                &mut buf,
                 is_head,
+                false,
                 self.max_head_bytes,
-                self.max_body_bytes,
             )
             .await
             {
-                Ok((response, keep)) => {
-                    if keep {
-                        self.put_idle(stream);
-                    }
-                    return Ok(response);
+                Ok(response) => {
+                    return Ok(Opened {
+                        keep: response.keep && sent.is_ok(),
+                        response,
+                        lease,
+                        buf,
+                    });
                 }
-                Err(Exchange::NothingBack(_)) if reused && reused_failures == 0 => {
-                    reused_failures += 1;
+                Err(HeadError::NothingBack(_)) if lease.reused => {
+                    let permit = lease._permit;
+                    lease = Lease {
+                        pool: self,
+                        stream: self.connect().await?,
+                        reused: false,
+                        _permit: permit,
+                    };
                 }
-                Err(Exchange::NothingBack(e) | Exchange::Failed(e)) => return Err(e.into()),
+                Err(HeadError::NothingBack(e)) => {
+                    return Err(match sent {
+                        Err(w) => Http1Error::Io(w).into(),
+                        Ok(()) => e.into(),
+                    });
+                }
+                Err(HeadError::Failed(e)) => return Err(e.into()),
             }
         }
     }
@@ -208,79 +253,121 @@ fn is_quiet(stream: &TcpStream) -> bool {
     )
 }
 
-enum Exchange {
+/// A response's head as read from the service (interim `1xx` ones skipped).
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// The status line and headers, through the blank line.
+    pub head: Bytes,
+    /// The status.
+    pub status: u16,
+    /// How its body is framed.
+    pub length: BodyLength,
+    /// Its framing allows the connection to carry another request after it.
+    pub keep: bool,
+}
+
+/// A request sent and its response's head read: the body is still to be read from `buf`
+/// and the connection.
+pub struct Opened<'p> {
+    /// The response's head.
+    pub response: ResponseHead,
+    /// The connection it came on.
+    pub lease: Lease<'p>,
+    /// Bytes read past the head.
+    pub buf: BytesMut,
+    /// The connection may be reused once the body has been read exactly (the request was
+    /// written whole, and the response's framing allows it).
+    pub keep: bool,
+}
+
+impl Opened<'_> {
+    /// The body has been read to where its framing ends: give the connection back if
+    /// `clean` (nothing went wrong), it may be reused, and nothing was read past the body.
+    pub fn finish(self, clean: bool) {
+        if clean && self.keep && self.buf.is_empty() {
+            self.lease.give_back();
+        }
+    }
+}
+
+/// Why a response head could not be read.
+pub enum HeadError {
     /// The connection failed before any byte of a response arrived.
     NothingBack(Http1Error),
+    /// The response is malformed, or the connection failed in its middle.
     Failed(Http1Error),
 }
 
-/// Write the request and read the response on one connection; returns whether the
-/// connection may be reused.
-async fn exchange(
-    stream: &mut TcpStream,
-    head: &[u8],
-    body: &[u8],
+/// Write a request whose body is whole. A service may answer early and stop reading (a 413
+/// or 501 before the whole body): after a failed write, a response already sent is still
+/// worth reading, so the error is returned, not acted on.
+async fn send_whole(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+    stream.write_all(head).await?;
+    stream.write_all(body).await
+}
+
+/// Read the response's head from `stream` (bytes past it stay in `buf`), skipping interim
+/// responses. A `101` is the answer when `upgrading`, and refused otherwise (a request that
+/// did not ask to switch cannot be switched).
+pub async fn read_response_head<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    buf: &mut BytesMut,
     is_head: bool,
+    upgrading: bool,
     max_head_bytes: usize,
-    max_body_bytes: usize,
-) -> Result<(ServiceResponse, bool), Exchange> {
-    let write = async {
-        stream.write_all(head).await?;
-        stream.write_all(body).await
-    };
-    // A service may answer early and stop reading (a 413 or 501 before the whole body):
-    // after a failed write, a response already sent is still worth reading.
-    let write_error = write.await.err();
-    let nothing_back = |e: Http1Error| match write_error {
-        Some(ref w) => Exchange::NothingBack(std::io::Error::new(w.kind(), w.to_string()).into()),
-        None => Exchange::NothingBack(e),
-    };
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+) -> Result<ResponseHead, HeadError> {
     let mut interim = 0;
     loop {
-        let head_len = match http1::read_head(stream, &mut buf, max_head_bytes).await {
+        let head_len = match http1::read_head(stream, buf, max_head_bytes).await {
             Ok(Some(n)) => n,
-            Ok(None) => return Err(nothing_back(Http1Error::Closed)),
+            Ok(None) => return Err(HeadError::NothingBack(Http1Error::Closed)),
             // A reset before any byte (e.g. the service closed an idle connection).
-            Err(e @ Http1Error::Io(_)) if buf.is_empty() => return Err(nothing_back(e)),
-            Err(e) => return Err(Exchange::Failed(e)),
+            Err(e @ Http1Error::Io(_)) if buf.is_empty() => return Err(HeadError::NothingBack(e)),
+            Err(e) => return Err(HeadError::Failed(e)),
         };
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut headers);
         resp.parse(&buf[..head_len])
-            .map_err(|e| Exchange::Failed(e.into()))?;
+            .map_err(|e| HeadError::Failed(e.into()))?;
         let status = resp.code.unwrap_or(0);
+        if status == 101 && upgrading {
+            return Ok(ResponseHead {
+                head: buf.split_to(head_len).freeze(),
+                status,
+                length: BodyLength::Empty,
+                keep: false,
+            });
+        }
         if (100..200).contains(&status) {
             if status == 101 {
-                return Err(Exchange::Failed(Http1Error::Malformed(
-                    "the service switched protocols, which the tunnel cannot carry",
+                return Err(HeadError::Failed(Http1Error::Malformed(
+                    "the service switched protocols for a request that did not ask to",
                 )));
             }
             // An interim response (100 Continue, 103 Early Hints): the real one follows.
             interim += 1;
             if interim > MAX_INTERIM_RESPONSES {
-                return Err(Exchange::Failed(Http1Error::Malformed(
+                return Err(HeadError::Failed(Http1Error::Malformed(
                     "too many interim 1xx responses",
                 )));
             }
             let _ = buf.split_to(head_len);
             continue;
         }
-        let length =
-            http1::response_body_length(status, is_head, resp.headers).map_err(Exchange::Failed)?;
+        let length = http1::response_body_length(status, is_head, resp.headers)
+            .map_err(HeadError::Failed)?;
         // A response that may carry no body but declares one (to HEAD, 204, 304): a service
         // that sends that body anyway may send it any time later, past any check; such a
         // connection is not reused.
         let bodiless = framing::response_is_bodiless(status, is_head);
         let keep = !hop::wants_close(resp.version.unwrap_or(1), resp.headers)
-            && length != http1::BodyLength::UntilClose
+            && length != BodyLength::UntilClose
             && !(bodiless && framing::declares_body(resp.headers));
-        let head = buf.split_to(head_len).freeze();
-        let body = http1::read_body(stream, &mut buf, length, max_body_bytes)
-            .await
-            .map_err(Exchange::Failed)?;
-        // Bytes past the response mean the service is out of step: do not reuse.
-        let keep = keep && buf.is_empty() && write_error.is_none();
-        return Ok((ServiceResponse { head, body }, keep));
+        return Ok(ResponseHead {
+            head: buf.split_to(head_len).freeze(),
+            status,
+            length,
+            keep,
+        });
     }
 }

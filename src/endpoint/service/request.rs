@@ -5,22 +5,34 @@ use bytes::{Bytes, BytesMut};
 
 use super::config::ServiceConfig;
 use super::path;
-use crate::endpoint::http1::{self, Http1Error, MAX_HEADERS};
+use crate::endpoint::http1::{self, BodyLength, Http1Error, MAX_HEADERS};
 use crate::endpoint::session::Incoming;
 use crate::endpoint::tunnel_headers;
 use crate::proto::http1::{header_name, write};
 
-/// The request as the service gets it: the target under the base path
+/// A relayed request's head as the service gets it, before its framing lines.
+pub(super) struct ServiceHead {
+    /// The request line and headers, through `Host` and the proxy's stamp, without
+    /// `Content-Length` or `Transfer-Encoding` and without the blank line.
+    pub(super) lines: BytesMut,
+    /// How the relayed message frames its body (for a body that came whole).
+    pub(super) length: BodyLength,
+    /// A `HEAD` request: its answer has no body.
+    pub(super) is_head: bool,
+    /// The `Upgrade` value when the caller asks to switch protocols (`Connection: upgrade`).
+    pub(super) upgrade: Option<Vec<u8>>,
+}
+
+/// The request's head as the service gets it: the target under the base path
 /// ([`path::service_target`]), the caller's headers less the hop-by-hop ones and
 /// every line a hop of ours sets in any spelling, then the lines the agent writes itself:
-/// `Host`, the proxy's `Httpws-From` stamp and `Content-Length`. Those come after the
-/// `Connection` header has been applied, so a caller listing `Httpws-From` or `Host` there
-/// removes only its own copies, never ours.
-pub(super) fn service_request(
+/// `Host` and the proxy's `Httpws-From` stamp (the framing follows, by the caller). Those
+/// come after the `Connection` header has been applied, so a caller listing `Httpws-From` or
+/// `Host` there removes only its own copies, never ours.
+pub(super) fn service_head(
     request: &Incoming,
     config: &ServiceConfig,
-    max_body_bytes: usize,
-) -> Result<(Bytes, Bytes, bool), String> {
+) -> Result<ServiceHead, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(&request.message[..request.head_len]) {
@@ -34,9 +46,6 @@ pub(super) fn service_request(
         Http1Error::UnsupportedCoding => "a Transfer-Encoding other than chunked alone",
         _ => "ambiguous body length",
     })?;
-    let body = http1::message_body(&request.message, request.head_len, length, max_body_bytes)
-        .map_err(|_| "body does not match its framing")?;
-
     let listed = http1::connection_listed(req.headers);
     let mut head = BytesMut::with_capacity(request.head_len + 64);
     http1::put_request_line(&mut head, method, &target);
@@ -63,11 +72,34 @@ pub(super) fn service_request(
     if let Some(from) = tunnel_headers::proxy_stamp(req.headers) {
         write::put_header(&mut head, b"Httpws-From", from);
     }
+    Ok(ServiceHead {
+        lines: head,
+        length,
+        is_head: method == "HEAD",
+        upgrade: http1::upgrade(req.headers).map(<[u8]>::to_vec),
+    })
+}
+
+/// The request as the service gets it, for a body that came whole in the message:
+/// [`service_head`], then `Content-Length` (once, the agent's) and the body de-framed.
+pub(super) fn service_request(
+    request: &Incoming,
+    config: &ServiceConfig,
+    max_body_bytes: usize,
+) -> Result<(Bytes, Bytes, bool), String> {
+    let ServiceHead {
+        lines: mut head,
+        length,
+        is_head,
+        ..
+    } = service_head(request, config)?;
+    let body = http1::message_body(&request.message, request.head_len, length, max_body_bytes)
+        .map_err(|_| "body does not match its framing")?;
     if !body.is_empty() || length != http1::BodyLength::Empty {
         write::put_content_length(&mut head, body.len() as u64);
     }
     head.extend_from_slice(b"\r\n");
-    Ok((head.freeze(), body, method == "HEAD"))
+    Ok((head.freeze(), body, is_head))
 }
 
 #[cfg(test)]
@@ -84,6 +116,7 @@ mod tests {
             cseq: 7,
             message: Bytes::from_static(msg),
             head_len,
+            body: None,
         }
     }
 

@@ -22,10 +22,43 @@ pub(super) fn tunnel_response(
         Ok(httparse::Status::Complete(_)) => {}
         _ => return Err("malformed response head"),
     }
+    let mut head = BytesMut::with_capacity(raw_head.len() + 32);
+    let declared = put_tunnel_lines(&mut head, &resp);
+    let status = resp.code.unwrap_or(0);
+    http1::put_response_length(&mut head, status, is_head, declared, body.len());
+    Ok((head, body))
+}
+
+/// The service's response head for a body that streams: the same lines as
+/// [`tunnel_response`]'s, without framing (the session adds the stream line and the
+/// declared length). A `101` keeps its `Upgrade` and says `Connection: Upgrade`.
+pub(super) fn tunnel_stream_head(raw_head: &[u8]) -> Result<BytesMut, &'static str> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(raw_head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err("malformed response head"),
+    }
+    let mut head = BytesMut::with_capacity(raw_head.len() + 32);
+    put_tunnel_lines(&mut head, &resp);
+    if resp.code == Some(101) {
+        if let Some(protocol) = http1::upgrade(resp.headers) {
+            write::put_header(&mut head, b"Connection", b"Upgrade");
+            write::put_header(&mut head, b"Upgrade", protocol);
+        }
+    }
+    Ok(head)
+}
+
+/// Status line and the headers that cross into the tunnel; returns the declared
+/// `Content-Length`.
+fn put_tunnel_lines<'m>(
+    head: &mut BytesMut,
+    resp: &httparse::Response<'_, 'm>,
+) -> Option<&'m [u8]> {
     let status = resp.code.unwrap_or(0);
     let listed = http1::connection_listed(resp.headers);
-    let mut head = BytesMut::with_capacity(raw_head.len() + 32);
-    write::put_status_line(&mut head, status, resp.reason.unwrap_or("").as_bytes());
+    write::put_status_line(head, status, resp.reason.unwrap_or("").as_bytes());
     let mut declared = None;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -34,10 +67,9 @@ pub(super) fn tunnel_response(
         if tunnel_headers::is_hop_written(h.name.as_bytes()) || http1::stops_here(h.name, &listed) {
             continue;
         }
-        write::put_header(&mut head, h.name.as_bytes(), h.value);
+        write::put_header(head, h.name.as_bytes(), h.value);
     }
-    http1::put_response_length(&mut head, status, is_head, declared, body.len());
-    Ok((head, body))
+    declared
 }
 
 #[cfg(test)]

@@ -12,10 +12,11 @@ use tokio::time::timeout;
 
 use super::failure::Fatal;
 use super::shared::{Shared, lock};
+use super::subprotocol;
 use crate::endpoint::refusal;
 use crate::endpoint::tls::ProxyStream;
 use crate::endpoint::tls_diagnosis::{self, SchemeMismatch};
-use crate::proto::handshake::{self, ClientHandshakeError};
+use crate::proto::handshake::{self, ClientHandshakeError, Protocol};
 use crate::proto::http1::head_scanner::{HeadScanner, ScanError};
 use crate::proto::http1::status;
 
@@ -66,11 +67,22 @@ pub(super) enum AttemptError {
     Fatal(#[from] Fatal),
 }
 
-/// TCP connect and the opening handshake, within the connect timeout.
+/// A registered connection: the stream, the bytes read past the handshake's answer, and the
+/// protocol the proxy chose.
+pub(super) struct Connected {
+    /// The connection to the proxy.
+    pub(super) stream: ProxyStream,
+    /// Frames that arrived with the handshake's answer.
+    pub(super) leftover: BytesMut,
+    /// Protocol 2 when the `101` named `httpws.2`, else protocol 1.
+    pub(super) protocol: Protocol,
+}
+
+/// TCP connect and the opening handshake (offering protocol 2), within the connect timeout.
 pub(super) async fn connect(
     shared: &Shared,
     tls: Option<&Arc<rustls::ClientConfig>>,
-) -> Result<(ProxyStream, BytesMut), AttemptError> {
+) -> Result<Connected, AttemptError> {
     let config = &shared.config;
     let mut path = match &lock(&shared.state).address {
         Some(address) => format!("/{address}"),
@@ -99,8 +111,9 @@ pub(super) async fn connect(
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(|e| std::io::Error::other(e.to_string()))?;
         let key = handshake::client_key(&nonce);
-        let request =
+        let mut request =
             handshake::client_request(&config.proxy.authority, &path, &key, config.token.as_ref());
+        subprotocol::offer(&mut request);
         stream.write_all(request.as_bytes()).await?;
         stream.flush().await?;
         let mut buf = BytesMut::with_capacity(HANDSHAKE_READ_BYTES);
@@ -127,10 +140,19 @@ pub(super) async fn connect(
                     return Err(ClientHandshakeError::Malformed(e.to_string()).into());
                 }
             };
-            match handshake::parse_response(&buf[..end], &key, MAX_HANDSHAKE_RESPONSE_BYTES) {
-                Ok(Some(head_len)) => {
-                    let leftover = buf.split_off(head_len);
-                    return Ok((stream, leftover));
+            // A subprotocol other than ours is left for `parse_response` to refuse.
+            let (protocol, checked) = subprotocol::chosen(&buf[..end])
+                .unwrap_or((Protocol::V1, std::borrow::Cow::Borrowed(&buf[..end])));
+            let parsed = handshake::parse_response(&checked, &key, MAX_HANDSHAKE_RESPONSE_BYTES);
+            drop(checked);
+            match parsed {
+                Ok(Some(_)) => {
+                    let leftover = buf.split_off(end);
+                    return Ok(Connected {
+                        stream,
+                        leftover,
+                        protocol,
+                    });
                 }
                 Ok(None) => {
                     let why = "incomplete response head".to_owned();

@@ -18,6 +18,10 @@ pub enum Failure {
     /// The session was closed for good.
     #[error("the endpoint is closed")]
     Closed,
+    /// A body that must stream, on a tunnel that speaks protocol 1 only (the proxy did not
+    /// take up the offer of `httpws.2`).
+    #[error("the tunnel carries whole messages only (the proxy does not speak protocol 2)")]
+    NoStreams,
 }
 
 /// Why the session stopped trying (it retries everything else).

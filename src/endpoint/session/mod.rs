@@ -14,7 +14,13 @@
 //!   `waiters`: CSeq numbering and the requests waiting for their responses.
 //! - `supervisor`: the life cycle; `connect`: one attempt; `backoff`: the delays between.
 //! - `reader`: one connected tunnel, pings included; `dispatch`: each message from the
-//!   proxy to where it belongs; `writer`: the frames going out.
+//!   proxy to where it belongs; `writer`: the frames going out; `subprotocol`: the offer of
+//!   protocol 2 and the proxy's answer.
+//!
+//! A tunnel whose proxy took up protocol 2 carries streams as well as whole messages
+//! ([`Session::request_streaming`], [`Session::respond_streaming`], and responses or
+//! requests whose bodies arrive as an [`InboundBody`]); on a protocol-1 tunnel every
+//! message is whole.
 
 mod backoff;
 mod connect;
@@ -24,6 +30,7 @@ mod incoming;
 mod reader;
 mod shared;
 mod status;
+mod subprotocol;
 mod supervisor;
 mod waiters;
 mod writer;
@@ -35,13 +42,44 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::config::SessionConfig;
+use super::stream::{BodyWriter, Exchange, InboundBody, Start};
 use crate::proto::address::VirtualAddress;
-use shared::{Shared, lock};
-use writer::{Outgoing, finish_head};
+use crate::proto::handshake::Protocol;
+use crate::proto::http1::write;
+use crate::proto::stream::{Direction, STREAM_HEADER, STREAM_HEADER_VALUE};
+use shared::{Link, Shared, lock};
+use writer::finish_head;
 
 pub use failure::{Failure, Fatal};
 pub use incoming::Incoming;
 pub use status::Status;
+pub(crate) use writer::{Outgoing, Queues};
+
+/// A response from the tunnel: its head, and its body either whole (in `message`, from
+/// `head_len` on) or streaming (`body`, when the head was a stream head).
+#[derive(Debug)]
+pub struct TunnelResponse {
+    /// The whole message as it arrived: head, then the body unless it streams.
+    pub message: Bytes,
+    /// Where the head ends in `message`.
+    pub head_len: usize,
+    /// The streamed body, for a stream head (protocol 2).
+    pub body: Option<InboundBody>,
+}
+
+/// The response to a [`Session::request_streaming`], still to come.
+pub struct PendingResponse {
+    rx: oneshot::Receiver<Result<TunnelResponse, Failure>>,
+    _guard: WaitGuard,
+}
+
+impl PendingResponse {
+    /// Wait for the response head (its body may still be streaming, and so may the request's).
+    pub async fn wait(self) -> Result<TunnelResponse, Failure> {
+        let PendingResponse { rx, _guard } = self;
+        rx.await.unwrap_or(Err(Failure::TargetGone))
+    }
+}
 
 /// Room kept in a message for the `CSeq: <n>` line and the blank line the session appends
 /// (the longest `u64` fits).
@@ -101,60 +139,180 @@ impl Session {
         self.shared.config.max_body_bytes()
     }
 
-    /// Send a request and wait for its response (the whole message, CSeq and all).
+    /// The protocol the tunnel speaks right now (`None` while it is down): only
+    /// [`Protocol::V2`] carries streams.
+    pub fn protocol(&self) -> Option<Protocol> {
+        lock(&self.shared.state).link.as_ref().map(|l| l.protocol)
+    }
+
+    /// Send a request with its whole body and wait for its response (CSeq and all; its body
+    /// may stream).
     ///
     /// `head` is the request line and header lines, each ending in CRLF, without the blank
     /// line and without CSeq: the session appends `CSeq: <n>` and the blank line. Proxy
     /// errors (404, 503, …) are responses like any other.
-    pub async fn request(&self, mut head: BytesMut, body: Bytes) -> Result<Bytes, Failure> {
+    pub async fn request(
+        &self,
+        mut head: BytesMut,
+        body: Bytes,
+    ) -> Result<TunnelResponse, Failure> {
         if head.len() + body.len() + CSEQ_LINE_BYTES > self.shared.config.max_message_bytes {
             return Err(Failure::TooLarge);
         }
         let (tx, rx) = oneshot::channel();
-        let (out, cseq) = {
+        let (link, cseq) = {
             let mut state = lock(&self.shared.state);
-            let Some(link) = &state.link else {
+            let Some(link) = state.link.clone() else {
                 return Err(Failure::TunnelDown);
             };
-            let out = link.out.clone();
-            (out, state.waiters.add(tx))
+            (link, state.waiters.add(tx))
         };
         // From here on, a caller that gives up (drops this future) must not leave its entry.
-        let guard = WaitGuard {
-            shared: &self.shared,
-            cseq,
+        let pending = PendingResponse {
+            rx,
+            _guard: WaitGuard {
+                shared: Arc::clone(&self.shared),
+                cseq,
+            },
         };
         finish_head(&mut head, cseq);
         let message = Outgoing::Message {
             head: head.freeze(),
             body,
         };
-        if out.send(message).await.is_err() {
+        if link.queues.out.send(message).await.is_err() {
             return Err(Failure::TunnelDown);
         }
-        let result = rx.await.unwrap_or(Err(Failure::TargetGone));
-        drop(guard);
-        result
+        pending.wait().await
     }
 
-    /// Answer an [`Incoming`] request. `head` is the status line and header lines without
-    /// CSeq and without the blank line. Returns false if the request's tunnel is gone (the
-    /// proxy has already answered the caller `target-gone`).
-    pub async fn respond(&self, to: &Incoming, mut head: BytesMut, body: Bytes) -> bool {
-        let out = {
-            let state = lock(&self.shared.state);
-            match &state.link {
-                Some(link) if link.generation == to.generation => link.out.clone(),
-                _ => return false,
+    /// Send a request whose body streams (a stream head, with `Content-Length: length` when
+    /// it is known): returns the body's writer, and the response to wait for. The response
+    /// may come before the body ends (a whole answer ends the exchange: the writer then
+    /// fails with [`BodyError::Answered`](super::stream::BodyError::Answered)).
+    /// [`Failure::NoStreams`] on a protocol-1 tunnel.
+    pub async fn request_streaming(
+        &self,
+        mut head: BytesMut,
+        length: Option<u64>,
+    ) -> Result<(BodyWriter, PendingResponse), Failure> {
+        let (tx, rx) = oneshot::channel();
+        let (link, cseq, exchange) = {
+            let mut state = lock(&self.shared.state);
+            let Some(link) = state.link.clone() else {
+                return Err(Failure::TunnelDown);
+            };
+            if link.protocol != Protocol::V2 {
+                return Err(Failure::NoStreams);
             }
+            let cseq = state.waiters.add(tx);
+            let exchange = Exchange::new(
+                Direction::Outgoing,
+                cseq,
+                link.queues.clone(),
+                Arc::clone(&link.streams),
+                Start::Streaming(length),
+                Start::Waiting,
+            );
+            (link, cseq, exchange)
+        };
+        let pending = PendingResponse {
+            rx,
+            _guard: WaitGuard {
+                shared: Arc::clone(&self.shared),
+                cseq,
+            },
+        };
+        if !link.streams.insert(&exchange) {
+            return Err(Failure::TunnelDown);
+        }
+        let writer = BodyWriter::new(exchange);
+        finish_stream_head(&mut head, length, cseq);
+        let message = Outgoing::Message {
+            head: head.freeze(),
+            body: Bytes::new(),
+        };
+        if link.queues.out.send(message).await.is_err() {
+            return Err(Failure::TunnelDown);
+        }
+        Ok((writer, pending))
+    }
+
+    /// The link an answer to `to` goes on, if it is still the one `to` arrived on.
+    fn link_for(&self, to: &Incoming) -> Option<Link> {
+        let state = lock(&self.shared.state);
+        state
+            .link
+            .as_ref()
+            .filter(|l| l.generation == to.generation)
+            .cloned()
+    }
+
+    /// Answer an [`Incoming`] request with a whole response. `head` is the status line and
+    /// header lines without CSeq and without the blank line. Returns false if the request's
+    /// tunnel is gone (the proxy has already answered the caller `target-gone`). A whole
+    /// answer to a request whose body still streams ends the exchange: the rest of that body
+    /// is not wanted (its [`InboundBody`] fails with `Answered`).
+    pub async fn respond(&self, to: &Incoming, mut head: BytesMut, body: Bytes) -> bool {
+        let Some(link) = self.link_for(to) else {
+            return false;
         };
         finish_head(&mut head, to.cseq);
-        out.send(Outgoing::Message {
+        let sent = link
+            .queues
+            .out
+            .send(Outgoing::Message {
+                head: head.freeze(),
+                body,
+            })
+            .await
+            .is_ok();
+        if let Some(exchange) = link.streams.get(Direction::Incoming, to.cseq) {
+            exchange.responded(false);
+        }
+        sent
+    }
+
+    /// Answer an [`Incoming`] request with a response whose body streams (a stream head,
+    /// with `Content-Length: length` when it is known); returns the body's writer, or `None`
+    /// if the request's tunnel is gone or speaks protocol 1 (answer whole there).
+    pub async fn respond_streaming(
+        &self,
+        to: &Incoming,
+        mut head: BytesMut,
+        length: Option<u64>,
+    ) -> Option<BodyWriter> {
+        let link = self.link_for(to)?;
+        if link.protocol != Protocol::V2 {
+            return None;
+        }
+        let exchange = match link.streams.get(Direction::Incoming, to.cseq) {
+            Some(exchange) => exchange,
+            None => {
+                let exchange = Exchange::new(
+                    Direction::Incoming,
+                    to.cseq,
+                    link.queues.clone(),
+                    Arc::clone(&link.streams),
+                    Start::Waiting,
+                    Start::Done,
+                );
+                if !link.streams.insert(&exchange) {
+                    return None;
+                }
+                exchange
+            }
+        };
+        finish_stream_head(&mut head, length, to.cseq);
+        let message = Outgoing::Message {
             head: head.freeze(),
-            body,
-        })
-        .await
-        .is_ok()
+            body: Bytes::new(),
+        };
+        if link.queues.out.send(message).await.is_err() {
+            return None;
+        }
+        exchange.responded(true);
+        Some(BodyWriter::new(exchange))
     }
 
     /// Take the stream of incoming requests (once; later calls get `None`). Until it is
@@ -177,13 +335,23 @@ impl Session {
     }
 }
 
+/// Append the stream head's lines (`Httpws-Stream: body`, the declared length if any), then
+/// `CSeq` and the blank line.
+fn finish_stream_head(head: &mut BytesMut, length: Option<u64>, cseq: u64) {
+    write::put_header(head, STREAM_HEADER, STREAM_HEADER_VALUE);
+    if let Some(n) = length {
+        write::put_content_length(head, n);
+    }
+    finish_head(head, cseq);
+}
+
 /// Removes a request's waiting entry when its caller stops waiting, however that happens.
-struct WaitGuard<'a> {
-    shared: &'a Shared,
+struct WaitGuard {
+    shared: Arc<Shared>,
     cseq: u64,
 }
 
-impl Drop for WaitGuard<'_> {
+impl Drop for WaitGuard {
     fn drop(&mut self) {
         lock(&self.shared.state).waiters.take(self.cseq);
     }

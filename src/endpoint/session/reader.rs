@@ -12,12 +12,14 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use super::dispatch::on_message;
 use super::failure::Fatal;
-use super::shared::Shared;
-use super::writer::{Outgoing, write_loop};
+use super::shared::{Link, Shared};
+use super::writer::{Outgoing, Queues, write_loop};
 use crate::endpoint::config::OUTGOING_QUEUE_FRAMES;
+use crate::endpoint::stream::StreamTable;
 use crate::endpoint::tls::ProxyStream;
 use crate::proto::address::VirtualAddress;
 use crate::proto::frame::{DecoderConfig, Event, MessageDecoder, Role};
+use crate::proto::handshake::Protocol;
 use crate::proto::head::HeadLimits;
 use crate::proto::indication::{self, Indication, IndicationError};
 
@@ -46,22 +48,35 @@ pub(super) enum LinkEnd {
 
 /// Run one connected tunnel until it ends: the writer in its own task, the reader (and the
 /// liveness timer) here.
+/// What one link runs on: its stream, the bytes read past the handshake, which
+/// registration it is and the protocol the proxy chose.
+pub(super) struct LinkStart {
+    pub(super) stream: ProxyStream,
+    pub(super) buf: BytesMut,
+    pub(super) generation: u64,
+    pub(super) protocol: Protocol,
+}
+
 pub(super) async fn run_link(
     shared: &Arc<Shared>,
-    stream: ProxyStream,
-    buf: BytesMut,
-    generation: u64,
+    start: LinkStart,
     stop: &mut watch::Receiver<bool>,
 ) -> LinkEnd {
+    let LinkStart {
+        stream,
+        buf,
+        generation,
+        protocol,
+    } = start;
     match stream {
         // A TCP socket splits into halves without a lock; TLS state is shared by both.
         ProxyStream::Plain(tcp) => {
             let (rd, wr) = tcp.into_split();
-            run_halves(shared, rd, wr, buf, generation, stop).await
+            run_halves(shared, rd, wr, buf, (generation, protocol), stop).await
         }
         ProxyStream::Tls(tls) => {
             let (rd, wr) = tokio::io::split(*tls);
-            run_halves(shared, rd, wr, buf, generation, stop).await
+            run_halves(shared, rd, wr, buf, (generation, protocol), stop).await
         }
     }
 }
@@ -71,7 +86,7 @@ async fn run_halves<R, W>(
     mut rd: R,
     wr: W,
     mut buf: BytesMut,
-    generation: u64,
+    (generation, protocol): (u64, Protocol),
     stop: &mut watch::Receiver<bool>,
 ) -> LinkEnd
 where
@@ -80,7 +95,15 @@ where
 {
     let config = &shared.config;
     let (out, out_rx) = mpsc::channel(OUTGOING_QUEUE_FRAMES);
-    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let (control, control_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_loop(wr, out_rx, control_rx));
+    let link = Link {
+        generation,
+        queues: Queues { out, control },
+        protocol,
+        streams: Arc::new(StreamTable::default()),
+    };
+    let out = &link.queues.out;
     let decoder_config = DecoderConfig {
         role: Role::Client,
         max_message_bytes: config.max_message_bytes,
@@ -110,17 +133,15 @@ where
                     match on_indication(&payload) {
                         Ok(Some(address)) => {
                             registered = true;
-                            shared.register(generation, address, out.clone());
+                            shared.register(address, link.clone());
                         }
                         Ok(None) => {}
                         Err(end) => break 'link end,
                     }
                 }
-                Event::Message { payload, .. } => {
-                    on_message(shared, generation, payload, &limits, &out).await;
-                }
+                Event::Message { payload, .. } => on_message(shared, &link, payload, &limits),
                 Event::Ping(data) => {
-                    let _ = out.send(Outgoing::Pong(data)).await;
+                    link.queues.control(Outgoing::Pong(data));
                 }
                 Event::Pong(_) => {}
                 Event::Close { code, .. } => {
@@ -150,7 +171,7 @@ where
                 if ping_sent.is_some() {
                     break LinkEnd::Lost("proxy stopped answering pings".into());
                 }
-                let _ = out.try_send(Outgoing::Ping);
+                link.queues.control(Outgoing::Ping);
                 ping_sent = Some(Instant::now());
             }
             _ = stop.wait_for(|s| *s) => {
@@ -159,9 +180,13 @@ where
             }
         }
     };
-    // Unpublish the link first so no new request queues behind a dead writer.
+    // Unpublish the link first so no new request queues behind a dead writer; then every
+    // stream on it fails (its consumers see the tunnel drop, never a clean end).
     shared.unpublish(generation);
-    drop(out);
+    for exchange in link.streams.close() {
+        exchange.lost();
+    }
+    drop(link);
     if matches!(end, LinkEnd::Stopped) {
         let _ = timeout(CLOSE_FLUSH_TIMEOUT, writer).await;
     } else {

@@ -9,22 +9,31 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, MutexGuard};
 
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, watch};
 
 use super::failure::Failure;
 use super::incoming::Incoming;
 use super::status::Status;
 use super::waiters::Waiters;
-use super::writer::Outgoing;
+use super::writer::Queues;
 use crate::endpoint::config::SessionConfig;
+use crate::endpoint::stream::StreamTable;
 use crate::proto::address::VirtualAddress;
+use crate::proto::handshake::Protocol;
 
 /// The live tunnel, while registered.
+#[derive(Clone)]
 pub(super) struct Link {
     /// Which registration it is.
     pub(super) generation: u64,
-    /// Its writer's queue.
-    pub(super) out: mpsc::Sender<Outgoing>,
+    /// Its writer's queues.
+    pub(super) queues: Queues,
+    /// What the proxy agreed to: protocol 2 carries streams.
+    pub(super) protocol: Protocol,
+    /// Its open stream exchanges.
+    pub(super) streams: Arc<StreamTable>,
 }
 
 /// What changes together, under one lock: a request takes its CSeq and the link's queue at
@@ -79,16 +88,13 @@ impl Shared {
     }
 
     /// `:host` arrived: publish the link so requests can use it.
-    pub(super) fn register(
-        &self,
-        generation: u64,
-        address: VirtualAddress,
-        out: mpsc::Sender<Outgoing>,
-    ) {
+    pub(super) fn register(&self, address: VirtualAddress, link: Link) {
+        let generation = link.generation;
+        let protocol = link.protocol;
         let refused = {
             let mut state = lock(&self.state);
             state.address = Some(address.clone());
-            state.link = Some(Link { generation, out });
+            state.link = Some(link);
             state.refused_name.take()
         };
         match refused {
@@ -96,7 +102,9 @@ impl Shared {
             Some(old) => {
                 tracing::warn!(%address, was = %old, proxy = %self.config.proxy, "tunnel registered under a NEW name")
             }
-            None => tracing::info!(%address, proxy = %self.config.proxy, "tunnel registered"),
+            None => {
+                tracing::info!(%address, proxy = %self.config.proxy, ?protocol, "tunnel registered")
+            }
         }
         self.status.send_replace(Status::Up {
             address,

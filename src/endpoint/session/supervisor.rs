@@ -11,7 +11,7 @@ use tokio::time::{Instant, sleep};
 use super::backoff::Backoff;
 use super::connect::{AttemptError, connect};
 use super::failure::Fatal;
-use super::reader::{LinkEnd, run_link};
+use super::reader::{LinkEnd, LinkStart, run_link};
 use super::shared::{Shared, lock};
 use super::status::Status;
 use crate::endpoint::config::SessionConfig;
@@ -65,10 +65,16 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
             _ = stop.wait_for(|s| *s) => break,
         };
         match attempt {
-            Ok((stream, leftover)) => {
+            Ok(connected) => {
                 generation += 1;
                 let started = Instant::now();
-                let end = run_link(&shared, stream, leftover, generation, &mut stop).await;
+                let start = LinkStart {
+                    stream: connected.stream,
+                    buf: connected.leftover,
+                    generation,
+                    protocol: connected.protocol,
+                };
+                let end = run_link(&shared, start, &mut stop).await;
                 shared.teardown(generation);
                 match end {
                     LinkEnd::Stopped => break,

@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::TunnelResponse;
 use super::failure::Failure;
 
 /// Where a request's response (or the reason there is none) is delivered.
-pub(super) type Waiter = oneshot::Sender<Result<Bytes, Failure>>;
+pub(super) type Waiter = oneshot::Sender<Result<TunnelResponse, Failure>>;
 
 /// The requests sent and not yet answered, by CSeq.
 pub(super) struct Waiters {

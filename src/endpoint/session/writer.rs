@@ -1,5 +1,10 @@
-//! The writer task, one per tunnel: frames queued by anyone (requests, responses, pongs,
-//! pings, the close), masked as client frames must be, and written in batches.
+//! The writer task, one per tunnel: frames queued by anyone (requests, responses, stream
+//! messages, pongs, pings, the close), masked as client frames must be, and written in
+//! batches. Two queues feed it: the bounded one, in order, for messages and stream data (a
+//! sender waits when it is full), and an unbounded one for the small control frames that
+//! must never wait nor be lost (credit grants, resets, pongs, the agent's own short answers),
+//! which are written first. Their number is bounded by what was received: one grant per
+//! batch of body consumed, one reset per stream, one pong per ping.
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -16,12 +21,13 @@ const KEEP_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// What the writer task sends.
-pub(super) enum Outgoing {
-    /// An HTTP message, head (finished by [`finish_head`]) then body, in one binary frame.
+pub(crate) enum Outgoing {
+    /// An HTTP message, head (finished by [`finish_head`]) then body, or a stream message,
+    /// tag line then payload: one binary frame.
     Message {
-        /// The head, through its blank line.
+        /// The head through its blank line, or a stream message's tag line.
         head: Bytes,
-        /// The body, framed by the head's `Content-Length`.
+        /// The body (framed by the head's `Content-Length`), or the stream message's payload.
         body: Bytes,
     },
     /// The answer to a ping, with its data.
@@ -30,6 +36,23 @@ pub(super) enum Outgoing {
     Ping,
     /// A close frame with this code; the writer stops after it.
     Close(u16),
+}
+
+/// The writer's two queues, as every sender holds them.
+#[derive(Clone)]
+pub(crate) struct Queues {
+    /// Messages and stream data, in order; bounded (senders wait).
+    pub(crate) out: mpsc::Sender<Outgoing>,
+    /// Control frames, written first; unbounded, since they may be queued where nothing can
+    /// wait (a body dropped, credit granted from `poll_frame`).
+    pub(crate) control: mpsc::UnboundedSender<Outgoing>,
+}
+
+impl Queues {
+    /// Queue a frame that must not wait and must not be lost. False if the writer is gone.
+    pub(crate) fn control(&self, outgoing: Outgoing) -> bool {
+        self.control.send(outgoing).is_ok()
+    }
 }
 
 /// Append `CSeq: <n>` and the blank line.
@@ -41,11 +64,27 @@ pub(super) fn finish_head(head: &mut BytesMut, cseq: u64) {
 
 /// The writer: frames queued by anyone, masked (client frames must be) and written in
 /// batches.
-pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Outgoing>) {
+pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<Outgoing>,
+    mut control: mpsc::UnboundedReceiver<Outgoing>,
+) {
     let mut buf = BytesMut::with_capacity(WRITE_BUFFER_BYTES);
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            biased;
+            Some(c) = control.recv() => c,
+            next = rx.recv() => match next {
+                Some(next) => next,
+                None => return,
+            },
+        };
         let mut closing = encode(&mut buf, first);
         while !closing && buf.len() < WRITE_BATCH_BYTES {
+            if let Ok(next) = control.try_recv() {
+                closing = encode(&mut buf, next);
+                continue;
+            }
             match rx.try_recv() {
                 Ok(next) => closing = encode(&mut buf, next),
                 Err(_) => break,

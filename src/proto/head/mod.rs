@@ -18,7 +18,7 @@ pub use inspect::{
     MAX_HOP_LINES, MAX_REMOVED_LINES, inspect,
 };
 pub use rewrite::{rewritten_head_len, write_head, write_whole_head};
-pub use to_http::{HttpHeadError, write_http_head};
+pub use to_http::{HttpBodyFraming, HttpHeadError, write_http_head, write_http_stream_head};
 
 #[cfg(test)]
 mod tests;

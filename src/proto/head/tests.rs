@@ -85,6 +85,49 @@ fn responses_for_http_clients_lose_cseq_and_hop_lines_and_gain_a_length() {
     assert_eq!(http_head(hops, false), Err(HttpHeadError::TooManyHopLines));
 }
 
+fn http_stream_head(msg: &[u8], head_request: bool, chunked_ok: bool) -> (String, HttpBodyFraming) {
+    let info = inspect(msg, &lim()).expect("valid stream head");
+    let mut dst = BytesMut::new();
+    let framing = write_http_stream_head(&mut dst, msg, &info, head_request, chunked_ok)
+        .expect("an HTTP head");
+    (String::from_utf8(dst.to_vec()).expect("ascii"), framing)
+}
+
+#[test]
+fn stream_heads_for_http_clients_lose_the_stream_line_and_say_how_the_body_goes() {
+    let msg = b"HTTP/1.1 200 OK\r\nCSeq: 4\r\nContent-Type: text/event-stream\r\n\
+        Httpws-Stream: body\r\nConnection: keep-alive\r\nX-B: 2\r\n\r\n";
+    assert_eq!(
+        http_stream_head(msg, false, true),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-B: 2\r\n\
+             Transfer-Encoding: chunked\r\n"
+                .to_owned(),
+            HttpBodyFraming::Chunked
+        )
+    );
+    // HTTP/1.0 callers: no chunks, the body runs until close.
+    let (head, framing) = http_stream_head(msg, false, false);
+    assert!(!head.contains("Transfer-Encoding"), "{head}");
+    assert_eq!(framing, HttpBodyFraming::UntilClose);
+    let sized = b"HTTP/1.1 200 OK\r\nHttpws-Stream: body\r\nCSeq: 4\r\nContent-Length: 9\r\n\r\n";
+    assert_eq!(
+        http_stream_head(sized, false, true),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n".to_owned(),
+            HttpBodyFraming::Length
+        )
+    );
+    assert_eq!(
+        http_stream_head(msg, true, true).1,
+        HttpBodyFraming::Bodiless
+    );
+    let interim = b"HTTP/1.1 103 Early Hints\r\nCSeq: 4\r\nHttpws-Stream: body\r\n\r\n";
+    let info = inspect(interim, &lim()).expect("valid");
+    let refused = write_http_stream_head(&mut BytesMut::new(), interim, &info, false, true);
+    assert_eq!(refused, Err(HttpHeadError::Interim));
+}
+
 #[test]
 fn request_with_host_and_cseq() {
     let msg = b"POST /offer HTTP/1.1\r\nHost: bob\r\nCSeq: 42\r\nContent-Length: 5\r\n\r\nhello";

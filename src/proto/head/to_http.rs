@@ -5,7 +5,7 @@
 use bytes::BytesMut;
 
 use crate::proto::head::MAX_HOP_LINES;
-use crate::proto::head::inspect::HeadInfo;
+use crate::proto::head::inspect::{HeadInfo, Span};
 use crate::proto::http1::chunked;
 use crate::proto::http1::framing::{self, Framing};
 use crate::proto::http1::write::put_content_length;
@@ -67,12 +67,77 @@ pub fn write_http_head(
             _ => {}
         }
     }
+    copy_for_http(dst, msg, info, None);
+    if info.framing == Framing::None && !bodiless {
+        put_content_length(dst, body.len() as u64);
+    }
+    Ok(())
+}
+
+/// How a streamed response's body goes on to a plain HTTP client, after
+/// [`write_http_stream_head`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpBodyFraming {
+    /// No body (an answer to `HEAD`, `204`, `304`): nothing is written after the head.
+    Bodiless,
+    /// The head declared `Content-Length`: the data is written as it comes.
+    Length,
+    /// `Transfer-Encoding: chunked` was added: each piece of data is one chunk.
+    Chunked,
+    /// No length and a caller that cannot take chunks (HTTP/1.0): the body runs until the
+    /// connection closes.
+    UntilClose,
+}
+
+/// Append the head of a streamed response (protocol 2) for a plain HTTP client, without its
+/// blank line: as [`write_http_head`], without the `Httpws-Stream` line, and with
+/// `Transfer-Encoding: chunked` added when the head declares no length and `chunked_ok` (the
+/// caller spoke HTTP/1.1).
+pub fn write_http_stream_head(
+    dst: &mut BytesMut,
+    msg: &[u8],
+    info: &HeadInfo,
+    head_request: bool,
+    chunked_ok: bool,
+) -> Result<HttpBodyFraming, HttpHeadError> {
+    if info.hops_overflow {
+        return Err(HttpHeadError::TooManyHopLines);
+    }
+    if info.status < 200 {
+        return Err(HttpHeadError::Interim);
+    }
+    copy_for_http(dst, msg, info, Some(info.stream_line));
+    let framing = if framing::response_is_bodiless(info.status, head_request) {
+        HttpBodyFraming::Bodiless
+    } else if info.framing != Framing::None {
+        HttpBodyFraming::Length
+    } else if chunked_ok {
+        dst.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        HttpBodyFraming::Chunked
+    } else {
+        HttpBodyFraming::UntilClose
+    };
+    Ok(framing)
+}
+
+/// Copy the head up to (not including) its blank line, leaving out the CSeq, Httpws-From and
+/// hop-by-hop lines and `skip` (writing renamed lines under their new name).
+fn copy_for_http(dst: &mut BytesMut, msg: &[u8], info: &HeadInfo, skip: Option<Span>) {
     dst.reserve(info.head_len + 32);
+    let mut skip = skip;
+    let mut pos = 0;
+    let mut copy_to = |dst: &mut BytesMut, pos: &mut usize, to: usize| {
+        if let Some(span) = skip.filter(|s| s.end > s.start && (s.start as usize) < to) {
+            dst.extend_from_slice(&msg[*pos..span.start as usize]);
+            *pos = span.end as usize;
+            skip = None;
+        }
+        dst.extend_from_slice(&msg[*pos..to]);
+    };
     let (mut drops, mut hops) = (
         info.drops().iter().copied().enumerate().peekable(),
         info.hops().iter().copied().peekable(),
     );
-    let mut pos = 0;
     // Both lists are in message order; merge them. Hop lines are dropped; of the others,
     // renamed lines are written again under their new name.
     loop {
@@ -91,15 +156,11 @@ pub fn write_http_head(
             }
             (None, None) => break,
         };
-        dst.extend_from_slice(&msg[pos..span.start as usize]);
+        copy_to(dst, &mut pos, span.start as usize);
         if let Some(i) = renamed {
             info.write_renamed(dst, msg, i, span);
         }
         pos = span.end as usize;
     }
-    dst.extend_from_slice(&msg[pos..info.head_len - 2]);
-    if info.framing == Framing::None && !bodiless {
-        put_content_length(dst, body.len() as u64);
-    }
-    Ok(())
+    copy_to(dst, &mut pos, info.head_len - 2);
 }

@@ -34,6 +34,38 @@ pub fn put_content_length(dst: &mut BytesMut, n: u64) {
     dst.extend_from_slice(CRLF);
 }
 
+/// A chunk's size line, `<hex>\r\n` (chunked transfer coding, RFC 9112 §7.1), built on
+/// the stack so that a chunk can be written as size line, payload, CRLF without copying.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkSizeLine {
+    bytes: [u8; 18],
+    start: usize,
+}
+
+impl ChunkSizeLine {
+    /// The size line of a chunk of `n` bytes.
+    pub fn new(n: usize) -> ChunkSizeLine {
+        let mut bytes = [0u8; 18];
+        bytes[16..].copy_from_slice(CRLF);
+        let mut start = 16;
+        let mut n = n;
+        loop {
+            start -= 1;
+            bytes[start] = b"0123456789abcdef"[n & 0xf];
+            n >>= 4;
+            if n == 0 {
+                break;
+            }
+        }
+        ChunkSizeLine { bytes, start }
+    }
+
+    /// The line, CRLF included.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+}
+
 /// The head of an answer httpws made: the status line with the standard reason phrase,
 /// `CSeq` when the answer goes to an endpoint, `Httpws-Error`, and a `text/plain` body of
 /// `body_len` bytes. Stops before the blank line, so that callers can add their own lines.
@@ -81,6 +113,15 @@ pub fn put_answer(dst: &mut BytesMut, error: AnswerError, cseq: Option<u64>, rea
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_sizes_are_lowercase_hex() {
+        for (n, line) in [(0, "0\r\n"), (10, "a\r\n"), (4096, "1000\r\n")] {
+            assert_eq!(ChunkSizeLine::new(n).as_bytes(), line.as_bytes());
+        }
+        let widest = ChunkSizeLine::new(usize::MAX);
+        assert_eq!(widest.as_bytes().len(), usize::BITS as usize / 4 + 2);
+    }
 
     #[test]
     fn answers_look_the_same_everywhere() {

@@ -312,15 +312,7 @@ impl Shard {
             key: conn.key,
         };
         for (origin_cseq, owner) in outgoing {
-            if usize::from(owner) == self.id {
-                self.caller_gone(origin, origin_cseq);
-            } else {
-                let gone = ShardMessage::CallerGone {
-                    origin,
-                    origin_cseq,
-                };
-                self.send_to(usize::from(owner), gone);
-            }
+            self.caller_gone_from(owner, origin, origin_cseq);
         }
     }
 

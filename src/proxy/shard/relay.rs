@@ -320,7 +320,7 @@ impl Shard {
                 });
                 OutFrame { head, body }
             }
-            ReplyAs::Http { head_request } => {
+            ReplyAs::Http { head_request, .. } => {
                 let (head, written) = self.arena_bytes(|arena| {
                     head::write_http_head(arena, &message, info, &body, head_request)
                 });
@@ -369,7 +369,7 @@ impl Shard {
         if kind == CallerKind::Http {
             let caller = self.callers.borrow().get(key).cloned();
             if let Some(caller) = caller {
-                caller.deliver(origin_cseq, frame);
+                caller.deliver(origin_cseq, frame, progress);
             }
             return;
         }
@@ -377,11 +377,11 @@ impl Shard {
         {
             let mut st = conn.state.borrow_mut();
             match progress {
-                Progress::Ends => {
+                Progress::Ends | Progress::Broken => {
                     st.inflight.remove(&origin_cseq);
                     st.outgoing.remove(&origin_cseq);
                 }
-                Progress::Opens { owner } => {
+                Progress::Opens { owner, .. } => {
                     // Still in flight (a reset from the caller may have ended it meanwhile).
                     if st.inflight.contains(&origin_cseq) {
                         st.outgoing.insert(origin_cseq, owner);

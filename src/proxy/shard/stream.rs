@@ -253,6 +253,15 @@ impl Shard {
                     }
                     return;
                 }
+                if let ReplyAs::Http { .. } = entry.reply {
+                    // The ingress frames it for its caller (a chunk, or the bytes as they are).
+                    drop(st);
+                    let frame = OutFrame {
+                        head: Bytes::new(),
+                        body: payload,
+                    };
+                    return self.deliver(origin, origin_cseq, frame, Progress::Continues);
+                }
                 drop(st);
                 let frame = self.stream_frame(
                     opcode,
@@ -267,6 +276,10 @@ impl Shard {
                 if let Err(fault) = entry.response.end() {
                     drop(st);
                     return self.abort_stream(conn, tag.cseq, reset_for(fault));
+                }
+                if let ReplyAs::Http { .. } = entry.reply {
+                    drop(st);
+                    return self.finish_stream(conn, tag.cseq, OutFrame::empty());
                 }
                 let assembled = entry.assembly.take_if(|a| a.toward == Toward::Caller);
                 let reply = entry.reply;
@@ -450,17 +463,47 @@ impl Shard {
             }));
             return;
         }
-        drop(st);
-        let head_len = head::rewritten_head_len(&message, info, origin_cseq, None);
-        let head = self.frame_with(opcode, head_len, |arena| {
-            head::write_head(arena, &message, info, origin_cseq, None);
-        });
+        let mut http_framing = None;
+        let head = match entry.reply {
+            ReplyAs::Frame(_) => {
+                drop(st);
+                let head_len = head::rewritten_head_len(&message, info, origin_cseq, None);
+                self.frame_with(opcode, head_len, |arena| {
+                    head::write_head(arena, &message, info, origin_cseq, None);
+                })
+            }
+            ReplyAs::Http {
+                head_request,
+                chunked_ok,
+            } => {
+                let (head, written) = self.arena_bytes(|arena| {
+                    head::write_http_stream_head(arena, &message, info, head_request, chunked_ok)
+                });
+                match written {
+                    Ok(framing) => {
+                        drop(st);
+                        http_framing = Some(framing);
+                        head
+                    }
+                    Err(e) => {
+                        entry.answered = false;
+                        drop(st);
+                        tracing::debug!(address = %target.address, error = %e, "a stream head cannot go to an internet caller");
+                        return self.abort_stream(target, proxy_cseq, ResetReason::Protocol);
+                    }
+                }
+            }
+        };
         let frame = OutFrame {
             head,
             body: Bytes::new(),
         };
         let owner = self.id as u16;
-        self.deliver(origin, origin_cseq, frame, Progress::Opens { owner });
+        let opens = Progress::Opens {
+            owner,
+            http: http_framing,
+        };
+        self.deliver(origin, origin_cseq, frame, opens);
     }
 
     /// The whole answer made of an assembled streamed response, for its caller.
@@ -607,9 +650,10 @@ impl Shard {
             let reason = format!("{why} ({})", reason.token());
             return self.fail_request(origin, origin_cseq, entry.reply, error, &reason);
         }
-        let opcode = match entry.reply {
-            ReplyAs::Frame(opcode) => opcode,
-            ReplyAs::Http { .. } => OpCode::Binary,
+        let ReplyAs::Frame(opcode) = entry.reply else {
+            // Half a body has gone to a plain HTTP caller: its connection closes without the
+            // body's end, so it cannot take the body for complete.
+            return self.deliver(origin, origin_cseq, OutFrame::empty(), Progress::Broken);
         };
         let frame = self.stream_frame(
             opcode,
@@ -619,6 +663,44 @@ impl Shard {
             Bytes::new(),
         );
         self.deliver(origin, origin_cseq, frame, Progress::Ends);
+    }
+
+    /// A plain HTTP caller (public ingress) wrote `n` bytes of its streamed answer: the
+    /// target may send that much more. `owner`: the shard that holds the stream.
+    pub fn grant_for_http_caller(&self, owner: u16, origin: ConnRef, origin_cseq: u64, n: u64) {
+        let hop = CallerStream {
+            origin,
+            origin_cseq,
+            tag: StreamMessage {
+                verb: Verb::Credit(n),
+                dir: Direction::Outgoing,
+                cseq: origin_cseq,
+                payload_at: 0,
+            },
+            message: Bytes::new(),
+            opcode: OpCode::Binary,
+        };
+        if usize::from(owner) == self.id {
+            self.stream_from_caller(hop);
+        } else {
+            self.send_to(
+                usize::from(owner),
+                ShardMessage::CallerStream(Box::new(hop)),
+            );
+        }
+    }
+
+    /// A caller whose stream is held on shard `owner` went away: the target gets a reset.
+    pub fn caller_gone_from(&self, owner: u16, origin: ConnRef, origin_cseq: u64) {
+        if usize::from(owner) == self.id {
+            self.caller_gone(origin, origin_cseq);
+        } else {
+            let gone = ShardMessage::CallerGone {
+                origin,
+                origin_cseq,
+            };
+            self.send_to(usize::from(owner), gone);
+        }
     }
 
     /// A caller that had streams on this shard went away: reset them towards their targets.

@@ -1,0 +1,500 @@
+//! One exchange's stream state on one tunnel link, shared by the reader (which delivers the
+//! far side's data, end, credit and reset) and the exchange's local halves (the
+//! [`BodyWriter`](super::BodyWriter) sending our body, the [`InboundBody`](super::InboundBody)
+//! taking theirs).
+//!
+//! The rules kept here: our body never goes past the credit the far side granted; we grant
+//! theirs as it is consumed, so that what is held for it never passes the window; each
+//! direction ends exactly once, with `end` or with the exchange's one reset (sent or
+//! received), and a tunnel that drops fails both. An exchange leaves the link's table once
+//! both directions are over.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+
+use super::error::BodyError;
+use super::table::StreamTable;
+use super::{COPY_BELOW_BYTES, GRANT_BATCH_BYTES};
+use crate::endpoint::session::{Outgoing, Queues};
+use crate::proto::stream::{self, Direction, ResetReason, STREAM_WINDOW, Verb};
+
+/// How a direction of the exchange starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// Its head has not been sent or received yet (a served request's response, a call's
+    /// response).
+    Waiting,
+    /// It streams from the start (the head said `Httpws-Stream: body`), with this declared
+    /// length if any.
+    Streaming(Option<u64>),
+    /// It was whole, or is over.
+    Done,
+}
+
+/// Our body's direction.
+#[derive(Debug)]
+enum Send {
+    /// Not begun (no head sent yet).
+    Waiting,
+    /// Streaming, with this much credit left.
+    Open { credit: u64 },
+    /// Ended (`end` sent) or never a stream.
+    Done,
+    /// Stopped before its end, for this reason.
+    Closed(BodyError),
+}
+
+/// Their body's direction.
+#[derive(Debug)]
+enum Recv {
+    /// Its head has not arrived yet.
+    Waiting,
+    /// Streaming, `left` bytes of a declared length still to come.
+    Open { left: Option<u64> },
+    /// Ended (`end` received) or whole.
+    Done,
+    /// Stopped before its end, for this reason.
+    Failed(BodyError),
+}
+
+struct State {
+    send: Send,
+    recv: Recv,
+    send_waker: Option<Waker>,
+    recv_waker: Option<Waker>,
+    /// Their data, not yet taken by the consumer.
+    queue: VecDeque<Bytes>,
+    /// The length their body declared (`Content-Length` on its stream head).
+    declared: Option<u64>,
+    /// Their body bytes received so far.
+    received: u64,
+    /// What they may have sent so far: the initial window plus every grant.
+    allowed: u64,
+    /// Bytes the consumer is done with but not yet granted back.
+    released: u64,
+    /// A reset was sent or received, or the tunnel dropped: nothing more goes out.
+    over: bool,
+}
+
+impl State {
+    fn finished(&self) -> bool {
+        self.over
+            || (!matches!(self.send, Send::Waiting | Send::Open { .. })
+                && !matches!(self.recv, Recv::Waiting | Recv::Open { .. }))
+    }
+
+    /// Stop both directions for `why` (what each local half will be told).
+    fn fail(&mut self, why: BodyError) {
+        self.over = true;
+        self.queue.clear();
+        if matches!(self.recv, Recv::Waiting | Recv::Open { .. }) {
+            self.recv = Recv::Failed(why.clone());
+        }
+        if matches!(self.send, Send::Waiting | Send::Open { .. }) {
+            self.send = Send::Closed(why);
+        }
+    }
+
+    fn take_wakers(&mut self) -> [Option<Waker>; 2] {
+        [self.send_waker.take(), self.recv_waker.take()]
+    }
+}
+
+/// One exchange with a streamed direction, on one link.
+pub(crate) struct Exchange {
+    /// The mark our messages for it carry: `>` for our calls, `<` for requests we serve.
+    dir: Direction,
+    /// Its CSeq in that numbering.
+    cseq: u64,
+    queues: Queues,
+    table: Arc<StreamTable>,
+    state: Mutex<State>,
+}
+
+impl Exchange {
+    /// A new exchange; `send` is our body's direction, `recv` theirs.
+    pub(crate) fn new(
+        dir: Direction,
+        cseq: u64,
+        queues: Queues,
+        table: Arc<StreamTable>,
+        send: Start,
+        recv: Start,
+    ) -> Arc<Exchange> {
+        Arc::new(Exchange {
+            dir,
+            cseq,
+            queues,
+            table,
+            state: Mutex::new(State {
+                send: match send {
+                    Start::Waiting => Send::Waiting,
+                    Start::Streaming(_) => Send::Open {
+                        credit: STREAM_WINDOW,
+                    },
+                    Start::Done => Send::Done,
+                },
+                recv: match recv {
+                    Start::Waiting => Recv::Waiting,
+                    Start::Streaming(left) => Recv::Open { left },
+                    Start::Done => Recv::Done,
+                },
+                send_waker: None,
+                recv_waker: None,
+                queue: VecDeque::new(),
+                declared: match recv {
+                    Start::Streaming(length) => length,
+                    _ => None,
+                },
+                received: 0,
+                allowed: STREAM_WINDOW,
+                released: 0,
+                over: false,
+            }),
+        })
+    }
+
+    /// Our mark for it.
+    pub(crate) fn dir(&self) -> Direction {
+        self.dir
+    }
+
+    /// Its CSeq.
+    pub(crate) fn cseq(&self) -> u64 {
+        self.cseq
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tag line of a message of ours about this exchange.
+    fn tag(&self, verb: Verb) -> Bytes {
+        let mut tag = BytesMut::with_capacity(stream::tag_len(verb, self.cseq));
+        stream::write_tag(&mut tag, verb, self.dir, self.cseq);
+        tag.freeze()
+    }
+
+    fn message(&self, verb: Verb, payload: Bytes) -> Outgoing {
+        Outgoing::Message {
+            head: self.tag(verb),
+            body: payload,
+        }
+    }
+
+    /// After a change under the lock: wake whoever waits, and leave the table when both
+    /// directions are over.
+    fn settle(&self, mut state: MutexGuard<'_, State>) {
+        let finished = state.finished();
+        let wakers = state.take_wakers();
+        drop(state);
+        for waker in wakers.into_iter().flatten() {
+            waker.wake();
+        }
+        if finished {
+            self.table.remove(self);
+        }
+    }
+
+    /// Reset the exchange from this side with `reason`, once: the far side is told, both
+    /// local halves stop. A reset that cannot wait for the ordered queue goes as a control
+    /// frame (it may then overtake our own data, which the proxy drops).
+    pub(crate) fn reset(&self, reason: ResetReason) {
+        self.reset_for(reason, BodyError::Cancelled);
+    }
+
+    fn reset_for(&self, reason: ResetReason, why: BodyError) {
+        let mut state = self.lock();
+        if state.over {
+            return;
+        }
+        state.fail(why);
+        let message = self.message(Verb::Reset(reason), Bytes::new());
+        if let Err(full) = self.queues.out.try_send(message) {
+            let message = match full {
+                tokio::sync::mpsc::error::TrySendError::Full(m)
+                | tokio::sync::mpsc::error::TrySendError::Closed(m) => m,
+            };
+            self.queues.control(message);
+        }
+        self.settle(state);
+    }
+
+    // ---- what the reader delivers ------------------------------------------------------
+
+    /// Their data.
+    pub(crate) fn on_data(&self, payload: Bytes) {
+        let mut state = self.lock();
+        let len = payload.len() as u64;
+        let Recv::Open { left } = &mut state.recv else {
+            // Late (after a reset or an end the proxy has already judged): dropped.
+            return;
+        };
+        if left.is_some_and(|l| len > l) {
+            drop(state);
+            let reason = ResetReason::TooLarge;
+            return self.reset_for(reason, BodyError::Violation(reason));
+        }
+        if let Some(l) = left {
+            *l -= len;
+        }
+        state.received += len;
+        if state.received > state.allowed {
+            drop(state);
+            let reason = ResetReason::FlowControl;
+            return self.reset_for(reason, BodyError::Violation(reason));
+        }
+        if payload.is_empty() {
+            return;
+        }
+        // A small payload is a view of the reader's whole read block: copied, it holds only
+        // itself while it waits for the consumer.
+        let payload = if payload.len() < COPY_BELOW_BYTES {
+            Bytes::copy_from_slice(&payload)
+        } else {
+            payload
+        };
+        state.queue.push_back(payload);
+        self.settle(state);
+    }
+
+    /// Their `end`.
+    pub(crate) fn on_end(&self) {
+        let mut state = self.lock();
+        match state.recv {
+            Recv::Open { left: Some(l) } if l > 0 => {
+                drop(state);
+                let reason = ResetReason::TooLarge;
+                self.reset_for(reason, BodyError::Violation(reason));
+            }
+            Recv::Open { .. } => {
+                state.recv = Recv::Done;
+                self.settle(state);
+            }
+            _ => {}
+        }
+    }
+
+    /// Their grant of `n` more bytes of our body.
+    pub(crate) fn on_credit(&self, n: u64) {
+        let mut state = self.lock();
+        if let Send::Open { credit } = &mut state.send {
+            *credit = credit.saturating_add(n);
+            self.settle(state);
+        }
+    }
+
+    /// Their reset (or the proxy's).
+    pub(crate) fn on_reset(&self, reason: ResetReason) {
+        let mut state = self.lock();
+        if state.over {
+            return;
+        }
+        state.fail(BodyError::Reset(reason));
+        self.settle(state);
+    }
+
+    /// The tunnel dropped (the link has already let go of the exchange).
+    pub(crate) fn lost(&self) {
+        let mut state = self.lock();
+        if state.over {
+            return;
+        }
+        state.fail(BodyError::TunnelLost);
+        self.settle(state);
+    }
+
+    /// The head of their answer (a call) or of our answer (served) decides how the
+    /// exchange goes on.
+    ///
+    /// A call's response head: `Some(length)` for a stream head, `None` for a whole answer,
+    /// which ends the exchange (the rest of our request body is not wanted).
+    pub(crate) fn response_arrived(&self, stream: Option<Option<u64>>) {
+        let mut state = self.lock();
+        if state.over {
+            return;
+        }
+        match stream {
+            Some(left) => {
+                state.declared = left;
+                state.recv = Recv::Open { left };
+            }
+            None => {
+                state.recv = Recv::Done;
+                if matches!(state.send, Send::Waiting | Send::Open { .. }) {
+                    state.send = Send::Closed(BodyError::Answered);
+                }
+            }
+        }
+        self.settle(state);
+    }
+
+    /// We answered a served request: with a stream head (our body opens with the window) or
+    /// whole (which ends the exchange: the rest of their request body is not wanted).
+    pub(crate) fn responded(&self, streaming: bool) {
+        let mut state = self.lock();
+        if state.over {
+            return;
+        }
+        if streaming {
+            state.send = Send::Open {
+                credit: STREAM_WINDOW,
+            };
+        } else {
+            state.send = Send::Done;
+            if matches!(state.recv, Recv::Waiting | Recv::Open { .. }) {
+                state.recv = Recv::Failed(BodyError::Answered);
+                state.queue.clear();
+            }
+        }
+        self.settle(state);
+    }
+
+    // ---- our body ----------------------------------------------------------------------
+
+    /// Credit available for our body (at least one byte), or why our body must stop.
+    pub(crate) fn poll_credit(&self, cx: &mut Context<'_>) -> Poll<Result<u64, BodyError>> {
+        let mut state = self.lock();
+        match &state.send {
+            Send::Open { credit } if *credit > 0 => Poll::Ready(Ok(*credit)),
+            Send::Open { .. } | Send::Waiting => {
+                state.send_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            Send::Closed(why) => Poll::Ready(Err(why.clone())),
+            Send::Done => Poll::Ready(Err(BodyError::Cancelled)),
+        }
+    }
+
+    /// Ready once our body must stop (reset, answered whole, tunnel gone): for a sender
+    /// that waits on something else meanwhile (a local peer's next bytes).
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<BodyError> {
+        let mut state = self.lock();
+        match &state.send {
+            Send::Closed(why) => Poll::Ready(why.clone()),
+            Send::Done => Poll::Ready(BodyError::Cancelled),
+            Send::Open { .. } | Send::Waiting => {
+                state.send_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Take `n` bytes of credit and queue them as a data message (`n` at most what
+    /// [`poll_credit`](Self::poll_credit) said).
+    pub(crate) async fn send_data(&self, payload: Bytes) -> Result<(), BodyError> {
+        {
+            let mut state = self.lock();
+            match &mut state.send {
+                Send::Open { credit } if *credit >= payload.len() as u64 => {
+                    *credit -= payload.len() as u64;
+                }
+                Send::Closed(why) => return Err(why.clone()),
+                _ => return Err(BodyError::Cancelled),
+            }
+        }
+        let message = self.message(Verb::Data, payload);
+        self.queues
+            .out
+            .send(message)
+            .await
+            .map_err(|_| BodyError::TunnelLost)
+    }
+
+    /// Our body is complete: `end`, after all its data.
+    pub(crate) async fn end_send(&self) -> Result<(), BodyError> {
+        {
+            let mut state = self.lock();
+            match &state.send {
+                Send::Open { .. } => state.send = Send::Done,
+                Send::Closed(why) => return Err(why.clone()),
+                _ => return Ok(()),
+            }
+            // Leaves the table (if their side is over too) only after `end` is queued.
+            drop(state);
+        }
+        let message = self.message(Verb::End, Bytes::new());
+        let sent = self.queues.out.send(message).await;
+        let state = self.lock();
+        self.settle(state);
+        sent.map_err(|_| BodyError::TunnelLost)
+    }
+
+    /// Our body's sender went away: unless it ended, the exchange is reset (`cancel`), so
+    /// the far side never takes a cut-off body for a whole one.
+    pub(crate) fn drop_send(&self) {
+        let open = matches!(self.lock().send, Send::Open { .. });
+        if open {
+            self.reset(ResetReason::Cancel);
+        }
+    }
+
+    // ---- their body --------------------------------------------------------------------
+
+    /// Their next piece of data; `None` at their `end`; the error if the stream stopped.
+    pub(crate) fn poll_chunk(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, BodyError>>> {
+        let mut state = self.lock();
+        if let Some(chunk) = state.queue.pop_front() {
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        match &state.recv {
+            Recv::Open { .. } | Recv::Waiting => {
+                state.recv_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            Recv::Done => Poll::Ready(None),
+            Recv::Failed(why) => Poll::Ready(Some(Err(why.clone()))),
+        }
+    }
+
+    /// The consumer is done with `n` bytes of their data: grant them back (in batches of
+    /// [`GRANT_BATCH_BYTES`], so that a trickle of small events does not cost a message each).
+    pub(crate) fn release(&self, n: usize) {
+        let mut state = self.lock();
+        if !matches!(state.recv, Recv::Open { .. }) {
+            return;
+        }
+        state.released += n as u64;
+        if state.released < GRANT_BATCH_BYTES {
+            return;
+        }
+        let grant = std::mem::take(&mut state.released);
+        state.allowed += grant;
+        drop(state);
+        self.queues
+            .control(self.message(Verb::Credit(grant), Bytes::new()));
+    }
+
+    /// The length their body declared, if it did.
+    pub(crate) fn declared(&self) -> Option<u64> {
+        self.lock().declared
+    }
+
+    /// Bytes of their data still to come, when they declared a length.
+    pub(crate) fn remaining(&self) -> Option<u64> {
+        match self.lock().recv {
+            Recv::Open { left } => left,
+            _ => Some(0),
+        }
+    }
+
+    /// Whether their body is over (ended, whole or failed) and nothing of it is queued.
+    pub(crate) fn recv_over(&self) -> bool {
+        let state = self.lock();
+        state.queue.is_empty() && !matches!(state.recv, Recv::Open { .. } | Recv::Waiting)
+    }
+
+    /// Their body's consumer went away: unless it ended, the exchange is reset (`cancel`).
+    pub(crate) fn drop_recv(&self) {
+        let open = matches!(self.lock().recv, Recv::Open { .. });
+        if open {
+            self.reset(ResetReason::Cancel);
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! Streams through the agents (protocol 2, docs/protocol.md §12): real `httpws endpoint`
+//! processes on both sides of the real proxy — alice's `--listen`, bob's `--serve` in front
+//! of a local service — driven by independent clients: curl, Python's `websockets`, raw
+//! sockets and tungstenite. Server-sent events arrive as they are sent, large bodies arrive
+//! intact both ways, WebSockets pass through, a client that stops reading holds nothing up
+//! but its own stream, every broken stream looks broken, and protocol-1 endpoints still
+//! interoperate. Every case runs on both io drivers.
+
+mod common;
+
+#[path = "agent_streams/stream_service.rs"]
+mod stream_service;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::IO_TIMEOUT;
+use common::agent::Agent;
+use common::curl::{CURL, assert_ok, curl_raw, curl_via};
+use common::driver::Driver;
+use common::http1::Head;
+use common::proc_stats::{vm_rss_kib, wait_for};
+use common::process::run_bounded;
+use common::proxy::Proxy;
+use common::scratch::Scratch;
+use stream_service::{StreamService, fill_pattern};
+
+/// The most an event may take from the service to curl's output.
+const EVENT_LATENCY: Duration = Duration::from_millis(100);
+/// The large bodies sent each way.
+const LARGE_BYTES: u64 = 200 * 1024 * 1024;
+/// How long a large transfer may take (debug builds included).
+const LARGE_LIMIT: &str = "120";
+
+/// The proxy, bob (`--serve` the stream service) and alice (`--listen`).
+struct Net {
+    proxy: Proxy,
+    service: StreamService,
+    bob: Agent,
+    alice: Agent,
+}
+
+impl Net {
+    fn start(driver: Driver, proxy_args: &[&str]) -> Net {
+        let proxy = Proxy::start(driver, proxy_args);
+        let service = StreamService::start();
+        let bob = Agent::serve(proxy.addr, "bob", &service.url(), &[]);
+        let alice = Agent::listen(proxy.addr, "alice", &[]);
+        Net {
+            proxy,
+            service,
+            bob,
+            alice,
+        }
+    }
+
+    fn ingress(&mut self) -> String {
+        self.alice.ingress()
+    }
+}
+
+/// A file of the generated pattern, `n` bytes, and its md5 (from `md5sum`).
+fn pattern_file(scratch: &Scratch, name: &str, n: u64) -> (String, String) {
+    let path = scratch.path(name);
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    let mut piece = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < n {
+        let len = (n - at).min(piece.len() as u64) as usize;
+        fill_pattern(at, &mut piece[..len]);
+        file.write_all(&piece[..len]).expect("write");
+        at += len as u64;
+    }
+    file.flush().expect("flush");
+    let digest = md5(&path);
+    (path, digest)
+}
+
+fn md5(path: &str) -> String {
+    let out = Command::new("md5sum")
+        .arg(path)
+        .output()
+        .expect("md5sum (coreutils)");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+// =============================================================================================
+// Server-sent events and large bodies
+// =============================================================================================
+
+fn server_sent_events_arrive_as_they_are_sent(driver: Driver) {
+    let mut net = Net::start(driver, &[]);
+    let ingress = net.ingress();
+    let mut child = Command::new(CURL)
+        .args([
+            "-sS",
+            "-N",
+            "--max-time",
+            "10",
+            "-x",
+            &ingress,
+            "http://bob/events?n=5&ms=200",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run curl");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut arrived = Vec::new();
+    let mut line = String::new();
+    while lines.read_line(&mut line).expect("read curl's output") > 0 {
+        if let Some(event) = line.trim().strip_prefix("data: ") {
+            arrived.push((event.to_owned(), Instant::now()));
+        }
+        line.clear();
+    }
+    assert!(child.wait().expect("curl exits").success());
+    let sent = net.service.record.events_sent.lock().unwrap().clone();
+    assert_eq!(arrived.len(), 5, "{arrived:?}");
+    assert_eq!(sent.len(), 5);
+    for (i, ((event, at), sent)) in arrived.iter().zip(&sent).enumerate() {
+        assert_eq!(event, &i.to_string());
+        let latency = at.saturating_duration_since(*sent);
+        assert!(
+            latency <= EVENT_LATENCY,
+            "event {i} took {latency:?} from the service to curl"
+        );
+    }
+}
+
+fn a_200_mib_download_and_upload_arrive_intact(driver: Driver) {
+    let mut net = Net::start(driver, &[]);
+    let ingress = net.ingress();
+    let scratch = Scratch::new();
+    let (file, digest) = pattern_file(&scratch, "pattern", LARGE_BYTES);
+    // Down: chunked from the service (no length known), and with a Content-Length.
+    for (query, name) in [
+        (format!("bytes={LARGE_BYTES}"), "down-chunked"),
+        (format!("bytes={LARGE_BYTES}&length=1"), "down-length"),
+    ] {
+        let got = scratch.path(name);
+        let url = format!("http://bob/download?{query}");
+        let (exit, _, stderr) = curl_raw(&[
+            "-sS",
+            "--max-time",
+            LARGE_LIMIT,
+            "-x",
+            &ingress,
+            &url,
+            "-o",
+            &got,
+        ]);
+        assert_eq!(exit, 0, "{query}: {stderr}");
+        assert_eq!(md5(&got), digest, "{query}: the download's md5");
+        std::fs::remove_file(&got).expect("remove");
+    }
+    // Up: with a Content-Length, and chunked.
+    for chunked in [false, true] {
+        let data = format!("@{file}");
+        let mut args = vec![
+            "--max-time",
+            LARGE_LIMIT,
+            "-H",
+            "Expect:",
+            "--data-binary",
+            &data,
+        ];
+        if chunked {
+            args.extend(["-H", "Transfer-Encoding: chunked"]);
+        }
+        let out = curl_via(&ingress, "http://bob/upload", &args);
+        assert_ok(&out);
+        assert_eq!(
+            out.body_text(),
+            format!("{digest} {LARGE_BYTES}"),
+            "chunked: {chunked}: the service's md5 of what it received"
+        );
+    }
+}
+
+// =============================================================================================
+// Backpressure: memory stays bounded
+// =============================================================================================
+
+fn a_client_that_stops_reading_holds_memory_bounded(driver: Driver) {
+    let mut net = Net::start(driver, &[]);
+    let ingress = net.ingress();
+    // Warm up every process on the path, then measure where each starts.
+    let out = curl_via(&ingress, "http://bob/download?bytes=1000000", &[]);
+    assert_ok(&out);
+    let pids = [
+        ("proxy", net.proxy.pid()),
+        ("alice", net.alice.pid()),
+        ("bob", net.bob.pid()),
+    ];
+    let before: Vec<u64> = pids.iter().map(|(_, pid)| vm_rss_kib(*pid)).collect();
+    let mut client = TcpStream::connect(net.alice.listen_addr()).expect("connect");
+    client
+        .write_all(b"GET http://bob/download?bytes=0 HTTP/1.1\r\nHost: bob\r\n\r\n")
+        .expect("send");
+    let mut some = vec![0u8; 1 << 20];
+    client.read_exact(&mut some).expect("the stream begins");
+    // Now the client stops reading: the service must stop being able to write.
+    let written = &net.service.record.written;
+    let mut last = written.load(Ordering::SeqCst);
+    let mut still_since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while still_since.elapsed() < Duration::from_secs(1) {
+        assert!(
+            Instant::now() < deadline,
+            "the service never stopped writing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        let now = written.load(Ordering::SeqCst);
+        if now != last {
+            last = now;
+            still_since = Instant::now();
+        }
+    }
+    let stalled_at = written.load(Ordering::SeqCst);
+    assert!(
+        stalled_at < 64 << 20,
+        "the service wrote {stalled_at} bytes into a stream nobody reads"
+    );
+    for ((name, pid), before) in pids.iter().zip(&before) {
+        let now = vm_rss_kib(*pid);
+        assert!(
+            now < before + 16 * 1024,
+            "{name}: RSS grew from {before} KiB to {now} KiB while {stalled_at} bytes were \
+             held up by a client that does not read"
+        );
+    }
+    // Reading again, the stream goes on.
+    client.read_exact(&mut some).expect("the stream goes on");
+}
+
+// =============================================================================================
+// Every stream ends exactly once, and a broken one looks broken
+// =============================================================================================
+
+fn a_reset_on_either_side_closes_the_other_and_frees_the_stream(driver: Driver) {
+    // Two open streams per connection at most: a stream that was not freed would make the
+    // third round fail with `target-busy`.
+    let mut net = Net::start(driver, &["--max-streams", "2"]);
+    for round in 1..=3u64 {
+        let mut client = TcpStream::connect(net.alice.listen_addr()).expect("connect");
+        client
+            .write_all(b"GET http://bob/download?bytes=0 HTTP/1.1\r\nHost: bob\r\n\r\n")
+            .expect("send");
+        let mut head = [0u8; 12];
+        client.read_exact(&mut head).expect("an answer");
+        assert_eq!(&head, b"HTTP/1.1 200", "round {round}");
+        // The client goes away mid-stream: the service's connection closes.
+        drop(client);
+        let ended = wait_for(
+            IO_TIMEOUT,
+            || net.service.record.downloads_ended.load(Ordering::SeqCst),
+            |n| n >= round,
+        );
+        assert_eq!(
+            ended, round,
+            "round {round}: the service saw its stream end"
+        );
+        assert!(net.service.record.client_gone.load(Ordering::SeqCst));
+    }
+    // The other way: the service resets mid-body; the client's connection is closed
+    // without the body's end.
+    let ingress = net.ingress();
+    let out = curl_via(&ingress, "http://bob/die?after=300000", &[]);
+    assert!(
+        out.exit == 18 || out.exit == 56,
+        "a chunked body cut off: curl exit {} ({})",
+        out.exit,
+        out.stderr
+    );
+}
+
+fn a_service_that_dies_mid_stream_breaks_the_curl_transfer(driver: Driver) {
+    let mut net = Net::start(driver, &[]);
+    let ingress = net.ingress();
+    for query in [
+        "after=300000",
+        "after=300000&length=1000000",
+        "after=100&length=1000000",
+    ] {
+        let out = curl_via(&ingress, &format!("http://bob/die?{query}"), &[]);
+        assert!(
+            out.exit == 18 || out.exit == 56,
+            "{query}: curl exit {} — a broken body must not look complete ({} bytes, {})",
+            out.exit,
+            out.body.len(),
+            out.stderr
+        );
+    }
+    // The agents are fine afterwards.
+    let out = curl_via(&ingress, "http://bob/download?bytes=100000", &[]);
+    assert_ok(&out);
+    assert_eq!(out.body.len(), 100_000);
+}
+
+// =============================================================================================
+// WebSockets pass through
+// =============================================================================================
+
+fn websockets_pass_through_the_agents(driver: Driver) {
+    let Some(python) = common::python::with_package("websockets") else {
+        return;
+    };
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/agent_streams/ws_peer.py"
+    );
+    let mut server = Command::new(&python)
+        .args([script, "server"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the Python echo server");
+    let mut port = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut port)
+        .expect("its port");
+    let port = port.trim().to_owned();
+    let proxy = Proxy::start(driver, &[]);
+    let _bob = Agent::serve(proxy.addr, "bob", &format!("http://127.0.0.1:{port}"), &[]);
+    let mut alice = Agent::listen(proxy.addr, "alice", &[]);
+    let listen = alice.listen_addr().port().to_string();
+    let (ok, out) = run_bounded(
+        Command::new(&python).args([script, "client", &listen]),
+        Duration::from_secs(30),
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(ok && out.contains("ok"), "the Python client: {out}");
+}
+
+// =============================================================================================
+// Protocol-1 endpoints and protocol-2 agents
+// =============================================================================================
+
+/// The next message on a tungstenite endpoint, as its head and its (binary) body.
+fn recv_message(ep: &mut common::ws::Endpoint) -> (Head, Vec<u8>) {
+    let bytes = match common::ws::recv_data(&mut ep.ws) {
+        tungstenite::Message::Binary(b) => b.to_vec(),
+        tungstenite::Message::Text(t) => t.as_bytes().to_vec(),
+        _ => unreachable!("recv_data returns data messages only"),
+    };
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    let head = Head::parse(&bytes[..at]).expect("an HTTP head");
+    (head, bytes[at..].to_vec())
+}
+
+fn protocol_1_endpoints_interoperate_with_protocol_2_agents(driver: Driver) {
+    let mut net = Net::start(driver, &[]);
+    let mut expected = vec![0u8; 300_000];
+    fill_pattern(0, &mut expected);
+    // A protocol-1 caller (no subprotocol) calls bob, whose large answer streams (its length
+    // unknown): the proxy makes it whole for the caller.
+    let mut old = common::ws::connect(&net.proxy, "/old");
+    old.send("GET /download?bytes=300000 HTTP/1.1\r\nHost: bob\r\nCSeq: 1\r\n\r\n");
+    let (head, body) = recv_message(&mut old);
+    assert_eq!(head.status(), Some(200));
+    assert_eq!(head.header("content-length"), Some("300000"));
+    assert!(head.header("httpws-stream").is_none());
+    assert!(body == expected, "the assembled body");
+    // alice's large upload streams to a protocol-1 target: it gets one whole request.
+    let ingress = net.ingress();
+    let target = std::thread::spawn(move || {
+        let (head, body) = recv_message(&mut old);
+        let cseq = head.header("cseq").expect("a CSeq").to_owned();
+        let answer = format!("got {}", body.len());
+        old.send(&format!(
+            "HTTP/1.1 200 OK\r\nCSeq: {cseq}\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        ));
+        (head, body)
+    });
+    let scratch = Scratch::new();
+    let (file, _) = pattern_file(&scratch, "up", 300_000);
+    let data = format!("@{file}");
+    let out = curl_via(
+        &ingress,
+        "http://old/up",
+        &["-H", "Expect:", "--data-binary", &data],
+    );
+    assert_ok(&out);
+    assert_eq!(out.body_text(), "got 300000");
+    let (head, body) = target.join().expect("the protocol-1 target");
+    assert_eq!(head.header("content-length"), Some("300000"));
+    assert!(head.header("httpws-stream").is_none());
+    assert!(body == expected, "the assembled request body");
+}
+
+on_both_drivers!(
+    server_sent_events_arrive_as_they_are_sent,
+    a_200_mib_download_and_upload_arrive_intact,
+    a_client_that_stops_reading_holds_memory_bounded,
+    a_reset_on_either_side_closes_the_other_and_frees_the_stream,
+    a_service_that_dies_mid_stream_breaks_the_curl_transfer,
+    websockets_pass_through_the_agents,
+    protocol_1_endpoints_interoperate_with_protocol_2_agents,
+);
