@@ -999,8 +999,14 @@ export class Endpoint extends EventTarget {
       this.#handlers -= 1;
       this.#handlerBytes -= size;
     }
-    if (answer.whole !== undefined) answerWhole(answer.whole);
-    else await this.#streamResponse(ws, cseq, ex, answer.streamed);
+    // Reset while the handler ran (by the caller, a credit violation, the tunnel): no answer.
+    if (ex?.over) {
+      answer.streamed?.source.reader?.cancel(ex.recvError ?? ex.sendError).catch(() => {});
+    } else if (answer.whole !== undefined) {
+      answerWhole(answer.whole);
+    } else {
+      await this.#streamResponse(ws, cseq, ex, answer.streamed);
+    }
   }
 
   /**
@@ -1067,9 +1073,10 @@ export class Endpoint extends EventTarget {
   /** Send a handler's answer as a stream head and its body as data messages. */
   async #streamResponse(ws, cseq, ex, { head, source }) {
     const key = `<${canonicalCseq(cseq)}`;
-    // The caller went away (or reset) while the handler ran, or the tunnel did.
-    if (ws !== this.#ws || ex?.over || (ex === null && this.#streams.has(key))) {
-      source.reader?.cancel(ex?.recvError ?? new HttpWsError('tunnel-down', 'the tunnel dropped')).catch(() => {});
+    // The tunnel dropped while the handler ran (or a stream of that CSeq is open: a confused
+    // proxy's).
+    if (ws !== this.#ws || (ex === null && this.#streams.has(key))) {
+      source.reader?.cancel(new HttpWsError('tunnel-down', 'the tunnel dropped before the answer')).catch(() => {});
       return;
     }
     const out = ex ?? this.#openExchange(ws, '<', canonicalCseq(cseq), 'waiting', 'done');

@@ -102,10 +102,11 @@ export function tokensFile(entries) {
 
 /**
  * An endpoint that speaks the protocol by hand over `ws`: `next()` resolves with the next
- * message as a Buffer (with `.binary`), `send()` sends text or bytes.
+ * message as a Buffer (with `.binary`), `send()` sends text or bytes. `protocols` are the
+ * subprotocols it offers (`['httpws.2']` for protocol 2; none, protocol 1, by default).
  */
-export async function rawEndpoint(proxyUrl, name) {
-  const ws = new WebSocket(`${proxyUrl}/${name}`);
+export async function rawEndpoint(proxyUrl, name, { protocols = [] } = {}) {
+  const ws = new WebSocket(`${proxyUrl}/${name}`, protocols);
   const queue = [];
   const waiters = [];
   ws.on('message', (data, isBinary) => {
