@@ -669,6 +669,7 @@ export class Endpoint extends EventTarget {
         else refused();
       });
       const refused = () => {
+        if (settled) return;
         const detail = detailOf(lastError);
         const status = /\b(\d{3})\b/.exec(String(detail ?? ''))?.[1];
         // Failed over the subprotocol (ws says so; a browser-shaped WebSocket says nothing).
@@ -692,6 +693,9 @@ export class Endpoint extends EventTarget {
             { cause: lastError },
           )));
         }
+        // Some implementations leave a handshake they failed half open (Node 20's, over a
+        // subprotocol): let it go.
+        try { ws.close(); } catch { /* already closing */ }
       };
     });
   }

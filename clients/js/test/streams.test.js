@@ -601,12 +601,14 @@ describe('tunnel loss mid-stream', { timeout: 20_000 }, () => {
       const res = await caller.fetch('http://server/down');
       const reader = res.body.getReader();
       await reader.read();
-      const up = caller.fetch('http://server/up', { method: 'POST', body: upload.stream });
+      // Its rejection is awaited below; the handler is attached now, since it may come first.
+      const upFailed = assert.rejects(caller.fetch('http://server/up', { method: 'POST', body: upload.stream }),
+        (err) => ['tunnel-down', 'target-gone'].includes(err.name));
       await withTimeout(arrived, WAIT_MS, 'the upload to reach the handler');
       await proxy.stop('SIGKILL');
       await assert.rejects(withTimeout((async () => { for (;;) await reader.read(); })(), WAIT_MS, 'the body to fail'),
         (err) => err.name === 'tunnel-down');
-      await assert.rejects(up, (err) => ['tunnel-down', 'target-gone'].includes(err.name));
+      await upFailed;
       assert.equal((await withTimeout(handlerFailed, WAIT_MS, 'the handler\'s body to fail')).name, 'tunnel-down');
       await withTimeout(download.cancelled, WAIT_MS, 'the download source to be cancelled');
       await withTimeout(upload.cancelled, WAIT_MS, 'the upload source to be cancelled');
