@@ -1054,15 +1054,23 @@ export class Endpoint extends EventTarget {
       }
       // request.method, not the wire's: the handler was told `head` is HEAD.
       const isHead = request.method === 'HEAD';
-      const noBody = isHead || response.status === 204 || response.status === 304 || response.body === null;
+      const noBody = response.status === 204 || response.status === 304 || response.body === null;
       const limit = this.#opts.maxMessageBytes;
       const plan = this.#protocol === 2 && ws === this.#ws && !noBody
         ? await planBody(response.body, declaredLength(response.headers), isEventStream(response.headers), limit, 'the response body')
         : { whole: await readBody(response.body, limit, 'the response body') };
+      let length = 'body';
       if (plan.stream !== undefined) {
-        return { streamed: { head: serializeStreamHead(cseq, response, plan.stream.length), source: plan.stream } };
+        if (!isHead) {
+          return { streamed: { head: serializeStreamHead(cseq, response, plan.stream.length), source: plan.stream } };
+        }
+        // A HEAD answer carries no body: the one the handler made is let go, and its length
+        // is told only when known (a GET handler's endless event stream has none).
+        plan.stream.reader?.cancel().catch(() => {});
+        length = plan.stream.length;
+        plan.whole = null;
       }
-      const bytes = serializeResponse(cseq, response, plan.whole, isHead);
+      const bytes = serializeResponse(cseq, response, plan.whole, isHead, length);
       if (bytes.length > limit) {
         throw new HttpWsError('message-too-large',
           `the response is ${bytes.length} bytes, over the ${limit}-byte limit`);
@@ -1810,14 +1818,21 @@ function canonicalCseq(cseq) {
   return BigInt(cseq).toString();
 }
 
-function serializeResponse(cseq, response, body, isHead) {
+/**
+ * A handler's response as one whole message. `length` is what a HEAD answer's Content-Length
+ * says: `'body'` for the body's (or, with none, the handler's own declared one), a number, or
+ * null for none (a body of unknown length).
+ */
+function serializeResponse(cseq, response, body, isHead, length = 'body') {
   const status = response.status;
   const { lines, declared } = responseHeadLines(cseq, response);
-  if (status !== 204 && status !== 304) {
-    let length = body === null ? 0 : body.length;
+  if (isHead && length !== 'body') {
+    if (length !== null) lines.push(`Content-Length: ${length}`);
+  } else if (status !== 204 && status !== 304) {
+    let told = body === null ? 0 : body.length;
     // A HEAD handler may declare the length of the body it does not send.
-    if (isHead && length === 0 && declared !== null && /^\d+$/.test(declared)) length = Number(declared);
-    lines.push(`Content-Length: ${length}`);
+    if (isHead && told === 0 && declared !== null && /^\d+$/.test(declared)) told = Number(declared);
+    lines.push(`Content-Length: ${told}`);
   }
   return encodeMessage(lines, isHead || status === 204 || status === 304 ? null : body);
 }

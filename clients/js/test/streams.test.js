@@ -441,6 +441,26 @@ describe('streams on the wire, with hand-written protocol-2 endpoints', { timeou
     assert.equal(js.openStreams, 0);
   });
 
+  test('HEAD to a handler that streams: answered whole, its body let go', async () => {
+    const endless = countingSource(1024 * MIB);
+    const known = randomBytes(WHOLE_BODY_BYTES * 2);
+    js.onrequest = (req) => (new URL(req.url).pathname === '/known'
+      ? new Response(known)
+      : new Response(endless.stream, { headers: { 'Content-Type': 'text/event-stream' } }));
+    raw.send('HEAD /events HTTP/1.1\r\nHost: js\r\nCSeq: 8\r\n\r\n');
+    const res = parseHttp(await raw.next());
+    assert.equal(res.start, 'HTTP/1.1 200 OK');
+    assert.equal(res.header('httpws-stream'), undefined);
+    assert.equal(res.header('content-length'), undefined, 'an endless body has no length to tell');
+    assert.equal(res.body.length, 0);
+    await withTimeout(endless.cancelled, WAIT_MS, 'the handler\'s body to be let go');
+    raw.send('HEAD /known HTTP/1.1\r\nHost: js\r\nCSeq: 9\r\n\r\n');
+    const res2 = parseHttp(await raw.next());
+    assert.equal(res2.header('content-length'), String(known.length));
+    assert.equal(res2.body.length, 0);
+    assert.equal(js.openStreams, 0);
+  });
+
   test('a raw caller\'s streamed request reaches the handler as a stream; its answer streams back', async () => {
     const source = pushSource();
     let seen;
