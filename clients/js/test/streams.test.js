@@ -441,6 +441,22 @@ describe('streams on the wire, with hand-written protocol-2 endpoints', { timeou
     assert.equal(js.openStreams, 0);
   });
 
+  test('a handler\'s body shorter than its Content-Length is reset too-large', async () => {
+    const declared = WHOLE_BODY_BYTES * 2;
+    js.onrequest = () => new Response(new Blob([new Uint8Array(10)]).stream(), {
+      headers: { 'Content-Length': String(declared) },
+    });
+    raw.send('GET /short HTTP/1.1\r\nHost: js\r\nCSeq: 10\r\n\r\n');
+    const head = parseHttp(await raw.next());
+    assert.equal(head.header('httpws-stream'), 'body');
+    assert.equal(head.header('content-length'), String(declared));
+    const data = parseStream(await raw.next());
+    assert.equal(data.verb, 'data');
+    assert.equal(data.payload.length, 10);
+    assert.equal((await raw.next()).toString(), '~reset >10 too-large\n');
+    assert.equal(js.openStreams, 0);
+  });
+
   test('HEAD to a handler that streams: answered whole, its body let go', async () => {
     const endless = countingSource(1024 * MIB);
     const known = randomBytes(WHOLE_BODY_BYTES * 2);
