@@ -3,10 +3,16 @@
 //
 // An httpws endpoint holds one WebSocket to an httpws proxy and is known there by a virtual
 // address. Through that socket it calls other endpoints with `fetch()` semantics (each request
-// is one HTTP/1.1 message carrying `Host: <address>` and a `CSeq`, matched to its response)
+// is an HTTP/1.1 message carrying `Host: <address>` and a `CSeq`, matched to its response)
 // and serves the requests other endpoints send it with an `onrequest` handler that takes a
 // standard `Request` and returns a standard `Response`. It re-registers under the same name
 // when the tunnel drops. The wire contract is docs/protocol.md in the httpws repository.
+//
+// It offers protocol 2 (§12, the `httpws.2` subprotocol) and falls back to protocol 1 when the
+// proxy does not choose it. In protocol 2 small bodies still travel whole, one message per HTTP
+// message; large, unknown-length and endless ones stream as data messages under per-stream
+// flow control (credit), so `fetch()` resolves at the response head with a streaming body, a
+// request body may be a ReadableStream, and a handler's request and response bodies stream.
 //
 //   import { HttpWs } from './httpws.js';
 //   const ep = await HttpWs.connect('wss://relay.example.com', { name: 'alice', token });
@@ -28,7 +34,10 @@ export const DEFAULTS = Object.freeze({
    * request that would go over is answered 503 target-busy instead of being held.
    */
   maxHandlerBytes: 64 * 1024 * 1024,
-  /** Largest message sent or accepted, bytes (the proxy's default --max-message-bytes). */
+  /**
+   * Largest whole message sent or accepted, bytes (the proxy's default --max-message-bytes).
+   * In protocol 2 a larger body streams instead; this bounds whole messages only.
+   */
   maxMessageBytes: 16 * 1024 * 1024,
   /** Bytes the WebSocket may have buffered unsent before fetch() fails with tunnel-busy. */
   maxBufferedBytes: 32 * 1024 * 1024,
@@ -60,16 +69,47 @@ const STABLE_LINK_MS = 10_000;
 /** Registration refusals that retrying cannot fix (bad name, token or origin). */
 const FATAL_STATUSES = new Set([400, 401, 403, 404]);
 
+/** The WebSocket subprotocol that asks the proxy for protocol 2 (docs/protocol.md §12). */
+export const PROTOCOL_2 = 'httpws.2';
+/**
+ * Credit each direction of a stream starts with, bytes (§12): what a sender may send before the
+ * receiver grants more, and so the most a receiver ever holds unread of one stream.
+ */
+export const STREAM_WINDOW = 256 * 1024;
+/**
+ * Bodies whose whole length is known up to this many bytes travel whole in one message, as in
+ * protocol 1 (one message, no credit round trips); larger, unknown-length and endless ones
+ * stream.
+ */
+export const WHOLE_BODY_BYTES = 64 * 1024;
+/** Largest payload of one data message this client sends: a window goes in four pieces. */
+const DATA_PIECE_BYTES = 64 * 1024;
+/**
+ * Consumed bytes gathered before they are granted back in one `credit` message. At most the
+ * window, so a sender that has used all its credit gets some back as soon as its data is read.
+ */
+const CREDIT_BATCH_BYTES = 64 * 1024;
+/** Longest stream tag line (§12). */
+const MAX_TAG_BYTES = 64;
+/** The stream tag line: verb, direction, CSeq, argument. */
+const TAG_RE = /^~(data|end|credit|reset) ([<>])(\d{1,20})(?: ([!-~]{1,40}))?\n/;
+/** The `~reset` tokens of §12. */
+const RESET_TOKENS = new Set(['cancel', 'target-gone', 'timeout', 'flow-control', 'too-large', 'protocol', 'shutdown']);
+/** The largest CSeq or credit a stream tag may carry (u64). */
+const MAX_U64 = 2n ** 64n - 1n;
+/** Whether a `Request` can carry a streamed body here (else a handler gets it read whole). */
+let REQUEST_STREAMS = null;
+
 const HOP_BY_HOP = [
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
   'te', 'trailer', 'transfer-encoding', 'upgrade',
 ];
 /** Header names a caller may not set on fetch(): the client writes or forbids them. */
 const REFUSED_REQUEST_HEADERS = new Set([
-  ...HOP_BY_HOP, 'host', 'cseq', 'httpws-from', 'content-length', 'expect',
+  ...HOP_BY_HOP, 'host', 'cseq', 'httpws-from', 'content-length', 'expect', 'httpws-stream',
 ]);
 /** Header names dropped from a handler's Response: the client writes the framing itself. */
-const DROPPED_RESPONSE_HEADERS = new Set([...HOP_BY_HOP, 'content-length', 'cseq', 'httpws-from']);
+const DROPPED_RESPONSE_HEADERS = new Set([...HOP_BY_HOP, 'content-length', 'cseq', 'httpws-from', 'httpws-stream']);
 
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** One address label: ASCII letters (any case), digits and inner hyphens, 1–63 of them. */
@@ -102,13 +142,18 @@ const REASONS = {
  * An error from this client. Its `name` (and `code`) is the failure's token:
  * `tunnel-down`, `target-gone`, `timeout`, `closed`, `message-too-large`, `too-many-pending`,
  * `tunnel-busy`, `bad-response`, `connect-failed`, `connect-timeout`, `registration-refused`,
- * `bad-host` (the proxy's `:host` names no valid address, or another than the one asked for).
+ * `bad-host` (the proxy's `:host` names no valid address, or another than the one asked for);
+ * for streams (protocol 2): `stream-reset` (the stream was reset, by either side or the
+ * proxy; `reset` is the §12 token: `cancel`, `target-gone`, `timeout`, `flow-control`,
+ * `too-large`, `protocol`, `shutdown`) and `answered` (the exchange was answered whole, so
+ * the rest of its request body is not wanted); a stream open when the tunnel drops fails with
+ * `tunnel-down`, and with `closed` when the endpoint is closed.
  */
 export class HttpWsError extends Error {
   /**
    * @param {string} code the failure's token, also used as `name`
    * @param {string} message what happened, for people
-   * @param {{cause?: unknown, status?: number}} [extra]
+   * @param {{cause?: unknown, status?: number, reset?: string}} [extra]
    */
   constructor(code, message, extra = {}) {
     super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
@@ -116,6 +161,8 @@ export class HttpWsError extends Error {
     this.code = code;
     /** The registration's HTTP status, where the WebSocket implementation exposes it. */
     if (extra.status !== undefined) this.status = extra.status;
+    /** A `stream-reset`'s §12 token. */
+    if (extra.reset !== undefined) this.reset = extra.reset;
   }
 }
 
@@ -147,6 +194,11 @@ export function isValidAddress(name) {
  * @property {object} [wsOptions] third constructor argument for the implementation (for `ws`:
  *   `{headers: {Authorization: 'Bearer …'}, maxPayload}`); browsers have none
  * @property {boolean} [reconnect=true] re-register after the tunnel drops
+ * @property {boolean} [streams=true] offer protocol 2 (streams, the `httpws.2` subprotocol);
+ *   false speaks protocol 1 only. A proxy that does not take the offer up is spoken to in
+ *   protocol 1; one whose handshake fails over the offer (a WebSocket implementation fails a
+ *   handshake whose `101` names no subprotocol) is asked again at once without it, and this
+ *   endpoint then stays on protocol 1
  * @property {number} [timeout] default response deadline of {@link Endpoint#fetch}, ms
  * @property {number} [connectTimeout] ms from opening the socket to `:host`
  * @property {number} [maxPending] requests waiting for responses at once
@@ -164,6 +216,8 @@ export function isValidAddress(name) {
  * @typedef {object} RequestInfo
  * @property {string} from the caller's address (`Httpws-From`, stamped by the proxy)
  * @property {string} cseq the CSeq the request arrived with
+ * @property {boolean} streamed whether the request body streams (protocol 2): the Request's
+ *   body then comes as it is sent, and may be endless
  */
 
 /**
@@ -199,8 +253,14 @@ export class Endpoint extends EventTarget {
   #name;
   #token;
   #public;
+  /** Whether the next registration offers protocol 2. */
+  #offerStreams;
   /** @type {any} */
   #ws = null;
+  /** The protocol the registered tunnel speaks: 2 when its `101` chose `httpws.2`. */
+  #protocol = 1;
+  /** Exchanges with a streamed direction on the registered tunnel, by `>cseq` / `<cseq`. */
+  #streams = new Map();
   /** The socket of a registration in progress. */
   #dialing = null;
   /** 'connecting' | 'open' | 'down' | 'closed' */
@@ -233,6 +293,7 @@ export class Endpoint extends EventTarget {
       if (options[key] !== undefined) this.#opts[key] = positive(options[key], key);
     }
     if (options.reconnect !== undefined) this.#opts.reconnect = Boolean(options.reconnect);
+    this.#offerStreams = options.streams === undefined ? true : Boolean(options.streams);
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this.#WebSocket !== 'function') {
       throw new TypeError(
@@ -285,7 +346,7 @@ export class Endpoint extends EventTarget {
   static async connect(url, options) {
     const ep = new Endpoint(url, options);
     try {
-      await ep.#dial();
+      await ep.#register();
     } catch (err) {
       ep.#finish({ code: 1006, reason: err.message, error: err });
       throw err;
@@ -308,6 +369,19 @@ export class Endpoint extends EventTarget {
     return this.#pending.size;
   }
 
+  /**
+   * The protocol the tunnel speaks: 2 (streams) when the proxy took up the `httpws.2` offer,
+   * else 1 (whole messages only). Meaningful while {@link Endpoint#connected}.
+   */
+  get protocol() {
+    return this.#protocol;
+  }
+
+  /** Exchanges with a body still streaming one way or the other (protocol 2). */
+  get openStreams() {
+    return this.#streams.size;
+  }
+
   /** Resolves with the `close` event's detail once the endpoint is finished. */
   get closed() {
     return this.#closed;
@@ -315,20 +389,37 @@ export class Endpoint extends EventTarget {
 
   /**
    * Send a request to another endpoint and wait for its response. The URL's host is the
-   * target address (`http://bob/offer`); the request travels as one HTTP/1.1 message. Answers
-   * the proxy makes (unknown address, busy, gone, timeout) come back as `Response`s carrying
-   * an `Httpws-Error` header; this rejects only when no response can come: an
-   * {@link HttpWsError} named `tunnel-down`, `target-gone`, `timeout`, `closed`,
-   * `message-too-large`, `too-many-pending`, `tunnel-busy` or `bad-response`, the signal's
-   * reason when aborted, or a `TypeError` for a bad request (hop-by-hop headers, `Host`,
-   * `CSeq`, `Httpws-From`, `Content-Length`, `Expect` are refused).
+   * target address (`http://bob/offer`). Answers the proxy makes (unknown address, busy, gone,
+   * timeout) come back as `Response`s carrying an `Httpws-Error` header; this rejects only
+   * when no response can come: an {@link HttpWsError} named `tunnel-down`, `target-gone`,
+   * `timeout`, `closed`, `message-too-large`, `too-many-pending`, `tunnel-busy`,
+   * `bad-response` or `stream-reset`, the signal's reason when aborted, or a `TypeError` for
+   * a bad request (hop-by-hop headers, `Host`, `CSeq`, `Httpws-From`, `Content-Length`,
+   * `Expect`, `Httpws-Stream` are refused).
+   *
+   * In protocol 1 the request and its response each travel as one whole message. In protocol
+   * 2 ({@link Endpoint#protocol}) a body that is a ReadableStream, or longer than
+   * {@link WHOLE_BODY_BYTES}, or of a length only reading tells (a `Request` given as input,
+   * FormData) and not over by the time the body has given what it has ready, streams: it is
+   * sent as it is read, within the credit the target grants, so it may be of any length. A
+   * streamed response resolves this at its head, with a `Response` whose body streams; it is
+   * granted to the target as it is read, and cancelling it, or aborting the signal, resets
+   * the stream (`cancel`). The timeout runs until the response head comes (for a streamed
+   * request, from the end of its body).
    * @param {string | URL | Request} input
    * @param {RequestInit & {timeout?: number}} [init] `timeout` in ms overrides the default
    * @returns {Promise<Response>}
    */
   async fetch(input, init) {
     if (init?.headers !== undefined) checkRequestHeaders(new Headers(init.headers));
-    const request = input instanceof Request && init === undefined ? input : new Request(input, init);
+    // A stream body is taken as it is: a Request holds one only with `duplex`, and not at all
+    // in some browsers, so the Request is built without it.
+    const streamBody = typeof ReadableStream === 'function' && init?.body instanceof ReadableStream ? init.body : null;
+    const request = input instanceof Request && init === undefined ? input
+      : new Request(input, streamBody === null ? init : { ...init, body: undefined });
+    if (streamBody !== null && (request.method === 'GET' || request.method === 'HEAD')) {
+      throw new TypeError(`a ${request.method} request cannot have a body`);
+    }
     checkRequestHeaders(request.headers);
     const url = new URL(request.url);
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
@@ -341,43 +432,84 @@ export class Endpoint extends EventTarget {
     signal?.throwIfAborted?.();
     this.#checkUsable();
     const limit = this.#opts.maxMessageBytes;
-    const body = await readRequestBody(request, limit);
-    signal?.throwIfAborted?.();
-    this.#checkUsable();
+    let plan = this.#protocol === 2
+      ? await planRequestBody(request, streamBody, init, limit)
+      : { whole: streamBody === null ? await readRequestBody(request, limit) : await readBody(streamBody, limit, 'the request body') };
+    const source = plan.stream ?? null;
+    try {
+      signal?.throwIfAborted?.();
+      this.#checkUsable();
+      // The tunnel came back without streams while the body was looked at: send it whole.
+      if (source !== null && this.#protocol !== 2) plan = { whole: await readRest(source, limit) };
+      if (this.#pending.size >= this.#opts.maxPending) {
+        throw new HttpWsError('too-many-pending', `${this.#pending.size} requests already wait for responses`);
+      }
+      if (this.#ws.bufferedAmount > this.#opts.maxBufferedBytes) {
+        throw new HttpWsError('tunnel-busy', `${this.#ws.bufferedAmount} bytes wait to be sent on the tunnel`);
+      }
+    } catch (err) {
+      source?.reader?.cancel(err).catch(() => {});
+      throw err;
+    }
     const ws = this.#ws;
-    if (this.#pending.size >= this.#opts.maxPending) {
-      throw new HttpWsError('too-many-pending', `${this.#pending.size} requests already wait for responses`);
-    }
-    if (ws.bufferedAmount > this.#opts.maxBufferedBytes) {
-      throw new HttpWsError('tunnel-busy', `${ws.bufferedAmount} bytes wait to be sent on the tunnel`);
-    }
+    const streamed = plan.stream ?? null;
+    const body = plan.whole ?? null;
     const cseq = this.#allocCseq();
     const lines = [`${request.method} ${url.pathname}${url.search} HTTP/1.1`, `Host: ${target}`, `CSeq: ${cseq}`];
-    for (const [name, value] of request.headers) lines.push(headerLine(name, value));
-    if (body !== null || !['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE'].includes(request.method)) {
-      lines.push(`Content-Length: ${body === null ? 0 : body.length}`);
-    }
-    const message = encodeMessage(lines, body);
-    if (message.length > limit) {
-      throw new HttpWsError('message-too-large',
-        `the request is ${message.length} bytes, over the ${limit}-byte limit`);
+    let message;
+    try {
+      for (const [name, value] of request.headers) lines.push(headerLine(name, value));
+      if (streamed !== null) {
+        lines.push('Httpws-Stream: body');
+        if (streamed.length !== null) lines.push(`Content-Length: ${streamed.length}`);
+      } else if (body !== null || !['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE'].includes(request.method)) {
+        lines.push(`Content-Length: ${body === null ? 0 : body.length}`);
+      }
+      message = encodeMessage(lines, body);
+      if (message.length > limit) {
+        throw new HttpWsError('message-too-large',
+          `the request is ${message.length} bytes, over the ${limit}-byte limit`);
+      }
+    } catch (err) {
+      streamed?.reader?.cancel(err).catch(() => {});
+      throw err;
     }
     return new Promise((resolve, reject) => {
       url.hash = '';
       const entry = { resolve, reject, method: request.method, url: url.href, timer: null, signal, onAbort: null };
-      entry.timer = setTimeout(() => {
-        this.#settle(cseq)?.reject(new HttpWsError('timeout', `no response from ${target} within ${timeout} ms`));
-      }, Math.min(timeout, 2 ** 31 - 1));
+      const ex = streamed === null ? null : this.#openExchange(ws, '>', cseq, 'open', 'waiting');
+      const arm = () => {
+        entry.timer = setTimeout(() => {
+          const error = new HttpWsError('timeout', `no response from ${target} within ${timeout} ms`);
+          this.#settle(cseq)?.reject(error);
+          ex?.reset('cancel', error);
+        }, Math.min(timeout, 2 ** 31 - 1));
+      };
+      if (ex === null) arm();
       if (signal) {
-        entry.onAbort = () => this.#settle(cseq)?.reject(signal.reason);
+        entry.onAbort = () => {
+          this.#settle(cseq)?.reject(signal.reason);
+          ex?.reset('cancel', signal.reason);
+        };
         signal.addEventListener('abort', entry.onAbort, { once: true });
       }
+      // The stream failed before the response head (reset, tunnel lost): no response comes.
+      if (ex !== null) ex.onfail = (error) => this.#settle(cseq)?.reject(error);
       this.#pending.set(cseq, entry);
       try {
         ws.send(message);
       } catch (err) {
-        this.#settle(cseq)?.reject(new HttpWsError('tunnel-down', 'the tunnel could not send', { cause: err }));
+        const error = new HttpWsError('tunnel-down', 'the tunnel could not send', { cause: err });
+        this.#settle(cseq)?.reject(error);
+        ex?.lost(error);
+        streamed?.reader?.cancel(error).catch(() => {});
+        return;
       }
+      if (ex === null) return;
+      pumpBody(ex, streamed).then(({ error }) => {
+        // Sent whole: the response is due from now on (the proxy's timeout starts here too).
+        if (error === null && this.#pending.get(cseq) === entry) arm();
+      });
     });
   }
 
@@ -393,6 +525,7 @@ export class Endpoint extends EventTarget {
     this.#ws = null;
     clearTimeout(this.#reconnectTimer);
     this.#failPending('closed', 'the endpoint was closed');
+    this.#failStreams('closed', 'the endpoint was closed while the body was streaming');
     try { this.#dialing?.close(); } catch { /* not open yet */ }
     if (!ws || ws.readyState >= 2) {
       this.#finish(detail);
@@ -425,16 +558,38 @@ export class Endpoint extends EventTarget {
     return url.href;
   }
 
-  /** Open one WebSocket and register; resolves with the address from `:host`. */
-  #dial() {
+  /**
+   * Register, offering protocol 2 unless told not to. A handshake that failed over the offer
+   * (a WebSocket implementation fails one whose `101` names no subprotocol: an older proxy's)
+   * is tried again at once without it; so is one that failed without saying why, as a
+   * browser's does, since it may have failed so.
+   */
+  async #register() {
+    if (!this.#offerStreams) return this.#dial(false);
+    try {
+      return await this.#dial(true);
+    } catch (err) {
+      if (!OVER_OFFER.has(err) || this.#state === 'closed') throw err;
+      const address = await this.#dial(false);
+      this.#offerStreams = false;
+      return address;
+    }
+  }
+
+  /**
+   * Open one WebSocket and register, offering `httpws.2` when `offer`; resolves with the
+   * address from `:host`.
+   */
+  #dial(offer) {
     return new Promise((resolve, reject) => {
       const url = this.#registrationUrl();
       const shownUrl = this.#token === null ? url : url.replace(/access_token=[^&]*/, 'access_token=…');
+      const protocols = offer ? [PROTOCOL_2] : [];
       let ws;
       try {
         ws = this.#wsOptions === undefined
-          ? new this.#WebSocket(url)
-          : new this.#WebSocket(url, [], this.#wsOptions);
+          ? new this.#WebSocket(url, protocols)
+          : new this.#WebSocket(url, protocols, this.#wsOptions);
       } catch (err) {
         reject(new HttpWsError('connect-failed', `cannot open ${shownUrl}: ${err.message}`, { cause: err }));
         return;
@@ -501,6 +656,7 @@ export class Endpoint extends EventTarget {
         clearTimeout(timer);
         const reconnected = this.#address !== null;
         this.#ws = ws;
+        this.#protocol = offer && ws.protocol === PROTOCOL_2 ? 2 : 1;
         this.#address = address;
         this.#name = address;
         this.#state = 'open';
@@ -513,8 +669,12 @@ export class Endpoint extends EventTarget {
         else refused();
       });
       const refused = () => {
+        if (settled) return;
         const detail = detailOf(lastError);
         const status = /\b(\d{3})\b/.exec(String(detail ?? ''))?.[1];
+        // Failed over the subprotocol (ws says so; a browser-shaped WebSocket says nothing).
+        const overOffer = offer && !opened &&
+          (detail === undefined || detail === null || detail === '' || /protocol/i.test(String(detail)));
         const what = this.#name === null ? 'an assigned address' : `"${this.#name}"`;
         if (status !== undefined && /server response/i.test(String(detail))) {
           fail(new HttpWsError(
@@ -523,7 +683,7 @@ export class Endpoint extends EventTarget {
             { status: Number(status), cause: lastError },
           ));
         } else {
-          fail(new HttpWsError(
+          fail(markOverOffer(overOffer, new HttpWsError(
             'connect-failed',
             `could not register ${what} at ${shownUrl}${detail ? `: ${detail}` : ''}` +
               (opened ? ' (the socket closed before :host)' :
@@ -531,8 +691,11 @@ export class Endpoint extends EventTarget {
                 'the token missing or not allowed (401/403), or this page\'s origin not in ' +
                 'its --allowed-origins (403); a browser cannot tell which)'),
             { cause: lastError },
-          ));
+          )));
         }
+        // Some implementations leave a handshake they failed half open (Node 20's, over a
+        // subprotocol): let it go.
+        try { ws.close(); } catch { /* already closing */ }
       };
     });
   }
@@ -542,6 +705,7 @@ export class Endpoint extends EventTarget {
     if (ws !== this.#ws) return;
     this.#ws = null;
     this.#failPending('target-gone', 'the tunnel dropped before the response came');
+    this.#failStreams('tunnel-down', 'the tunnel dropped while the body was streaming');
     if (this.#state === 'closed') return;
     const detail = { code: event?.code, reason: event?.reason };
     if (!this.#opts.reconnect || this.#replaced) {
@@ -570,7 +734,7 @@ export class Endpoint extends EventTarget {
     this.#reconnectTimer = null;
     if (this.#state === 'closed') return;
     try {
-      await this.#dial();
+      await this.#register();
     } catch (error) {
       if (this.#state === 'closed') return;
       if (FATAL_STATUSES.has(error.status)) {
@@ -588,6 +752,7 @@ export class Endpoint extends EventTarget {
     this.#state = 'closed';
     clearTimeout(this.#reconnectTimer);
     this.#failPending('closed', 'the endpoint was closed');
+    this.#failStreams('closed', 'the endpoint was closed while the body was streaming');
     const resolve = this.#resolveClosed;
     this.#resolveClosed = null;
     resolve(detail);
@@ -606,7 +771,7 @@ export class Endpoint extends EventTarget {
     do {
       cseq = this.#nextCseq;
       this.#nextCseq = cseq >= Number.MAX_SAFE_INTEGER ? 1 : cseq + 1;
-    } while (this.#pending.has(cseq));
+    } while (this.#pending.has(cseq) || this.#streams.has(`>${cseq}`));
     return cseq;
   }
 
@@ -622,6 +787,26 @@ export class Endpoint extends EventTarget {
 
   #failPending(code, message) {
     for (const cseq of [...this.#pending.keys()]) this.#settle(cseq)?.reject(new HttpWsError(code, message));
+  }
+
+  /** Fail every open stream (the tunnel they were on is gone). */
+  #failStreams(code, message) {
+    const streams = [...this.#streams.values()];
+    this.#streams.clear();
+    for (const ex of streams) ex.lost(new HttpWsError(code, message));
+  }
+
+  /** A new exchange on `ws`, in the table until both its directions are over. */
+  #openExchange(ws, mark, cseq, send, recv, declared = null) {
+    const link = {
+      send: (bytes) => this.#send(ws, bytes),
+      remove: (ex) => {
+        if (this.#streams.get(ex.key) === ex) this.#streams.delete(ex.key);
+      },
+    };
+    const ex = new Exchange(link, mark, String(cseq), send, recv, declared);
+    this.#streams.set(ex.key, ex);
+    return ex;
   }
 
   #emit(type, detail) {
@@ -664,13 +849,20 @@ export class Endpoint extends EventTarget {
       this.#onIndication(new TextDecoder().decode(bytes));
       return;
     }
+    if (bytes[0] === 0x7e && this.#protocol === 2) {
+      this.#onStreamMessage(bytes);
+      return;
+    }
     let message;
     try {
-      message = parseMessage(bytes, this.#opts.maxMessageBytes + RELAY_STAMP_BYTES);
+      message = parseMessage(bytes, this.#opts.maxMessageBytes + RELAY_STAMP_BYTES, this.#protocol === 2);
     } catch (err) {
       const code = err.code === 'message-too-large' ? 'message-too-large' : 'bad-response';
       if (err.kind === 'response' && err.cseq !== null && err.cseq !== undefined) {
-        this.#settle(Number(err.cseq))?.reject(new HttpWsError(code, `unusable response: ${err.message}`));
+        const cseq = Number(err.cseq);
+        this.#settle(cseq)?.reject(new HttpWsError(code, `unusable response: ${err.message}`));
+        // Our request's body has no answer to stream for.
+        this.#streams.get(`>${canonicalCseq(err.cseq)}`)?.reset('cancel');
       } else if (err.kind === 'request' && err.cseq !== null && err.cseq !== undefined) {
         const [status, token] = code === 'message-too-large' ? [413, 'message-too-large'] : [400, 'bad-request'];
         this.#send(ws, errorResponse(err.cseq, status, token, `${err.message}\n`));
@@ -681,15 +873,85 @@ export class Endpoint extends EventTarget {
       return;
     }
     if (message.kind === 'response') {
-      const entry = this.#settle(Number(message.cseq));
+      this.#onResponse(ws, message);
+    } else {
+      // The exchange exists before anything waits, so that the data following the head finds it.
+      const ex = message.stream
+        ? this.#openExchange(ws, '<', canonicalCseq(message.cseq), 'waiting', 'open', message.declared)
+        : null;
+      this.#serve(ws, message, bytes.length, ex);
+    }
+  }
+
+  /** A response: to the fetch waiting for it, its body streaming when it has a stream head. */
+  #onResponse(ws, message) {
+    const cseq = Number(message.cseq);
+    const key = `>${canonicalCseq(message.cseq)}`;
+    const ex = this.#streams.get(key);
+    const entry = this.#settle(cseq);
+    if (!message.stream) {
+      // A whole answer ends the exchange: what is left of our request body is not wanted.
+      ex?.responseArrived(false, null);
       if (entry === undefined) return; // timed out or aborted already: a late answer
       try {
-        entry.resolve(toResponse(message, entry.method, entry.url));
+        entry.resolve(toResponse(message, entry.method, entry.url, null));
       } catch (err) {
         entry.reject(new HttpWsError('bad-response', `unusable response: ${err.message}`, { cause: err }));
       }
-    } else {
-      this.#serve(ws, message, bytes.length);
+      return;
+    }
+    const stream = ex ?? this.#openExchange(ws, '>', canonicalCseq(message.cseq), 'done', 'waiting');
+    stream.responseArrived(true, message.declared);
+    // Nobody takes this body (the fetch timed out or was aborted): the target is told at once.
+    if (entry === undefined) {
+      stream.reset('cancel');
+      return;
+    }
+    const noBody = entry.method === 'HEAD' || [204, 205, 304].includes(message.status);
+    let response;
+    try {
+      response = toResponse(message, entry.method, entry.url, noBody ? null : stream.readable());
+    } catch (err) {
+      stream.reset('cancel');
+      entry.reject(new HttpWsError('bad-response', `unusable response: ${err.message}`, { cause: err }));
+      return;
+    }
+    if (noBody) stream.reset('cancel');
+    const signal = entry.signal;
+    if (signal && !stream.over) {
+      const onAbort = () => stream.reset('cancel', signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      stream.onfinish.push(() => signal.removeEventListener('abort', onAbort));
+    }
+    entry.resolve(response);
+  }
+
+  /**
+   * A stream message: to the exchange it names (`>`: our call, `<`: a request we serve). One
+   * for an exchange that is over, or never streamed, is late and dropped (§12); a malformed
+   * one is dropped and reported, and harms no other exchange.
+   */
+  #onStreamMessage(bytes) {
+    const tag = parseStreamTag(bytes);
+    if (tag === null) {
+      const reason = `a malformed stream message ${JSON.stringify(latin1(bytes.subarray(0, MAX_TAG_BYTES)))}`;
+      this.#emit('error', { token: 'bad-message', reason, source: 'client' });
+      return;
+    }
+    const ex = this.#streams.get(`${tag.mark}${tag.cseq}`);
+    if (ex === undefined) return;
+    switch (tag.verb) {
+      case 'data':
+        ex.onData(tag.payload);
+        break;
+      case 'end':
+        ex.onEnd();
+        break;
+      case 'credit':
+        ex.onCredit(Number(tag.arg));
+        break;
+      default:
+        ex.onReset(tag.arg);
     }
   }
 
@@ -702,60 +964,140 @@ export class Endpoint extends EventTarget {
     }
   }
 
-  /** Run the handler for one incoming request of `size` bytes (its whole message). */
-  async #serve(ws, message, size) {
+  /**
+   * Run the handler for one incoming request of `size` bytes (its whole message, or its
+   * head when its body streams on `ex`).
+   */
+  async #serve(ws, message, size, ex) {
     const cseq = message.cseq;
     const handler = this.onrequest;
+    // A whole answer ends a streamed request's exchange: the rest of its body is not wanted.
+    const answerWhole = (bytes) => {
+      ex?.responded(false);
+      this.#send(ws, bytes);
+    };
     if (typeof handler !== 'function') {
-      this.#send(ws, errorResponse(cseq, 501, 'no-service', 'this endpoint does not serve requests\n'));
+      answerWhole(errorResponse(cseq, 501, 'no-service', 'this endpoint does not serve requests\n'));
       return;
     }
     // Requests a slow handler has not answered yet stay in memory: bound them by count and
-    // bytes, and answer the rest at once rather than hold them.
+    // bytes, and answer the rest at once rather than hold them. A streamed body holds at most
+    // the window unread, and counts as that.
+    if (ex !== null) size += Math.min(message.declared ?? STREAM_WINDOW, STREAM_WINDOW);
     if (this.#handlers >= this.#opts.maxConcurrentHandlers) {
-      this.#send(ws, errorResponse(cseq, 503, 'target-busy', 'this endpoint is handling too many requests\n'));
+      answerWhole(errorResponse(cseq, 503, 'target-busy', 'this endpoint is handling too many requests\n'));
       return;
     }
     if (this.#handlerBytes + size > this.#opts.maxHandlerBytes) {
-      this.#send(ws, errorResponse(cseq, 503, 'target-busy',
+      answerWhole(errorResponse(cseq, 503, 'target-busy',
         `this endpoint's handlers hold ${this.#handlerBytes} bytes of requests; this one (${size}) ` +
         `would go over its ${this.#opts.maxHandlerBytes}-byte budget\n`));
       return;
     }
-    let request;
-    try {
-      request = toRequest(message, this.#address);
-    } catch (err) {
-      this.#send(ws, errorResponse(cseq, 400, 'bad-request', `${err.message}\n`));
-      return;
-    }
-    // The Request has its own copy of the body: let the message's bytes go.
-    message.body = null;
-    const from = message.headers.find(([name]) => name.toLowerCase() === 'httpws-from')?.[1] ?? '';
     this.#handlers += 1;
     this.#handlerBytes += size;
-    let bytes;
+    let answer;
     try {
-      const response = await handler.call(this, request, { from, cseq });
-      if (!response || !Number.isInteger(response.status) || typeof response.headers !== 'object' ||
-          response.status < 200 || response.status > 599) {
-        throw new TypeError('onrequest must return a Response with a status from 200 to 599');
-      }
-      const body = await readBody(response.body, this.#opts.maxMessageBytes, 'the response body');
-      // request.method, not the wire's: the handler was told `head` is HEAD.
-      bytes = serializeResponse(cseq, response, body, request.method === 'HEAD');
-      if (bytes.length > this.#opts.maxMessageBytes) {
-        throw new HttpWsError('message-too-large',
-          `the response is ${bytes.length} bytes, over the ${this.#opts.maxMessageBytes}-byte limit`);
-      }
-    } catch (error) {
-      this.#emit('error', { token: 'handler-error', reason: String(error?.message ?? error), error, source: 'client' });
-      bytes = errorResponse(cseq, 500, 'service-error', 'the request handler failed\n');
+      answer = await this.#handle(ws, message, ex, handler);
     } finally {
       this.#handlers -= 1;
       this.#handlerBytes -= size;
     }
-    this.#send(ws, bytes);
+    // Reset while the handler ran (by the caller, a credit violation, the tunnel): no answer.
+    if (ex?.over) {
+      answer.streamed?.source.reader?.cancel(ex.recvError ?? ex.sendError).catch(() => {});
+    } else if (answer.whole !== undefined) {
+      answerWhole(answer.whole);
+    } else {
+      await this.#streamResponse(ws, cseq, ex, answer.streamed);
+    }
+  }
+
+  /**
+   * The handler's answer to one request: `{whole}`, the bytes of one whole message, or
+   * `{streamed: {head, source}}`, a stream head and the body to stream after it.
+   */
+  async #handle(ws, message, ex, handler) {
+    const cseq = message.cseq;
+    let body = null;
+    if (ex !== null) {
+      if (message.method === 'GET' || message.method === 'HEAD') {
+        // A Request of these cannot have a body: what comes is read and let go.
+        ex.readable().pipeTo(new WritableStream()).catch(() => {});
+      } else if (REQUEST_STREAMS ??= requestStreams()) {
+        body = ex.readable();
+      } else {
+        // This platform's Request cannot stream: the handler gets the body whole.
+        try {
+          body = await readBody(ex.readable(), this.#opts.maxMessageBytes, 'the request body');
+        } catch (err) {
+          if (err.code === 'message-too-large') ex.reset('too-large');
+          const [status, token] = err.code === 'message-too-large' ? [413, 'message-too-large'] : [400, 'bad-request'];
+          return { whole: errorResponse(cseq, status, token, `${err.message}\n`) };
+        }
+      }
+    }
+    let request;
+    try {
+      request = toRequest(message, this.#address, body);
+    } catch (err) {
+      return { whole: errorResponse(cseq, 400, 'bad-request', `${err.message}\n`) };
+    }
+    // The Request has its own copy of the body: let the message's bytes go.
+    message.body = null;
+    const from = message.headers.find(([name]) => name.toLowerCase() === 'httpws-from')?.[1] ?? '';
+    try {
+      const response = await handler.call(this, request, { from, cseq, streamed: ex !== null });
+      if (!response || !Number.isInteger(response.status) || typeof response.headers !== 'object' ||
+          response.status < 200 || response.status > 599) {
+        throw new TypeError('onrequest must return a Response with a status from 200 to 599');
+      }
+      // request.method, not the wire's: the handler was told `head` is HEAD.
+      const isHead = request.method === 'HEAD';
+      const noBody = response.status === 204 || response.status === 304 || response.body === null;
+      const limit = this.#opts.maxMessageBytes;
+      const plan = this.#protocol === 2 && ws === this.#ws && !noBody
+        ? await planBody(response.body, declaredLength(response.headers), isEventStream(response.headers), limit, 'the response body')
+        : { whole: await readBody(response.body, limit, 'the response body') };
+      let length = 'body';
+      if (plan.stream !== undefined) {
+        if (!isHead) {
+          return { streamed: { head: serializeStreamHead(cseq, response, plan.stream.length), source: plan.stream } };
+        }
+        // A HEAD answer carries no body: the one the handler made is let go, and its length
+        // is told only when known (a GET handler's endless event stream has none).
+        plan.stream.reader?.cancel().catch(() => {});
+        length = plan.stream.length;
+        plan.whole = null;
+      }
+      const bytes = serializeResponse(cseq, response, plan.whole, isHead, length);
+      if (bytes.length > limit) {
+        throw new HttpWsError('message-too-large',
+          `the response is ${bytes.length} bytes, over the ${limit}-byte limit`);
+      }
+      return { whole: bytes };
+    } catch (error) {
+      this.#emit('error', { token: 'handler-error', reason: String(error?.message ?? error), error, source: 'client' });
+      return { whole: errorResponse(cseq, 500, 'service-error', 'the request handler failed\n') };
+    }
+  }
+
+  /** Send a handler's answer as a stream head and its body as data messages. */
+  async #streamResponse(ws, cseq, ex, { head, source }) {
+    const key = `<${canonicalCseq(cseq)}`;
+    // The tunnel dropped while the handler ran (or a stream of that CSeq is open: a confused
+    // proxy's).
+    if (ws !== this.#ws || (ex === null && this.#streams.has(key))) {
+      source.reader?.cancel(new HttpWsError('tunnel-down', 'the tunnel dropped before the answer')).catch(() => {});
+      return;
+    }
+    const out = ex ?? this.#openExchange(ws, '<', canonicalCseq(cseq), 'waiting', 'done');
+    this.#send(ws, head);
+    out.responded(true);
+    const { error, bySource } = await pumpBody(out, source);
+    if (bySource) {
+      this.#emit('error', { token: 'handler-error', reason: `the response body failed: ${error?.message ?? error}`, error, source: 'client' });
+    }
   }
 }
 
@@ -772,6 +1114,529 @@ export function connect(url, options) {
 /** The module's API as one object: `HttpWs.connect(url, options)`. */
 export const HttpWs = Object.freeze({ connect, Endpoint, HttpWsError, isValidAddress, DEFAULTS });
 export default HttpWs;
+
+// --- streams (protocol 2, docs/protocol.md §12) --------------------------------------------
+
+/**
+ * One exchange with a streamed direction, on one tunnel: our body sent only within the credit
+ * the far side granted, theirs granted back as its consumer reads it, each direction ended
+ * exactly once (by `end`, by being whole, or by the exchange's one reset, sent or received),
+ * and both failed when the tunnel drops. It leaves the tunnel's table once both are over.
+ */
+class Exchange {
+  /**
+   * @param {{send: (bytes: Uint8Array) => void, remove: (ex: Exchange) => void}} link
+   * @param {'>' | '<'} mark `>` for our calls, `<` for requests we serve
+   * @param {string} cseq its CSeq in that numbering, in canonical decimal
+   * @param {'waiting' | 'open' | 'done'} send our body: head not sent yet, streaming, whole
+   * @param {'waiting' | 'open' | 'done'} recv their body, likewise
+   * @param {number | null} declared the length their stream head declared
+   */
+  constructor(link, mark, cseq, send, recv, declared = null) {
+    this.link = link;
+    this.mark = mark;
+    this.cseq = cseq;
+    this.key = `${mark}${cseq}`;
+    /** 'waiting' | 'open' | 'done' | 'closed' */
+    this.send = send;
+    /** Why our body had to stop ('closed'). */
+    this.sendError = null;
+    this.credit = STREAM_WINDOW;
+    /** Our body bytes sent so far. */
+    this.sent = 0;
+    /** 'waiting' | 'open' | 'done' | 'failed' */
+    this.recv = recv;
+    this.recvError = null;
+    /** Bytes of their declared length still to come; null when none was declared. */
+    this.left = recv === 'open' ? declared : null;
+    this.received = 0;
+    /** What they may have sent so far: the window plus every grant. */
+    this.allowed = STREAM_WINDOW;
+    /** Bytes their consumer took but not yet granted back. */
+    this.released = 0;
+    /** Their data not yet handed to the consumer. */
+    this.queue = [];
+    /** A reset was sent or received, or the tunnel dropped. */
+    this.over = false;
+    this.removed = false;
+    /** Called with the error when the exchange fails (the fetch waiting for its head rejects). */
+    this.onfail = null;
+    /** Called with the error when our body must stop (the body's source is cancelled). */
+    this.onsendclosed = null;
+    /** Called once the exchange has left the table. */
+    this.onfinish = [];
+    this.creditWaiter = null;
+    /** A pull of the consumer's waiting for data: its resolve. */
+    this.puller = null;
+    this.controller = null;
+  }
+
+  #finished() {
+    return this.over || (!['waiting', 'open'].includes(this.send) && !['waiting', 'open'].includes(this.recv));
+  }
+
+  /** After a change: leave the table once both directions are over. */
+  #settle() {
+    this.#feed();
+    if (this.removed || !this.#finished()) return;
+    this.removed = true;
+    this.link.remove(this);
+    for (const hook of this.onfinish.splice(0)) hook();
+  }
+
+  #message(verb, arg, payload) {
+    const tag = `~${verb} ${this.mark}${this.cseq}${arg === null ? '' : ` ${arg}`}\n`;
+    const out = new Uint8Array(tag.length + (payload === null ? 0 : payload.length));
+    for (let i = 0; i < tag.length; i++) out[i] = tag.charCodeAt(i);
+    if (payload !== null) out.set(payload, tag.length);
+    return out;
+  }
+
+  /** Stop both directions for `error`. */
+  #fail(error) {
+    this.over = true;
+    this.queue = [];
+    if (this.recv === 'waiting' || this.recv === 'open') {
+      this.recv = 'failed';
+      this.recvError = error;
+      try { this.controller?.error(error); } catch { /* already closed */ }
+    }
+    if (this.send === 'waiting' || this.send === 'open') {
+      this.send = 'closed';
+      this.sendError = error;
+      this.onsendclosed?.(error);
+    }
+    this.creditWaiter?.();
+    this.creditWaiter = null;
+    this.onfail?.(error);
+  }
+
+  /**
+   * Reset the exchange from this side, once: the far side is told `token`, our halves stop
+   * with `error` (by default a `stream-reset` naming the token).
+   */
+  reset(token, error = resetError(token, 'this endpoint reset the stream')) {
+    if (this.over) return;
+    this.#fail(error);
+    this.link.send(this.#message('reset', token, null));
+    this.#settle();
+  }
+
+  /** The tunnel dropped, or the endpoint closed: both halves fail with `error`. */
+  lost(error) {
+    if (this.over) return;
+    this.#fail(error);
+    this.#settle();
+  }
+
+  // ---- what the tunnel delivers ------------------------------------------------------------
+
+  onData(payload) {
+    if (this.over) return;
+    if (this.recv !== 'open') {
+      // Data before their head, after their end, or for a body that was whole (§12).
+      if (this.recv !== 'failed') this.reset('protocol', resetError('protocol', 'data came for a direction that is not streaming'));
+      return;
+    }
+    if (this.left !== null && payload.length > this.left) {
+      this.reset('too-large', resetError('too-large', 'more body came than its Content-Length declared'));
+      return;
+    }
+    if (this.left !== null) this.left -= payload.length;
+    this.received += payload.length;
+    if (this.received > this.allowed) {
+      this.reset('flow-control', resetError('flow-control', 'the other side sent more than the credit granted'));
+      return;
+    }
+    if (payload.length > 0) this.queue.push(payload);
+    this.#feed();
+  }
+
+  onEnd() {
+    if (this.over) return;
+    if (this.recv === 'waiting') {
+      this.reset('protocol', resetError('protocol', 'an end came before the head'));
+    } else if (this.recv === 'open') {
+      if (this.left !== null && this.left > 0) {
+        this.reset('too-large', resetError('too-large', `the body ended ${this.left} bytes short of its Content-Length`));
+        return;
+      }
+      this.recv = 'done';
+      this.#settle();
+    }
+  }
+
+  onCredit(n) {
+    if (this.send !== 'open') return;
+    this.credit += n;
+    this.creditWaiter?.();
+    this.creditWaiter = null;
+  }
+
+  onReset(token) {
+    if (this.over) return;
+    this.#fail(resetError(token, 'the stream was reset by the other side or the proxy'));
+    this.#settle();
+  }
+
+  /** A call's response head came: streaming (with its declared length), or whole. */
+  responseArrived(streaming, declared) {
+    if (this.over) return;
+    if (streaming) {
+      this.recv = 'open';
+      this.left = declared;
+    } else {
+      this.recv = 'done';
+      // A whole answer ends the exchange: the rest of our request body is not wanted.
+      if (this.send === 'waiting' || this.send === 'open') {
+        this.send = 'closed';
+        this.sendError = new HttpWsError('answered', 'the request was answered before its body was sent');
+        this.onsendclosed?.(this.sendError);
+        this.creditWaiter?.();
+        this.creditWaiter = null;
+      }
+    }
+    this.#settle();
+  }
+
+  /** We answered a served request: with a stream head, or whole (which ends the exchange). */
+  responded(streaming) {
+    if (this.over) return;
+    if (streaming) {
+      this.send = 'open';
+    } else {
+      this.send = 'done';
+      if (this.recv === 'waiting' || this.recv === 'open') {
+        this.recv = 'failed';
+        this.recvError = new HttpWsError('answered', 'the request was answered before its body was read');
+        this.queue = [];
+        try { this.controller?.error(this.recvError); } catch { /* already closed */ }
+      }
+    }
+    this.#settle();
+  }
+
+  // ---- our body ----------------------------------------------------------------------------
+
+  /** Send `bytes` as data messages, each within the credit; waits for credit as needed. */
+  async write(bytes) {
+    let at = 0;
+    while (at < bytes.length) {
+      if (this.send !== 'open') throw this.sendError ?? new HttpWsError('closed', 'the stream is over');
+      if (this.credit <= 0) {
+        await new Promise((resolve) => { this.creditWaiter = resolve; });
+        continue;
+      }
+      const n = Math.min(this.credit, DATA_PIECE_BYTES, bytes.length - at);
+      this.credit -= n;
+      this.sent += n;
+      this.link.send(this.#message('data', null, bytes.subarray(at, at + n)));
+      at += n;
+    }
+  }
+
+  /** Our body is complete: `end`, after all its data. */
+  end() {
+    if (this.send !== 'open') throw this.sendError ?? new HttpWsError('closed', 'the stream is over');
+    this.send = 'done';
+    this.link.send(this.#message('end', null, null));
+    this.#settle();
+  }
+
+  // ---- their body --------------------------------------------------------------------------
+
+  /**
+   * Their body as a ReadableStream. It pulls: a piece is handed over only when the consumer
+   * reads, and only then granted back, so a consumer that stops reading holds the sender at
+   * the window. Cancelling it resets the exchange (`cancel`) unless the body had ended.
+   */
+  readable() {
+    return new ReadableStream({
+      start: (controller) => { this.controller = controller; },
+      pull: () => new Promise((resolve) => {
+        this.puller = resolve;
+        this.#feed();
+      }),
+      cancel: (reason) => {
+        this.controller = null;
+        if (this.recv === 'open' || this.recv === 'waiting') {
+          this.reset('cancel', reason instanceof Error ? reason : resetError('cancel', 'the body was cancelled'));
+        }
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /** Hand the waiting consumer its next piece, or their end. */
+  #feed() {
+    const resolve = this.puller;
+    const controller = this.controller;
+    if (resolve === null || controller === null) return;
+    if (this.queue.length > 0) {
+      const chunk = this.queue.shift();
+      this.puller = null;
+      controller.enqueue(chunk);
+      this.#release(chunk.length);
+      resolve();
+    } else if (this.recv === 'done') {
+      this.puller = null;
+      this.controller = null;
+      controller.close();
+      resolve();
+    } else if (this.recv === 'failed') {
+      this.puller = null;
+      this.controller = null;
+      // Errored already if the stream existed when the exchange failed; erroring again is a no-op.
+      controller.error(this.recvError);
+      resolve();
+    }
+  }
+
+  /** The consumer took `n` bytes: grant them back, in batches. */
+  #release(n) {
+    if (this.recv !== 'open') return;
+    this.released += n;
+    if (this.released < CREDIT_BATCH_BYTES) return;
+    const grant = this.released;
+    this.released = 0;
+    this.allowed += grant;
+    this.link.send(this.#message('credit', grant, null));
+  }
+}
+
+/** A `stream-reset` error for a reset with `token`. */
+function resetError(token, why) {
+  return new HttpWsError('stream-reset', `${why} (reset ${token})`, { reset: token });
+}
+
+/**
+ * The tag line at the front of a stream message (§12), read strictly, as the proxy reads it:
+ * `{verb, mark, cseq, arg, payload}`, or null for a malformed one.
+ */
+function parseStreamTag(bytes) {
+  const window = Math.min(bytes.length, MAX_TAG_BYTES);
+  let lf = -1;
+  for (let i = 0; i < window; i++) {
+    if (bytes[i] === LF) {
+      lf = i;
+      break;
+    }
+  }
+  if (lf < 0) return null;
+  const m = TAG_RE.exec(latin1(bytes.subarray(0, lf + 1)));
+  if (!m) return null;
+  const [, verb, mark, digits, arg] = m;
+  const payload = bytes.subarray(lf + 1);
+  let cseq;
+  try {
+    cseq = BigInt(digits);
+  } catch {
+    return null;
+  }
+  if (cseq > MAX_U64) return null;
+  switch (verb) {
+    case 'data':
+      if (arg !== undefined) return null;
+      break;
+    case 'end':
+      if (arg !== undefined || payload.length > 0) return null;
+      break;
+    case 'credit':
+      if (arg === undefined || !/^\d{1,20}$/.test(arg) || BigInt(arg) > MAX_U64 || payload.length > 0) return null;
+      break;
+    default: // reset
+      if (arg === undefined || !RESET_TOKENS.has(arg) || payload.length > 0) return null;
+  }
+  return { verb, mark, cseq: cseq.toString(), arg, payload };
+}
+
+/** A chunk from a body stream as bytes; anything else is the source's error. */
+function chunkBytes(chunk) {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
+  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  throw new TypeError('a body stream must yield Uint8Array chunks');
+}
+
+/** The byte length of a fetch body init when it is known without reading it; else null. */
+function knownLength(body) {
+  if (body === undefined || body === null) return 0;
+  if (typeof body === 'string') return new TextEncoder().encode(body).length;
+  if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return body.byteLength;
+  if (typeof Blob === 'function' && body instanceof Blob) return body.size;
+  if (body instanceof URLSearchParams) return new TextEncoder().encode(body.toString()).length;
+  return null; // FormData, a stream, anything else: only reading tells
+}
+
+/** Registration failures that may have been over the `httpws.2` offer (worth a retry without). */
+const OVER_OFFER = new WeakSet();
+
+function markOverOffer(overOffer, error) {
+  if (overOffer) OVER_OFFER.add(error);
+  return error;
+}
+
+/** What {@link readAhead} resolves with when the body is still producing. */
+const LATER = Symbol('later');
+
+/**
+ * Read what a body has ready (what comes without waiting for a timer: in-memory bodies come
+ * whole this way), up to `limit` bytes. `{chunks, total, done, pending}`: `pending` is a read
+ * still in progress, to be awaited first by whoever goes on reading.
+ */
+async function readAhead(reader, limit) {
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    const pending = reader.read();
+    let timer;
+    const later = new Promise((resolve) => { timer = setTimeout(() => resolve(LATER), 0); });
+    const got = await Promise.race([pending, later]);
+    clearTimeout(timer);
+    if (got === LATER) return { chunks, total, done: false, pending };
+    if (got.done) return { chunks, total, done: true, pending: null };
+    const chunk = chunkBytes(got.value);
+    chunks.push(chunk);
+    total += chunk.length;
+    if (total > limit) return { chunks, total, done: false, pending: null };
+  }
+}
+
+/**
+ * Whether a body read ahead past the limit is over already: one more read, if it comes at
+ * once, tells (a large in-memory body comes as one chunk; its length is then known and sent).
+ * `ahead` is updated with that read.
+ */
+async function overAfterAll(reader, ahead) {
+  const pending = reader.read();
+  let timer;
+  const later = new Promise((resolve) => { timer = setTimeout(() => resolve(LATER), 0); });
+  const got = await Promise.race([pending, later]);
+  clearTimeout(timer);
+  if (got === LATER) {
+    ahead.pending = pending;
+    return false;
+  }
+  if (got.done) return true;
+  const chunk = chunkBytes(got.value);
+  ahead.chunks.push(chunk);
+  ahead.total += chunk.length;
+  return false;
+}
+
+/**
+ * How a body goes over a protocol-2 tunnel: `{whole}` (bytes or null), one message with its
+ * head; or `{stream}`, a stream head then data messages: `{length, chunks, pending, reader}`
+ * (`length` null when unknown, `chunks` already read, `pending` a read in progress).
+ * @param {ReadableStream | null} body
+ * @param {number | null} length its length if known without reading it
+ * @param {boolean} eager stream at once, without reading ahead (a stream the caller built,
+ *   an event stream: it may wait long for its next bytes)
+ * @param {number} limit the whole-message limit, for a body read whole
+ */
+async function planBody(body, length, eager, limit, what) {
+  if (body === null || body === undefined) return { whole: null };
+  if (length !== null && length <= WHOLE_BODY_BYTES) return { whole: await readBody(body, limit, what) };
+  const reader = body.getReader();
+  if (length !== null || eager) return { stream: { length, chunks: [], pending: null, reader } };
+  const ahead = await readAhead(reader, WHOLE_BODY_BYTES);
+  if (ahead.done) return { whole: ahead.total === 0 ? null : concat(ahead.chunks, ahead.total) };
+  const known = ahead.pending === null && await overAfterAll(reader, ahead);
+  return { stream: { length: known ? ahead.total : null, chunks: ahead.chunks, pending: ahead.pending, reader: known ? null : reader } };
+}
+
+/**
+ * Send a planned body's stream as data messages within the credit, then `end`. Resolves with
+ * `{error: null}` once ended, or with why it stopped: the exchange's error (reset, answered
+ * whole, tunnel lost), or, with `bySource`, the source's (which resets the exchange: `cancel`,
+ * or `too-large` for a body that broke its declared length). The source is cancelled
+ * whenever the exchange stops it first.
+ */
+async function pumpBody(ex, source) {
+  const { reader } = source;
+  ex.onsendclosed = (error) => { reader?.cancel(error).catch(() => {}); };
+  try {
+    const write = async (chunk) => {
+      const bytes = chunkBytes(chunk);
+      if (source.length !== null && ex.sent + bytes.length > source.length) {
+        throw resetError('too-large', `the body is longer than its declared ${source.length} bytes`);
+      }
+      await ex.write(bytes);
+    };
+    for (const chunk of source.chunks) await write(chunk);
+    source.chunks = [];
+    let next = source.pending;
+    source.pending = null;
+    while (reader !== null) {
+      const { done, value } = await (next ?? reader.read());
+      next = null;
+      if (done) break;
+      await write(value);
+    }
+    if (source.length !== null && ex.sent !== source.length) {
+      throw resetError('too-large', `the body ended at ${ex.sent} of its declared ${source.length} bytes`);
+    }
+    ex.end();
+    return { error: null, bySource: false };
+  } catch (error) {
+    if (ex.send === 'closed') return { error: ex.sendError, bySource: false };
+    ex.reset(error?.reset === 'too-large' ? 'too-large' : 'cancel', error);
+    reader?.cancel(error).catch(() => {});
+    return { error, bySource: true };
+  }
+}
+
+/** How a fetch's request body goes over a protocol-2 tunnel (see {@link planBody}). */
+async function planRequestBody(request, streamBody, init, limit) {
+  const what = 'the request body';
+  if (streamBody !== null) return planBody(streamBody, null, true, limit, what);
+  if (request.body === undefined) {
+    // Firefox and Safari have no Request.body stream: read it at once, then decide.
+    const bytes = new Uint8Array(await request.arrayBuffer());
+    if (bytes.length <= WHOLE_BODY_BYTES) return { whole: bytes.length === 0 ? null : bytes };
+    return { stream: { length: bytes.length, chunks: [bytes], pending: null, reader: null } };
+  }
+  if (request.body === null) return { whole: null };
+  // The length is known from the init's body; a Request given as input only reading tells.
+  const length = init?.body !== undefined && init?.body !== null ? knownLength(init.body) : null;
+  return planBody(request.body, length, false, limit, what);
+}
+
+/** The rest of a planned stream, read whole (for a tunnel that speaks protocol 1 after all). */
+async function readRest(source, limit) {
+  const chunks = [...source.chunks];
+  let total = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+  const tooLarge = () => new HttpWsError('message-too-large', `the request body is over the ${limit}-byte message limit`);
+  if (total > limit) throw tooLarge();
+  let next = source.pending;
+  while (source.reader !== null) {
+    const { done, value } = await (next ?? source.reader.read());
+    next = null;
+    if (done) break;
+    const chunk = chunkBytes(value);
+    total += chunk.length;
+    if (total > limit) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return total === 0 ? null : concat(chunks, total);
+}
+
+/**
+ * Whether this platform's `Request` can carry a ReadableStream body (Chromium and Node can;
+ * Firefox and Safari cannot yet): the feature test the Fetch standard's authors recommend.
+ */
+function requestStreams() {
+  try {
+    let duplex = false;
+    const hasType = new Request('http://x/', {
+      body: new ReadableStream(),
+      method: 'POST',
+      get duplex() { duplex = true; return 'half'; },
+    }).headers.has('Content-Type');
+    return duplex && !hasType;
+  } catch {
+    return false;
+  }
+}
 
 // --- helpers (HTTP/1.1 in one message) ------------------------------------------------------
 
@@ -913,7 +1778,8 @@ function errorResponse(cseq, status, token, text) {
   ], body);
 }
 
-function serializeResponse(cseq, response, body, isHead) {
+/** A handler's response head as lines, without its framing; and the length it declared. */
+function responseHeadLines(cseq, response) {
   const status = response.status;
   const reason = (typeof response.statusText === 'string' && response.statusText) || REASONS[status] || '';
   const lines = [`HTTP/1.1 ${status} ${reason}`, `CSeq: ${cseq}`];
@@ -924,22 +1790,62 @@ function serializeResponse(cseq, response, body, isHead) {
     if (canonical === 'content-length') declared = String(value);
     if (!DROPPED_RESPONSE_HEADERS.has(canonical)) lines.push(line);
   }
-  if (status !== 204 && status !== 304) {
-    let length = body === null ? 0 : body.length;
+  return { lines, declared };
+}
+
+/** A handler's response as a stream head (§12): its body follows as data messages. */
+function serializeStreamHead(cseq, response, length) {
+  const { lines } = responseHeadLines(cseq, response);
+  lines.push('Httpws-Stream: body');
+  if (length !== null) lines.push(`Content-Length: ${length}`);
+  return encodeMessage(lines, null);
+}
+
+/** The length a handler's response headers declare, if they declare a valid one. */
+function declaredLength(headers) {
+  const value = typeof headers.get === 'function' ? headers.get('content-length') : null;
+  return value !== null && /^\d{1,15}$/.test(value.trim()) ? Number(value.trim()) : null;
+}
+
+/** Whether a response is an event stream (Server-Sent Events), to stream from its first byte. */
+function isEventStream(headers) {
+  const type = typeof headers.get === 'function' ? headers.get('content-type') : null;
+  return type !== null && /^\s*text\/event-stream\s*(;|$)/i.test(type);
+}
+
+/** A CSeq in canonical decimal (the proxy writes them so; `007` is 7). */
+function canonicalCseq(cseq) {
+  return BigInt(cseq).toString();
+}
+
+/**
+ * A handler's response as one whole message. `length` is what a HEAD answer's Content-Length
+ * says: `'body'` for the body's (or, with none, the handler's own declared one), a number, or
+ * null for none (a body of unknown length).
+ */
+function serializeResponse(cseq, response, body, isHead, length = 'body') {
+  const status = response.status;
+  const { lines, declared } = responseHeadLines(cseq, response);
+  if (isHead && length !== 'body') {
+    if (length !== null) lines.push(`Content-Length: ${length}`);
+  } else if (status !== 204 && status !== 304) {
+    let told = body === null ? 0 : body.length;
     // A HEAD handler may declare the length of the body it does not send.
-    if (isHead && length === 0 && declared !== null && /^\d+$/.test(declared)) length = Number(declared);
-    lines.push(`Content-Length: ${length}`);
+    if (isHead && told === 0 && declared !== null && /^\d+$/.test(declared)) told = Number(declared);
+    lines.push(`Content-Length: ${told}`);
   }
   return encodeMessage(lines, isHead || status === 204 || status === 304 ? null : body);
 }
 
 /**
- * Parse one message into `{kind, method, target, status, reason, headers, cseq, body}`.
- * Throws an Error carrying `kind` and `cseq` when they could be read, so that the request or
- * response it belongs to can still be answered; one with `code: 'message-too-large'` when the
- * message is over `limit` bytes (checked once its head is read, before its body is looked at).
+ * Parse one message into `{kind, method, target, status, reason, headers, cseq, body, stream,
+ * declared}` (`stream`: a stream head, whose body follows as data messages, `declared` its
+ * Content-Length). Throws an Error carrying `kind` and `cseq` when they could be read, so that
+ * the request or response it belongs to can still be answered; one with
+ * `code: 'message-too-large'` when the message is over `limit` bytes (checked once its head is
+ * read, before its body is looked at). Stream heads are accepted only when `streams`.
  */
-function parseMessage(bytes, limit) {
+function parseMessage(bytes, limit, streams) {
   let end = -1;
   const scan = Math.min(bytes.length, MAX_HEAD_BYTES + 4);
   for (let i = 0; i + 3 < scan; i++) {
@@ -953,6 +1859,7 @@ function parseMessage(bytes, limit) {
   const start = lines[0];
   const message = {
     kind: 'request', method: '', target: '', status: 0, reason: '', headers: [], cseq: null, body: null,
+    stream: false, declared: null,
   };
   const fail = (what) => Object.assign(new Error(what), { kind: message.kind, cseq: message.cseq });
   let m;
@@ -992,6 +1899,11 @@ function parseMessage(bytes, limit) {
     } else if (lower === 'transfer-encoding') {
       if (chunked || value.toLowerCase() !== 'chunked') problem ??= `unsupported Transfer-Encoding ${value}`;
       chunked = true;
+    } else if (canonicalName(name) === 'httpws-stream') {
+      if (!streams) problem ??= 'a stream head on a tunnel that speaks protocol 1';
+      else if (message.stream || value.toLowerCase() !== 'body') problem ??= `a repeated or malformed Httpws-Stream ${value}`;
+      message.stream = true;
+      continue; // framing, never shown to the application
     }
     message.headers.push([name, value]);
   }
@@ -1002,6 +1914,14 @@ function parseMessage(bytes, limit) {
   if (problem !== null) throw fail(problem);
   if (chunked && contentLength !== null) throw fail('both Transfer-Encoding and Content-Length');
   const rest = bytes.subarray(end + 4);
+  if (message.stream) {
+    // Its body follows as data messages: nothing after the head, no chunk framing (§12).
+    if (chunked) throw fail('a stream head with Transfer-Encoding');
+    if (rest.length > 0) throw fail('a stream head with bytes after it');
+    message.declared = contentLength;
+    message.body = rest;
+    return message;
+  }
   if (chunked) {
     message.body = decodeChunked(rest, fail);
   } else if (contentLength !== null) {
@@ -1093,7 +2013,8 @@ function hexValue(byte) {
   return -1;
 }
 
-function toResponse(message, method, url) {
+/** A fetch `Response` for a response message; `body` is its stream when it streams. */
+function toResponse(message, method, url, body) {
   const headers = new Headers();
   for (const [name, value] of message.headers) {
     const lower = name.toLowerCase();
@@ -1102,17 +2023,19 @@ function toResponse(message, method, url) {
   const status = message.status;
   if (status < 200 || status > 599) throw new Error(`status ${status} cannot be a final response`);
   const noBody = method === 'HEAD' || status === 204 || status === 205 || status === 304;
+  const content = noBody ? null : message.stream ? body : message.body;
   let response;
   try {
-    response = new Response(noBody ? null : message.body, { status, statusText: message.reason, headers });
+    response = new Response(content, { status, statusText: message.reason, headers });
   } catch {
-    response = new Response(noBody ? null : message.body, { status, headers });
+    response = new Response(content, { status, headers });
   }
   Object.defineProperty(response, 'url', { value: url });
   return response;
 }
 
-function toRequest(message, address) {
+/** A fetch `Request` for a request message; `body` is its stream (or bytes) when it streams. */
+function toRequest(message, address, body) {
   let path = message.target;
   if (!path.startsWith('/')) {
     if (path === '*') path = '/';
@@ -1127,7 +2050,14 @@ function toRequest(message, address) {
     if (lower !== 'cseq' && lower !== 'content-length' && lower !== 'transfer-encoding') headers.append(name, value);
   }
   const init = { method: message.method, headers };
-  if (message.body.length > 0) {
+  if (message.stream) {
+    if (body instanceof ReadableStream) {
+      init.body = body;
+      init.duplex = 'half';
+    } else if (body !== null && body.length > 0) {
+      init.body = body;
+    }
+  } else if (message.body.length > 0) {
     if (message.method === 'GET' || message.method === 'HEAD') {
       throw new Error(`a ${message.method} request with a body cannot be handled as a fetch Request`);
     }

@@ -49,6 +49,12 @@ describe('fetch between two JS endpoints', { timeout: 20_000 }, () => {
     await proxy?.stop();
   });
 
+  test('the tunnel speaks the protocol this run is for (2, or 1 with HTTPWS_JS_PROTOCOL=1)', () => {
+    const expected = process.env.HTTPWS_JS_PROTOCOL === '1' ? 1 : 2;
+    assert.equal(alice.protocol, expected);
+    assert.equal(bob.protocol, expected);
+  });
+
   test('registration reports the canonical address', () => {
     assert.equal(alice.address, 'alice');
     assert.equal(bob.address, 'bob', 'addresses are stored lowercase');

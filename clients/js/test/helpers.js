@@ -7,9 +7,20 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import WebSocket from 'ws';
+import WsWebSocket from 'ws';
 
-export { WebSocket };
+/**
+ * The WebSocket implementation the tests give the client: the `ws` package's; with
+ * `HTTPWS_JS_PROTOCOL=1`, one that offers the proxy no subprotocol, so that the client speaks
+ * protocol 1 as with a proxy that does not take up protocol 2 (the suite runs both ways).
+ */
+export const WebSocket = process.env.HTTPWS_JS_PROTOCOL === '1'
+  ? class ProtocolOneWebSocket extends WsWebSocket {
+    constructor(url, _protocols, options) {
+      super(url, [], options);
+    }
+  }
+  : WsWebSocket;
 
 /** The proxy binary: $HTTPWS_BIN, or the workspace's debug build. */
 export const BIN = process.env.HTTPWS_BIN ??
@@ -102,10 +113,11 @@ export function tokensFile(entries) {
 
 /**
  * An endpoint that speaks the protocol by hand over `ws`: `next()` resolves with the next
- * message as a Buffer (with `.binary`), `send()` sends text or bytes.
+ * message as a Buffer (with `.binary`), `send()` sends text or bytes. `protocols` are the
+ * subprotocols it offers (`['httpws.2']` for protocol 2; none, protocol 1, by default).
  */
-export async function rawEndpoint(proxyUrl, name) {
-  const ws = new WebSocket(`${proxyUrl}/${name}`);
+export async function rawEndpoint(proxyUrl, name, { protocols = [] } = {}) {
+  const ws = new WsWebSocket(`${proxyUrl}/${name}`, protocols);
   const queue = [];
   const waiters = [];
   ws.on('message', (data, isBinary) => {

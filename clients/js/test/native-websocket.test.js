@@ -18,7 +18,7 @@ let proxy;
 before(async () => { proxy = await startProxy(); });
 after(async () => { await proxy?.stop(); });
 
-test('the platform WebSocket: register, fetch, and a refusal seen without its status', {
+test('the platform WebSocket: register, fetch, streams, a refusal seen without its status, an old proxy', {
   timeout: 20_000,
   skip: flags === null ? 'this Node has no built-in WebSocket' : false,
 }, async () => {
@@ -37,4 +37,8 @@ test('the platform WebSocket: register, fetch, and a refusal seen without its st
   assert.equal(seen.duplicate, 'connect-failed', 'a browser-shaped WebSocket cannot tell a 409');
   assert.equal(seen.duplicateStatus, null);
   assert.ok(seen.duplicateMs < 4_000, `the refusal is reported at once (${seen.duplicateMs} ms), not by the connect timeout`);
+  assert.deepEqual(seen.protocol, [2, 2], 'protocol 2 on the platform WebSocket');
+  assert.equal(seen.download, true, 'a streamed download arrives intact');
+  assert.equal(seen.upload, true, 'a streamed upload arrives intact');
+  assert.deepEqual(seen.fallback, { protocol: 1, offers: ['httpws.2', null] }, 'an old proxy: asked again without the offer');
 });
