@@ -24,7 +24,9 @@
 #   hol       REPS interleaved pairs of runs, head-of-line blocking: HOL_RATE small whole-message requests/s on one pair of
 #             endpoints, alone and then beside one unbounded bulk download on the same
 #             connections (loadgen --stream mixed), through the proxy and through the echo.
-#             Small-request p50/p99 without and with the bulk stream, and their ratio.
+#             Small-request p50/p99 without and with the bulk stream, and their ratio, with
+#             the bulk stream at each of HOL_BULK_RATES (a capped one leaves CPU to spare, so
+#             what shows is queueing behind the bulk data; an uncapped one also starves the CPU).
 #   slow      a curl reading SLOW_RATE (1 KiB/s) of a BYTES download through a fresh tunnel for
 #             SLOW_SECS: RSS of the proxy and both agents sampled every SLOW_SAMPLE; the growth
 #             in KiB (the credit windows bound it).
@@ -32,6 +34,7 @@
 # env (defaults): REPS=3 BYTES=1073741824 NO_BUILD=0 KEEP_TMP=0 PROXY_ARGS= ENDPOINT_ARGS=
 #   sse:  SSE_STREAMS=1000 SSE_INTERVAL=1s SSE_DURATION=10s SSE_WARMUP=3s LG_THREADS=1
 #   hol:  HOL_RATE=1000 HOL_PAYLOAD=64 HOL_DURATION=5s HOL_WARMUP=2s HOL_CHUNK=16KiB
+#         HOL_BULK_RATES="100MiB 0" (the bulk download's rate per run; 0: as fast as it goes)
 #   slow: SLOW_RATE=1K SLOW_SECS=30 SLOW_SAMPLE=5
 # Every process is started by this script and stopped by its PID (bench/lib.sh). Progress goes
 # to stderr, the markdown report to stdout (and to FILE with --out). Exit status 1 if a
@@ -67,6 +70,7 @@ SSE_STREAMS=${SSE_STREAMS:-1000} SSE_INTERVAL=${SSE_INTERVAL:-1s} SSE_DURATION=$
 SSE_WARMUP=${SSE_WARMUP:-3s} LG_THREADS=${LG_THREADS:-1}
 HOL_RATE=${HOL_RATE:-1000} HOL_PAYLOAD=${HOL_PAYLOAD:-64} HOL_DURATION=${HOL_DURATION:-5s}
 HOL_WARMUP=${HOL_WARMUP:-2s} HOL_CHUNK=${HOL_CHUNK:-16KiB}
+HOL_BULK_RATES=${HOL_BULK_RATES:-100MiB 0}
 SLOW_RATE=${SLOW_RATE:-1K} SLOW_SECS=${SLOW_SECS:-30} SLOW_SAMPLE=${SLOW_SAMPLE:-5}
 # Longest one curl transfer may take (a stalled relay fails the section instead of hanging).
 TRANSFER_LIMIT_S=300
@@ -459,13 +463,17 @@ section_hol() {
   # One caller and one server through the proxy; through the echo one connection is both.
   local common=(--stream mixed --rate "$HOL_RATE" --payload "$HOL_PAYLOAD" --chunk "$HOL_CHUNK"
                 --duration "$HOL_DURATION" --warmup "$HOL_WARMUP" --threads "$LG_THREADS")
-  local relay=(--proxy "$url" --conns 2 "${common[@]}") direct=(--proxy "$echo_url" --direct --conns 1 "${common[@]}")
-  cmdlog "HOL through the proxy" "$lg" "${relay[@]}" --json FILE
-  cmdlog "HOL through the echo" "$lg" "${direct[@]}" --json FILE
-  local rep
+  local rep rate
+  for rate in $HOL_BULK_RATES; do
+    cmdlog "HOL through the proxy, bulk at $rate" "$lg" --proxy "$url" --conns 2 "${common[@]}" --bulk-rate "$rate" --json FILE
+    cmdlog "HOL through the echo, bulk at $rate" "$lg" --proxy "$echo_url" --direct --conns 1 "${common[@]}" --bulk-rate "$rate" --json FILE
+  done
+  echo "$HOL_BULK_RATES" >"$tmp/hol.rates"
   for rep in $(seq "$REPS"); do
-    run_lg "hol_direct.$rep" "${direct[@]}"
-    run_lg "hol_relay.$rep" "${relay[@]}"
+    for rate in $HOL_BULK_RATES; do
+      run_lg "hol_direct.$rate.$rep" --proxy "$echo_url" --direct --conns 1 "${common[@]}" --bulk-rate "$rate"
+      run_lg "hol_relay.$rate.$rep" --proxy "$url" --conns 2 "${common[@]}" --bulk-rate "$rate"
+    done
   done
   stderr_tail hol_proxy hol_echo
   stop_pid "$proxy" "$echo_pid"
@@ -475,25 +483,30 @@ report_hol() {
   python3 - "$tmp" "$REPS" <<'EOF'
 import json, statistics, sys
 tmp, reps = sys.argv[1], int(sys.argv[2])
-runs = {k: [json.load(open(f"{tmp}/hol_{k}.{r}.json")) for r in range(1, reps + 1)] for k in ("direct", "relay")}
-c = runs["relay"][0]["config"]
-def med(k, f):
-    return statistics.median(f(v) for v in runs[k])
+rates = open(f"{tmp}/hol.rates").read().split()
+runs = {(k, r): [json.load(open(f"{tmp}/hol_{k}.{r}.{i}.json")) for i in range(1, reps + 1)]
+        for k in ("direct", "relay") for r in rates}
+c = runs["relay", rates[0]][0]["config"]
+def med(key, f):
+    return statistics.median(f(v) for v in runs[key])
 print(f"### Head-of-line blocking: {c['small_rate']} small requests/s ({c['payload']} B), alone and beside one bulk download on the same connections (loadgen --stream mixed, median of {reps})\n")
-print("| path | small p50 alone | small p99 alone | small p50 with bulk | small p99 with bulk | p99 with / alone | bulk MiB/s | check |")
-print("|---|---|---|---|---|---|---|---|")
-for name, k in (("echo (direct, baseline)", "direct"), ("proxy (relay)", "relay")):
-    a50 = med(k, lambda v: v["small"]["without_bulk"]["p50_us"])
-    a99 = med(k, lambda v: v["small"]["without_bulk"]["p99_us"])
-    b50 = med(k, lambda v: v["small"]["with_bulk"]["p50_us"])
-    b99 = med(k, lambda v: v["small"]["with_bulk"]["p99_us"])
-    mib = med(k, lambda v: v["throughput_mib_s"])
-    ok = all(v["clean"] for v in runs[k])
-    print(f"| {name} | {a50:.0f} µs | {a99:.0f} µs | {b50:.0f} µs | {b99:.0f} µs | {b99 / max(a99, 1e-9):.2f} | {mib:,.0f} | {'OK' if ok else 'FAILED'} |")
+print("| path | bulk | small p50 alone | small p99 alone | small p50 with bulk | small p99 with bulk | p99 with / alone | bulk MiB/s | check |")
+print("|---|---|---|---|---|---|---|---|---|")
+for r in rates:
+    for name, k in (("echo (direct, baseline)", "direct"), ("proxy (relay)", "relay")):
+        key = (k, r)
+        a50 = med(key, lambda v: v["small"]["without_bulk"]["p50_us"])
+        a99 = med(key, lambda v: v["small"]["without_bulk"]["p99_us"])
+        b50 = med(key, lambda v: v["small"]["with_bulk"]["p50_us"])
+        b99 = med(key, lambda v: v["small"]["with_bulk"]["p99_us"])
+        mib = med(key, lambda v: v["throughput_mib_s"])
+        ok = all(v["clean"] for v in runs[key])
+        bulk = "as fast as it goes" if r == "0" else f"capped at {r}/s"
+        print(f"| {name} | {bulk} | {a50:.0f} µs | {a99:.0f} µs | {b50:.0f} µs | {b99:.0f} µs | {b99 / max(a99, 1e-9):.2f} | {mib:,.0f} | {'OK' if ok else 'FAILED'} |")
 print()
 print("Per rep small p99 alone/with bulk (µs): " + "; ".join(
-    f"{k} " + ", ".join(f"{v['small']['without_bulk']['p99_us']:.0f}/{v['small']['with_bulk']['p99_us']:.0f}" for v in runs[k])
-    for k in ("direct", "relay")) + ".  ")
+    f"{k} {r} " + ", ".join(f"{v['small']['without_bulk']['p99_us']:.0f}/{v['small']['with_bulk']['p99_us']:.0f}" for v in runs[k, r])
+    for r in rates for k in ("direct", "relay")) + ".  ")
 print("The bulk stream is one unbounded download in data messages of "
       f"{c['chunk']} B within the 256 KiB credit window; the small requests and their answers share both WebSocket connections with it. "
       "Latency from each small request's intended send time (open loop).")
@@ -579,7 +592,7 @@ done
 
 cmd="REPS=$REPS BYTES=$BYTES"
 has_section sse && cmd+=" SSE_STREAMS=$SSE_STREAMS SSE_DURATION=$SSE_DURATION"
-has_section hol && cmd+=" HOL_RATE=$HOL_RATE HOL_DURATION=$HOL_DURATION"
+has_section hol && cmd+=" HOL_RATE=$HOL_RATE HOL_DURATION=$HOL_DURATION HOL_BULK_RATES='$HOL_BULK_RATES'"
 has_section slow && cmd+=" SLOW_SECS=$SLOW_SECS"
 cmd+=" bash bench/streams.sh"
 [ ${#only_args[@]} -gt 0 ] && cmd+=" --only $(IFS=,; echo "${sections[*]}")"

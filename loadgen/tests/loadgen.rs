@@ -639,3 +639,31 @@ fn stream_mixed_measures_both_windows() {
         assert_eq!(v["streams"]["cancelled_at_end"], 1, "{v:#}");
     }
 }
+
+#[test]
+fn stream_bulk_rate_caps_the_bulk_download() {
+    let proxy = Server::proxy();
+    let url = proxy.url();
+    let (output, summary) = loadgen(&[
+        "--proxy",
+        &url,
+        "--stream",
+        "mixed",
+        "--conns",
+        "2",
+        "--rate",
+        "100",
+        "--bulk-rate",
+        "2MiB",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+    ]);
+    let v = assert_streams_clean(&output, &summary);
+    // A cap is an upper bound however slow the machine: 2 MiB/s over a 1 s window, plus the
+    // one burst a stream may send after falling behind.
+    let bytes = v["bytes_in_window"].as_u64().unwrap();
+    assert!(bytes > 0, "{v:#}");
+    assert!(bytes <= 2 * 1024 * 1024 + 128 * 1024, "{v:#}");
+}

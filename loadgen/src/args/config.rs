@@ -48,6 +48,8 @@ pub struct StreamPlan {
     pub chunk: usize,
     /// mixed: small whole-message requests per second in total (`--payload` bytes each).
     pub small_rate: u64,
+    /// mixed: the bulk download's bytes per second (`None`: as fast as the credit allows).
+    pub bulk_rate: Option<u64>,
 }
 
 /// The checked configuration.
@@ -191,6 +193,7 @@ fn stream_plan(args: &Args, kind: StreamKind) -> anyhow::Result<StreamPlan> {
         stream_bytes: args.stream_bytes,
         chunk,
         small_rate,
+        bulk_rate: (args.bulk_rate > 0).then_some(args.bulk_rate),
     })
 }
 
@@ -274,6 +277,12 @@ mod tests {
             .stream
             .unwrap();
         assert_eq!(plan.small_rate, 2000);
+        assert_eq!(plan.bulk_rate, None);
+        let plan = parse(&["--stream", "mixed", "--bulk-rate", "100MiB"])
+            .unwrap()
+            .stream
+            .unwrap();
+        assert_eq!(plan.bulk_rate, Some(100 << 20));
         assert!(parse(&["--stream", "events", "--rate", "5"]).is_err());
         assert!(parse(&["--stream", "events", "--event-bytes", "10"]).is_err());
         assert!(parse(&["--stream", "download", "--chunk", "0"]).is_err());

@@ -114,6 +114,11 @@ pub struct Args {
     /// a finished stream is followed by the next until the measured time ends.
     #[arg(long, default_value = "64MiB", value_parser = parse_size, requires = "stream")]
     pub stream_bytes: u64,
+    /// Stream mode, mixed: the bulk download's rate in bytes per second (accepts 100MiB);
+    /// 0: as fast as the credit allows (which, on a machine with few cores, also measures
+    /// how the small requests fare when the relay has no CPU to spare).
+    #[arg(long, default_value = "0", value_parser = parse_size, requires = "stream")]
+    pub bulk_rate: u64,
     /// Stream mode: body bytes in each data message (accepts 16KiB).
     #[arg(long, default_value = "16KiB", value_parser = parse_size, requires = "stream")]
     pub chunk: u64,

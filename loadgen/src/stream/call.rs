@@ -76,11 +76,15 @@ impl Conn {
             },
             StreamKind::Download => Ask::Bytes {
                 len: Some(plan.stream_bytes),
+                rate: None,
             },
             StreamKind::Upload => Ask::Sink {
                 len: plan.stream_bytes,
             },
-            StreamKind::Mixed => Ask::Bytes { len: None },
+            StreamKind::Mixed => Ask::Bytes {
+                len: None,
+                rate: plan.bulk_rate,
+            },
         };
         sh.stats.borrow_mut().opened += 1;
         self.call(sh, ask, now);
@@ -117,6 +121,7 @@ impl Conn {
                 left: Some(len),
                 credit: httpws::proto::stream::STREAM_WINDOW,
                 queued: false,
+                pace: None,
             }),
             _ => None,
         };
@@ -289,7 +294,10 @@ impl Conn {
                 let ask = call.ask;
                 let sent_ns = call.sent_ns;
                 self.end_call(sh, cseq);
-                if let Ask::Bytes { len: Some(want) } = ask {
+                if let Ask::Bytes {
+                    len: Some(want), ..
+                } = ask
+                {
                     if got != want {
                         sh.stats.borrow_mut().short += 1;
                     }

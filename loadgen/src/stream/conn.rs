@@ -28,6 +28,10 @@ use crate::clock::{PreciseTimer, now_ns};
 use crate::stats::bump;
 use crate::wire::{CLOSE_NORMAL, put_control};
 
+/// Nanoseconds in a second.
+const NS_PER_S: u128 = 1_000_000_000;
+/// Most body bytes a rate-limited stream may send at once after falling behind its rate.
+const MAX_PACE_BURST: u64 = 64 * 1024;
 /// Body bytes a reader consumes before it grants them back in one `~credit` (a quarter of
 /// the initial window: few credit messages, and the sender never waits for one).
 pub(super) const GRANT_BYTES: u64 = STREAM_WINDOW / 4;
@@ -64,6 +68,40 @@ pub(super) struct Sending {
     pub(super) credit: u64,
     /// Listed in [`Conn::sending`].
     pub(super) queued: bool,
+    /// A body sent at a fixed rate, not as fast as the credit allows.
+    pub(super) pace: Option<Pace>,
+}
+
+/// A body's rate limit: `rate` bytes per second since `start_ns`.
+#[derive(Debug)]
+pub(super) struct Pace {
+    pub(super) rate: u64,
+    pub(super) start_ns: u64,
+    /// Bytes counted against the rate: those sent, and after a stall those skipped.
+    pub(super) sent: u64,
+    /// Listed in [`Conn::paced`], waiting for its time.
+    pub(super) waiting: bool,
+}
+
+impl Pace {
+    /// Bytes the rate allows by `now` beyond what was sent, at most [`MAX_PACE_BURST`]: after
+    /// a stall the body goes on at its rate instead of catching up in one burst.
+    fn budget(&mut self, now: u64) -> u64 {
+        let allowed =
+            u128::from(self.rate) * u128::from(now.saturating_sub(self.start_ns)) / NS_PER_S;
+        let allowed = u64::try_from(allowed).unwrap_or(u64::MAX);
+        if allowed.saturating_sub(self.sent) > MAX_PACE_BURST {
+            self.sent = allowed - MAX_PACE_BURST;
+        }
+        allowed.saturating_sub(self.sent)
+    }
+
+    /// When the rate allows `n` more bytes.
+    fn time_for(&self, n: u64) -> u64 {
+        let ns = u128::from(self.sent.saturating_add(n)) * NS_PER_S / u128::from(self.rate.max(1));
+        self.start_ns
+            .saturating_add(u64::try_from(ns).unwrap_or(u64::MAX))
+    }
 }
 
 /// The receiving side of a stream body.
@@ -180,6 +218,8 @@ pub(super) struct Conn {
     pub(super) sending: VecDeque<Key>,
     /// Events due, by intended time: (time, served CSeq).
     pub(super) events: BinaryHeap<Reverse<(u64, u64)>>,
+    /// Rate-limited bodies waiting for their next chunk's time: (time, served CSeq).
+    paced: BinaryHeap<Reverse<(u64, u64)>>,
     /// The next small request's number (mixed).
     pub(super) small_k: u64,
     /// The caller's streams were opened (at t0; mixed: the bulk streams at the bulk phase).
@@ -213,6 +253,7 @@ impl Conn {
             served: HashMap::new(),
             sending: VecDeque::new(),
             events: BinaryHeap::new(),
+            paced: BinaryHeap::new(),
             small_k: 0,
             opened: false,
             stopped: false,
@@ -296,6 +337,9 @@ impl Conn {
         let p = &sh.phases;
         let mut wake = self.events.peek().map(|Reverse((t, _))| *t);
         let mut at = |t: u64| wake = Some(wake.map_or(t, |w| w.min(t)));
+        if let Some(Reverse((t, _))) = self.paced.peek() {
+            at(*t);
+        }
         if self.caller_rank.is_some() {
             if !self.opened {
                 at(sh.open_time());
@@ -421,6 +465,23 @@ impl Conn {
     /// Cut body data from the sending streams, round-robin, one chunk each, while `out`
     /// holds less than a batch.
     fn fill(&mut self, sh: &Shared) {
+        let now = now_ns();
+        // Rate-limited bodies whose time has come.
+        while let Some(&Reverse((t, cseq))) = self.paced.peek() {
+            if t > now {
+                break;
+            }
+            self.paced.pop();
+            if let Some(pace) = self
+                .served
+                .get_mut(&cseq)
+                .and_then(|s| s.send.as_mut())
+                .and_then(|s| s.pace.as_mut())
+            {
+                pace.waiting = false;
+            }
+            self.queue_send(Key::Served(cseq));
+        }
         while self.out.len() < WRITE_BATCH {
             let Some(key) = self.sending.pop_front() else {
                 return;
@@ -437,9 +498,24 @@ impl Conn {
             // A stream that ended since it was listed.
             let Some(send) = send else { continue };
             send.queued = false;
-            let n = (sh.plan.chunk as u64)
+            let mut n = (sh.plan.chunk as u64)
                 .min(send.credit)
                 .min(send.left.unwrap_or(u64::MAX));
+            if let Some(pace) = send.pace.as_mut() {
+                if pace.budget(now) < n {
+                    // Not yet: listed again when the rate allows a whole chunk.
+                    if !pace.waiting {
+                        pace.waiting = true;
+                        self.paced.push(Reverse((pace.time_for(n), cseq)));
+                    }
+                    n = 0;
+                } else {
+                    pace.sent += n;
+                }
+            }
+            if n == 0 && send.left != Some(0) {
+                continue;
+            }
             send.credit -= n;
             if let Some(left) = send.left.as_mut() {
                 *left -= n;

@@ -9,7 +9,7 @@ use httpws::proto::head::HeadInfo;
 use httpws::proto::http1::framing::Framing;
 use httpws::proto::stream::{Direction, STREAM_WINDOW, Verb};
 
-use super::conn::{Conn, Key, Receiving, Sending, Served, Serving};
+use super::conn::{Conn, Key, Pace, Receiving, Sending, Served, Serving};
 use super::wire;
 use super::worker::Shared;
 use crate::clock::now_ns;
@@ -61,6 +61,7 @@ impl Conn {
                         left: None,
                         credit: STREAM_WINDOW,
                         queued: false,
+                        pace: None,
                     }),
                     recv: Receiving::default(),
                 },
@@ -68,6 +69,14 @@ impl Conn {
             self.events.push(Reverse((first.min(sh.phases.end), cseq)));
         } else if path == wire::PATH_BYTES {
             let len = wire::query_u64(target, b"n");
+            let pace = wire::query_u64(target, b"rate")
+                .filter(|&r| r > 0)
+                .map(|rate| Pace {
+                    rate,
+                    start_ns: now,
+                    sent: 0,
+                    waiting: false,
+                });
             wire::put_stream_response(
                 &mut self.out,
                 &mut self.scratch,
@@ -84,6 +93,7 @@ impl Conn {
                         left: len,
                         credit: STREAM_WINDOW,
                         queued: false,
+                        pace,
                     }),
                     recv: Receiving::default(),
                 },

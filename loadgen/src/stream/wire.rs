@@ -96,8 +96,9 @@ fn put_padded(dst: &mut Vec<u8>, v: u64, width: usize) {
 pub enum Ask {
     /// An event stream: an event of `bytes` every `interval_us`.
     Events { interval_us: u64, bytes: usize },
-    /// A streamed download of `len` bytes (`None`: until the caller resets it).
-    Bytes { len: Option<u64> },
+    /// A streamed download of `len` bytes (`None`: until the caller resets it), at `rate`
+    /// bytes per second (`None`: as fast as the credit allows).
+    Bytes { len: Option<u64>, rate: Option<u64> },
     /// A streamed upload of `len` bytes follows the head.
     Sink { len: u64 },
     /// A small whole request whose body comes back whole.
@@ -125,12 +126,19 @@ pub fn put_request(
             scratch.extend_from_slice(b"&bytes=");
             put_decimal(scratch, bytes as u64);
         }
-        Ask::Bytes { len } => {
+        Ask::Bytes { len, rate } => {
             scratch.extend_from_slice(b"GET ");
             scratch.extend_from_slice(PATH_BYTES);
+            let mut sep = b'?';
             if let Some(len) = len {
-                scratch.extend_from_slice(b"?n=");
+                scratch.extend_from_slice(&[sep, b'n', b'=']);
                 put_decimal(scratch, len);
+                sep = b'&';
+            }
+            if let Some(rate) = rate {
+                scratch.extend_from_slice(&[sep]);
+                scratch.extend_from_slice(b"rate=");
+                put_decimal(scratch, rate);
             }
         }
         Ask::Sink { .. } => {
@@ -307,8 +315,30 @@ mod tests {
                 &b"/events?interval_us=1000&bytes=64"[..],
                 false,
             ),
-            (Ask::Bytes { len: Some(9) }, b"/bytes?n=9", false),
-            (Ask::Bytes { len: None }, b"/bytes", false),
+            (
+                Ask::Bytes {
+                    len: Some(9),
+                    rate: None,
+                },
+                b"/bytes?n=9",
+                false,
+            ),
+            (
+                Ask::Bytes {
+                    len: None,
+                    rate: None,
+                },
+                b"/bytes",
+                false,
+            ),
+            (
+                Ask::Bytes {
+                    len: None,
+                    rate: Some(5),
+                },
+                b"/bytes?rate=5",
+                false,
+            ),
             (Ask::Sink { len: 10 }, b"/sink", true),
         ] {
             let mut out = BytesMut::new();
@@ -327,6 +357,7 @@ mod tests {
             Some(64)
         );
         assert_eq!(query_u64(b"/bytes", b"n"), None);
+        assert_eq!(query_u64(b"/bytes?n=1&rate=5", b"rate"), Some(5));
         assert_eq!(target_path(b"/bytes?n=9"), b"/bytes");
     }
 
