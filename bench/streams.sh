@@ -27,9 +27,9 @@
 #             Small-request p50/p99 without and with the bulk stream, and their ratio, with
 #             the bulk stream at each of HOL_BULK_RATES (a capped one leaves CPU to spare, so
 #             what shows is queueing behind the bulk data; an uncapped one also starves the CPU).
-#   slow      a curl reading SLOW_RATE (1 KiB/s) of a BYTES download through a fresh tunnel for
-#             SLOW_SECS: RSS of the proxy and both agents sampled every SLOW_SAMPLE; the growth
-#             in KiB (the credit windows bound it).
+#   slow      a curl reading SLOW_RATE (1 KiB/s) of a BYTES download through a fresh tunnel (after
+#             one 64 MiB download at full speed) for SLOW_SECS: RSS of the proxy and both agents
+#             sampled every SLOW_SAMPLE; the growth in KiB (the credit windows bound it).
 #
 # env (defaults): REPS=3 BYTES=1073741824 NO_BUILD=0 KEEP_TMP=0 PROXY_ARGS= ENDPOINT_ARGS=
 #   sse:  SSE_STREAMS=1000 SSE_INTERVAL=1s SSE_DURATION=10s SSE_WARMUP=3s LG_THREADS=1
@@ -72,6 +72,8 @@ HOL_RATE=${HOL_RATE:-1000} HOL_PAYLOAD=${HOL_PAYLOAD:-64} HOL_DURATION=${HOL_DUR
 HOL_WARMUP=${HOL_WARMUP:-2s} HOL_CHUNK=${HOL_CHUNK:-16KiB}
 HOL_BULK_RATES=${HOL_BULK_RATES:-100MiB 0}
 SLOW_RATE=${SLOW_RATE:-1K} SLOW_SECS=${SLOW_SECS:-30} SLOW_SAMPLE=${SLOW_SAMPLE:-5}
+# The slow section's warm-up download, at full speed, before its RSS baseline.
+SLOW_WARM_BYTES=$((64 * 1024 * 1024))
 # Longest one curl transfer may take (a stalled relay fails the section instead of hanging).
 TRANSFER_LIMIT_S=300
 
@@ -522,6 +524,9 @@ section_slow() {
   httpws_tunnel_start "$bin" "$svc" "$PROXY_ARGS" "$ENDPOINT_ARGS" slow_
   local procs=("proxy=$proxy_pid" "svc_agent=$svc_pid" "client_agent=$client_pid") kv line
   cmdlog "slow reader" curl -sS --limit-rate "$SLOW_RATE" -H 'Host: svc' -o /dev/null "http://$ingress/bytes/$BYTES"
+  # One fast download first, so that "before" already holds the buffers any transfer uses
+  # and the growth is the slow reader's alone.
+  curl -sS --max-time "$TRANSFER_LIMIT_S" -H 'Host: svc' -o /dev/null "http://$ingress/bytes/$SLOW_WARM_BYTES"
   line="0"; for kv in "${procs[@]}"; do line+=" ${kv%%=*}=$(rss_kib "${kv#*=}")"; done
   echo "$line" >"$tmp/slow.rss"
   spawn slow_curl curl -sS --limit-rate "$SLOW_RATE" -H 'Host: svc' -o /dev/null \
@@ -552,6 +557,7 @@ for line in open(f"{tmp}/slow.rss"):
     samples.append((int(f[0]), {k: int(v) for k, v in (x.split("=") for x in f[1:])}))
 names = list(samples[0][1])
 print(f"### Slow reader: curl --limit-rate {rate} of a {size / 2**30:g} GiB download through the tunnel\n")
+print("RSS before = after one 64 MiB download at full speed through the same fresh tunnel.\n")
 print("| process | RSS before | " + " | ".join(f"at {t} s" for t, _ in samples[1:]) + " | growth (first → last sample with the reader) | growth from before |")
 print("|---|---|" + "---|" * (len(samples) - 1) + "---|---|")
 for n in names:
