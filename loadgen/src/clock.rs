@@ -79,6 +79,12 @@ impl PreciseTimer {
         if now_ns() >= deadline_ns {
             return Ok(());
         }
+        self.arm(deadline_ns)?;
+        self.wait_armed(deadline_ns).await
+    }
+
+    /// Arm the timer to fire at `deadline_ns` (replacing any earlier arming).
+    pub fn arm(&self, deadline_ns: u64) -> io::Result<()> {
         let spec = libc::itimerspec {
             it_interval: libc::timespec {
                 tv_sec: 0,
@@ -101,16 +107,21 @@ impl PreciseTimer {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
+        Ok(())
+    }
+
+    /// Wait until [`now_ns`] ≥ `deadline_ns`, for a timer already [armed](Self::arm) at that
+    /// time: a loop that waits on a deadline that seldom changes arms it only when it does.
+    /// Cancel-safe (the arming stays).
+    pub async fn wait_armed(&self, deadline_ns: u64) -> io::Result<()> {
         // No read(2) of the expiration count: timerfd_settime resets it, and the kernel
         // signals each new expiry as a fresh edge, so clearing tokio's readiness is enough.
-        loop {
+        while now_ns() < deadline_ns {
             let mut guard = self.fd.readable().await?;
             guard.clear_ready();
             // A readiness left over from an earlier arming ends here too; ours is awaited.
-            if now_ns() >= deadline_ns {
-                return Ok(());
-            }
         }
+        Ok(())
     }
 }
 

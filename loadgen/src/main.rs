@@ -6,6 +6,8 @@
 //! and measures every CSeq round trip in an HdrHistogram. It checks that every request got
 //! exactly one answer and exits non-zero if one was lost or duplicated. `--direct` runs the
 //! same traffic against a plain WebSocket echo server (`examples/echo.rs`) for the baseline.
+//! `--stream` runs protocol 2 streams instead (events, downloads, uploads, and small requests
+//! beside a bulk stream), in [`stream`].
 //!
 //! This file holds the order of a run on the main thread: start the workers, wait for the
 //! ramp, start every thread at once, wait for the end, merge and report.
@@ -17,6 +19,7 @@ mod plot;
 mod progress;
 mod report;
 mod stats;
+mod stream;
 mod track;
 mod wire;
 mod worker;
@@ -54,6 +57,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Arc::new(Config::from_args(args)?);
     host::check_sources(&config)?;
     let nofile = host::raise_nofile_limit();
+    if let Some(plan) = config.stream {
+        return stream::run(config, plan);
+    }
     let show_bars = !config.quiet && std::io::stderr().is_terminal();
 
     let ramp = Arc::new(Ramp::default());

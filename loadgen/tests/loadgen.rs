@@ -511,3 +511,159 @@ fn lost_and_duplicated_answers_fail_the_run() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("FAILED"), "{stdout}");
 }
+
+/// A stream-mode run that succeeded: exit 0, a summary, every stream ended within the credit.
+fn assert_streams_clean(output: &Output, summary: &Option<Value>) -> Value {
+    assert!(output.status.success(), "{}", describe(output));
+    let v = summary.clone().expect("JSON summary written");
+    assert_eq!(v["clean"], true, "{v:#}");
+    assert_eq!(v["streams"]["unfinished"], 0, "{v:#}");
+    assert_eq!(v["credit_violations"], 0, "{v:#}");
+    assert_eq!(v["unknown"], 0, "{v:#}");
+    assert_eq!(v["protocol_errors"], 0, "{v:#}");
+    assert!(v["errors"].as_object().unwrap().is_empty(), "{v:#}");
+    assert!(v["resets"].as_object().unwrap().is_empty(), "{v:#}");
+    v
+}
+
+#[test]
+fn stream_events_through_the_proxy() {
+    let proxy = Server::proxy();
+    let url = proxy.url();
+    let (output, summary) = loadgen(&[
+        "--proxy",
+        &url,
+        "--stream",
+        "events",
+        "--conns",
+        "20",
+        "--streams",
+        "30",
+        "--interval",
+        "50ms",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+    ]);
+    let v = assert_streams_clean(&output, &summary);
+    assert_eq!(v["stream"], "events");
+    assert_eq!(v["mode"], "relay");
+    // 30 streams at 20 events/s for a second: far more than none, and every one timed.
+    let events = &v["events"];
+    assert!(events["in_window"].as_u64().unwrap() > 100, "{v:#}");
+    let latency = &events["latency"];
+    assert!(latency["samples"].as_u64().unwrap() > 100, "{v:#}");
+    let p50 = latency["p50_us"].as_f64().unwrap();
+    let p99 = latency["p99_us"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= p99, "{v:#}");
+    // Every stream was answered by a loadgen server and ended by it at the end.
+    assert_eq!(v["streams"]["opened"], 30, "{v:#}");
+    assert_eq!(v["streams"]["completed"], 30, "{v:#}");
+    assert_eq!(v["served"], 30, "{v:#}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("check     OK"), "{stdout}");
+}
+
+#[test]
+fn stream_downloads_and_uploads_through_the_proxy() {
+    let proxy = Server::proxy();
+    let url = proxy.url();
+    for kind in ["download", "upload"] {
+        let (output, summary) = loadgen(&[
+            "--proxy",
+            &url,
+            "--stream",
+            kind,
+            "--conns",
+            "4",
+            "--streams",
+            "4",
+            "--stream-bytes",
+            "1MiB",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+        ]);
+        let v = assert_streams_clean(&output, &summary);
+        assert_eq!(v["stream"], kind);
+        // Bodies of 1 MiB need several windows of credit: completing them means the
+        // credit went round.
+        assert!(v["streams"]["completed"].as_u64().unwrap() >= 4, "{v:#}");
+        assert_eq!(v["streams"]["short"], 0, "{v:#}");
+        assert!(v["bytes_in_window"].as_u64().unwrap() > 0, "{v:#}");
+        assert!(v["throughput_mib_s"].as_f64().unwrap() > 0.0, "{v:#}");
+        assert!(v["per_stream"]["samples"].as_u64().unwrap() > 0, "{v:#}");
+    }
+}
+
+#[test]
+fn stream_mixed_measures_both_windows() {
+    let proxy = Server::proxy();
+    let echo = Server::echo();
+    for (url, direct) in [(proxy.url(), false), (echo.url(), true)] {
+        let mut args = vec![
+            "--proxy",
+            &url,
+            "--stream",
+            "mixed",
+            "--conns",
+            "2",
+            "--rate",
+            "200",
+            "--duration",
+            "600ms",
+            "--warmup",
+            "200ms",
+        ];
+        if direct {
+            args.push("--direct");
+        }
+        let (output, summary) = loadgen(&args);
+        let v = assert_streams_clean(&output, &summary);
+        assert_eq!(v["mode"], if direct { "direct" } else { "relay" });
+        let small = &v["small"];
+        assert_eq!(small["sent"], small["answered"], "{v:#}");
+        assert!(
+            small["without_bulk"]["samples"].as_u64().unwrap() > 50,
+            "{v:#}"
+        );
+        assert!(
+            small["with_bulk"]["samples"].as_u64().unwrap() > 50,
+            "{v:#}"
+        );
+        assert!(small["p99_ratio"].as_f64().unwrap() > 0.0, "{v:#}");
+        // The bulk stream moved while the small requests went on, and was cancelled at the end.
+        assert!(v["bytes_in_window"].as_u64().unwrap() > 0, "{v:#}");
+        assert_eq!(v["streams"]["cancelled_at_end"], 1, "{v:#}");
+    }
+}
+
+#[test]
+fn stream_bulk_rate_caps_the_bulk_download() {
+    let proxy = Server::proxy();
+    let url = proxy.url();
+    let (output, summary) = loadgen(&[
+        "--proxy",
+        &url,
+        "--stream",
+        "mixed",
+        "--conns",
+        "2",
+        "--rate",
+        "100",
+        "--bulk-rate",
+        "2MiB",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+    ]);
+    let v = assert_streams_clean(&output, &summary);
+    // A cap is an upper bound however slow the machine: 2 MiB/s over a 1 s window, plus the
+    // one burst a stream may send after falling behind.
+    let bytes = v["bytes_in_window"].as_u64().unwrap();
+    assert!(bytes > 0, "{v:#}");
+    assert!(bytes <= 2 * 1024 * 1024 + 128 * 1024, "{v:#}");
+}

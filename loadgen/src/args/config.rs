@@ -5,11 +5,19 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 
-use super::flags::{Args, Pattern};
+use super::flags::{Args, Pattern, StreamKind};
 use super::parse::{parse_sources, parse_ws_url};
 
 /// Largest --payload (the message limit of the workers' decoder is this plus a head).
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
+/// Smallest --event-bytes: `data: `, a 20-digit timestamp, a space, a 10-digit sequence
+/// number and the blank line, with a byte to spare.
+pub const MIN_EVENT_BYTES: usize = 40;
+/// Largest --event-bytes and --chunk: one data message stays well inside the proxy's
+/// default message limit.
+pub const MAX_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// Small whole-message requests per second in --stream mixed without --rate.
+const DEFAULT_SMALL_RATE: u64 = 1_000;
 /// Longest DNS label, which every virtual address `<prefix>-<i>` must fit in.
 const MAX_LABEL_BYTES: usize = 63;
 
@@ -22,6 +30,26 @@ pub enum Traffic {
     Closed { in_flight: u64 },
     /// No requests at all.
     Idle,
+}
+
+/// Stream mode (`--stream`): what each stream carries and how many are open at once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StreamPlan {
+    pub kind: StreamKind,
+    /// Streams open at once in total (mixed: bulk streams), spread over the callers.
+    pub streams: usize,
+    /// events: between two events of one stream.
+    pub interval: Duration,
+    /// events: bytes of each event.
+    pub event_bytes: usize,
+    /// download, upload: body bytes of each stream.
+    pub stream_bytes: u64,
+    /// Body bytes per data message.
+    pub chunk: usize,
+    /// mixed: small whole-message requests per second in total (`--payload` bytes each).
+    pub small_rate: u64,
+    /// mixed: the bulk download's bytes per second (`None`: as fast as the credit allows).
+    pub bulk_rate: Option<u64>,
 }
 
 /// The checked configuration.
@@ -49,6 +77,8 @@ pub struct Config {
     pub plot_with: Vec<String>,
     pub label: String,
     pub quiet: bool,
+    /// Stream mode, when `--stream` is given.
+    pub stream: Option<StreamPlan>,
 }
 
 impl Config {
@@ -90,6 +120,10 @@ impl Config {
         );
         ensure!(!args.duration.is_zero(), "--duration must be positive");
         ensure!(!args.timeout.is_zero(), "--timeout must be positive");
+        let stream = match args.stream {
+            None => None,
+            Some(kind) => Some(stream_plan(&args, kind)?),
+        };
         let label = args
             .label
             .unwrap_or_else(|| if args.direct { "direct" } else { "relay" }.to_string());
@@ -119,6 +153,7 @@ impl Config {
             plot_with: args.plot_with,
             label,
             quiet: args.quiet,
+            stream,
         })
     }
 
@@ -126,6 +161,40 @@ impl Config {
     pub fn name(&self, i: usize) -> String {
         format!("{}-{i}", self.name_prefix)
     }
+}
+
+/// The checked stream-mode settings.
+fn stream_plan(args: &Args, kind: StreamKind) -> anyhow::Result<StreamPlan> {
+    ensure!(args.streams > 0, "--streams must be at least 1");
+    let streams = usize::try_from(args.streams).context("--streams is too large")?;
+    ensure!(!args.interval.is_zero(), "--interval must be positive");
+    let event_bytes = usize::try_from(args.event_bytes).unwrap_or(usize::MAX);
+    ensure!(
+        (MIN_EVENT_BYTES..=MAX_CHUNK_BYTES).contains(&event_bytes),
+        "--event-bytes must be {MIN_EVENT_BYTES} to {MAX_CHUNK_BYTES}"
+    );
+    let chunk = usize::try_from(args.chunk).unwrap_or(usize::MAX);
+    ensure!(
+        (1..=MAX_CHUNK_BYTES).contains(&chunk),
+        "--chunk must be 1 to {MAX_CHUNK_BYTES} bytes"
+    );
+    ensure!(args.stream_bytes > 0, "--stream-bytes must be at least 1");
+    ensure!(
+        kind == StreamKind::Mixed || args.rate.is_none(),
+        "--rate is for whole-message requests: with --stream only in mixed mode"
+    );
+    let small_rate = args.rate.unwrap_or(DEFAULT_SMALL_RATE);
+    ensure!(small_rate > 0, "--rate must be at least 1");
+    Ok(StreamPlan {
+        kind,
+        streams,
+        interval: args.interval,
+        event_bytes,
+        stream_bytes: args.stream_bytes,
+        chunk,
+        small_rate,
+        bulk_rate: (args.bulk_rate > 0).then_some(args.bulk_rate),
+    })
 }
 
 /// The prefix must make valid virtual addresses: one DNS label with `-<i>` appended.
@@ -183,5 +252,40 @@ mod tests {
         let args = Args::try_parse_from(["loadgen", "--proxy", "ws://127.0.0.1:1"]).unwrap();
         let config = Config::from_args(args).unwrap();
         assert_eq!(config.traffic, Traffic::Closed { in_flight: 64 });
+        assert_eq!(config.stream, None);
+    }
+
+    #[test]
+    fn stream_flags() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["loadgen", "--proxy", "ws://127.0.0.1:1"];
+            argv.extend_from_slice(extra);
+            Config::from_args(Args::try_parse_from(argv)?)
+        };
+        let config = parse(&["--stream", "events", "--streams", "1k", "--interval", "1s"]).unwrap();
+        let plan = config.stream.unwrap();
+        assert_eq!(plan.kind, StreamKind::Events);
+        assert_eq!(plan.streams, 1000);
+        assert_eq!(plan.interval, Duration::from_secs(1));
+        let plan = parse(&["--stream", "download", "--stream-bytes", "1GiB"])
+            .unwrap()
+            .stream
+            .unwrap();
+        assert_eq!(plan.stream_bytes, 1 << 30);
+        let plan = parse(&["--stream", "mixed", "--rate", "2k"])
+            .unwrap()
+            .stream
+            .unwrap();
+        assert_eq!(plan.small_rate, 2000);
+        assert_eq!(plan.bulk_rate, None);
+        let plan = parse(&["--stream", "mixed", "--bulk-rate", "100MiB"])
+            .unwrap()
+            .stream
+            .unwrap();
+        assert_eq!(plan.bulk_rate, Some(100 << 20));
+        assert!(parse(&["--stream", "events", "--rate", "5"]).is_err());
+        assert!(parse(&["--stream", "events", "--event-bytes", "10"]).is_err());
+        assert!(parse(&["--stream", "download", "--chunk", "0"]).is_err());
+        assert!(parse(&["--streams", "5"]).is_err());
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use super::parse::parse_count;
+use super::parse::{parse_count, parse_size};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -92,6 +92,36 @@ pub struct Args {
     /// Name of this run in the plot's legend (default: relay or direct).
     #[arg(long)]
     pub label: Option<String>,
+    /// Protocol 2 streams (`Sec-WebSocket-Protocol: httpws.2`) instead of whole-message
+    /// requests: `events` (server-sent events, --event-bytes every --interval per stream),
+    /// `download` / `upload` (bodies of --stream-bytes in data messages within the credit),
+    /// `mixed` (head-of-line blocking: small whole-message requests at --rate, measured
+    /// without and then with one unbounded download per caller on the same connections).
+    /// Connection 2i calls 2i+1; with --direct every connection calls itself through the echo.
+    #[arg(long, value_enum, conflicts_with_all = ["closed_loop", "idle"])]
+    pub stream: Option<StreamKind>,
+    /// Stream mode: streams open at once in total, spread over the callers (mixed: bulk
+    /// streams).
+    #[arg(long, default_value = "1", value_parser = parse_count, requires = "stream")]
+    pub streams: u64,
+    /// Stream mode, events: time between two events of one stream.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", requires = "stream")]
+    pub interval: Duration,
+    /// Stream mode, events: bytes of each event (one SSE `data:` line and its blank line).
+    #[arg(long, default_value = "64", value_parser = parse_size, requires = "stream")]
+    pub event_bytes: u64,
+    /// Stream mode, download and upload: body bytes of each stream (accepts 64MiB, 1GiB);
+    /// a finished stream is followed by the next until the measured time ends.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size, requires = "stream")]
+    pub stream_bytes: u64,
+    /// Stream mode, mixed: the bulk download's rate in bytes per second (accepts 100MiB);
+    /// 0: as fast as the credit allows (which, on a machine with few cores, also measures
+    /// how the small requests fare when the relay has no CPU to spare).
+    #[arg(long, default_value = "0", value_parser = parse_size, requires = "stream")]
+    pub bulk_rate: u64,
+    /// Stream mode: body bytes in each data message (accepts 16KiB).
+    #[arg(long, default_value = "16KiB", value_parser = parse_size, requires = "stream")]
+    pub chunk: u64,
     /// No progress bars (they are hidden anyway when stderr is not a terminal).
     #[arg(long, short)]
     pub quiet: bool,
@@ -108,6 +138,30 @@ impl Pattern {
         match self {
             Pattern::Pairs => "pairs",
             Pattern::Random => "random",
+        }
+    }
+}
+
+/// What a stream-mode run sends (`--stream`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    /// Open-ended responses of events at an interval (Server-Sent Events).
+    Events,
+    /// Responses of `--stream-bytes` each, as fast as the credit allows.
+    Download,
+    /// Requests of `--stream-bytes` each, answered whole once received.
+    Upload,
+    /// Small whole-message requests alone, then beside one unbounded download per caller.
+    Mixed,
+}
+
+impl StreamKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamKind::Events => "events",
+            StreamKind::Download => "download",
+            StreamKind::Upload => "upload",
+            StreamKind::Mixed => "mixed",
         }
     }
 }

@@ -5,5 +5,5 @@ mod config;
 mod flags;
 mod parse;
 
-pub use self::config::{Config, MAX_PAYLOAD_BYTES, Traffic};
-pub use self::flags::{Args, Pattern};
+pub use self::config::{Config, MAX_PAYLOAD_BYTES, MIN_EVENT_BYTES, StreamPlan, Traffic};
+pub use self::flags::{Args, Pattern, StreamKind};

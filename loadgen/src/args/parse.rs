@@ -48,6 +48,35 @@ pub fn parse_count(s: &str) -> Result<u64, CountError> {
     }
 }
 
+/// Why a flag value is not a size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    #[error("'{0}' is not a size (e.g. 4096, 16KiB, 64MiB, 1GiB)")]
+    NotASize(String),
+    #[error("'{0}' is too large")]
+    TooLarge(String),
+}
+
+/// `4096`, `16k`, `16KiB`, `64MiB`, `1GiB` → bytes (k, m, g and their KiB forms are powers of
+/// 1024: these are buffer and body sizes).
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
+    let t = s.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits_end);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| SizeError::NotASize(s.to_string()))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => return Err(SizeError::NotASize(s.to_string())),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| SizeError::TooLarge(s.to_string()))
+}
+
 /// `127.0.0.2-127.0.0.20`, `127.0.0.2,127.0.0.3`, `127.0.0.2-5` (last octet), or a mix.
 pub fn parse_sources(s: &str) -> anyhow::Result<Vec<IpAddr>> {
     let mut out = Vec::new();
@@ -141,6 +170,20 @@ mod tests {
         assert!(parse_count("-5").is_err());
         assert!(parse_count("1.5").is_err());
         assert!(parse_count("99999999999999999999k").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("16k"), Ok(16 * 1024));
+        assert_eq!(parse_size("16KiB"), Ok(16 * 1024));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("1.5MiB").is_err());
+        assert!(parse_size("1TiB").is_err());
+        assert!(parse_size("99999999999GiB").is_err());
     }
 
     #[test]
