@@ -59,6 +59,12 @@ impl HttpCaller {
         st.credit = 0;
     }
 
+    /// Whether no piece of the answer is waiting to be written (the caller keeps up with
+    /// what the target sends).
+    pub fn caught_up(&self) -> bool {
+        self.state.borrow().parts.is_empty()
+    }
+
     /// The next piece of the answer once it is there, or the credit granted meanwhile (as
     /// one `Progress::Credit`, with an empty frame).
     pub fn poll_part(&self, cx: &mut Context<'_>) -> Poll<(OutFrame, Progress)> {

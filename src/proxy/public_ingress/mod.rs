@@ -36,7 +36,7 @@ use crate::proto::http1::write::ChunkSizeLine;
 use crate::proto::public_request::{
     self, Forwarded, INTERNET_CALLER, IngressHead, MAX_INGRESS_HEADERS, RelayHead,
 };
-use crate::proto::stream::Verb;
+use crate::proto::stream::{STREAM_WINDOW, Verb};
 use crate::proxy::http_caller::HttpCaller;
 use crate::proxy::ids::{CallerKind, ConnKey, ConnRef};
 use crate::proxy::messages::{
@@ -60,6 +60,37 @@ const END_KEEP_ALIVE: &[u8] = b"\r\n";
 const END_CLOSE: &[u8] = b"Connection: close\r\n\r\n";
 /// Ends a chunked body.
 const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// The credit an internet caller's streamed answer gets back as it is written: what was
+/// written, and while the caller keeps up (nothing of the answer waits to be written once a
+/// piece is), as much again, so that the window the target may fill grows from the initial
+/// 256 KiB towards `--max-stream-window` (the bandwidth-delay product of a fast path needs more
+/// than the initial window; TCP grows its own the same way). A caller that falls behind gets
+/// back only what it took, so what waits for it stays within the window it had.
+struct ReceiveWindow {
+    window: u64,
+    max: u64,
+}
+
+impl ReceiveWindow {
+    fn new(max: u64) -> ReceiveWindow {
+        ReceiveWindow {
+            window: STREAM_WINDOW,
+            max,
+        }
+    }
+
+    /// The credit to grant for `written` bytes written to the caller.
+    fn grant(&mut self, written: u64, caught_up: bool) -> u64 {
+        let growth = if caught_up {
+            written.min(self.max.saturating_sub(self.window))
+        } else {
+            0
+        };
+        self.window += growth;
+        written + growth
+    }
+}
 
 /// What woke an exchange up.
 enum Event {
@@ -494,6 +525,7 @@ impl IngressConn {
     ) -> Result<Next, IngressEnd> {
         let caller = self.caller.clone();
         let mut answer: Option<HttpBodyFraming> = None;
+        let mut window = ReceiveWindow::new(self.shard.config.max_stream_window);
         loop {
             if let Err(e) = self.send_upload(upload, owner, origin, cseq) {
                 return self.broken_upload(e, owner, origin, cseq, answer).await;
@@ -604,7 +636,7 @@ impl IngressConn {
                 (Progress::Continues, Some(framing)) => {
                     self.write_piece(framing, &frame.body).await?;
                     if !frame.body.is_empty() {
-                        let n = frame.body.len() as u64;
+                        let n = window.grant(frame.body.len() as u64, caller.caught_up());
                         self.shard.stream_from_http_caller(
                             owner,
                             origin,

@@ -62,8 +62,11 @@ impl Shard {
             owner
         };
         let Some(owner) = owner else {
-            let reason = format!("no stream of request {} is open", tag.cseq);
-            return self.send_indication(conn, IndicationError::UnknownCseq, &reason);
+            // Dropped quietly: the proxy cannot tell a stream that never was from one that has
+            // just ended (a grant crossing the target's end, data crossing an early answer),
+            // and the caller's own CSeqs are not remembered once their exchange is over.
+            tracing::debug!(address = %conn.address, cseq = tag.cseq, "a stream message for no open stream of the caller's");
+            return;
         };
         let hop = CallerStream {
             origin: ConnRef {
