@@ -555,9 +555,9 @@ export class Endpoint extends EventTarget {
    *   asked for (default `websocket`; `name` or `name/version`); `method` (default `GET`);
    *   `headers`: more request headers, as given (`Sec-WebSocket-Key` and the like);
    *   `signal`: aborts the wait, and afterwards resets the socket (or a refusal's streaming
-   *   body: `cancel`); `timeout`: ms
-   *   until the answer's head (default the endpoint's); `maxBufferedBytes`: what the socket's
-   *   `send()` may queue waiting for credit (default the endpoint's)
+   *   body: `cancel`); `timeout`: ms until the answer's head (default the endpoint's);
+   *   `maxBufferedBytes`: what the socket's `send()` may queue waiting for credit (default
+   *   the endpoint's)
    * @returns {Promise<UpgradedSocket>}
    */
   async upgrade(input, options = {}) {

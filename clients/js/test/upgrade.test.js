@@ -463,6 +463,22 @@ describe('upgrades on the wire, with hand-written protocol-2 peers', { timeout: 
     assert.equal(js.openStreams, 0);
   });
 
+  test('aborting or timing out before the answer rejects, and resets the request stream', async () => {
+    const controller = new AbortController();
+    const aborted = js.upgrade('http://raw2/abort', { signal: controller.signal });
+    const first = parseHttp(await raw.next()).header('cseq');
+    const reason = new Error('no longer wanted');
+    controller.abort(reason);
+    await assert.rejects(aborted, (err) => err === reason);
+    assert.equal((await raw.next()).toString(), `~reset <${first} cancel\n`);
+
+    const late = js.upgrade('http://raw2/late', { timeout: 50 });
+    const second = parseHttp(await raw.next()).header('cseq');
+    await assert.rejects(late, { name: 'timeout' });
+    assert.equal((await raw.next()).toString(), `~reset <${second} cancel\n`);
+    assert.equal(js.openStreams, 0);
+  });
+
   test('a whole 101 is not a switch: the upgrade fails bad-response', async () => {
     const pending = js.upgrade('http://raw2/whole');
     const cseq = parseHttp(await raw.next()).header('cseq');
