@@ -12,7 +12,10 @@
 // proxy does not choose it. In protocol 2 small bodies still travel whole, one message per HTTP
 // message; large, unknown-length and endless ones stream as data messages under per-stream
 // flow control (credit), so `fetch()` resolves at the response head with a streaming body, a
-// request body may be a ReadableStream, and a handler's request and response bodies stream.
+// request body may be a ReadableStream, and a handler's request and response bodies stream;
+// and upgrades (`101 Switching Protocols`, a WebSocket handshake or any other) turn an exchange
+// into a WebSocket-like byte socket both ways: `ep.upgrade()` as the caller, `info.upgrade()`
+// in a handler.
 //
 //   import { HttpWs } from './httpws.js';
 //   const ep = await HttpWs.connect('wss://relay.example.com', { name: 'alice', token });
@@ -112,6 +115,10 @@ const REFUSED_REQUEST_HEADERS = new Set([
 const DROPPED_RESPONSE_HEADERS = new Set([...HOP_BY_HOP, 'content-length', 'cseq', 'httpws-from', 'httpws-stream']);
 
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** One protocol in an `Upgrade` header (RFC 9110 §7.8): a name, and maybe `/` a version. */
+const UPGRADE_PROTOCOL_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:\/[!#$%&'*+\-.^_`|~0-9A-Za-z]+)?$/;
+/** What only this module holds: an {@link UpgradedSocket} is made here, never by its users. */
+const INTERNAL = Symbol('httpws internal');
 /** One address label: ASCII letters (any case), digits and inner hyphens, 1–63 of them. */
 const LABEL_RE = /^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
 /**
@@ -147,13 +154,17 @@ const REASONS = {
  * proxy; `reset` is the §12 token: `cancel`, `target-gone`, `timeout`, `flow-control`,
  * `too-large`, `protocol`, `shutdown`) and `answered` (the exchange was answered whole, so
  * the rest of its request body is not wanted); a stream open when the tunnel drops fails with
- * `tunnel-down`, and with `closed` when the endpoint is closed.
+ * `tunnel-down`, and with `closed` when the endpoint is closed. For upgrades:
+ * `upgrade-refused` (the target answered something other than `101`; `response` is that
+ * answer), `no-streams` (the tunnel speaks protocol 1, which cannot carry an upgraded
+ * connection), `buffer-full` (an upgraded socket's `send()` would have queued more than its
+ * `maxBufferedBytes`; the socket is reset).
  */
 export class HttpWsError extends Error {
   /**
    * @param {string} code the failure's token, also used as `name`
    * @param {string} message what happened, for people
-   * @param {{cause?: unknown, status?: number, reset?: string}} [extra]
+   * @param {{cause?: unknown, status?: number, reset?: string, response?: Response}} [extra]
    */
   constructor(code, message, extra = {}) {
     super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
@@ -163,6 +174,8 @@ export class HttpWsError extends Error {
     if (extra.status !== undefined) this.status = extra.status;
     /** A `stream-reset`'s §12 token. */
     if (extra.reset !== undefined) this.reset = extra.reset;
+    /** An `upgrade-refused`'s answer, its body still to read (or cancel). */
+    if (extra.response !== undefined) this.response = extra.response;
   }
 }
 
@@ -218,6 +231,14 @@ export function isValidAddress(name) {
  * @property {string} cseq the CSeq the request arrived with
  * @property {boolean} streamed whether the request body streams (protocol 2): the Request's
  *   body then comes as it is sent, and may be endless
+ * @property {Headers} headers every header the request came with, as it came (a browser's
+ *   `Request` hides some: `Connection`, `Upgrade`, `Sec-WebSocket-Key`, …)
+ * @property {((headers?: HeadersInit, options?: {protocol?: string, maxBufferedBytes?: number})
+ *   => UpgradedSocket) | undefined} upgrade present only on an upgrade request (protocol 2,
+ *   `Connection: Upgrade` with `Upgrade`): answers `101 Switching Protocols` with `headers`
+ *   (and `Connection: Upgrade`, `Upgrade: <protocol>`, by default the one asked for) at once,
+ *   and returns the connection as an {@link UpgradedSocket}; what the handler returns after
+ *   is not sent. A handler that does not call it answers with its `Response` as usual
  */
 
 /**
@@ -510,6 +531,100 @@ export class Endpoint extends EventTarget {
         // Sent whole: the response is due from now on (the proxy's timeout starts here too).
         if (error === null && this.#pending.get(cseq) === entry) arm();
       });
+    });
+  }
+
+  /**
+   * Ask another endpoint to switch protocols (a WebSocket handshake, or any other upgrade:
+   * docs/protocol.md §12, *Upgrades*) and, when it answers `101`, get the connection as an
+   * {@link UpgradedSocket}: the bytes of the new protocol both ways, as they are, under
+   * credit, each side ending its own. The URL's host is the target address
+   * (`http://bob/chat`). The request is a stream head keeping `Connection: Upgrade` and
+   * `Upgrade: <protocol>`, with nothing sent before the answer. Any other answer rejects
+   * with an {@link HttpWsError} named `upgrade-refused` whose `response` is that answer (the
+   * proxy's own ones included: `404 unknown-address`, `502 bad-response` for a target that
+   * speaks protocol 1, …; a streamed one's body is read or cancelled as any `fetch` body).
+   * Rejects otherwise as {@link Endpoint#fetch} does when no answer can come (`tunnel-down`,
+   * `target-gone`, `timeout`, `closed`, `too-many-pending`, `tunnel-busy`, `bad-response`,
+   * `stream-reset`, the signal's reason), with `no-streams` on a protocol-1 tunnel, and with
+   * a `TypeError` for a bad URL, protocol or header (the client writes `Connection` and
+   * `Upgrade` itself; the others it refuses are those of `fetch`).
+   * @param {string | URL} input
+   * @param {{protocol?: string, method?: string, headers?: HeadersInit, signal?: AbortSignal,
+   *   timeout?: number, maxBufferedBytes?: number}} [options] `protocol`: the one protocol
+   *   asked for (default `websocket`; `name` or `name/version`); `method` (default `GET`);
+   *   `headers`: more request headers, as given (`Sec-WebSocket-Key` and the like);
+   *   `signal`: aborts the wait, and afterwards resets the socket (or a refusal's streaming
+   *   body: `cancel`); `timeout`: ms until the answer's head (default the endpoint's);
+   *   `maxBufferedBytes`: what the socket's `send()` may queue waiting for credit (default
+   *   the endpoint's)
+   * @returns {Promise<UpgradedSocket>}
+   */
+  async upgrade(input, options = {}) {
+    const protocol = options.protocol ?? 'websocket';
+    if (typeof protocol !== 'string' || !UPGRADE_PROTOCOL_RE.test(protocol)) {
+      throw new TypeError(`${JSON.stringify(String(protocol))} is not one protocol to upgrade to (a token, or token/version)`);
+    }
+    const method = options.method ?? 'GET';
+    if (typeof method !== 'string' || !TOKEN_RE.test(method)) throw new TypeError(`${JSON.stringify(String(method))} is not an HTTP method`);
+    const url = new URL(input);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new TypeError(`upgrade over httpws takes http:// URLs naming the target, not ${url.href}`);
+    }
+    const target = url.hostname;
+    if (!isValidAddress(target)) throw new TypeError(`"${target}" is not a valid httpws address`);
+    const headers = new Headers(options.headers);
+    checkRequestHeaders(headers);
+    const timeout = options.timeout === undefined ? this.#opts.timeout : positive(options.timeout, 'timeout');
+    const maxBufferedBytes = options.maxBufferedBytes === undefined
+      ? this.#opts.maxBufferedBytes : positive(options.maxBufferedBytes, 'maxBufferedBytes');
+    const signal = options.signal ?? null;
+    signal?.throwIfAborted?.();
+    this.#checkUsable();
+    if (this.#protocol !== 2) {
+      throw new HttpWsError('no-streams', 'the tunnel speaks protocol 1, which cannot carry an upgraded connection');
+    }
+    if (this.#pending.size >= this.#opts.maxPending) {
+      throw new HttpWsError('too-many-pending', `${this.#pending.size} requests already wait for responses`);
+    }
+    if (this.#ws.bufferedAmount > this.#opts.maxBufferedBytes) {
+      throw new HttpWsError('tunnel-busy', `${this.#ws.bufferedAmount} bytes wait to be sent on the tunnel`);
+    }
+    const ws = this.#ws;
+    const cseq = this.#allocCseq();
+    const lines = [`${method} ${url.pathname}${url.search} HTTP/1.1`, `Host: ${target}`, `CSeq: ${cseq}`];
+    for (const [name, value] of headers) lines.push(headerLine(name, value));
+    lines.push('Connection: Upgrade', `Upgrade: ${protocol}`, 'Httpws-Stream: body');
+    const message = encodeMessage(lines, null);
+    url.hash = '';
+    return new Promise((resolve, reject) => {
+      const entry = {
+        resolve, reject, method, url: url.href, timer: null, signal, onAbort: null,
+        upgrade: { maxBufferedBytes },
+      };
+      // The request stream is open from its head on; nothing goes on it before a 101.
+      const ex = this.#openExchange(ws, '>', cseq, 'open', 'waiting');
+      entry.timer = setTimeout(() => {
+        const error = new HttpWsError('timeout', `no answer from ${target} within ${timeout} ms`);
+        this.#settle(cseq)?.reject(error);
+        ex.reset('cancel', error);
+      }, Math.min(timeout, 2 ** 31 - 1));
+      if (signal) {
+        entry.onAbort = () => {
+          this.#settle(cseq)?.reject(signal.reason);
+          ex.reset('cancel', signal.reason);
+        };
+        signal.addEventListener('abort', entry.onAbort, { once: true });
+      }
+      ex.onfail = (error) => this.#settle(cseq)?.reject(error);
+      this.#pending.set(cseq, entry);
+      try {
+        ws.send(message);
+      } catch (err) {
+        const error = new HttpWsError('tunnel-down', 'the tunnel could not send', { cause: err });
+        this.#settle(cseq)?.reject(error);
+        ex.lost(error);
+      }
     });
   }
 
@@ -888,7 +1003,16 @@ export class Endpoint extends EventTarget {
     const cseq = Number(message.cseq);
     const key = `>${canonicalCseq(message.cseq)}`;
     const ex = this.#streams.get(key);
-    const entry = this.#settle(cseq);
+    let entry = this.#settle(cseq);
+    if (entry?.upgrade !== undefined) {
+      if (ex !== undefined) {
+        this.#onUpgradeAnswer(message, ex, entry);
+        return;
+      }
+      // Its stream is gone (it cannot be, while the upgrade waits): answered as a late one.
+      entry.reject(new HttpWsError('bad-response', 'an answer to an upgrade whose stream is over'));
+      entry = undefined;
+    }
     if (!message.stream) {
       // A whole answer ends the exchange: what is left of our request body is not wanted.
       ex?.responseArrived(false, null);
@@ -924,6 +1048,64 @@ export class Endpoint extends EventTarget {
       stream.onfinish.push(() => signal.removeEventListener('abort', onAbort));
     }
     entry.resolve(response);
+  }
+
+  /**
+   * The answer to an upgrade we sent on `ex`: a streamed `101` makes it an upgraded socket;
+   * any other answer rejects the upgrade with it, our (empty) request stream ending.
+   */
+  #onUpgradeAnswer(message, ex, entry) {
+    const refused = (response) => new HttpWsError('upgrade-refused',
+      `${new URL(entry.url).hostname} answered ${response.status} instead of 101 Switching Protocols`, { response });
+    const unusable = (why) => new HttpWsError('bad-response', `unusable answer to an upgrade: ${why}`);
+    if (!message.stream) {
+      // A whole answer ends the exchange (a whole 101 cannot switch: it is not a stream head).
+      ex.responseArrived(false, null);
+      try {
+        entry.reject(refused(toResponse(message, entry.method, entry.url, null)));
+      } catch (err) {
+        entry.reject(unusable(err.message));
+      }
+      return;
+    }
+    if (message.status === 101) {
+      if (message.declared !== null) {
+        ex.reset('cancel');
+        entry.reject(unusable('a 101 with a Content-Length'));
+        return;
+      }
+      ex.responseArrived(true, null);
+      const headers = new Headers();
+      for (const [name, value] of message.headers) {
+        if (name.toLowerCase() !== 'cseq') headers.append(name, value);
+      }
+      const socket = new UpgradedSocket(INTERNAL, ex, {
+        protocol: headers.get('upgrade') ?? '', headers, url: entry.url,
+        maxBufferedBytes: entry.upgrade.maxBufferedBytes, signal: entry.signal,
+      });
+      entry.resolve(socket);
+      return;
+    }
+    // Not switched: our request had no body, and ends now; the answer's body streams.
+    ex.responseArrived(true, message.declared);
+    if (ex.send === 'open') ex.end();
+    const noBody = entry.method === 'HEAD' || [204, 205, 304].includes(message.status);
+    let response;
+    try {
+      response = toResponse(message, entry.method, entry.url, noBody ? null : ex.readable());
+    } catch (err) {
+      ex.reset('cancel');
+      entry.reject(unusable(err.message));
+      return;
+    }
+    if (noBody) ex.reset('cancel');
+    const signal = entry.signal;
+    if (signal && !ex.over) {
+      const onAbort = () => ex.reset('cancel', signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      ex.onfinish.push(() => signal.removeEventListener('abort', onAbort));
+    }
+    entry.reject(refused(response));
   }
 
   /**
@@ -1003,6 +1185,8 @@ export class Endpoint extends EventTarget {
       this.#handlers -= 1;
       this.#handlerBytes -= size;
     }
+    // Upgraded: the socket is the answer, and the handler's to keep.
+    if (answer.upgraded) return;
     // Reset while the handler ran (by the caller, a credit violation, the tunnel): no answer.
     if (ex?.over) {
       answer.streamed?.source.reader?.cancel(ex.recvError ?? ex.sendError).catch(() => {});
@@ -1014,13 +1198,16 @@ export class Endpoint extends EventTarget {
   }
 
   /**
-   * The handler's answer to one request: `{whole}`, the bytes of one whole message, or
-   * `{streamed: {head, source}}`, a stream head and the body to stream after it.
+   * The handler's answer to one request: `{whole}`, the bytes of one whole message,
+   * `{streamed: {head, source}}`, a stream head and the body to stream after it, or
+   * `{upgraded: true}` when the handler took an upgrade request's connection (its `101` is sent).
    */
   async #handle(ws, message, ex, handler) {
     const cseq = message.cseq;
+    // An upgrade comes as a stream head whose stream, once switched, is the caller's bytes.
+    const asked = ex !== null ? upgradeAsked(message.headers) : null;
     let body = null;
-    if (ex !== null) {
+    if (ex !== null && asked === null) {
       if (message.method === 'GET' || message.method === 'HEAD') {
         // A Request of these cannot have a body: what comes is read and let go.
         ex.readable().pipeTo(new WritableStream()).catch(() => {});
@@ -1046,8 +1233,43 @@ export class Endpoint extends EventTarget {
     // The Request has its own copy of the body: let the message's bytes go.
     message.body = null;
     const from = message.headers.find(([name]) => name.toLowerCase() === 'httpws-from')?.[1] ?? '';
+    const headers = new Headers();
+    for (const [name, value] of message.headers) {
+      if (name.toLowerCase() !== 'cseq') headers.append(name, value);
+    }
+    const info = { from, cseq, streamed: ex !== null && asked === null, headers };
+    let socket = null;
+    let answered = false;
+    if (asked !== null) {
+      info.upgrade = (answerHeaders = undefined, options = {}) => {
+        if (socket !== null) throw new TypeError('this request was upgraded already');
+        if (answered) throw new TypeError('the handler has answered: upgrade before it returns');
+        if (ex.over) throw ex.recvError ?? new HttpWsError('stream-reset', 'the exchange is over');
+        if (ws !== this.#ws) throw new HttpWsError('tunnel-down', 'the tunnel dropped before the answer');
+        const protocol = options.protocol ?? asked;
+        if (typeof protocol !== 'string' || !UPGRADE_PROTOCOL_RE.test(protocol)) {
+          throw new TypeError(`${JSON.stringify(String(protocol))} is not one protocol: name the one switched to as {protocol}`);
+        }
+        const maxBufferedBytes = options.maxBufferedBytes === undefined
+          ? this.#opts.maxBufferedBytes : positive(options.maxBufferedBytes, 'maxBufferedBytes');
+        const sent = new Headers(answerHeaders);
+        const head = switchHead(cseq, sent, protocol);
+        this.#send(ws, head);
+        ex.responded(true);
+        sent.set('Connection', 'Upgrade');
+        sent.set('Upgrade', protocol);
+        socket = new UpgradedSocket(INTERNAL, ex, { protocol, headers: sent, url: request.url, maxBufferedBytes, signal: null });
+        return socket;
+      };
+    }
     try {
-      const response = await handler.call(this, request, { from, cseq, streamed: ex !== null });
+      const response = await handler.call(this, request, info);
+      answered = true;
+      if (socket !== null) {
+        // What the handler returned besides is not sent: a body it made is let go.
+        if (typeof response?.body?.cancel === 'function' && !response.bodyUsed) response.body.cancel().catch(() => {});
+        return { upgraded: true };
+      }
       if (!response || !Number.isInteger(response.status) || typeof response.headers !== 'object' ||
           response.status < 200 || response.status > 599) {
         throw new TypeError('onrequest must return a Response with a status from 200 to 599');
@@ -1077,7 +1299,13 @@ export class Endpoint extends EventTarget {
       }
       return { whole: bytes };
     } catch (error) {
+      answered = true;
       this.#emit('error', { token: 'handler-error', reason: String(error?.message ?? error), error, source: 'client' });
+      if (socket !== null) {
+        // It failed after switching: the connection it took is reset, not left to no one.
+        socket.reset('cancel');
+        return { upgraded: true };
+      }
       return { whole: errorResponse(cseq, 500, 'service-error', 'the request handler failed\n') };
     }
   }
@@ -1102,6 +1330,321 @@ export class Endpoint extends EventTarget {
 }
 
 /**
+ * An upgraded connection (a `101 Switching Protocols` through the proxy, docs/protocol.md §12,
+ * *Upgrades*): the bytes of the new protocol both ways, as they are, shaped like a WebSocket.
+ * It comes from {@link Endpoint#upgrade} (the caller's side) or a handler's `info.upgrade()`
+ * (the target's); it is never constructed by hand.
+ *
+ * - `send(data)` (a string, sent as UTF-8, an `ArrayBuffer` or a view of one) sends at once
+ *   what the credit allows and queues the rest, copied, until credit comes; `bufferedAmount`
+ *   is what waits. A `send()` that would take it over the socket's `maxBufferedBytes` resets
+ *   the connection (`cancel`) and throws `buffer-full`.
+ * - `message` events carry the received bytes as a `Uint8Array` in `data`, in order, from the
+ *   first `message` listener (or `onmessage`) on, and never while `pause()`d: bytes not
+ *   delivered are not granted back, so a reader that pauses, or never listens, holds the
+ *   sender at the window (256 KiB). Delivered bytes are granted back as they are delivered.
+ * - `end` — the other side ended its bytes (a half-close); it may still read ours.
+ * - `close()` ends our bytes (`~end`, a half-close) once what is queued has gone; `reset()`
+ *   aborts both ways at once (`~reset cancel`, or another §12 token).
+ * - `close` fires once, after both sides have ended (`wasClean: true`, `code` 1000), or at a
+ *   reset from either side or the proxy, the tunnel's loss or the endpoint's closing
+ *   (`wasClean: false`, `code` 1006, `reason` the §12 token or the error's name:
+ *   `tunnel-down`, `closed`, `buffer-full`; `error` the {@link HttpWsError}). It is
+ *   dispatched a task later than `readyState` turns `CLOSED`, so a listener added right
+ *   after the socket came still gets it; `closed` resolves with the same detail.
+ * - `drain` — what `send()` queued has all gone.
+ */
+export class UpgradedSocket extends EventTarget {
+  static CONNECTING = 0;
+  static OPEN = 1;
+  static CLOSING = 2;
+  static CLOSED = 3;
+
+  #ex;
+  #protocol;
+  #headers;
+  #url;
+  #limit;
+  /** What send() queued waiting for credit, and its byte count. */
+  #out = [];
+  #buffered = 0;
+  #state = UpgradedSocket.OPEN;
+  /** close() was called: our end goes once the queue has. */
+  #closing = false;
+  #paused = false;
+  /** A message listener exists: from then on, received bytes are delivered. */
+  #listening = false;
+  /** Their end has been delivered. */
+  #ended = false;
+  #scheduled = false;
+  /** Handlers set as `on<type>` properties. */
+  #on = Object.create(null);
+  #signal;
+  #onAbort = null;
+  #closed;
+  #resolveClosed;
+
+  /** @private */
+  constructor(key, ex, { protocol, headers, url, maxBufferedBytes, signal }) {
+    if (key !== INTERNAL) {
+      throw new TypeError('an UpgradedSocket comes from Endpoint#upgrade() or a handler\'s info.upgrade()');
+    }
+    super();
+    this.#ex = ex;
+    this.#protocol = protocol;
+    this.#headers = headers;
+    this.#url = url;
+    this.#limit = maxBufferedBytes;
+    this.#closed = new Promise((resolve) => { this.#resolveClosed = resolve; });
+    ex.onreadable = () => this.#schedule();
+    ex.oncredit = () => this.#pump();
+    ex.onfail = (error) => this.#failed(error);
+    this.#signal = signal ?? null;
+    if (this.#signal !== null) {
+      this.#onAbort = () => this.#reset('cancel', this.#signal.reason);
+      this.#signal.addEventListener('abort', this.#onAbort, { once: true });
+      if (this.#signal.aborted) queueMicrotask(this.#onAbort);
+    }
+    this.#schedule();
+  }
+
+  /** `CONNECTING` (never seen: a socket exists from its `101` on), `OPEN`, `CLOSING`, `CLOSED`. */
+  get readyState() { return this.#state; }
+
+  /** Bytes `send()` queued that have not gone yet (they wait for credit). */
+  get bufferedAmount() { return this.#buffered; }
+
+  /** The protocol switched to (the `101`'s `Upgrade`). */
+  get protocol() { return this.#protocol; }
+
+  /** The `101`'s headers (`Connection`, `Upgrade`, `Sec-WebSocket-Accept`, …). */
+  get headers() { return this.#headers; }
+
+  /** The status that switched: always 101. */
+  get status() { return 101; }
+
+  /** The upgrade request's URL (`http://<target><path>`). */
+  get url() { return this.#url; }
+
+  /** Whether delivery is paused. */
+  get paused() { return this.#paused; }
+
+  /** Resolves with the `close` event's detail (`{code, reason, wasClean, error?}`). */
+  get closed() { return this.#closed; }
+
+  get onmessage() { return this.#on.message ?? null; }
+  set onmessage(fn) { this.#setHandler('message', fn); }
+  get onend() { return this.#on.end ?? null; }
+  set onend(fn) { this.#setHandler('end', fn); }
+  get onclose() { return this.#on.close ?? null; }
+  set onclose(fn) { this.#setHandler('close', fn); }
+  get ondrain() { return this.#on.drain ?? null; }
+  set ondrain(fn) { this.#setHandler('drain', fn); }
+
+  addEventListener(type, listener, options) {
+    super.addEventListener(type, listener, options);
+    if (type === 'message' && listener) {
+      this.#listening = true;
+      this.#schedule();
+    }
+  }
+
+  /**
+   * Send bytes: a string (as UTF-8), an `ArrayBuffer` or a view of one. Throws `closed` once
+   * our side has ended (`close()`) or the socket is closed, and `buffer-full` (resetting the
+   * connection) when the queue would go over `maxBufferedBytes`.
+   * @param {string | ArrayBuffer | ArrayBufferView} data
+   */
+  send(data) {
+    let bytes;
+    let owned = false;
+    if (typeof data === 'string') {
+      bytes = new TextEncoder().encode(data);
+      owned = true;
+    } else if (data instanceof ArrayBuffer) {
+      bytes = new Uint8Array(data);
+    } else if (ArrayBuffer.isView(data)) {
+      bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    } else {
+      throw new TypeError('send() takes a string, an ArrayBuffer or a view of one');
+    }
+    if (this.#state !== UpgradedSocket.OPEN) {
+      throw new HttpWsError('closed', this.#state === UpgradedSocket.CLOSING
+        ? 'this side has ended (close() was called): nothing more can be sent'
+        : 'the upgraded connection is closed');
+    }
+    if (bytes.length === 0) return;
+    const rest = this.#out.length === 0 ? bytes.subarray(this.#ex.writeNow(bytes)) : bytes;
+    if (rest.length === 0) return;
+    if (this.#buffered + rest.length > this.#limit) {
+      const error = new HttpWsError('buffer-full',
+        `send() would queue ${this.#buffered + rest.length} bytes, over the socket's ${this.#limit}-byte maxBufferedBytes`);
+      this.#reset('cancel', error);
+      throw error;
+    }
+    // Kept until credit comes: a copy, since the caller may reuse its buffer.
+    this.#out.push(owned ? rest : new Uint8Array(rest));
+    this.#buffered += rest.length;
+  }
+
+  /** End our side (`~end`) once what is queued has gone; the other side may go on sending. */
+  close() {
+    if (this.#state !== UpgradedSocket.OPEN) return;
+    this.#state = UpgradedSocket.CLOSING;
+    this.#closing = true;
+    this.#pump();
+  }
+
+  /**
+   * Abort the connection both ways at once: the other side is sent `~reset <token>` (a §12
+   * token, `cancel` by default), queued and undelivered bytes are dropped.
+   * @param {string} [token]
+   */
+  reset(token = 'cancel') {
+    if (!RESET_TOKENS.has(token)) throw new TypeError(`${JSON.stringify(String(token))} is not a reset token`);
+    this.#reset(token, resetError(token, 'this endpoint reset the upgraded connection'));
+  }
+
+  /** Stop delivering `message` events (and so granting credit) until {@link resume}. */
+  pause() {
+    this.#paused = true;
+  }
+
+  /** Deliver again what came while paused, and what comes. */
+  resume() {
+    this.#paused = false;
+    this.#schedule();
+  }
+
+  #setHandler(type, fn) {
+    if (!(type in this.#on)) super.addEventListener(type, (event) => this.#on[type]?.call(this, event));
+    this.#on[type] = typeof fn === 'function' ? fn : null;
+    if (type === 'message' && this.#on[type] !== null) {
+      this.#listening = true;
+      this.#schedule();
+    }
+  }
+
+  #reset(token, error) {
+    if (this.#state === UpgradedSocket.CLOSED) return;
+    // Over on the wire already (both sides ended; their bytes still being delivered): no one
+    // to tell.
+    if (this.#ex.removed) this.#failed(error);
+    else this.#ex.reset(token, error);
+  }
+
+  #schedule() {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    queueMicrotask(() => {
+      this.#scheduled = false;
+      this.#deliver();
+    });
+  }
+
+  /** Deliver what came, while someone listens and delivery is not paused; then their end. */
+  #deliver() {
+    const ex = this.#ex;
+    while (this.#state !== UpgradedSocket.CLOSED && this.#listening && !this.#paused) {
+      const chunk = ex.take();
+      if (chunk === null) break;
+      this.dispatchEvent(makeEvent('message', { data: chunk }));
+    }
+    if (this.#state !== UpgradedSocket.CLOSED && !this.#ended && ex.recv === 'done' && ex.queue.length === 0) {
+      this.#ended = true;
+      this.dispatchEvent(makeEvent('end', {}));
+      this.#maybeClosed();
+    }
+  }
+
+  /** Send what waited for credit; then our end, if close() asked for it. */
+  #pump() {
+    const ex = this.#ex;
+    const waited = this.#out.length > 0;
+    while (this.#out.length > 0) {
+      const piece = this.#out[0];
+      const n = ex.writeNow(piece);
+      this.#buffered -= n;
+      if (n < piece.length) {
+        this.#out[0] = piece.subarray(n);
+        return;
+      }
+      this.#out.shift();
+    }
+    if (waited) {
+      queueMicrotask(() => {
+        if (this.#state !== UpgradedSocket.CLOSED) this.dispatchEvent(makeEvent('drain', {}));
+      });
+    }
+    if (this.#closing && ex.send === 'open') {
+      ex.end();
+      this.#maybeClosed();
+    }
+  }
+
+  /** Both sides have ended, and their end was delivered: closed cleanly. */
+  #maybeClosed() {
+    if (this.#state === UpgradedSocket.CLOSED || !this.#ended || this.#ex.send !== 'done') return;
+    this.#finish({ code: 1000, reason: '', wasClean: true });
+  }
+
+  /** Reset (by either side or the proxy), or the tunnel lost. */
+  #failed(error) {
+    if (this.#state === UpgradedSocket.CLOSED) return;
+    this.#out = [];
+    // A reset's §12 token, else the error's name (`tunnel-down`, `closed`, `buffer-full`, …).
+    const reason = error?.reset ?? (typeof error?.name === 'string' ? error.name : 'error');
+    this.#finish({ code: 1006, reason, wasClean: false, error });
+  }
+
+  #finish(detail) {
+    this.#state = UpgradedSocket.CLOSED;
+    this.#signal?.removeEventListener('abort', this.#onAbort);
+    this.#resolveClosed(detail);
+    setTimeout(() => this.dispatchEvent(makeEvent('close', detail)), 0);
+  }
+}
+
+/** An event of `type` with `props` on it (a `MessageEvent` for messages, where there is one). */
+function makeEvent(type, props) {
+  if (type === 'message' && typeof MessageEvent === 'function') return new MessageEvent(type, props);
+  const event = new Event(type);
+  for (const [key, value] of Object.entries(props)) Object.defineProperty(event, key, { value, enumerable: true });
+  return event;
+}
+
+/** The protocol an upgrade request asks for (its `Upgrade`, with `Connection: upgrade`); else null. */
+function upgradeAsked(headers) {
+  let connection = false;
+  const protocols = [];
+  for (const [name, value] of headers) {
+    const lower = name.toLowerCase();
+    if (lower === 'connection' && value.split(',').some((token) => token.trim().toLowerCase() === 'upgrade')) {
+      connection = true;
+    } else if (lower === 'upgrade' && value.trim() !== '') {
+      protocols.push(value.trim());
+    }
+  }
+  return connection && protocols.length > 0 ? protocols.join(', ') : null;
+}
+
+/**
+ * A handler's `101` as a stream head (§12): its headers, then `Connection: Upgrade`,
+ * `Upgrade: <protocol>`; a header the client writes itself is refused (a `TypeError`).
+ */
+function switchHead(cseq, headers, protocol) {
+  const lines = ['HTTP/1.1 101 Switching Protocols', `CSeq: ${cseq}`];
+  for (const [name, value] of headers) {
+    if (DROPPED_RESPONSE_HEADERS.has(canonicalName(name))) {
+      throw new TypeError(`header ${name} cannot be set on a 101: the client writes the framing and Connection, Upgrade`);
+    }
+    lines.push(headerLine(name, value));
+  }
+  lines.push('Connection: Upgrade', `Upgrade: ${protocol}`, 'Httpws-Stream: body');
+  return encodeMessage(lines, null);
+}
+
+/**
  * Connect an endpoint to the proxy at `url` and register it; see {@link Endpoint.connect}.
  * @param {string | URL} url
  * @param {ConnectOptions} [options]
@@ -1112,7 +1655,7 @@ export function connect(url, options) {
 }
 
 /** The module's API as one object: `HttpWs.connect(url, options)`. */
-export const HttpWs = Object.freeze({ connect, Endpoint, HttpWsError, isValidAddress, DEFAULTS });
+export const HttpWs = Object.freeze({ connect, Endpoint, HttpWsError, UpgradedSocket, isValidAddress, DEFAULTS });
 export default HttpWs;
 
 // --- streams (protocol 2, docs/protocol.md §12) --------------------------------------------
@@ -1165,6 +1708,10 @@ class Exchange {
     this.onsendclosed = null;
     /** Called once the exchange has left the table. */
     this.onfinish = [];
+    /** Called when their data or end is ready to take (an upgraded socket's delivery). */
+    this.onreadable = null;
+    /** Called when credit comes (an upgraded socket sends what waited for it). */
+    this.oncredit = null;
     this.creditWaiter = null;
     /** A pull of the consumer's waiting for data: its resolve. */
     this.puller = null;
@@ -1271,6 +1818,7 @@ class Exchange {
     this.credit += n;
     this.creditWaiter?.();
     this.creditWaiter = null;
+    this.oncredit?.();
   }
 
   onReset(token) {
@@ -1335,6 +1883,22 @@ class Exchange {
     }
   }
 
+  /**
+   * Send as much of `bytes` as the credit allows now, in data messages of at most a piece
+   * each (the payload is copied into them); returns how many bytes went.
+   */
+  writeNow(bytes) {
+    let at = 0;
+    while (at < bytes.length && this.send === 'open' && this.credit > 0) {
+      const n = Math.min(this.credit, DATA_PIECE_BYTES, bytes.length - at);
+      this.credit -= n;
+      this.sent += n;
+      this.link.send(this.#message('data', null, bytes.subarray(at, at + n)));
+      at += n;
+    }
+    return at;
+  }
+
   /** Our body is complete: `end`, after all its data. */
   end() {
     if (this.send !== 'open') throw this.sendError ?? new HttpWsError('closed', 'the stream is over');
@@ -1366,8 +1930,17 @@ class Exchange {
     }, { highWaterMark: 0 });
   }
 
+  /** Their next piece, granted back as it is taken; null when none waits. */
+  take() {
+    if (this.queue.length === 0) return null;
+    const chunk = this.queue.shift();
+    this.#release(chunk.length);
+    return chunk;
+  }
+
   /** Hand the waiting consumer its next piece, or their end. */
   #feed() {
+    this.onreadable?.();
     const resolve = this.puller;
     const controller = this.controller;
     if (resolve === null || controller === null) return;

@@ -175,3 +175,47 @@ export function targetError(res) {
   }
   return get('httpws-target-error');
 }
+
+/**
+ * Start the endpoint agent (`httpws endpoint --proxy <proxyUrl> <args>`); resolves once it has
+ * printed that it registered (and, with `--listen`, where it listens). `listen` is that
+ * address (`host:port`) or null; `stop()` kills it by its PID.
+ */
+export async function startAgent(proxyUrl, args) {
+  const child = spawn(BIN, ['endpoint', '--proxy', proxyUrl, ...args], {
+    env: { ...process.env, HTTPWS_LOG: process.env.HTTPWS_TEST_LOG ?? 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  const keep = (chunk) => { log = (log + chunk).slice(-8192); };
+  child.stderr.setEncoding('utf8').on('data', keep);
+  running.add(child);
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => {
+    running.delete(child);
+    resolve({ code, signal });
+  }));
+  const wantsListen = args.includes('--listen');
+  const ready = await withTimeout(new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk) => {
+      keep(chunk);
+      out += chunk;
+      const name = /httpws endpoint registered as (\S+)/.exec(out)?.[1];
+      const listen = /httpws endpoint listening on http:\/\/([^/\s]+)/.exec(out)?.[1] ?? null;
+      if (name !== undefined && (!wantsListen || listen !== null)) resolve({ name, listen });
+    });
+    child.once('error', reject);
+    exited.then(({ code, signal }) => reject(new Error(`the agent exited (${code ?? signal}) before registering:\n${log}`)));
+  }), WAIT_MS, 'the agent to register').catch((err) => {
+    child.kill('SIGKILL');
+    throw err;
+  });
+  return {
+    ...ready,
+    log: () => log,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      return withTimeout(exited, WAIT_MS, 'the agent to exit');
+    },
+  };
+}
