@@ -9,12 +9,15 @@
 #   transfer  BYTES (1 GiB) downloaded and uploaded with curl, REPS interleaved reps, to a local
 #             HTTP service (a Python server in this script: GET /bytes/N, PUT/POST a body it
 #             counts and discards):
-#               direct   curl → service
-#               rathole  curl → rathole server → rathole client (tcp transport) → service
-#               httpws   curl → client agent (endpoint --listen) → proxy → svc agent
-#                        (endpoint --serve) → service
+#               direct      curl → service
+#               rathole     curl → rathole server → rathole client (tcp transport) → service
+#               rathole-ws  the same over rathole's websocket transport (no TLS)
+#               httpws      curl → client agent (endpoint --listen) → proxy → svc agent
+#                           (endpoint --serve) → service
+#               ingress     curl → proxy's public ingress → svc agent (--public) → service
+#                           (rathole's hops)
 #             MiB/s (median) and CPU seconds of the relay's own processes per transfer.
-#             Target: httpws ≥ rathole's download throughput.
+#             Target: httpws and ingress ≥ rathole's download throughput.
 #   sse       REPS interleaved pairs of runs: SSE_STREAMS event streams at one event per SSE_INTERVAL through a fresh proxy
 #             (loadgen --stream events, 2 × SSE_STREAMS endpoints), and the same through
 #             examples/echo (loadgen --direct: the one-hop baseline). Event latency p50/p99 of
@@ -32,7 +35,7 @@
 #             sampled every SLOW_SAMPLE; the growth in KiB (the credit windows bound it).
 #
 # env (defaults): REPS=3 BYTES=1073741824 NO_BUILD=0 KEEP_TMP=0 PROXY_ARGS= ENDPOINT_ARGS=
-#   sse:  SSE_STREAMS=1000 SSE_INTERVAL=1s SSE_DURATION=10s SSE_WARMUP=3s LG_THREADS=1
+#   sse:  SSE_STREAMS=1000 SSE_INTERVAL=100ms SSE_DURATION=10s SSE_WARMUP=3s LG_THREADS=1
 #   hol:  HOL_RATE=1000 HOL_PAYLOAD=64 HOL_DURATION=5s HOL_WARMUP=2s HOL_CHUNK=16KiB
 #         HOL_BULK_RATES="100MiB 0" (the bulk download's rate per run; 0: as fast as it goes)
 #   slow: SLOW_RATE=1K SLOW_SECS=30 SLOW_SAMPLE=5
@@ -66,7 +69,7 @@ has_section() { local s; for s in "${sections[@]}"; do [ "$s" = "$1" ] && return
 
 REPS=${REPS:-3} BYTES=${BYTES:-1073741824} NO_BUILD=${NO_BUILD:-0}
 PROXY_ARGS=${PROXY_ARGS:-} ENDPOINT_ARGS=${ENDPOINT_ARGS:-}
-SSE_STREAMS=${SSE_STREAMS:-1000} SSE_INTERVAL=${SSE_INTERVAL:-1s} SSE_DURATION=${SSE_DURATION:-10s}
+SSE_STREAMS=${SSE_STREAMS:-1000} SSE_INTERVAL=${SSE_INTERVAL:-100ms} SSE_DURATION=${SSE_DURATION:-10s}
 SSE_WARMUP=${SSE_WARMUP:-3s} LG_THREADS=${LG_THREADS:-1}
 HOL_RATE=${HOL_RATE:-1000} HOL_PAYLOAD=${HOL_PAYLOAD:-64} HOL_DURATION=${HOL_DURATION:-5s}
 HOL_WARMUP=${HOL_WARMUP:-2s} HOL_CHUNK=${HOL_CHUNK:-16KiB}
@@ -210,24 +213,28 @@ ticks() { local p t=0; for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done; ech
 # =========================================================================================
 # transfer: 1 GiB each way, direct vs rathole vs httpws
 # =========================================================================================
-# rathole_tcp_start BACKEND_PORT: rathole server + client (tcp transport) for service "svc";
-# sets rh_server rh_client rh_port.
-rathole_tcp_start() {
-  local backend=$1 dir=$tmp/rathole ctrl
+# rathole_start BACKEND_PORT TRANSPORT: rathole server + client (TRANSPORT: tcp, or
+# websocket without TLS: the transport that, like httpws, frames and masks every byte) for
+# service "svc"; sets rh_server rh_client rh_port.
+rathole_start() {
+  local backend=$1 transport=$2 dir=$tmp/rathole-$2 ctrl extra=""
   ctrl=$(free_port); rh_port=$(free_port)
   mkdir -p "$dir"
-  printf '[server]\nbind_addr = "127.0.0.1:%s"\ndefault_token = "bench"\n\n[server.transport]\ntype = "tcp"\n\n[server.services.svc]\nbind_addr = "127.0.0.1:%s"\n' \
-    "$ctrl" "$rh_port" >"$dir/server.toml"
-  printf '[client]\nremote_addr = "127.0.0.1:%s"\ndefault_token = "bench"\n\n[client.transport]\ntype = "tcp"\n\n[client.services.svc]\nlocal_addr = "127.0.0.1:%s"\n' \
-    "$ctrl" "$backend" >"$dir/client.toml"
-  spawn rathole_server env RUST_LOG=warn "$rathole_bin" --server "$dir/server.toml"
+  [ "$transport" = websocket ] && extra='\n[%s.transport.websocket]\ntls = false\n'
+  # shellcheck disable=SC2059
+  printf "[server]\nbind_addr = \"127.0.0.1:%s\"\ndefault_token = \"bench\"\n\n[server.transport]\ntype = \"%s\"\n$(printf "$extra" server)\n[server.services.svc]\nbind_addr = \"127.0.0.1:%s\"\n" \
+    "$ctrl" "$transport" "$rh_port" >"$dir/server.toml"
+  # shellcheck disable=SC2059
+  printf "[client]\nremote_addr = \"127.0.0.1:%s\"\ndefault_token = \"bench\"\n\n[client.transport]\ntype = \"%s\"\n$(printf "$extra" client)\n[client.services.svc]\nlocal_addr = \"127.0.0.1:%s\"\n" \
+    "$ctrl" "$transport" "$backend" >"$dir/client.toml"
+  spawn "rathole_server_$transport" env RUST_LOG=warn "$rathole_bin" --server "$dir/server.toml"
   rh_server=$spawned
-  spawn rathole_client env RUST_LOG=warn "$rathole_bin" --client "$dir/client.toml"
+  spawn "rathole_client_$transport" env RUST_LOG=warn "$rathole_bin" --client "$dir/client.toml"
   rh_client=$spawned
-  cmdlog "rathole server (pid $rh_server)" env RUST_LOG=warn "$rathole_bin" --server "$dir/server.toml"
-  cmdlog "rathole client (pid $rh_client)" env RUST_LOG=warn "$rathole_bin" --client "$dir/client.toml"
-  wait_http "$rh_server" "http://127.0.0.1:$rh_port/" "" 30 || { tail -n 20 "$tmp/rathole_server.err" "$tmp/rathole_client.err" >&2; return 1; }
-  log "rathole: server (pid $rh_server), client (pid $rh_client), service on 127.0.0.1:$rh_port"
+  cmdlog "rathole $transport server (pid $rh_server)" env RUST_LOG=warn "$rathole_bin" --server "$dir/server.toml"
+  cmdlog "rathole $transport client (pid $rh_client)" env RUST_LOG=warn "$rathole_bin" --client "$dir/client.toml"
+  wait_http "$rh_server" "http://127.0.0.1:$rh_port/" "" 30 || { tail -n 20 "$tmp/rathole_server_$transport.err" "$tmp/rathole_client_$transport.err" >&2; return 1; }
+  log "rathole ($transport): server (pid $rh_server), client (pid $rh_client), service on 127.0.0.1:$rh_port"
 }
 
 # transfer_one TARGET DIR REP URL HOST PIDS: one curl download or upload of BYTES;
@@ -276,14 +283,24 @@ section_transfer() {
     cmdlog "httpws svc agent (pid $svc_pid)" "$bin" --log warn endpoint --proxy "$proxy_addr" --name svc --serve "http://127.0.0.1:$svc" $ENDPOINT_ARGS
     cmdlog "httpws client agent (pid $client_pid)" "$bin" --log warn endpoint --proxy "$proxy_addr" --name client --listen 127.0.0.1:0 $ENDPOINT_ARGS
   }
+  # The equal-hop path too (curl → proxy's public ingress → svc agent → service), as rathole's.
+  httpws_ingress_start "$bin" "$svc" "$PROXY_ARGS" "$ENDPOINT_ARGS" xig_
+  # shellcheck disable=SC2086
+  {
+    cmdlog "httpws ingress proxy (pid $ig_proxy_pid)" "$bin" --log warn proxy --listen 127.0.0.1:0 $PROXY_ARGS
+    cmdlog "httpws public svc agent (pid $ig_svc_pid)" "$bin" --log warn endpoint --proxy "ws://$ig_addr" --name svc --public --serve "http://127.0.0.1:$svc" $ENDPOINT_ARGS
+  }
   local -A url host procs
   url[direct]="http://127.0.0.1:$svc"; host[direct]=""; procs[direct]=""
   url[httpws]="http://$ingress"; host[httpws]=svc; procs[httpws]=$hw_pids
-  local targets=(direct httpws)
+  url[ingress]="http://$ig_addr"; host[ingress]=svc; procs[ingress]="$ig_proxy_pid $ig_svc_pid"
+  local targets=(direct httpws ingress)
   if [ -n "$rathole_bin" ]; then
-    rathole_tcp_start "$svc"
+    rathole_start "$svc" tcp
     url[rathole]="http://127.0.0.1:$rh_port"; host[rathole]=""; procs[rathole]="$rh_server $rh_client"
-    targets=(direct rathole httpws)
+    rathole_start "$svc" websocket
+    url[rathole-ws]="http://127.0.0.1:$rh_port"; host[rathole-ws]=""; procs[rathole-ws]="$rh_server $rh_client"
+    targets=(direct rathole rathole-ws httpws ingress)
   else
     echo "rathole could not be installed: no rathole rows in this run." >"$tmp/transfer.norathole"
   fi
@@ -302,7 +319,7 @@ section_transfer() {
     done
   done
   echo "proxy=$(hwm_kib "$proxy_pid") svc_agent=$(hwm_kib "$svc_pid") client_agent=$(hwm_kib "$client_pid")" >"$tmp/transfer.hwm"
-  stderr_tail xfer_proxy xfer_svc xfer_client rathole_server rathole_client
+  stderr_tail xfer_proxy xfer_svc xfer_client xig_proxy xig_svc rathole_server_tcp rathole_client_tcp rathole_server_websocket rathole_client_websocket
 }
 
 report_transfer() {
@@ -342,12 +359,17 @@ for t in targets:
 print()
 print("Per rep (MiB/s): " + "; ".join(
     f"{t} {d} " + "/".join(f"{m:.0f}" for m, _ in rows[t, d]) for t in targets for d in ("down", "up")) + ".  ")
-print("CPU s (relay) = utime + stime of the relay's own processes over one transfer (httpws: proxy + both agents; rathole: server + client); curl and the service are not counted.  ")
+print("Paths: httpws = curl → client agent (--listen) → proxy → svc agent → service (one hop more than rathole); ingress = curl → proxy's public ingress → svc agent → service (rathole's hops); rathole = tcp transport, rathole-ws = websocket transport (framed and masked like httpws).  ")
+print("CPU s (relay) = utime + stime of the relay's own processes over one transfer (httpws: proxy + both agents; ingress: proxy + svc agent; rathole: server + client); curl and the service are not counted.  ")
 hwm = open(f"{tmp}/transfer.hwm").read().split()
 print("Peak RSS after the transfers (VmHWM): " + ", ".join(f"{k.split('=')[0]} {int(k.split('=')[1]) / 1024:.1f} MiB" for k in hwm) + ".")
 if "rathole" in targets:
-    d = med([m for m, _ in rows["httpws", "down"]]) / med([m for m, _ in rows["rathole", "down"]])
-    print(f"\nTarget: download through the tunnel ≥ rathole's: **{d:.2f}×** ({'met' if d >= 1 else 'not met'}).")
+    print()
+    for ours in ("httpws", "ingress"):
+        for theirs in ("rathole", "rathole-ws"):
+            d = med([m for m, _ in rows[ours, "down"]]) / med([m for m, _ in rows[theirs, "down"]])
+            u = med([m for m, _ in rows[ours, "up"]]) / med([m for m, _ in rows[theirs, "up"]])
+            print(f"Target: {ours} download ≥ {theirs}'s: **{d:.2f}×** ({'met' if d >= 1 else 'not met'}); upload {u:.2f}×.  ")
 EOF
   [ -f "$tmp/transfer.norathole" ] && { echo; cat "$tmp/transfer.norathole"; }
   return 0

@@ -152,6 +152,40 @@ fn a_streamed_upload_obeys_credit_and_its_bytes_arrive_intact(driver: Driver) {
     assert_eq!(cseq, 7);
 }
 
+/// A receiver may grow a stream's window, but never past `--max-stream-window` outstanding:
+/// a grant beyond it is clipped on the way, and data beyond the clipped credit resets.
+fn grants_are_clipped_at_the_max_stream_window(driver: Driver) {
+    const WINDOW: u64 = 256 * 1024;
+    const MAX: u64 = 300_000;
+    let proxy = Proxy::start(driver, &["--max-stream-window", &MAX.to_string()]);
+    let (mut alice, mut bob, bob_name) = pair(&proxy, "alice", "bob");
+    send(
+        &mut alice,
+        format!("GET /big HTTP/1.1\r\nHost: {bob_name}\r\nCSeq: 5\r\n\r\n"),
+    );
+    let (_, p) = head_of(&recv(&mut bob));
+    send(
+        &mut bob,
+        format!("HTTP/1.1 200 OK\r\nCSeq: {p}\r\nHttpws-Stream: body\r\n\r\n"),
+    );
+    head_of(&recv(&mut alice));
+    // Alice grants far more than the window; bob is told only what tops it up to the maximum.
+    send(&mut alice, tag("credit", '>', 5, Some("1000000000")));
+    let got = recv_tagged(&mut bob);
+    assert_eq!((got.verb.as_str(), got.cseq), ("credit", p), "{got:?}");
+    assert_eq!(got.arg.as_deref(), Some(&*(MAX - WINDOW).to_string()));
+    // Bob may send the maximum, not a byte more.
+    let piece = vec![b'x'; MAX as usize];
+    send(&mut bob, data('<', p, &piece));
+    assert_eq!(recv_tagged(&mut alice).payload.len(), MAX as usize);
+    send(&mut bob, data('<', p, b"!"));
+    let reset = recv_tagged(&mut bob);
+    assert_eq!(
+        (reset.verb.as_str(), reset.arg.as_deref()),
+        ("reset", Some("flow-control"))
+    );
+}
+
 fn data_over_the_credit_resets_the_stream_for_both(driver: Driver) {
     let proxy = Proxy::start(driver, &[]);
     let (mut alice, mut bob, bob_name) = pair(&proxy, "alice", "bob");
@@ -464,6 +498,7 @@ on_both_drivers!(
     protocol_2_is_negotiated_only_when_asked,
     a_streamed_response_reaches_the_caller_piece_by_piece,
     a_streamed_upload_obeys_credit_and_its_bytes_arrive_intact,
+    grants_are_clipped_at_the_max_stream_window,
     data_over_the_credit_resets_the_stream_for_both,
     a_reset_from_either_side_reaches_the_other_and_frees_the_stream,
     a_target_that_dies_mid_stream_gives_the_caller_a_broken_stream,

@@ -175,7 +175,11 @@ impl Conn {
     pub(super) fn on_response(&mut self, sh: &Shared, msg: &[u8], info: &HeadInfo, now: u64) {
         let cseq = info.cseq;
         let Some(call) = self.calls.get(&cseq) else {
-            sh.stats.borrow_mut().unknown += 1;
+            // A response that crossed our own reset (the target answered before the proxy
+            // had it): dropped. One for a CSeq we never used is a fault.
+            if cseq == 0 || cseq >= self.next_cseq {
+                sh.stats.borrow_mut().unknown += 1;
+            }
             return;
         };
         let ask = call.ask;

@@ -766,3 +766,18 @@ impl IngressConn {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_grows_while_the_caller_keeps_up_and_never_past_the_maximum() {
+        let max = STREAM_WINDOW + 100;
+        let mut window = ReceiveWindow::new(max);
+        assert_eq!(window.grant(10, false), 10, "behind: only what it took");
+        assert_eq!(window.grant(60, true), 120, "keeping up: as much again");
+        assert_eq!(window.grant(60, true), 100, "up to the maximum");
+        assert_eq!(window.grant(60, true), 60, "and no further");
+    }
+}
