@@ -30,7 +30,7 @@
 #             Small-request p50/p99 without and with the bulk stream, and their ratio, with
 #             the bulk stream at each of HOL_BULK_RATES (a capped one leaves CPU to spare, so
 #             what shows is queueing behind the bulk data; an uncapped one also starves the CPU).
-#   slow      a curl reading SLOW_RATE (1 KiB/s) of a BYTES download through a fresh tunnel (after
+#   slow      a curl reading SLOW_RATE (1 MiB/s) of a BYTES download through a fresh tunnel (after
 #             one 64 MiB download at full speed) for SLOW_SECS: RSS of the proxy and both agents
 #             sampled every SLOW_SAMPLE; the growth in KiB (the credit windows bound it).
 #
@@ -38,7 +38,7 @@
 #   sse:  SSE_STREAMS=1000 SSE_INTERVAL=100ms SSE_DURATION=10s SSE_WARMUP=3s LG_THREADS=1
 #   hol:  HOL_RATE=1000 HOL_PAYLOAD=64 HOL_DURATION=5s HOL_WARMUP=2s HOL_CHUNK=16KiB
 #         HOL_BULK_RATES="100MiB 0" (the bulk download's rate per run; 0: as fast as it goes)
-#   slow: SLOW_RATE=1K SLOW_SECS=30 SLOW_SAMPLE=5
+#   slow: SLOW_RATE=1M SLOW_SECS=30 SLOW_SAMPLE=5
 # Every process is started by this script and stopped by its PID (bench/lib.sh). Progress goes
 # to stderr, the markdown report to stdout (and to FILE with --out). Exit status 1 if a
 # section failed (its logs are then kept in the temp dir named on stderr).
@@ -74,7 +74,7 @@ SSE_WARMUP=${SSE_WARMUP:-3s} LG_THREADS=${LG_THREADS:-1}
 HOL_RATE=${HOL_RATE:-1000} HOL_PAYLOAD=${HOL_PAYLOAD:-64} HOL_DURATION=${HOL_DURATION:-5s}
 HOL_WARMUP=${HOL_WARMUP:-2s} HOL_CHUNK=${HOL_CHUNK:-16KiB}
 HOL_BULK_RATES=${HOL_BULK_RATES:-100MiB 0}
-SLOW_RATE=${SLOW_RATE:-1K} SLOW_SECS=${SLOW_SECS:-30} SLOW_SAMPLE=${SLOW_SAMPLE:-5}
+SLOW_RATE=${SLOW_RATE:-1M} SLOW_SECS=${SLOW_SECS:-30} SLOW_SAMPLE=${SLOW_SAMPLE:-5}
 # The slow section's warm-up download, at full speed, before its RSS baseline.
 SLOW_WARM_BYTES=$((64 * 1024 * 1024))
 # Longest one curl transfer may take (a stalled relay fails the section instead of hanging).
