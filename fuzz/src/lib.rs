@@ -4,4 +4,4 @@
 
 mod targets;
 
-pub use targets::{TARGETS, Target, agent_http, frame, handshake, head, ingress};
+pub use targets::{TARGETS, Target, agent_http, frame, handshake, head, ingress, stream};
