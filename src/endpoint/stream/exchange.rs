@@ -15,9 +15,9 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 
+use super::GRANT_BATCH_BYTES;
 use super::error::BodyError;
 use super::table::StreamTable;
-use super::{COPY_BELOW_BYTES, GRANT_BATCH_BYTES};
 use crate::endpoint::session::{Outgoing, Queues};
 use crate::proto::stream::{self, Direction, ResetReason, STREAM_WINDOW, Verb};
 
@@ -250,14 +250,11 @@ impl Exchange {
         if payload.is_empty() {
             return;
         }
-        // A small payload is a view of the reader's whole read block: copied, it holds only
-        // itself while it waits for the consumer.
-        let payload = if payload.len() < COPY_BELOW_BYTES {
-            Bytes::copy_from_slice(&payload)
-        } else {
-            payload
-        };
-        state.queue.push_back(payload);
+        // The payload is a view of the reader's read block, which may be many times its size
+        // (a block grown for a large whole message is read into afterwards): kept as it is,
+        // a piece counted as its own bytes against the window could hold the whole block for
+        // as long as the consumer leaves it waiting. Copied, it holds exactly its bytes.
+        state.queue.push_back(Bytes::copy_from_slice(&payload));
         self.settle(state);
     }
 
@@ -496,5 +493,67 @@ impl Exchange {
         if open {
             self.reset(ResetReason::Cancel);
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::task::Waker;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// The far ends of an exchange's link: its table and the writer's two queues.
+    pub(crate) struct Link {
+        pub(crate) table: Arc<StreamTable>,
+        pub(crate) out: mpsc::Receiver<Outgoing>,
+        pub(crate) control: mpsc::UnboundedReceiver<Outgoing>,
+    }
+
+    /// An exchange (one of our calls, CSeq 1) on a link of its own, in its table.
+    pub(crate) fn exchange(send: Start, recv: Start) -> (Arc<Exchange>, Link) {
+        let (out_tx, out) = mpsc::channel(16);
+        let (control_tx, control) = mpsc::unbounded_channel();
+        let queues = Queues {
+            out: out_tx,
+            control: control_tx,
+        };
+        let table = Arc::new(StreamTable::default());
+        let exchange = Exchange::new(
+            Direction::Outgoing,
+            1,
+            queues,
+            Arc::clone(&table),
+            send,
+            recv,
+        );
+        assert!(table.insert(&exchange));
+        let link = Link {
+            table,
+            out,
+            control,
+        };
+        (exchange, link)
+    }
+
+    #[test]
+    fn a_queued_piece_holds_only_its_own_bytes() {
+        // A read block much larger than the data message read into it (a block grown for a
+        // large whole message, say), and that message, as the reader hands it on: a view.
+        let block = Bytes::from(vec![7u8; 4 << 20]);
+        let range = block.as_ptr() as usize..block.as_ptr() as usize + block.len();
+        let (exchange, _link) = exchange(Start::Done, Start::Streaming(None));
+        exchange.on_data(block.slice(1024..1024 + 64 * 1024));
+        drop(block);
+        let mut cx = Context::from_waker(Waker::noop());
+        let Poll::Ready(Some(Ok(piece))) = exchange.poll_chunk(&mut cx) else {
+            panic!("the piece is queued");
+        };
+        assert_eq!(piece.len(), 64 * 1024);
+        assert!(
+            !range.contains(&(piece.as_ptr() as usize)),
+            "the queued piece is a view of the 4 MiB block: it keeps all of it alive"
+        );
     }
 }
