@@ -53,6 +53,8 @@ use writer::finish_head;
 pub use failure::{Failure, Fatal};
 pub use incoming::Incoming;
 pub use status::Status;
+#[cfg(test)]
+pub(crate) use writer::QueueEnds;
 pub(crate) use writer::{Outgoing, Queues};
 
 /// A response from the tunnel: its head, and its body either whole (in `message`, from

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::dispatch::on_message;
 use super::failure::Fatal;
 use super::shared::{Link, Shared};
-use super::writer::{Outgoing, Queues, write_loop};
+use super::writer::{MAX_CONTROL_BACKLOG, Outgoing, Queues, write_loop};
 use crate::endpoint::config::OUTGOING_QUEUE_FRAMES;
 use crate::endpoint::stream::StreamTable;
 use crate::endpoint::tls::ProxyStream;
@@ -97,12 +97,11 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
-    let (out, out_rx) = mpsc::channel(OUTGOING_QUEUE_FRAMES);
-    let (control, control_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_loop(wr, out_rx, control_rx));
+    let (queues, ends) = Queues::new(OUTGOING_QUEUE_FRAMES);
+    let writer = tokio::spawn(write_loop(wr, ends));
     let link = Link {
         generation,
-        queues: Queues { out, control },
+        queues,
         protocol,
         streams: Arc::new(StreamTable::default()),
     };
@@ -152,6 +151,13 @@ where
                     let _ = out.try_send(Outgoing::Close(NORMAL_CLOSURE));
                     break 'link LinkEnd::Lost(format!("proxy closed the tunnel ({code:?})"));
                 }
+            }
+            // What we owe it (pongs, answers, grants) no longer leaves: it is not reading.
+            let backlog = link.queues.control_backlog();
+            if backlog > MAX_CONTROL_BACKLOG {
+                break 'link LinkEnd::Lost(format!(
+                    "the proxy takes nothing from the tunnel ({backlog} control frames wait)"
+                ));
             }
         }
 

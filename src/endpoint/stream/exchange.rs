@@ -500,25 +500,18 @@ impl Exchange {
 pub(crate) mod tests {
     use std::task::Waker;
 
-    use tokio::sync::mpsc;
-
     use super::*;
+    use crate::endpoint::session::QueueEnds;
 
-    /// The far ends of an exchange's link: its table and the writer's two queues.
+    /// The far ends of an exchange's link: its table and the writer's ends of its queues.
     pub(crate) struct Link {
         pub(crate) table: Arc<StreamTable>,
-        pub(crate) out: mpsc::Receiver<Outgoing>,
-        pub(crate) control: mpsc::UnboundedReceiver<Outgoing>,
+        pub(crate) ends: QueueEnds,
     }
 
     /// An exchange (one of our calls, CSeq 1) on a link of its own, in its table.
     pub(crate) fn exchange(send: Start, recv: Start) -> (Arc<Exchange>, Link) {
-        let (out_tx, out) = mpsc::channel(16);
-        let (control_tx, control) = mpsc::unbounded_channel();
-        let queues = Queues {
-            out: out_tx,
-            control: control_tx,
-        };
+        let (queues, ends) = Queues::new(16);
         let table = Arc::new(StreamTable::default());
         let exchange = Exchange::new(
             Direction::Outgoing,
@@ -529,11 +522,7 @@ pub(crate) mod tests {
             recv,
         );
         assert!(table.insert(&exchange));
-        let link = Link {
-            table,
-            out,
-            control,
-        };
+        let link = Link { table, ends };
         (exchange, link)
     }
 
