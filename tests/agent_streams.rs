@@ -21,10 +21,12 @@ use common::IO_TIMEOUT;
 use common::agent::Agent;
 use common::curl::{CURL, assert_ok, curl_raw, curl_via};
 use common::driver::Driver;
+use common::fake_proxy::{FakeProxy, Tunnel};
 use common::http1::Head;
 use common::proc_stats::{vm_rss_kib, wait_for};
 use common::process::run_bounded;
 use common::proxy::Proxy;
+use common::raw_conn::RawConn;
 use common::scratch::Scratch;
 use stream_service::{StreamService, fill_pattern};
 
@@ -415,6 +417,72 @@ fn protocol_1_endpoints_interoperate_with_protocol_2_agents(driver: Driver) {
     assert_eq!(head.header("content-length"), Some("300000"));
     assert!(head.header("httpws-stream").is_none());
     assert!(body == expected, "the assembled request body");
+}
+
+// =============================================================================================
+// The agent's side of a stream, against a proxy played by the test (common::fake_proxy)
+// =============================================================================================
+
+/// A request body long enough to stream (over the 64 KiB that go whole), within one window.
+const STREAMED_BODY_BYTES: usize = 100 * 1024;
+/// How soon the agent must act on what it is testing (well under any default timeout).
+const PROMPT: Duration = Duration::from_secs(5);
+
+/// alice `--listen <extra…>`, registered on a tunnel to a proxy played by the test.
+fn alice_on_fake(extra: &[&str]) -> (FakeProxy, Agent, Tunnel) {
+    let fake = FakeProxy::bind();
+    let mut args = vec!["--name", "alice", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut alice = Agent::start_url(&fake.url(), &args);
+    let tunnel = fake.accept("alice");
+    assert_eq!(alice.wait_registered(IO_TIMEOUT), "alice");
+    (fake, alice, tunnel)
+}
+
+/// A client connection to alice that has sent a request whose body streams, all of it.
+fn post_streamed(alice: &mut Agent) -> RawConn {
+    let mut conn = RawConn::connect(alice.listen_addr(), IO_TIMEOUT);
+    let head = format!(
+        "POST http://bob/upload HTTP/1.1\r\nHost: bob\r\nContent-Length: {STREAMED_BODY_BYTES}\r\n\r\n"
+    );
+    conn.send(head.as_bytes()).expect("send the head");
+    conn.send(&vec![b'u'; STREAMED_BODY_BYTES])
+        .expect("send the body");
+    conn
+}
+
+/// The answer to a streamed call does not come within alice's `--request-timeout`: her
+/// client gets `504`, and the far side is told the call is off (`reset cancel`) rather than
+/// left working on it, its stream held open until some answer comes.
+#[test]
+fn a_call_given_up_at_its_deadline_resets_its_stream() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&["--request-timeout", "1s"]);
+    let mut conn = post_streamed(&mut alice);
+    let (_, cseq, body) = tunnel.streamed_request();
+    assert_eq!(body.len(), STREAMED_BODY_BYTES);
+    let response = conn.response("POST");
+    assert_eq!(response.status(), 504);
+    assert_eq!(response.header("httpws-error"), Some("timeout"));
+    assert_eq!(
+        tunnel.reset_within('>', cseq, PROMPT).as_deref(),
+        Some("cancel"),
+        "the call alice gave up is still open on the tunnel"
+    );
+}
+
+/// A client that leaves after sending its whole streamed request, before the answer: the
+/// call is reset at once, not when the request timeout (60 s) passes.
+#[test]
+fn a_client_that_leaves_before_its_answer_resets_its_stream() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&[]);
+    let conn = post_streamed(&mut alice);
+    let (_, cseq, _) = tunnel.streamed_request();
+    drop(conn);
+    assert_eq!(
+        tunnel.reset_within('>', cseq, PROMPT).as_deref(),
+        Some("cancel"),
+        "the call of a client that left is still open on the tunnel"
+    );
 }
 
 on_both_drivers!(

@@ -104,14 +104,33 @@ impl Tunnel {
     /// The next data message from the agent (pings and pongs skipped), within the socket's
     /// read timeout; `None` once the agent has closed the tunnel.
     pub fn next(&mut self) -> Option<FromAgent> {
+        self.next_within(IO_TIMEOUT)
+            .unwrap_or_else(|| panic!("nothing from the agent within {IO_TIMEOUT:?}"))
+    }
+
+    /// [`next`](Self::next) within `limit`: `None` if nothing came in time, `Some(None)` once
+    /// the agent has closed the tunnel.
+    pub fn next_within(&mut self, limit: Duration) -> Option<Option<FromAgent>> {
+        self.ws
+            .get_mut()
+            .set_read_timeout(Some(limit))
+            .expect("timeout");
         loop {
             let bytes = match self.ws.read() {
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None;
+                }
                 Ok(Message::Binary(b)) => b.to_vec(),
                 Ok(Message::Text(t)) => t.as_bytes().to_vec(),
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
-                Ok(Message::Close(_)) => return None,
+                Ok(Message::Close(_)) => return Some(None),
                 Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                    return None;
+                    return Some(None);
                 }
                 Err(tungstenite::Error::Io(e))
                     if matches!(
@@ -119,19 +138,21 @@ impl Tunnel {
                         std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
                     ) =>
                 {
-                    return None;
+                    return Some(None);
                 }
                 Err(e) => panic!("reading from the agent: {e}"),
             };
             if bytes.first() == Some(&b'~') {
-                return Some(FromAgent::Stream(tagged(&bytes)));
+                return Some(Some(FromAgent::Stream(tagged(&bytes))));
             }
-            let text = String::from_utf8_lossy(&bytes);
-            let end = text.find("\r\n\r\n").map_or(bytes.len(), |i| i + 4);
-            return Some(FromAgent::Http {
+            let end = bytes
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(bytes.len(), |i| i + 4);
+            return Some(Some(FromAgent::Http {
                 head: String::from_utf8_lossy(&bytes[..end]).into_owned(),
                 body: bytes[end..].to_vec(),
-            });
+            }));
         }
     }
 
@@ -141,6 +162,53 @@ impl Tunnel {
         match self.next() {
             Some(FromAgent::Http { head, body }) => (head, body),
             other => panic!("expected an HTTP message from the agent, got {other:?}"),
+        }
+    }
+}
+
+impl Tunnel {
+    /// A streamed request from the agent: its head, its CSeq, and its data up to its `end`.
+    #[track_caller]
+    pub fn streamed_request(&mut self) -> (String, u64, Vec<u8>) {
+        let (head, _) = self.next_http();
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("\r\nhttpws-stream: body\r\n"),
+            "not a stream head: {head}"
+        );
+        let cseq = cseq_of(&head);
+        let mut body = Vec::new();
+        loop {
+            match self.next() {
+                Some(FromAgent::Stream(t)) if t.cseq == cseq && t.verb == "data" => {
+                    body.extend_from_slice(&t.payload)
+                }
+                Some(FromAgent::Stream(t)) if t.cseq == cseq && t.verb == "end" => {
+                    return (head, cseq, body);
+                }
+                other => panic!("expected the body of request {cseq}, got {other:?}"),
+            }
+        }
+    }
+
+    /// The token of the agent's `reset` of exchange `cseq` (marked `dir`), if one comes
+    /// within `limit`; other messages meanwhile are passed over.
+    pub fn reset_within(&mut self, dir: char, cseq: u64, limit: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            match self.next_within(left)? {
+                Some(FromAgent::Stream(t))
+                    if t.verb == "reset" && t.dir == dir && t.cseq == cseq =>
+                {
+                    return t.arg;
+                }
+                Some(_) => {}
+                None => return None,
+            }
         }
     }
 }

@@ -164,7 +164,7 @@ async fn finish_head_only<W: AsyncWrite + Unpin>(
 
 /// Read from the client while its answer streams: true when it closed its connection (or
 /// the read failed), false when it sent bytes (a pipelined request, kept in `buf`).
-async fn client_gone<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> bool {
+pub(super) async fn client_gone<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> bool {
     buf.reserve(WATCH_READ_BYTES);
     !matches!(rd.read_buf(buf).await, Ok(n) if n > 0)
 }

@@ -46,7 +46,7 @@ use super::stream::{BodyWriter, Exchange, InboundBody, Start};
 use crate::proto::address::VirtualAddress;
 use crate::proto::handshake::Protocol;
 use crate::proto::http1::write;
-use crate::proto::stream::{Direction, STREAM_HEADER, STREAM_HEADER_VALUE};
+use crate::proto::stream::{Direction, ResetReason, STREAM_HEADER, STREAM_HEADER_VALUE};
 use shared::{Link, Shared, lock};
 use writer::finish_head;
 
@@ -175,6 +175,7 @@ impl Session {
             _guard: WaitGuard {
                 shared: Arc::clone(&self.shared),
                 cseq,
+                exchange: None,
             },
         };
         finish_head(&mut head, cseq);
@@ -223,6 +224,7 @@ impl Session {
             _guard: WaitGuard {
                 shared: Arc::clone(&self.shared),
                 cseq,
+                exchange: Some(Arc::clone(&exchange)),
             },
         };
         if !link.streams.insert(&exchange) {
@@ -348,13 +350,23 @@ fn finish_stream_head(head: &mut BytesMut, length: Option<u64>, cseq: u64) {
 }
 
 /// Removes a request's waiting entry when its caller stops waiting, however that happens.
+/// A caller that gives a streamed request up before its answer came (its client left, its
+/// own deadline passed) resets the exchange (`cancel`): the far side stops working on it,
+/// and the exchange leaves the link's table at once rather than whenever an answer comes,
+/// if one ever does.
 struct WaitGuard {
     shared: Arc<Shared>,
     cseq: u64,
+    /// The exchange of a streamed request.
+    exchange: Option<Arc<Exchange>>,
 }
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
-        lock(&self.shared.state).waiters.take(self.cseq);
+        // Still waiting: no answer (nor reset, nor the tunnel's end) has taken the entry.
+        let abandoned = lock(&self.shared.state).waiters.take(self.cseq).is_some();
+        if let (true, Some(exchange)) = (abandoned, &self.exchange) {
+            exchange.reset(ResetReason::Cancel);
+        }
     }
 }
