@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::IO_TIMEOUT;
 use common::agent::Agent;
-use common::curl::{CURL, assert_ok, curl_raw, curl_via};
+use common::curl::{CURL, assert_ok, assert_status, curl_raw, curl_via};
 use common::driver::Driver;
 use common::fake_proxy::{FakeProxy, Tunnel};
 use common::http1::Head;
@@ -419,6 +419,42 @@ fn protocol_1_endpoints_interoperate_with_protocol_2_agents(driver: Driver) {
     assert!(body == expected, "the assembled request body");
 }
 
+/// bob may open one connection to the service, and a stream of events holds it: an upload
+/// (which streams, on a fresh connection) waits for one no longer than bob's
+/// `--service-timeout`, and gets bob's `504`, not whatever the proxy's own deadlines make of
+/// a request nobody answers.
+fn an_upload_waiting_for_a_service_connection_gets_504_in_time(driver: Driver) {
+    let proxy = Proxy::start(driver, &[]);
+    let service = StreamService::start();
+    let bob_flags = ["--max-service-conns", "1", "--service-timeout", "1s"];
+    let _bob = Agent::serve(proxy.addr, "bob", &service.url(), &bob_flags);
+    let mut alice = Agent::listen(proxy.addr, "alice", &[]);
+    let mut events = RawConn::connect(alice.listen_addr(), IO_TIMEOUT);
+    events
+        .send(b"GET http://bob/events?n=1000&ms=50 HTTP/1.1\r\nHost: bob\r\n\r\n")
+        .expect("ask for events");
+    let head = common::http1::read_head(&mut events.reader, common::http1::MAX_HEAD)
+        .expect("read the events' head")
+        .expect("the events' head");
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    let scratch = Scratch::new();
+    let upload = scratch.write("upload", &vec![b'u'; STREAMED_BODY_BYTES]);
+    let started = Instant::now();
+    let out = curl_via(
+        &alice.ingress(),
+        "http://bob/upload",
+        &["--max-time", "30", "--data-binary", &format!("@{upload}")],
+    );
+    assert_status(&out, 504);
+    assert_eq!(out.header("httpws-target-error"), Some("timeout"));
+    assert!(
+        started.elapsed() < PROMPT,
+        "the upload was answered after {:?}",
+        started.elapsed()
+    );
+    drop(events);
+}
+
 // =============================================================================================
 // The agent's side of a stream, against a proxy played by the test (common::fake_proxy)
 // =============================================================================================
@@ -493,4 +529,5 @@ on_both_drivers!(
     a_service_that_dies_mid_stream_breaks_the_curl_transfer,
     websockets_pass_through_the_agents_and_the_ingress,
     protocol_1_endpoints_interoperate_with_protocol_2_agents,
+    an_upload_waiting_for_a_service_connection_gets_504_in_time,
 );
