@@ -22,6 +22,8 @@ pub use error::BodyError;
 pub use inbound::InboundBody;
 pub use outbound::BodyWriter;
 
+#[cfg(test)]
+pub(crate) use exchange::tests as test_support;
 pub(crate) use exchange::{Exchange, Start};
 pub(crate) use table::StreamTable;
 
