@@ -67,13 +67,11 @@ pub(crate) struct QueueEnds {
     backlog: Arc<AtomicUsize>,
 }
 
+#[cfg(test)]
 impl QueueEnds {
-    /// The next control frame, if one waits (without waiting).
-    #[cfg(test)]
-    pub(crate) fn try_control(&mut self) -> Option<Outgoing> {
-        let next = self.control.try_recv().ok()?;
-        self.backlog.fetch_sub(1, Ordering::Relaxed);
-        Some(next)
+    /// Whether nothing at all has been queued for the writer.
+    pub(crate) fn out_is_empty(&self) -> bool {
+        self.out.is_empty() && self.control.is_empty()
     }
 }
 

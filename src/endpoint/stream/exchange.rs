@@ -296,11 +296,22 @@ impl Exchange {
 
     /// The tunnel dropped (the link has already let go of the exchange).
     pub(crate) fn lost(&self) {
+        self.stop(BodyError::TunnelLost);
+    }
+
+    /// Another exchange took this one's CSeq on the link (a proxy that gave a CSeq still open
+    /// again): nothing more can reach this one, so both its halves stop now, rather than
+    /// wait for ever. Nothing is sent: the CSeq is the other exchange's now.
+    pub(crate) fn displaced(&self) {
+        self.stop(BodyError::Violation(ResetReason::Protocol));
+    }
+
+    fn stop(&self, why: BodyError) {
         let mut state = self.lock();
         if state.over {
             return;
         }
-        state.fail(BodyError::TunnelLost);
+        state.fail(why);
         self.settle(state);
     }
 
@@ -524,6 +535,18 @@ pub(crate) mod tests {
         assert!(table.insert(&exchange));
         let link = Link { table, ends };
         (exchange, link)
+    }
+
+    /// Another exchange with `exchange`'s link and CSeq, not yet in the table.
+    pub(crate) fn same_cseq(exchange: &Exchange, send: Start, recv: Start) -> Arc<Exchange> {
+        Exchange::new(
+            exchange.dir,
+            exchange.cseq,
+            exchange.queues.clone(),
+            Arc::clone(&exchange.table),
+            send,
+            recv,
+        )
     }
 
     #[test]
