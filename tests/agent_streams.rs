@@ -21,7 +21,7 @@ use common::IO_TIMEOUT;
 use common::agent::Agent;
 use common::curl::{CURL, assert_ok, assert_status, curl_raw, curl_via};
 use common::driver::Driver;
-use common::fake_proxy::{FakeProxy, Tunnel};
+use common::fake_proxy::{FakeProxy, FromAgent, Tunnel, cseq_of, data, tag};
 use common::http1::Head;
 use common::proc_stats::{vm_rss_kib, wait_for};
 use common::process::run_bounded;
@@ -518,6 +518,126 @@ fn a_client_that_leaves_before_its_answer_resets_its_stream() {
         tunnel.reset_within('>', cseq, PROMPT).as_deref(),
         Some("cancel"),
         "the call of a client that left is still open on the tunnel"
+    );
+}
+
+/// What the proxy played by the test streams at most to a client that takes nothing.
+const STALL_LIMIT_BYTES: usize = 64 << 20;
+
+/// An HTTP/1.0 client gets a streamed answer of unknown length close-delimited, and stops
+/// taking it: once alice gives it up (`--client-timeout`, the stream reset `cancel`), the
+/// connection must end with a reset, since a plain close would make the bytes so far look
+/// like the whole body.
+#[test]
+fn a_close_delimited_answer_the_client_stalls_on_ends_with_a_reset() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&["--client-timeout", "1s"]);
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket
+        .connect(&alice.listen_addr().into())
+        .expect("connect to alice");
+    let mut client: TcpStream = socket.into();
+    client
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout");
+    client
+        .write_all(b"GET http://bob/forever HTTP/1.0\r\nHost: bob\r\n\r\n")
+        .expect("send the request");
+    let (head, _) = tunnel.next_http();
+    let cseq = cseq_of(&head);
+    tunnel.send(format!(
+        "HTTP/1.1 200 OK\r\nHttpws-Stream: body\r\nCSeq: {cseq}\r\n\r\n"
+    ));
+    // Data as alice grants it, until she gives the stream up.
+    let piece = vec![b'd'; 64 * 1024];
+    let (mut credit, mut sent) = (256 * 1024, 0);
+    let token = loop {
+        while credit >= piece.len() && sent < STALL_LIMIT_BYTES {
+            tunnel.send(data('>', cseq, &piece));
+            credit -= piece.len();
+            sent += piece.len();
+        }
+        match tunnel.next() {
+            Some(FromAgent::Stream(t)) if t.verb == "credit" && t.cseq == cseq => {
+                credit += t
+                    .arg
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .expect("a grant");
+            }
+            Some(FromAgent::Stream(t)) if t.verb == "reset" && t.cseq == cseq => break t.arg,
+            other => panic!("after {sent} bytes sent, alice sent {other:?}"),
+        }
+    };
+    assert_eq!(token.as_deref(), Some("cancel"));
+    // Now the client reads what reached it: the head, some of the body, then a reset.
+    let mut reader = BufReader::new(client);
+    let head = common::http1::read_head(&mut reader, common::http1::MAX_HEAD)
+        .expect("read the head")
+        .expect("a head");
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        !head.contains("content-length") && !head.contains("chunked"),
+        "{head}"
+    );
+    let (taken, end) = end_of(&mut reader);
+    assert_eq!(
+        end,
+        Some(std::io::ErrorKind::ConnectionReset),
+        "the client read {taken} bytes and then an orderly end: a broken body that looks whole"
+    );
+}
+
+/// How a client's connection ended once what reached it was read: `None` for an orderly end,
+/// else the error.
+fn end_of(reader: &mut impl Read) -> (usize, Option<std::io::ErrorKind>) {
+    let mut taken = 0usize;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut chunk) {
+            Ok(0) => return (taken, None),
+            Ok(n) => taken += n,
+            Err(e) => return (taken, Some(e.kind())),
+        }
+    }
+}
+
+/// An upgraded connection whose far side resets the stream: the client's connection ends
+/// with a reset, never with an orderly end it would take for the far side's half-close.
+#[test]
+fn an_upgraded_connection_reset_by_the_far_side_ends_with_a_reset() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&[]);
+    let mut client = TcpStream::connect(alice.listen_addr()).expect("connect to alice");
+    client
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout");
+    client
+        .write_all(
+            b"GET http://bob/ws HTTP/1.1\r\nHost: bob\r\nConnection: Upgrade\r\n\
+              Upgrade: websocket\r\n\r\n",
+        )
+        .expect("send the upgrade request");
+    let (head, _) = tunnel.next_http();
+    let cseq = cseq_of(&head);
+    tunnel.send(format!(
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Httpws-Stream: body\r\nCSeq: {cseq}\r\n\r\n"
+    ));
+    tunnel.send(data('>', cseq, b"hello"));
+    let mut reader = BufReader::new(client);
+    let head = common::http1::read_head(&mut reader, common::http1::MAX_HEAD)
+        .expect("read the head")
+        .expect("a head");
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    let mut hello = [0u8; 5];
+    reader.read_exact(&mut hello).expect("the far side's bytes");
+    assert_eq!(&hello, b"hello");
+    tunnel.send(tag("reset", '>', cseq, Some("target-gone")));
+    assert_eq!(
+        end_of(&mut reader),
+        (0, Some(std::io::ErrorKind::ConnectionReset)),
+        "a broken upgraded connection ended as if the far side had closed its half"
     );
 }
 

@@ -35,7 +35,7 @@ use crate::proto::http1::chunked::ChunkedScanner;
 use crate::proto::http1::write;
 
 /// What becomes of the connection after a request.
-enum After {
+pub(super) enum After {
     /// Read the next request.
     KeepAlive,
     /// Close it (the client asked, or its next request cannot be found).
@@ -46,7 +46,7 @@ enum After {
 }
 
 impl After {
-    fn of(close: bool) -> After {
+    pub(super) fn of(close: bool) -> After {
         if close {
             After::Close
         } else {
@@ -54,7 +54,7 @@ impl After {
         }
     }
 
-    fn of_streamed(streamed: Streamed) -> After {
+    pub(super) fn of_streamed(streamed: Streamed) -> After {
         match streamed {
             Streamed::Complete { close } => After::of(close),
             Streamed::Broken { reset } => After::Abort { reset },
@@ -133,8 +133,7 @@ pub(super) async fn serve_client(
         }
         let after = match plan(&parsed, &buf, streams) {
             Plan::Upgrade(protocol) => {
-                let close = upgrade(&mut stream, &mut buf, parsed, &protocol, session, config);
-                After::of(close.await?)
+                upgrade(&mut stream, &mut buf, parsed, &protocol, session, config).await?
             }
             Plan::Stream(length) => {
                 streamed_request(&mut stream, &mut buf, parsed, length, session, config).await?
