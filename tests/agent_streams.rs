@@ -21,13 +21,14 @@ use common::IO_TIMEOUT;
 use common::agent::Agent;
 use common::curl::{CURL, assert_ok, assert_status, curl_raw, curl_via};
 use common::driver::Driver;
-use common::fake_proxy::{FakeProxy, FromAgent, Tunnel, cseq_of, data, tag};
+use common::fake_proxy::{FakeProxy, FromAgent, Tunnel, cseq_of};
 use common::http1::Head;
 use common::proc_stats::{vm_rss_kib, wait_for};
 use common::process::run_bounded;
 use common::proxy::Proxy;
 use common::raw_conn::RawConn;
 use common::scratch::Scratch;
+use common::stream_wire::{data, tag};
 use stream_service::{StreamService, fill_pattern};
 
 /// The most an event may take from the service to curl's output.

@@ -12,8 +12,7 @@ use tungstenite::http::HeaderValue;
 use tungstenite::{Message, WebSocket};
 
 use super::IO_TIMEOUT;
-use super::stream_wire::tagged;
-pub use super::stream_wire::{Tagged, data, tag};
+use super::stream_wire::{Tagged, tagged};
 
 /// A listening fake proxy; every connection to it waits in a queue until accepted.
 pub struct FakeProxy {
