@@ -1319,3 +1319,65 @@ fn service_response_over_the_message_limit_streams_and_the_agent_survives() {
     assert!(out.body == pattern(100_000));
     still_works(&mut net);
 }
+
+// ---------------------------------------------------------------------------------------
+// Served requests whose streamed body is left unread (the client library as the target).
+// ---------------------------------------------------------------------------------------
+
+/// The largest body bob's handler takes whole (its tunnel's message limit less the head
+/// allowance): anything longer it refuses `413` without reading it.
+const HANDLER_BODY_BYTES: usize = 128 * 1024;
+
+/// bob is the client library serving a handler of whole requests; an upload over what it
+/// takes is refused `413` before it is read. The body it leaves unread must not reset the
+/// exchange: the caller gets the handler's answer, not `502 target-gone`.
+fn a_served_body_left_unread_does_not_lose_its_answer(driver: Driver) {
+    let proxy = Proxy::start(driver, &[]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let bob = runtime
+        .block_on(
+            httpws::endpoint::Endpoint::builder(&format!("ws://{}", proxy.addr))
+                .name("bob")
+                .configure(|c| c.max_message_bytes = HANDLER_BODY_BYTES + 64 * 1024)
+                .connect(),
+        )
+        .expect("bob registers");
+    let server = bob.clone();
+    runtime.spawn(async move {
+        server
+            .serve(|req: http::Request<bytes::Bytes>| async move {
+                http::Response::new(bytes::Bytes::from(format!("{} bytes", req.body().len())))
+            })
+            .await
+    });
+    let mut alice = Agent::listen(proxy.addr, "alice", &[]);
+    let scratch = Scratch::new();
+    let upload = scratch.write("upload", &pattern(4 * HANDLER_BODY_BYTES));
+    let ingress = alice.ingress();
+    let out = curl_via(
+        &ingress,
+        "http://bob/upload",
+        &["--data-binary", &format!("@{upload}")],
+    );
+    assert_eq!(
+        out.code, 413,
+        "the handler's refusal did not reach the caller: exit {}, headers {:?}, {}",
+        out.exit, out.headers, out.stderr
+    );
+    // A body it takes still arrives whole.
+    let small = scratch.write("small", &pattern(HANDLER_BODY_BYTES / 2));
+    let out = curl_via(
+        &ingress,
+        "http://bob/upload",
+        &["--data-binary", &format!("@{small}")],
+    );
+    assert_ok(&out);
+    assert_eq!(out.body_text(), format!("{} bytes", HANDLER_BODY_BYTES / 2));
+    runtime.block_on(bob.close());
+}
+
+on_both_drivers!(a_served_body_left_unread_does_not_lose_its_answer);

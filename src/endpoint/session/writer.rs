@@ -73,6 +73,19 @@ impl QueueEnds {
     pub(crate) fn out_is_empty(&self) -> bool {
         self.out.is_empty() && self.control.is_empty()
     }
+
+    /// Everything queued for the writer so far, control frames first.
+    pub(crate) fn drain(&mut self) -> Vec<Outgoing> {
+        let mut all = Vec::new();
+        while let Ok(next) = self.control.try_recv() {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+            all.push(next);
+        }
+        while let Ok(next) = self.out.try_recv() {
+            all.push(next);
+        }
+        all
+    }
 }
 
 impl Queues {

@@ -75,6 +75,9 @@ struct State {
     allowed: u64,
     /// Bytes the consumer is done with but not yet granted back.
     released: u64,
+    /// A served request's body whose consumer went away before its end: the rest of it is
+    /// discarded as it arrives (and granted back), the answer still to go.
+    unwanted: bool,
     /// A reset was sent or received, or the tunnel dropped: nothing more goes out.
     over: bool,
 }
@@ -152,6 +155,7 @@ impl Exchange {
                 received: 0,
                 allowed: STREAM_WINDOW,
                 released: 0,
+                unwanted: false,
                 over: false,
             }),
         })
@@ -249,6 +253,9 @@ impl Exchange {
         }
         if payload.is_empty() {
             return;
+        }
+        if state.unwanted {
+            return self.grant(state, payload.len());
         }
         // The payload is a view of the reader's read block, which may be many times its size
         // (a block grown for a large whole message is read into afterwards): kept as it is,
@@ -464,10 +471,15 @@ impl Exchange {
     /// The consumer is done with `n` bytes of their data: grant them back (in batches of
     /// [`GRANT_BATCH_BYTES`], so that a trickle of small events does not cost a message each).
     pub(crate) fn release(&self, n: usize) {
-        let mut state = self.lock();
+        let state = self.lock();
         if !matches!(state.recv, Recv::Open { .. }) {
             return;
         }
+        self.grant(state, n);
+    }
+
+    /// Count `n` bytes of their data as done with, and grant a batch once there is one.
+    fn grant(&self, mut state: MutexGuard<'_, State>, n: usize) {
         state.released += n as u64;
         if state.released < GRANT_BATCH_BYTES {
             return;
@@ -498,12 +510,33 @@ impl Exchange {
         state.queue.is_empty() && !matches!(state.recv, Recv::Open { .. } | Recv::Waiting)
     }
 
-    /// Their body's consumer went away: unless it ended, the exchange is reset (`cancel`).
-    pub(crate) fn drop_recv(&self) {
+    /// Their body's consumer gives the exchange up: unless their body ended, it is reset
+    /// (`cancel`).
+    pub(crate) fn cancel_recv(&self) {
         let open = matches!(self.lock().recv, Recv::Open { .. });
         if open {
             self.reset(ResetReason::Cancel);
         }
+    }
+
+    /// Their body's consumer went away before its end. A call's response is not wanted any
+    /// more: the exchange is reset (`cancel`). A served request's body may be left unread by
+    /// whoever answers it (an early `413`, a handler that ignores the body): a reset would
+    /// lose that answer, or cut off the tail of one already sent while it is still on its way
+    /// to the caller, so the rest of the body is discarded as it arrives (granted back, so
+    /// that the caller can end it) and the exchange ends as the answer and the body do.
+    pub(crate) fn drop_recv(&self) {
+        let mut state = self.lock();
+        if !matches!(state.recv, Recv::Open { .. }) {
+            return;
+        }
+        if self.dir == Direction::Outgoing {
+            drop(state);
+            return self.reset(ResetReason::Cancel);
+        }
+        state.unwanted = true;
+        let queued = state.queue.drain(..).map(|piece| piece.len()).sum();
+        self.grant(state, queued);
     }
 }
 
@@ -537,6 +570,22 @@ pub(crate) mod tests {
         (exchange, link)
     }
 
+    /// A request we serve (CSeq 1, not answered yet) whose body streams, on a link of its
+    /// own, in its table.
+    pub(crate) fn served() -> (Arc<Exchange>, Link) {
+        let (call, link) = exchange(Start::Done, Start::Done);
+        let served = Exchange::new(
+            Direction::Incoming,
+            1,
+            call.queues.clone(),
+            Arc::clone(&link.table),
+            Start::Waiting,
+            Start::Streaming(None),
+        );
+        assert!(link.table.insert(&served));
+        (served, link)
+    }
+
     /// Another exchange with `exchange`'s link and CSeq, not yet in the table.
     pub(crate) fn same_cseq(exchange: &Exchange, send: Start, recv: Start) -> Arc<Exchange> {
         Exchange::new(
@@ -547,6 +596,50 @@ pub(crate) mod tests {
             send,
             recv,
         )
+    }
+
+    /// The stream messages queued for the writer so far, as their tag lines.
+    fn queued(link: &mut Link) -> Vec<String> {
+        link.ends
+            .drain()
+            .into_iter()
+            .filter_map(|o| match o {
+                Outgoing::Message { head, .. } => Some(String::from_utf8_lossy(&head).into_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_served_body_left_unread_keeps_its_answer_and_is_discarded() {
+        let (served, mut link) = served();
+        served.on_data(Bytes::from(vec![1u8; 48 * 1024]));
+        drop(crate::endpoint::stream::InboundBody::new(Arc::clone(
+            &served,
+        )));
+        assert!(
+            queued(&mut link)
+                .iter()
+                .all(|tag| !tag.starts_with("~reset")),
+            "a body left unread reset the exchange: its answer would be lost"
+        );
+        // What still comes is not held, and is granted back so the caller can end it.
+        served.on_data(Bytes::from(vec![2u8; 48 * 1024]));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(served.poll_chunk(&mut cx).is_pending());
+        assert_eq!(queued(&mut link), ["~credit <1 98304\n"]);
+        // The answer goes, whole: the exchange is over and leaves the table.
+        served.responded(false);
+        assert!(link.table.get(Direction::Incoming, 1).is_none());
+        assert!(queued(&mut link).is_empty());
+    }
+
+    #[test]
+    fn a_response_body_dropped_resets_the_call() {
+        let (call, mut link) = exchange(Start::Done, Start::Streaming(None));
+        drop(crate::endpoint::stream::InboundBody::new(Arc::clone(&call)));
+        assert_eq!(queued(&mut link), ["~reset >1 cancel\n"]);
+        assert!(link.table.get(Direction::Outgoing, 1).is_none());
     }
 
     #[test]
