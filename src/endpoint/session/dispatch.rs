@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::TunnelResponse;
-use super::incoming::Incoming;
+use super::incoming::{Incoming, Unanswered};
 use super::shared::{Link, Shared, lock};
 use super::writer::{Outgoing, finish_head};
 use crate::endpoint::stream::{Exchange, InboundBody, Start};
@@ -115,6 +115,7 @@ fn on_request(shared: &Shared, link: &Link, payload: Bytes, info: &HeadInfo) {
         message: payload,
         head_len: info.head_len,
         body: exchange.clone().map(InboundBody::new),
+        _unanswered: exchange.clone().map(Unanswered),
     };
     let refused = match shared.incoming_tx.try_send(incoming) {
         Ok(()) => return,

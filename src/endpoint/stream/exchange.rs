@@ -510,6 +510,15 @@ impl Exchange {
         state.queue.is_empty() && !matches!(state.recv, Recv::Open { .. } | Recv::Waiting)
     }
 
+    /// A request we serve was given up without an answer: the exchange is reset (`cancel`)
+    /// unless an answer went (or it is over).
+    pub(crate) fn unanswered(&self) {
+        let waiting = matches!(self.lock().send, Send::Waiting);
+        if waiting {
+            self.reset(ResetReason::Cancel);
+        }
+    }
+
     /// Their body's consumer gives the exchange up: unless their body ended, it is reset
     /// (`cancel`).
     pub(crate) fn cancel_recv(&self) {
