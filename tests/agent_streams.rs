@@ -642,6 +642,128 @@ fn an_upgraded_connection_reset_by_the_far_side_ends_with_a_reset() {
     );
 }
 
+/// alice's client asks for `/`; the proxy played by the test answers with a stream head
+/// (`length`: its declared `Content-Length`) and then `messages`. Returns the client's
+/// reader, past the response head it got (with that head), and the call's CSeq.
+fn streamed_answer(
+    tunnel: &mut Tunnel,
+    alice: &mut Agent,
+    length: Option<usize>,
+    messages: impl FnOnce(u64) -> Vec<Vec<u8>>,
+) -> (BufReader<TcpStream>, Head, u64) {
+    let mut client = TcpStream::connect(alice.listen_addr()).expect("connect to alice");
+    client
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout");
+    client
+        .write_all(b"GET http://bob/ HTTP/1.1\r\nHost: bob\r\n\r\n")
+        .expect("send the request");
+    let (head, _) = tunnel.next_http();
+    let cseq = cseq_of(&head);
+    let length = length.map_or(String::new(), |n| format!("Content-Length: {n}\r\n"));
+    tunnel.send(format!(
+        "HTTP/1.1 200 OK\r\nHttpws-Stream: body\r\n{length}CSeq: {cseq}\r\n\r\n"
+    ));
+    for message in messages(cseq) {
+        tunnel.send(message);
+    }
+    let mut reader = BufReader::new(client);
+    let head = common::http1::read_head(&mut reader, common::http1::MAX_HEAD)
+        .expect("read the head")
+        .expect("a head");
+    let head = Head::parse(&head).expect("a response head");
+    assert_eq!(head.status(), Some(200));
+    (reader, head, cseq)
+}
+
+/// Data beyond the credit alice granted (one message larger than the whole first window)
+/// resets the stream `flow-control`, and is not queued: her client's chunked body ends
+/// without its last chunk.
+#[test]
+fn data_beyond_the_credit_granted_resets_the_stream() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&[]);
+    let too_much = vec![b'x'; 256 * 1024 + 1];
+    let (mut reader, _, cseq) = streamed_answer(&mut tunnel, &mut alice, None, |c| {
+        vec![data('>', c, &too_much)]
+    });
+    assert_eq!(
+        tunnel.reset_within('>', cseq, PROMPT).as_deref(),
+        Some("flow-control")
+    );
+    let body = common::http1::read_chunked(&mut reader, common::http1::MAX_BODY);
+    assert!(body.is_err(), "a broken body looked complete: {body:?}");
+}
+
+/// A stream longer or shorter than the `Content-Length` its head declared resets it
+/// `too-large`, and the client never gets a body that looks complete: it is short of the
+/// length it was told, its connection ended.
+#[test]
+fn a_stream_off_its_declared_length_resets_and_stays_short() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&[]);
+    let cases: [(&str, fn(u64) -> Vec<Vec<u8>>); 2] = [
+        ("longer", |c| vec![data('>', c, b"0123456789a")]),
+        ("shorter", |c| {
+            vec![data('>', c, b"01234"), tag("end", '>', c, None)]
+        }),
+    ];
+    for (case, messages) in cases {
+        let (mut reader, head, cseq) = streamed_answer(&mut tunnel, &mut alice, Some(10), messages);
+        assert_eq!(head.header("content-length"), Some("10"), "{case}");
+        assert_eq!(
+            tunnel.reset_within('>', cseq, PROMPT).as_deref(),
+            Some("too-large"),
+            "{case}"
+        );
+        let mut body = Vec::new();
+        let end = reader.read_to_end(&mut body);
+        assert!(
+            body.len() < 10,
+            "{case}: the client got {} bytes ({end:?})",
+            body.len()
+        );
+    }
+}
+
+/// A proxy that grants alice's upload `u64::MAX` bytes of credit, again and again: no
+/// overflow, and the body goes out whole, at once, as the credit allows.
+#[test]
+fn credit_granted_to_the_limit_again_and_again_is_taken_in_stride() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&[]);
+    let upload = 1 << 20;
+    let mut conn = RawConn::connect(alice.listen_addr(), IO_TIMEOUT);
+    let head =
+        format!("POST http://bob/up HTTP/1.1\r\nHost: bob\r\nContent-Length: {upload}\r\n\r\n");
+    conn.send(head.as_bytes()).expect("send the head");
+    let (head, _) = tunnel.next_http();
+    let cseq = cseq_of(&head);
+    let max = u64::MAX.to_string();
+    for _ in 0..3 {
+        tunnel.send(tag("credit", '>', cseq, Some(&max)));
+    }
+    let sending = std::thread::spawn(move || {
+        conn.send(&vec![b'u'; upload]).expect("send the body");
+        conn
+    });
+    let mut got = 0usize;
+    loop {
+        match tunnel.next() {
+            Some(FromAgent::Stream(t)) if t.cseq == cseq && t.verb == "data" => {
+                got += t.payload.len()
+            }
+            Some(FromAgent::Stream(t)) if t.cseq == cseq && t.verb == "end" => break,
+            other => panic!("after {got} bytes of the upload, alice sent {other:?}"),
+        }
+    }
+    assert_eq!(got, upload);
+    tunnel.send(format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCSeq: {cseq}\r\n\r\nok"
+    ));
+    let mut conn = sending.join().expect("the client thread");
+    let response = conn.response("POST");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.body, b"ok");
+}
+
 on_both_drivers!(
     server_sent_events_arrive_as_they_are_sent,
     a_200_mib_download_and_upload_arrive_intact,
