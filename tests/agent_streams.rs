@@ -694,13 +694,16 @@ fn data_beyond_the_credit_granted_resets_the_stream() {
     assert!(body.is_err(), "a broken body looked complete: {body:?}");
 }
 
+/// What the proxy played by the test sends about a call, given its CSeq.
+type Messages = fn(u64) -> Vec<Vec<u8>>;
+
 /// A stream longer or shorter than the `Content-Length` its head declared resets it
 /// `too-large`, and the client never gets a body that looks complete: it is short of the
 /// length it was told, its connection ended.
 #[test]
 fn a_stream_off_its_declared_length_resets_and_stays_short() {
     let (_fake, mut alice, mut tunnel) = alice_on_fake(&[]);
-    let cases: [(&str, fn(u64) -> Vec<Vec<u8>>); 2] = [
+    let cases: [(&str, Messages); 2] = [
         ("longer", |c| vec![data('>', c, b"0123456789a")]),
         ("shorter", |c| {
             vec![data('>', c, b"01234"), tag("end", '>', c, None)]
