@@ -767,6 +767,43 @@ fn credit_granted_to_the_limit_again_and_again_is_taken_in_stride() {
     assert_eq!(response.body, b"ok");
 }
 
+/// alice is stopped (SIGTERM) while an HTTP/1.0 client takes a close-delimited streamed
+/// answer: the stream is broken, and the client must see its connection reset, never the
+/// orderly end that would make the bytes so far the whole body.
+#[test]
+fn sigterm_mid_stream_breaks_a_close_delimited_answer() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&[]);
+    let mut client = TcpStream::connect(alice.listen_addr()).expect("connect to alice");
+    client
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout");
+    client
+        .write_all(b"GET http://bob/ HTTP/1.0\r\nHost: bob\r\n\r\n")
+        .expect("send the request");
+    let (head, _) = tunnel.next_http();
+    let cseq = cseq_of(&head);
+    tunnel.send(format!(
+        "HTTP/1.1 200 OK\r\nHttpws-Stream: body\r\nCSeq: {cseq}\r\n\r\n"
+    ));
+    tunnel.send(data('>', cseq, b"so far"));
+    let mut reader = BufReader::new(client);
+    let head = common::http1::read_head(&mut reader, common::http1::MAX_HEAD)
+        .expect("read the head")
+        .expect("a head");
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    let mut so_far = [0u8; 6];
+    reader.read_exact(&mut so_far).expect("the body so far");
+    assert!(
+        alice.terminate(IO_TIMEOUT).is_some(),
+        "alice exits on SIGTERM"
+    );
+    assert_eq!(
+        end_of(&mut reader),
+        (0, Some(std::io::ErrorKind::ConnectionReset)),
+        "the client's close-delimited body ended in order when alice stopped"
+    );
+}
+
 on_both_drivers!(
     server_sent_events_arrive_as_they_are_sent,
     a_200_mib_download_and_upload_arrive_intact,

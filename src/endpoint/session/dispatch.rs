@@ -61,10 +61,10 @@ fn on_response(shared: &Shared, link: &Link, payload: Bytes, info: &HeadInfo) {
     let body = if info.stream {
         let exchange = exchange.unwrap_or_else(|| {
             let exchange = Exchange::new(
-                Direction::Outgoing,
-                info.cseq,
+                (Direction::Outgoing, info.cseq),
                 link.queues.clone(),
                 Arc::clone(&link.streams),
+                shared.config.credit_timeout,
                 Start::Done,
                 Start::Waiting,
             );
@@ -99,10 +99,10 @@ fn on_response(shared: &Shared, link: &Link, payload: Bytes, info: &HeadInfo) {
 fn on_request(shared: &Shared, link: &Link, payload: Bytes, info: &HeadInfo) {
     let exchange = info.stream.then(|| {
         let exchange = Exchange::new(
-            Direction::Incoming,
-            info.cseq,
+            (Direction::Incoming, info.cseq),
             link.queues.clone(),
             Arc::clone(&link.streams),
+            shared.config.credit_timeout,
             Start::Waiting,
             Start::Streaming(declared(info)),
         );

@@ -210,10 +210,10 @@ impl Session {
             }
             let cseq = state.waiters.add(tx);
             let exchange = Exchange::new(
-                Direction::Outgoing,
-                cseq,
+                (Direction::Outgoing, cseq),
                 link.queues.clone(),
                 Arc::clone(&link.streams),
+                self.shared.config.credit_timeout,
                 Start::Streaming(length),
                 Start::Waiting,
             );
@@ -294,10 +294,10 @@ impl Session {
             Some(exchange) => exchange,
             None => {
                 let exchange = Exchange::new(
-                    Direction::Incoming,
-                    to.cseq,
+                    (Direction::Incoming, to.cseq),
                     link.queues.clone(),
                     Arc::clone(&link.streams),
+                    self.shared.config.credit_timeout,
                     Start::Waiting,
                     Start::Done,
                 );

@@ -12,6 +12,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
@@ -114,16 +115,18 @@ pub(crate) struct Exchange {
     cseq: u64,
     queues: Queues,
     table: Arc<StreamTable>,
+    /// How long our body may wait for credit before the exchange is reset (`timeout`).
+    credit_timeout: Duration,
     state: Mutex<State>,
 }
 
 impl Exchange {
     /// A new exchange; `send` is our body's direction, `recv` theirs.
     pub(crate) fn new(
-        dir: Direction,
-        cseq: u64,
+        (dir, cseq): (Direction, u64),
         queues: Queues,
         table: Arc<StreamTable>,
+        credit_timeout: Duration,
         send: Start,
         recv: Start,
     ) -> Arc<Exchange> {
@@ -132,6 +135,7 @@ impl Exchange {
             cseq,
             queues,
             table,
+            credit_timeout,
             state: Mutex::new(State {
                 send: match send {
                     Start::Waiting => Send::Waiting,
@@ -169,6 +173,19 @@ impl Exchange {
     /// Its CSeq.
     pub(crate) fn cseq(&self) -> u64 {
         self.cseq
+    }
+
+    /// How long our body may wait for credit.
+    pub(crate) fn credit_timeout(&self) -> Duration {
+        self.credit_timeout
+    }
+
+    /// Our body waited for credit past [`credit_timeout`](Self::credit_timeout): the exchange
+    /// is reset (`timeout`), and what our body's sender is told.
+    pub(crate) fn credit_timed_out(&self) -> BodyError {
+        let why = BodyError::Reset(ResetReason::Timeout);
+        self.reset_for(ResetReason::Timeout, why.clone());
+        why
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -556,6 +573,9 @@ pub(crate) mod tests {
     use super::*;
     use crate::endpoint::session::QueueEnds;
 
+    /// How long the exchanges made here wait for credit.
+    pub(crate) const CREDIT_TIMEOUT: Duration = Duration::from_secs(120);
+
     /// The far ends of an exchange's link: its table and the writer's ends of its queues.
     pub(crate) struct Link {
         pub(crate) table: Arc<StreamTable>,
@@ -564,13 +584,22 @@ pub(crate) mod tests {
 
     /// An exchange (one of our calls, CSeq 1) on a link of its own, in its table.
     pub(crate) fn exchange(send: Start, recv: Start) -> (Arc<Exchange>, Link) {
+        exchange_waiting(send, recv, CREDIT_TIMEOUT)
+    }
+
+    /// [`exchange`], its body waiting for credit at most `credit_timeout`.
+    pub(crate) fn exchange_waiting(
+        send: Start,
+        recv: Start,
+        credit_timeout: Duration,
+    ) -> (Arc<Exchange>, Link) {
         let (queues, ends) = Queues::new(16);
         let table = Arc::new(StreamTable::default());
         let exchange = Exchange::new(
-            Direction::Outgoing,
-            1,
+            (Direction::Outgoing, 1),
             queues,
             Arc::clone(&table),
+            credit_timeout,
             send,
             recv,
         );
@@ -584,10 +613,10 @@ pub(crate) mod tests {
     pub(crate) fn served() -> (Arc<Exchange>, Link) {
         let (call, link) = exchange(Start::Done, Start::Done);
         let served = Exchange::new(
-            Direction::Incoming,
-            1,
+            (Direction::Incoming, 1),
             call.queues.clone(),
             Arc::clone(&link.table),
+            CREDIT_TIMEOUT,
             Start::Waiting,
             Start::Streaming(None),
         );
@@ -598,10 +627,10 @@ pub(crate) mod tests {
     /// Another exchange with `exchange`'s link and CSeq, not yet in the table.
     pub(crate) fn same_cseq(exchange: &Exchange, send: Start, recv: Start) -> Arc<Exchange> {
         Exchange::new(
-            exchange.dir,
-            exchange.cseq,
+            (exchange.dir, exchange.cseq),
             exchange.queues.clone(),
             Arc::clone(&exchange.table),
+            exchange.credit_timeout,
             send,
             recv,
         )
@@ -641,6 +670,24 @@ pub(crate) mod tests {
         served.responded(false);
         assert!(link.table.get(Direction::Incoming, 1).is_none());
         assert!(queued(&mut link).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_granted_nothing_for_the_credit_timeout_resets_its_stream() {
+        let limit = Duration::from_millis(50);
+        let (call, mut link) = exchange_waiting(Start::Streaming(None), Start::Waiting, limit);
+        let mut writer = crate::endpoint::stream::BodyWriter::new(Arc::clone(&call));
+        // The whole first window goes; then nothing more is granted.
+        let window = Bytes::from(vec![0u8; STREAM_WINDOW as usize]);
+        writer.send(window).await.expect("the first window goes");
+        let waited = tokio::time::timeout(Duration::from_secs(5), writer.credit()).await;
+        assert!(
+            matches!(waited, Ok(Err(BodyError::Reset(ResetReason::Timeout)))),
+            "{waited:?}"
+        );
+        let tags = queued(&mut link);
+        assert_eq!(tags.last().map(String::as_str), Some("~reset >1 timeout\n"));
+        assert!(link.table.get(Direction::Outgoing, 1).is_none());
     }
 
     #[test]
