@@ -21,6 +21,7 @@ use common::IO_TIMEOUT;
 use common::agent::Agent;
 use common::curl::{CurlOut, assert_ok, curl, curl_host, curl_via};
 use common::driver::Driver;
+use common::fake_proxy::FakeProxy;
 use common::http1::{Head, MAX_HEAD, RawResponse, read_head};
 use common::message::Http;
 use common::ports::dead_port;
@@ -1013,6 +1014,51 @@ fn listen_on_an_address_in_use_names_it_and_exits() {
         assert!(!stderr.contains(noise), "{noise}: {stderr:?}");
     }
     drop(taken);
+}
+
+// ---------------------------------------------------------------------------------------
+// 11: a hostile proxy (played by the test: tests/common/fake_proxy.rs).
+// ---------------------------------------------------------------------------------------
+
+/// Ping frames written in one go by the flooding proxy.
+const PINGS_PER_BATCH: usize = 512;
+/// What the flooding proxy writes at most before the test calls the agent defenceless: far
+/// more than the agent may owe it (64 Ki control frames waiting) plus every socket buffer.
+const FLOOD_LIMIT_BYTES: usize = 256 << 20;
+
+/// A proxy that sends pings without end and reads nothing: the pongs the agent owes it can
+/// never leave, and must not pile up in the agent without bound. The agent gives that tunnel
+/// up (the proxy's writes fail) and connects again.
+#[test]
+fn a_proxy_that_never_reads_cannot_pile_pongs_up_in_the_agent() {
+    let fake = FakeProxy::bind();
+    let _bob = Agent::start_url(&fake.url(), &["--name", "bob", "--listen", "127.0.0.1:0"]);
+    let mut tunnel = fake.accept("bob");
+    // Unmasked server ping frames with the largest control payload (125 bytes).
+    let mut batch = Vec::with_capacity(PINGS_PER_BATCH * 127);
+    for _ in 0..PINGS_PER_BATCH {
+        batch.extend_from_slice(&[0x89, 125]);
+        batch.extend_from_slice(&[b'p'; 125]);
+    }
+    let socket = tunnel.socket();
+    let mut sent = 0usize;
+    while sent < FLOOD_LIMIT_BYTES {
+        match socket.write_all(&batch) {
+            Ok(()) => sent += batch.len(),
+            Err(e) => match e.kind() {
+                io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted => break,
+                _ => panic!("writing pings to the agent after {sent} bytes: {e}"),
+            },
+        }
+    }
+    assert!(
+        sent < FLOOD_LIMIT_BYTES,
+        "the agent took {sent} bytes of pings from a proxy that reads nothing, and kept the tunnel"
+    );
+    // It comes back on a tunnel of its own.
+    let _again = fake.accept("bob");
 }
 
 on_both_drivers!(

@@ -19,13 +19,16 @@ use std::time::{Duration, Instant};
 
 use common::IO_TIMEOUT;
 use common::agent::Agent;
-use common::curl::{CURL, assert_ok, curl_raw, curl_via};
+use common::curl::{CURL, assert_ok, assert_status, curl_raw, curl_via};
 use common::driver::Driver;
+use common::fake_proxy::{FakeProxy, FromAgent, Tunnel, cseq_of};
 use common::http1::Head;
 use common::proc_stats::{vm_rss_kib, wait_for};
 use common::process::run_bounded;
 use common::proxy::Proxy;
+use common::raw_conn::RawConn;
 use common::scratch::Scratch;
+use common::stream_wire::{data, tag};
 use stream_service::{StreamService, fill_pattern};
 
 /// The most an event may take from the service to curl's output.
@@ -417,6 +420,390 @@ fn protocol_1_endpoints_interoperate_with_protocol_2_agents(driver: Driver) {
     assert!(body == expected, "the assembled request body");
 }
 
+/// bob may open one connection to the service, and a stream of events holds it: an upload
+/// (which streams, on a fresh connection) waits for one no longer than bob's
+/// `--service-timeout`, and gets bob's `504`, not whatever the proxy's own deadlines make of
+/// a request nobody answers.
+fn an_upload_waiting_for_a_service_connection_gets_504_in_time(driver: Driver) {
+    let proxy = Proxy::start(driver, &[]);
+    let service = StreamService::start();
+    let bob_flags = ["--max-service-conns", "1", "--service-timeout", "1s"];
+    let _bob = Agent::serve(proxy.addr, "bob", &service.url(), &bob_flags);
+    let mut alice = Agent::listen(proxy.addr, "alice", &[]);
+    let mut events = RawConn::connect(alice.listen_addr(), IO_TIMEOUT);
+    events
+        .send(b"GET http://bob/events?n=1000&ms=50 HTTP/1.1\r\nHost: bob\r\n\r\n")
+        .expect("ask for events");
+    let head = common::http1::read_head(&mut events.reader, common::http1::MAX_HEAD)
+        .expect("read the events' head")
+        .expect("the events' head");
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    let scratch = Scratch::new();
+    let upload = scratch.write("upload", &vec![b'u'; STREAMED_BODY_BYTES]);
+    let started = Instant::now();
+    let out = curl_via(
+        &alice.ingress(),
+        "http://bob/upload",
+        &["--max-time", "30", "--data-binary", &format!("@{upload}")],
+    );
+    assert_status(&out, 504);
+    assert_eq!(out.header("httpws-target-error"), Some("timeout"));
+    assert!(
+        started.elapsed() < PROMPT,
+        "the upload was answered after {:?}",
+        started.elapsed()
+    );
+    drop(events);
+}
+
+// =============================================================================================
+// The agent's side of a stream, against a proxy played by the test (common::fake_proxy)
+// =============================================================================================
+
+/// A request body long enough to stream (over the 64 KiB that go whole), within one window.
+const STREAMED_BODY_BYTES: usize = 100 * 1024;
+/// How soon the agent must act on what it is testing (well under any default timeout).
+const PROMPT: Duration = Duration::from_secs(5);
+
+/// alice `--listen <extra…>`, registered on a tunnel to a proxy played by the test.
+fn alice_on_fake(extra: &[&str]) -> (FakeProxy, Agent, Tunnel) {
+    let fake = FakeProxy::bind();
+    let mut args = vec!["--name", "alice", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut alice = Agent::start_url(&fake.url(), &args);
+    let tunnel = fake.accept("alice");
+    assert_eq!(alice.wait_registered(IO_TIMEOUT), "alice");
+    (fake, alice, tunnel)
+}
+
+/// A client connection to alice that has sent a request whose body streams, all of it.
+fn post_streamed(alice: &mut Agent) -> RawConn {
+    let mut conn = RawConn::connect(alice.listen_addr(), IO_TIMEOUT);
+    let head = format!(
+        "POST http://bob/upload HTTP/1.1\r\nHost: bob\r\nContent-Length: {STREAMED_BODY_BYTES}\r\n\r\n"
+    );
+    conn.send(head.as_bytes()).expect("send the head");
+    conn.send(&vec![b'u'; STREAMED_BODY_BYTES])
+        .expect("send the body");
+    conn
+}
+
+/// The answer to a streamed call does not come within alice's `--request-timeout`: her
+/// client gets `504`, and the far side is told the call is off (`reset cancel`) rather than
+/// left working on it, its stream held open until some answer comes.
+#[test]
+fn a_call_given_up_at_its_deadline_resets_its_stream() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&["--request-timeout", "1s"]);
+    let mut conn = post_streamed(&mut alice);
+    let (_, cseq, body) = tunnel.streamed_request();
+    assert_eq!(body.len(), STREAMED_BODY_BYTES);
+    let response = conn.response("POST");
+    assert_eq!(response.status(), 504);
+    assert_eq!(response.header("httpws-error"), Some("timeout"));
+    assert_eq!(
+        tunnel.reset_within('>', cseq, PROMPT).as_deref(),
+        Some("cancel"),
+        "the call alice gave up is still open on the tunnel"
+    );
+}
+
+/// A client that leaves after sending its whole streamed request, before the answer: the
+/// call is reset at once, not when the request timeout (60 s) passes.
+#[test]
+fn a_client_that_leaves_before_its_answer_resets_its_stream() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&[]);
+    let conn = post_streamed(&mut alice);
+    let (_, cseq, _) = tunnel.streamed_request();
+    drop(conn);
+    assert_eq!(
+        tunnel.reset_within('>', cseq, PROMPT).as_deref(),
+        Some("cancel"),
+        "the call of a client that left is still open on the tunnel"
+    );
+}
+
+/// What the proxy played by the test streams at most to a client that takes nothing.
+const STALL_LIMIT_BYTES: usize = 64 << 20;
+
+/// An HTTP/1.0 client gets a streamed answer of unknown length close-delimited, and stops
+/// taking it: once alice gives it up (`--client-timeout`, the stream reset `cancel`), the
+/// connection must end with a reset, since a plain close would make the bytes so far look
+/// like the whole body.
+#[test]
+fn a_close_delimited_answer_the_client_stalls_on_ends_with_a_reset() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&["--client-timeout", "1s"]);
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket
+        .connect(&alice.listen_addr().into())
+        .expect("connect to alice");
+    let mut client: TcpStream = socket.into();
+    client
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout");
+    client
+        .write_all(b"GET http://bob/forever HTTP/1.0\r\nHost: bob\r\n\r\n")
+        .expect("send the request");
+    let (head, _) = tunnel.next_http();
+    let cseq = cseq_of(&head);
+    tunnel.send(format!(
+        "HTTP/1.1 200 OK\r\nHttpws-Stream: body\r\nCSeq: {cseq}\r\n\r\n"
+    ));
+    // Data as alice grants it, until she gives the stream up.
+    let piece = vec![b'd'; 64 * 1024];
+    let (mut credit, mut sent) = (256 * 1024, 0);
+    let token = loop {
+        while credit >= piece.len() && sent < STALL_LIMIT_BYTES {
+            tunnel.send(data('>', cseq, &piece));
+            credit -= piece.len();
+            sent += piece.len();
+        }
+        match tunnel.next() {
+            Some(FromAgent::Stream(t)) if t.verb == "credit" && t.cseq == cseq => {
+                credit += t
+                    .arg
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .expect("a grant");
+            }
+            Some(FromAgent::Stream(t)) if t.verb == "reset" && t.cseq == cseq => break t.arg,
+            other => panic!("after {sent} bytes sent, alice sent {other:?}"),
+        }
+    };
+    assert_eq!(token.as_deref(), Some("cancel"));
+    // Now the client reads what reached it: the head, some of the body, then a reset.
+    let mut reader = BufReader::new(client);
+    let head = common::http1::read_head(&mut reader, common::http1::MAX_HEAD)
+        .expect("read the head")
+        .expect("a head");
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        !head.contains("content-length") && !head.contains("chunked"),
+        "{head}"
+    );
+    let (taken, end) = end_of(&mut reader);
+    assert_eq!(
+        end,
+        Some(std::io::ErrorKind::ConnectionReset),
+        "the client read {taken} bytes and then an orderly end: a broken body that looks whole"
+    );
+}
+
+/// How a client's connection ended once what reached it was read: `None` for an orderly end,
+/// else the error.
+fn end_of(reader: &mut impl Read) -> (usize, Option<std::io::ErrorKind>) {
+    let mut taken = 0usize;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut chunk) {
+            Ok(0) => return (taken, None),
+            Ok(n) => taken += n,
+            Err(e) => return (taken, Some(e.kind())),
+        }
+    }
+}
+
+/// An upgraded connection whose far side resets the stream: the client's connection ends
+/// with a reset, never with an orderly end it would take for the far side's half-close.
+#[test]
+fn an_upgraded_connection_reset_by_the_far_side_ends_with_a_reset() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&[]);
+    let mut client = TcpStream::connect(alice.listen_addr()).expect("connect to alice");
+    client
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout");
+    client
+        .write_all(
+            b"GET http://bob/ws HTTP/1.1\r\nHost: bob\r\nConnection: Upgrade\r\n\
+              Upgrade: websocket\r\n\r\n",
+        )
+        .expect("send the upgrade request");
+    let (head, _) = tunnel.next_http();
+    let cseq = cseq_of(&head);
+    tunnel.send(format!(
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Httpws-Stream: body\r\nCSeq: {cseq}\r\n\r\n"
+    ));
+    tunnel.send(data('>', cseq, b"hello"));
+    let mut reader = BufReader::new(client);
+    let head = common::http1::read_head(&mut reader, common::http1::MAX_HEAD)
+        .expect("read the head")
+        .expect("a head");
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    let mut hello = [0u8; 5];
+    reader.read_exact(&mut hello).expect("the far side's bytes");
+    assert_eq!(&hello, b"hello");
+    tunnel.send(tag("reset", '>', cseq, Some("target-gone")));
+    assert_eq!(
+        end_of(&mut reader),
+        (0, Some(std::io::ErrorKind::ConnectionReset)),
+        "a broken upgraded connection ended as if the far side had closed its half"
+    );
+}
+
+/// alice's client asks for `/`; the proxy played by the test answers with a stream head
+/// (`length`: its declared `Content-Length`) and then `messages`. Returns the client's
+/// reader, past the response head it got (with that head), and the call's CSeq.
+fn streamed_answer(
+    tunnel: &mut Tunnel,
+    alice: &mut Agent,
+    length: Option<usize>,
+    messages: impl FnOnce(u64) -> Vec<Vec<u8>>,
+) -> (BufReader<TcpStream>, Head, u64) {
+    let mut client = TcpStream::connect(alice.listen_addr()).expect("connect to alice");
+    client
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout");
+    client
+        .write_all(b"GET http://bob/ HTTP/1.1\r\nHost: bob\r\n\r\n")
+        .expect("send the request");
+    let (head, _) = tunnel.next_http();
+    let cseq = cseq_of(&head);
+    let length = length.map_or(String::new(), |n| format!("Content-Length: {n}\r\n"));
+    tunnel.send(format!(
+        "HTTP/1.1 200 OK\r\nHttpws-Stream: body\r\n{length}CSeq: {cseq}\r\n\r\n"
+    ));
+    for message in messages(cseq) {
+        tunnel.send(message);
+    }
+    let mut reader = BufReader::new(client);
+    let head = common::http1::read_head(&mut reader, common::http1::MAX_HEAD)
+        .expect("read the head")
+        .expect("a head");
+    let head = Head::parse(&head).expect("a response head");
+    assert_eq!(head.status(), Some(200));
+    (reader, head, cseq)
+}
+
+/// Data beyond the credit alice granted (one message larger than the whole first window)
+/// resets the stream `flow-control`, and is not queued: her client's chunked body ends
+/// without its last chunk.
+#[test]
+fn data_beyond_the_credit_granted_resets_the_stream() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&[]);
+    let too_much = vec![b'x'; 256 * 1024 + 1];
+    let (mut reader, _, cseq) = streamed_answer(&mut tunnel, &mut alice, None, |c| {
+        vec![data('>', c, &too_much)]
+    });
+    assert_eq!(
+        tunnel.reset_within('>', cseq, PROMPT).as_deref(),
+        Some("flow-control")
+    );
+    let body = common::http1::read_chunked(&mut reader, common::http1::MAX_BODY);
+    assert!(body.is_err(), "a broken body looked complete: {body:?}");
+}
+
+/// What the proxy played by the test sends about a call, given its CSeq.
+type Messages = fn(u64) -> Vec<Vec<u8>>;
+
+/// A stream longer or shorter than the `Content-Length` its head declared resets it
+/// `too-large`, and the client never gets a body that looks complete: it is short of the
+/// length it was told, its connection ended.
+#[test]
+fn a_stream_off_its_declared_length_resets_and_stays_short() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&[]);
+    let cases: [(&str, Messages); 2] = [
+        ("longer", |c| vec![data('>', c, b"0123456789a")]),
+        ("shorter", |c| {
+            vec![data('>', c, b"01234"), tag("end", '>', c, None)]
+        }),
+    ];
+    for (case, messages) in cases {
+        let (mut reader, head, cseq) = streamed_answer(&mut tunnel, &mut alice, Some(10), messages);
+        assert_eq!(head.header("content-length"), Some("10"), "{case}");
+        assert_eq!(
+            tunnel.reset_within('>', cseq, PROMPT).as_deref(),
+            Some("too-large"),
+            "{case}"
+        );
+        let mut body = Vec::new();
+        let end = reader.read_to_end(&mut body);
+        assert!(
+            body.len() < 10,
+            "{case}: the client got {} bytes ({end:?})",
+            body.len()
+        );
+    }
+}
+
+/// A proxy that grants alice's upload `u64::MAX` bytes of credit, again and again: no
+/// overflow, and the body goes out whole, at once, as the credit allows.
+#[test]
+fn credit_granted_to_the_limit_again_and_again_is_taken_in_stride() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&[]);
+    let upload = 1 << 20;
+    let mut conn = RawConn::connect(alice.listen_addr(), IO_TIMEOUT);
+    let head =
+        format!("POST http://bob/up HTTP/1.1\r\nHost: bob\r\nContent-Length: {upload}\r\n\r\n");
+    conn.send(head.as_bytes()).expect("send the head");
+    let (head, _) = tunnel.next_http();
+    let cseq = cseq_of(&head);
+    let max = u64::MAX.to_string();
+    for _ in 0..3 {
+        tunnel.send(tag("credit", '>', cseq, Some(&max)));
+    }
+    let sending = std::thread::spawn(move || {
+        conn.send(&vec![b'u'; upload]).expect("send the body");
+        conn
+    });
+    let mut got = 0usize;
+    loop {
+        match tunnel.next() {
+            Some(FromAgent::Stream(t)) if t.cseq == cseq && t.verb == "data" => {
+                got += t.payload.len()
+            }
+            Some(FromAgent::Stream(t)) if t.cseq == cseq && t.verb == "end" => break,
+            other => panic!("after {got} bytes of the upload, alice sent {other:?}"),
+        }
+    }
+    assert_eq!(got, upload);
+    tunnel.send(format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCSeq: {cseq}\r\n\r\nok"
+    ));
+    let mut conn = sending.join().expect("the client thread");
+    let response = conn.response("POST");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.body, b"ok");
+}
+
+/// alice is stopped (SIGTERM) while an HTTP/1.0 client takes a close-delimited streamed
+/// answer: the stream is broken, and the client must see its connection reset, never the
+/// orderly end that would make the bytes so far the whole body.
+#[test]
+fn sigterm_mid_stream_breaks_a_close_delimited_answer() {
+    let (_fake, mut alice, mut tunnel) = alice_on_fake(&[]);
+    let mut client = TcpStream::connect(alice.listen_addr()).expect("connect to alice");
+    client
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout");
+    client
+        .write_all(b"GET http://bob/ HTTP/1.0\r\nHost: bob\r\n\r\n")
+        .expect("send the request");
+    let (head, _) = tunnel.next_http();
+    let cseq = cseq_of(&head);
+    tunnel.send(format!(
+        "HTTP/1.1 200 OK\r\nHttpws-Stream: body\r\nCSeq: {cseq}\r\n\r\n"
+    ));
+    tunnel.send(data('>', cseq, b"so far"));
+    let mut reader = BufReader::new(client);
+    let head = common::http1::read_head(&mut reader, common::http1::MAX_HEAD)
+        .expect("read the head")
+        .expect("a head");
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    let mut so_far = [0u8; 6];
+    reader.read_exact(&mut so_far).expect("the body so far");
+    assert!(
+        alice.terminate(IO_TIMEOUT).is_some(),
+        "alice exits on SIGTERM"
+    );
+    assert_eq!(
+        end_of(&mut reader),
+        (0, Some(std::io::ErrorKind::ConnectionReset)),
+        "the client's close-delimited body ended in order when alice stopped"
+    );
+}
+
 on_both_drivers!(
     server_sent_events_arrive_as_they_are_sent,
     a_200_mib_download_and_upload_arrive_intact,
@@ -425,4 +812,5 @@ on_both_drivers!(
     a_service_that_dies_mid_stream_breaks_the_curl_transfer,
     websockets_pass_through_the_agents_and_the_ingress,
     protocol_1_endpoints_interoperate_with_protocol_2_agents,
+    an_upload_waiting_for_a_service_connection_gets_504_in_time,
 );

@@ -1319,3 +1319,136 @@ fn service_response_over_the_message_limit_streams_and_the_agent_survives() {
     assert!(out.body == pattern(100_000));
     still_works(&mut net);
 }
+
+// ---------------------------------------------------------------------------------------
+// Served requests whose streamed body is left unread (the client library as the target).
+// ---------------------------------------------------------------------------------------
+
+/// The largest body bob's handler takes whole (its tunnel's message limit less the head
+/// allowance): anything longer it refuses `413` without reading it.
+const HANDLER_BODY_BYTES: usize = 128 * 1024;
+
+/// bob is the client library serving a handler of whole requests; an upload over what it
+/// takes is refused `413` before it is read. The body it leaves unread must not reset the
+/// exchange: the caller gets the handler's answer, not `502 target-gone`.
+fn a_served_body_left_unread_does_not_lose_its_answer(driver: Driver) {
+    let proxy = Proxy::start(driver, &[]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let bob = runtime
+        .block_on(
+            httpws::endpoint::Endpoint::builder(&format!("ws://{}", proxy.addr))
+                .name("bob")
+                .configure(|c| c.max_message_bytes = HANDLER_BODY_BYTES + 64 * 1024)
+                .connect(),
+        )
+        .expect("bob registers");
+    let server = bob.clone();
+    runtime.spawn(async move {
+        server
+            .serve(|req: http::Request<bytes::Bytes>| async move {
+                http::Response::new(bytes::Bytes::from(format!("{} bytes", req.body().len())))
+            })
+            .await
+    });
+    let mut alice = Agent::listen(proxy.addr, "alice", &[]);
+    let scratch = Scratch::new();
+    let upload = scratch.write("upload", &pattern(4 * HANDLER_BODY_BYTES));
+    let ingress = alice.ingress();
+    let out = curl_via(
+        &ingress,
+        "http://bob/upload",
+        &["--data-binary", &format!("@{upload}")],
+    );
+    assert_eq!(
+        out.code, 413,
+        "the handler's refusal did not reach the caller: exit {}, headers {:?}, {}",
+        out.exit, out.headers, out.stderr
+    );
+    // A body it takes still arrives whole.
+    let small = scratch.write("small", &pattern(HANDLER_BODY_BYTES / 2));
+    let out = curl_via(
+        &ingress,
+        "http://bob/upload",
+        &["--data-binary", &format!("@{small}")],
+    );
+    assert_ok(&out);
+    assert_eq!(out.body_text(), format!("{} bytes", HANDLER_BODY_BYTES / 2));
+    runtime.block_on(bob.close());
+}
+
+/// An endless response body that says when it is dropped.
+struct Endless(std::sync::mpsc::Sender<()>);
+
+impl http_body::Body for Endless {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        let piece = bytes::Bytes::from(vec![b'e'; 64 * 1024]);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(piece))))
+    }
+}
+
+impl Drop for Endless {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+/// bob (the client library, `credit_timeout` of 1 s) answers after the proxy's
+/// `--request-timeout` has answered the caller `504`: the proxy drops the late answer
+/// quietly and will never grant it credit, so its body, streaming, must be given up (the
+/// exchange reset `timeout`) rather than held for ever with whatever it holds (a service
+/// connection, on the agent's `--serve` side).
+fn a_late_streamed_answer_is_given_up_when_no_credit_comes(driver: Driver) {
+    let proxy = Proxy::start(driver, &["--request-timeout", "1s"]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let bob = runtime
+        .block_on(
+            httpws::endpoint::Endpoint::builder(&format!("ws://{}", proxy.addr))
+                .name("bob")
+                .configure(|c| c.credit_timeout = Duration::from_secs(1))
+                .connect(),
+        )
+        .expect("bob registers");
+    let answer_now = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (dropped_tx, dropped) = std::sync::mpsc::channel();
+    let service = {
+        let answer_now = std::sync::Arc::clone(&answer_now);
+        tower::service_fn(move |_: http::Request<httpws::endpoint::body::Body>| {
+            let answer_now = std::sync::Arc::clone(&answer_now);
+            let body = Endless(dropped_tx.clone());
+            async move {
+                answer_now.notified().await;
+                Ok::<_, std::convert::Infallible>(http::Response::new(body))
+            }
+        })
+    };
+    let server = bob.clone();
+    runtime.spawn(async move { server.serve(service).await });
+    let mut alice = Agent::listen(proxy.addr, "alice", &[]);
+    let out = curl_via(&alice.ingress(), "http://bob/late", &[]);
+    assert_eq!(out.code, 504, "{:?} {}", out.headers, out.stderr);
+    answer_now.notify_one();
+    assert!(
+        dropped.recv_timeout(IO_TIMEOUT).is_ok(),
+        "the late answer's body is still held, waiting for credit that never comes"
+    );
+    runtime.block_on(bob.close());
+}
+
+on_both_drivers!(
+    a_served_body_left_unread_does_not_lose_its_answer,
+    a_late_streamed_answer_is_given_up_when_no_credit_comes,
+);

@@ -29,6 +29,12 @@ pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Incoming requests handled at once; beyond it the session stops reading (the proxy then
 /// answers further callers `target-busy`) instead of queueing without bound.
 pub const DEFAULT_MAX_INCOMING: usize = 1024;
+/// How long a streamed body of ours may wait for the far side's credit before its exchange is
+/// reset (`timeout`): nothing granted for this long means the stream is forgotten (the proxy
+/// drops an answer that comes after its own deadline quietly, and would never grant it) or
+/// its reader has stopped. Twice the proxy's default `--stream-idle-timeout`, which resets a
+/// stream where nothing moves first.
+pub const DEFAULT_CREDIT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Outgoing frames queued to the tunnel's writer before senders wait.
 pub const OUTGOING_QUEUE_FRAMES: usize = 1024;
 
@@ -137,6 +143,8 @@ pub struct SessionConfig {
     pub max_message_bytes: usize,
     /// See [`DEFAULT_MAX_INCOMING`].
     pub max_incoming: usize,
+    /// See [`DEFAULT_CREDIT_TIMEOUT`].
+    pub credit_timeout: Duration,
     /// TLS settings for a `wss://` proxy; None there means the system's roots.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Register as public (`?public=1`): take calls from the proxy's public HTTP ingress.
@@ -157,6 +165,7 @@ impl SessionConfig {
             reconnect_max: DEFAULT_RECONNECT_MAX,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_incoming: DEFAULT_MAX_INCOMING,
+            credit_timeout: DEFAULT_CREDIT_TIMEOUT,
             tls: None,
             public: false,
         }

@@ -14,6 +14,7 @@ pub mod bystanders;
 pub mod certs;
 pub mod curl;
 pub mod driver;
+pub mod fake_proxy;
 pub mod handshake;
 pub mod http1;
 pub mod message;

@@ -339,6 +339,7 @@ mod tests {
             message: Bytes::from_static(msg),
             head_len: msg.len(),
             body: None,
+            _unanswered: None,
         };
         let req = parse_incoming(&incoming, 1024).unwrap();
         let from: Vec<_> = req.headers().get_all("httpws-from").iter().collect();

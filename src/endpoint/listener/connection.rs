@@ -21,7 +21,7 @@ use super::config::ListenerConfig;
 use super::local_error::{LocalError, write_local_error};
 use super::request::{self, Parsed};
 use super::response::{Reply, write_response};
-use super::streamed::{Streamed, write_streamed};
+use super::streamed::{Streamed, client_gone, write_streamed};
 use super::upgrade::upgrade;
 use crate::endpoint::body_reader::BodyReader;
 use crate::endpoint::http1::{self, BodyLength, Http1Error};
@@ -35,7 +35,7 @@ use crate::proto::http1::chunked::ChunkedScanner;
 use crate::proto::http1::write;
 
 /// What becomes of the connection after a request.
-enum After {
+pub(super) enum After {
     /// Read the next request.
     KeepAlive,
     /// Close it (the client asked, or its next request cannot be found).
@@ -46,7 +46,7 @@ enum After {
 }
 
 impl After {
-    fn of(close: bool) -> After {
+    pub(super) fn of(close: bool) -> After {
         if close {
             After::Close
         } else {
@@ -54,7 +54,7 @@ impl After {
         }
     }
 
-    fn of_streamed(streamed: Streamed) -> After {
+    pub(super) fn of_streamed(streamed: Streamed) -> After {
         match streamed {
             Streamed::Complete { close } => After::of(close),
             Streamed::Broken { reset } => After::Abort { reset },
@@ -133,8 +133,7 @@ pub(super) async fn serve_client(
         }
         let after = match plan(&parsed, &buf, streams) {
             Plan::Upgrade(protocol) => {
-                let close = upgrade(&mut stream, &mut buf, parsed, &protocol, session, config);
-                After::of(close.await?)
+                upgrade(&mut stream, &mut buf, parsed, &protocol, session, config).await?
             }
             Plan::Stream(length) => {
                 streamed_request(&mut stream, &mut buf, parsed, length, session, config).await?
@@ -281,7 +280,9 @@ async fn answer(
 }
 
 /// A request whose body streams: the body goes as the far side's credit allows, while its
-/// answer is awaited (it may come before the body ends).
+/// answer is awaited (it may come before the body ends). Once the body is complete, the
+/// answer has `--request-timeout`, and a client that leaves meanwhile gives the exchange up
+/// (`reset cancel`).
 async fn streamed_request(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
@@ -309,66 +310,101 @@ async fn streamed_request(
     // A stalled client body is given the client timeout per read, not for the whole body.
     let mut pump = Box::pin(pump::into_tunnel(&mut rd, buf, reader, writer, Some(limit)));
     let mut wait = pin!(pending.wait());
-    let mut pumped: Option<Result<(), PumpError>> = None;
-    let mut deadline: Option<Instant> = None;
-    let response = loop {
+    // Whether the pump has stopped without the body's end (a future that completed is
+    // never polled again).
+    let mut pump_stopped = false;
+    let answered = loop {
         tokio::select! {
-            r = &mut pump, if pumped.is_none() => {
-                match &r {
-                    Ok(()) => deadline = Some(Instant::now() + config.request_timeout),
-                    // The far side answered, reset, or the tunnel dropped: the answer (or the
-                    // failure) is on its way.
-                    Err(PumpError::Tunnel(_)) => {}
-                    // The client's body broke: the exchange was reset, no answer will come.
-                    Err(e) => {
-                        drop(pump);
-                        return client_broke(&mut wr, e, config).await;
-                    }
+            r = &mut pump, if !pump_stopped => match r {
+                Ok(()) => break None,
+                // The far side answered, reset, or the tunnel dropped: the answer (or the
+                // failure) is on its way.
+                Err(PumpError::Tunnel(_)) => pump_stopped = true,
+                // The client's body broke: the exchange was reset, no answer will come.
+                Err(e) => {
+                    drop(pump);
+                    return client_broke(&mut wr, &e, config).await;
                 }
-                pumped = Some(r);
-            }
-            response = &mut wait => break response,
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                drop(pump);
-                let answer = LocalError::answer(
-                    AnswerError::Timeout,
-                    format!("no response within {:?}", config.request_timeout),
-                    parsed.close,
-                );
-                write_local_error(&mut wr, &answer, limit).await?;
-                return Ok(After::of(parsed.close));
-            }
+            },
+            response = &mut wait => break Some(response),
         }
     };
-    let body_done = matches!(pumped, Some(Ok(())));
+    let Some(response) = answered else {
+        // The body is complete.
+        drop(pump);
+        let deadline = Instant::now() + config.request_timeout;
+        let mut watching = true;
+        let response = loop {
+            tokio::select! {
+                response = &mut wait => break response,
+                _ = tokio::time::sleep_until(deadline) => {
+                    let answer = LocalError::answer(
+                        AnswerError::Timeout,
+                        format!("no response within {:?}", config.request_timeout),
+                        parsed.close,
+                    );
+                    write_local_error(&mut wr, &answer, limit).await?;
+                    return Ok(After::of(parsed.close));
+                }
+                gone = client_gone(&mut rd, buf), if watching => {
+                    if gone {
+                        // Nobody to answer: the exchange is given up as `wait` goes.
+                        return Ok(After::Close);
+                    }
+                    // Bytes of a next request: kept, and the watch ends.
+                    watching = false;
+                }
+            }
+        };
+        let response = match response {
+            Ok(response) => response,
+            Err(failure) => {
+                let mut answer = LocalError::tunnel(failure);
+                answer.close = parsed.close;
+                write_local_error(&mut wr, &answer, limit).await?;
+                return Ok(After::of(answer.close));
+            }
+        };
+        let TunnelResponse { message, body, .. } = response;
+        let reply = reply(&parsed, session, limit, parsed.close);
+        return match body {
+            None => Ok(After::of(write_response(&mut wr, &message, &reply).await?)),
+            Some(body) => {
+                let streamed =
+                    write_streamed(&mut wr, Some((&mut rd, buf)), &message, body, &reply);
+                Ok(After::of_streamed(streamed.await?))
+            }
+        };
+    };
+    // Answered before the body ended: what is left of it stays unread, so the connection
+    // ends after the answer.
     let response = match response {
         Ok(response) => response,
         Err(failure) => {
             drop(pump);
             let mut answer = LocalError::tunnel(failure);
-            answer.close = parsed.close || !body_done;
+            answer.close = true;
             write_local_error(&mut wr, &answer, limit).await?;
-            return Ok(After::of(answer.close));
+            return Ok(After::Close);
         }
     };
     let TunnelResponse { message, body, .. } = response;
-    let close = parsed.close || !body_done;
-    let reply = reply(&parsed, session, limit, close);
+    let reply = reply(&parsed, session, limit, true);
+    let none: Option<(&mut ReadHalf<'_>, &mut BytesMut)> = None;
     match body {
         // A whole answer ends the exchange; what is left of the body is not wanted.
         None => {
             drop(pump);
-            let mut wr = wr;
             Ok(After::of(write_response(&mut wr, &message, &reply).await?))
         }
-        Some(body) if body_done => {
+        // The body stopped (the stream was reset meanwhile): the answer goes as far as it can.
+        Some(body) if pump_stopped => {
             drop(pump);
-            let streamed = write_streamed(&mut wr, Some((&mut rd, buf)), &message, body, &reply);
+            let streamed = write_streamed(&mut wr, none, &message, body, &reply);
             Ok(After::of_streamed(streamed.await?))
         }
         Some(body) => {
             // Both bodies stream at once.
-            let none: Option<(&mut ReadHalf<'_>, &mut BytesMut)> = None;
             let written = write_streamed(&mut wr, none, &message, body, &reply);
             let (streamed, pumped) = tokio::join!(written, &mut pump);
             // The answer's head said `Connection: close`: the body's end was not known yet.

@@ -121,22 +121,31 @@ where
         match next {
             Some(Ok(piece)) => {
                 let n = piece.len();
-                match framing {
+                let written = match framing {
                     Framing::Chunked => {
                         let mut size = BytesMut::with_capacity(20);
                         http1::put_chunk_size(&mut size, n);
-                        within(reply.limit, write_three(wr, &size, &piece, CHUNK_END)).await?;
+                        within(reply.limit, write_three(wr, &size, &piece, CHUNK_END)).await
                     }
                     Framing::Length | Framing::UntilClose => {
-                        within(reply.limit, write_two(wr, &piece, b"")).await?;
+                        within(reply.limit, write_two(wr, &piece, b"")).await
                     }
+                };
+                // A client that took nothing in time, or went away: the body is broken (a
+                // plain close would end a close-delimited one as if it were complete).
+                if let Err(e) = written {
+                    tracing::debug!(error = %e, "listener: the client did not take the streamed response");
+                    return Ok(broken);
                 }
                 // The client has it: the sender may send as much again.
                 body.release(n);
             }
             None => {
                 if framing == Framing::Chunked {
-                    within(reply.limit, write_two(wr, LAST_CHUNK, b"")).await?;
+                    if let Err(e) = within(reply.limit, write_two(wr, LAST_CHUNK, b"")).await {
+                        tracing::debug!(error = %e, "listener: the client did not take the last chunk");
+                        return Ok(broken);
+                    }
                 }
                 return Ok(Streamed::Complete { close });
             }
@@ -164,7 +173,7 @@ async fn finish_head_only<W: AsyncWrite + Unpin>(
 
 /// Read from the client while its answer streams: true when it closed its connection (or
 /// the read failed), false when it sent bytes (a pipelined request, kept in `buf`).
-async fn client_gone<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> bool {
+pub(super) async fn client_gone<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> bool {
     buf.reserve(WATCH_READ_BYTES);
     !matches!(rd.read_buf(buf).await, Ok(n) if n > 0)
 }

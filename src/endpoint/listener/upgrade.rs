@@ -8,10 +8,11 @@ use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 
 use super::config::ListenerConfig;
+use super::connection::After;
 use super::local_error::{LocalError, write_local_error};
 use super::request::Parsed;
 use super::response::{Reply, put_client_head, write_response};
-use super::streamed::{Streamed, write_streamed};
+use super::streamed::write_streamed;
 use crate::endpoint::http1::{Http1Error, MAX_HEADERS};
 use crate::endpoint::pump::splice;
 use crate::endpoint::session::{Session, TunnelResponse};
@@ -19,8 +20,9 @@ use crate::endpoint::timed_write::{within, write_two};
 use crate::proto::answer_error::AnswerError;
 use crate::proto::http1::write;
 
-/// Send the upgrade request and serve its answer; returns whether the client connection
-/// ends afterwards (always, once it was upgraded).
+/// Send the upgrade request and serve its answer; returns what becomes of the client
+/// connection (it ends, once it was upgraded: with a reset when a direction broke, so that
+/// the client never takes the break for the far side's half-close).
 pub(super) async fn upgrade(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
@@ -28,7 +30,7 @@ pub(super) async fn upgrade(
     protocol: &[u8],
     session: &Session,
     config: &ListenerConfig,
-) -> Result<bool, Http1Error> {
+) -> Result<After, Http1Error> {
     let limit = config.client_timeout;
     let mut head = parsed.head;
     write::put_header(&mut head, b"Connection", b"Upgrade");
@@ -39,7 +41,7 @@ pub(super) async fn upgrade(
             let mut answer = LocalError::tunnel(failure);
             answer.close = parsed.close;
             write_local_error(stream, &answer, limit).await?;
-            return Ok(parsed.close);
+            return Ok(After::of(parsed.close));
         }
     };
     let reply = Reply {
@@ -55,13 +57,13 @@ pub(super) async fn upgrade(
             let mut answer = LocalError::tunnel(failure);
             answer.close = parsed.close;
             write_local_error(stream, &answer, limit).await?;
-            return Ok(parsed.close);
+            return Ok(After::of(parsed.close));
         }
         Err(_) => {
             let why = format!("no response within {:?}", config.request_timeout);
             let answer = LocalError::answer(AnswerError::Timeout, why, parsed.close);
             write_local_error(stream, &answer, limit).await?;
-            return Ok(parsed.close);
+            return Ok(After::of(parsed.close));
         }
     };
     let TunnelResponse { message, body, .. } = response;
@@ -69,14 +71,14 @@ pub(super) async fn upgrade(
         // A whole answer ended the exchange: the writer stops without a reset.
         None => {
             drop(writer);
-            write_response(stream, &message, &reply)
-                .await
-                .map_err(Into::into)
+            Ok(After::of(write_response(stream, &message, &reply).await?))
         }
         Some(body) if status(&message) == 101 => {
             write_switch_head(stream, &message, &reply).await?;
-            splice(stream, buf, body, writer, limit).await;
-            Ok(true)
+            match splice(stream, buf, body, writer, limit).await {
+                true => Ok(After::Close),
+                false => Ok(After::Abort { reset: true }),
+            }
         }
         Some(body) => {
             // Not switched: the request had no body, and ends now.
@@ -84,7 +86,7 @@ pub(super) async fn upgrade(
             let (mut rd, mut wr) = stream.split();
             let outcome =
                 write_streamed(&mut wr, Some((&mut rd, buf)), &message, body, &reply).await?;
-            Ok(!matches!(outcome, Streamed::Complete { close: false }))
+            Ok(After::of_streamed(outcome))
         }
     }
 }

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Semaphore;
 
+use super::http1::Http1Error;
 use super::session::{Incoming, Session};
 use crate::proto::answer_error::AnswerError;
 use crate::proto::http1::write;
@@ -145,6 +146,37 @@ async fn service_failed(session: &Session, request: &Incoming, service: &str, e:
     let (error, reason) = e.answer();
     let (head, body) = error_answer(error, reason);
     session.respond(request, head, body).await;
+}
+
+/// A fresh connection to the service with `head` written on it, for a request whose body
+/// (or upgraded bytes) follow, within `--service-timeout`: every connection may be taken by
+/// long streams (events, upgraded connections), and a request must not wait for one without
+/// end. `None` when it could not be had, and the request has been answered.
+async fn fresh_connection<'p>(
+    session: &Session,
+    request: &Incoming,
+    pool: &'p ServicePool,
+    head: &[u8],
+    config: &ServiceConfig,
+) -> Option<pool::Lease<'p>> {
+    let leased = async {
+        let mut lease = pool.lease(true).await?;
+        match tokio::io::AsyncWriteExt::write_all(&mut lease.stream, head).await {
+            Ok(()) => Ok(lease),
+            Err(e) => Err(ServiceError::BadResponse(Http1Error::Io(e))),
+        }
+    };
+    match tokio::time::timeout(config.service_timeout, leased).await {
+        Ok(Ok(lease)) => Some(lease),
+        Ok(Err(e)) => {
+            service_failed(session, request, pool.addr(), e).await;
+            None
+        }
+        Err(_) => {
+            timed_out(session, request, config).await;
+            None
+        }
+    }
 }
 
 /// An answer the agent makes itself for the service side.

@@ -117,6 +117,7 @@ mod tests {
             message: Bytes::from_static(msg),
             head_len,
             body: None,
+            _unanswered: None,
         }
     }
 

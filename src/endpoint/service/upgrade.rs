@@ -5,15 +5,13 @@
 //! Any other answer is an ordinary response, and the caller's (empty) request stream ends.
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 use super::answer::answer;
 use super::config::ServiceConfig;
-use super::pool::{HeadError, ServiceError, ServicePool, read_response_head};
+use super::pool::{HeadError, ServicePool, read_response_head};
 use super::request::ServiceHead;
 use super::response::tunnel_stream_head;
-use super::{error_answer, service_failed, timed_out};
-use crate::endpoint::http1::Http1Error;
+use super::{error_answer, fresh_connection, service_failed, timed_out};
 use crate::endpoint::pump::splice;
 use crate::endpoint::session::{Incoming, Session};
 use crate::endpoint::stream::InboundBody;
@@ -38,14 +36,9 @@ pub(super) async fn forward(
     write::put_header(&mut wire, b"Connection", b"Upgrade");
     write::put_header(&mut wire, b"Upgrade", protocol);
     wire.extend_from_slice(b"\r\n");
-    let mut lease = match pool.lease(true).await {
-        Ok(lease) => lease,
-        Err(e) => return service_failed(session, request, pool.addr(), e).await,
+    let Some(mut lease) = fresh_connection(session, request, pool, &wire, config).await else {
+        return;
     };
-    if let Err(e) = lease.stream.write_all(&wire).await {
-        let e = ServiceError::BadResponse(Http1Error::Io(e));
-        return service_failed(session, request, pool.addr(), e).await;
-    }
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let read = read_response_head(
         &mut lease.stream,

@@ -10,15 +10,13 @@
 use std::pin::pin;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use super::answer::answer;
 use super::config::ServiceConfig;
-use super::pool::{HeadError, ServiceError, ServicePool, read_response_head};
+use super::pool::{HeadError, ServicePool, read_response_head};
 use super::request::ServiceHead;
-use super::{service_failed, timed_out};
-use crate::endpoint::http1::Http1Error;
+use super::{fresh_connection, service_failed, timed_out};
 use crate::endpoint::pump::{PumpError, out_of_tunnel};
 use crate::endpoint::session::{Incoming, Session};
 use crate::endpoint::stream::InboundBody;
@@ -49,14 +47,9 @@ pub(super) async fn forward(
         }
     };
     wire.extend_from_slice(b"\r\n");
-    let mut lease = match pool.lease(true).await {
-        Ok(lease) => lease,
-        Err(e) => return service_failed(session, request, pool.addr(), e).await,
+    let Some(mut lease) = fresh_connection(session, request, pool, &wire, config).await else {
+        return;
     };
-    if let Err(e) = lease.stream.write_all(&wire).await {
-        let e = ServiceError::BadResponse(Http1Error::Io(e));
-        return service_failed(session, request, pool.addr(), e).await;
-    }
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let max_body_bytes = config.max_body_bytes.min(session.max_body_bytes());
     let limits = (config.service_timeout, max_body_bytes);

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::TunnelResponse;
-use super::incoming::Incoming;
+use super::incoming::{Incoming, Unanswered};
 use super::shared::{Link, Shared, lock};
 use super::writer::{Outgoing, finish_head};
 use crate::endpoint::stream::{Exchange, InboundBody, Start};
@@ -61,10 +61,10 @@ fn on_response(shared: &Shared, link: &Link, payload: Bytes, info: &HeadInfo) {
     let body = if info.stream {
         let exchange = exchange.unwrap_or_else(|| {
             let exchange = Exchange::new(
-                Direction::Outgoing,
-                info.cseq,
+                (Direction::Outgoing, info.cseq),
                 link.queues.clone(),
                 Arc::clone(&link.streams),
+                shared.config.credit_timeout,
                 Start::Done,
                 Start::Waiting,
             );
@@ -99,10 +99,10 @@ fn on_response(shared: &Shared, link: &Link, payload: Bytes, info: &HeadInfo) {
 fn on_request(shared: &Shared, link: &Link, payload: Bytes, info: &HeadInfo) {
     let exchange = info.stream.then(|| {
         let exchange = Exchange::new(
-            Direction::Incoming,
-            info.cseq,
+            (Direction::Incoming, info.cseq),
             link.queues.clone(),
             Arc::clone(&link.streams),
+            shared.config.credit_timeout,
             Start::Waiting,
             Start::Streaming(declared(info)),
         );
@@ -115,6 +115,7 @@ fn on_request(shared: &Shared, link: &Link, payload: Bytes, info: &HeadInfo) {
         message: payload,
         head_len: info.head_len,
         body: exchange.clone().map(InboundBody::new),
+        _unanswered: exchange.clone().map(Unanswered),
     };
     let refused = match shared.incoming_tx.try_send(incoming) {
         Ok(()) => return,

@@ -46,13 +46,15 @@ use super::stream::{BodyWriter, Exchange, InboundBody, Start};
 use crate::proto::address::VirtualAddress;
 use crate::proto::handshake::Protocol;
 use crate::proto::http1::write;
-use crate::proto::stream::{Direction, STREAM_HEADER, STREAM_HEADER_VALUE};
+use crate::proto::stream::{Direction, ResetReason, STREAM_HEADER, STREAM_HEADER_VALUE};
 use shared::{Link, Shared, lock};
 use writer::finish_head;
 
 pub use failure::{Failure, Fatal};
 pub use incoming::Incoming;
 pub use status::Status;
+#[cfg(test)]
+pub(crate) use writer::QueueEnds;
 pub(crate) use writer::{Outgoing, Queues};
 
 /// A response from the tunnel: its head, and its body either whole (in `message`, from
@@ -173,6 +175,7 @@ impl Session {
             _guard: WaitGuard {
                 shared: Arc::clone(&self.shared),
                 cseq,
+                exchange: None,
             },
         };
         finish_head(&mut head, cseq);
@@ -207,10 +210,10 @@ impl Session {
             }
             let cseq = state.waiters.add(tx);
             let exchange = Exchange::new(
-                Direction::Outgoing,
-                cseq,
+                (Direction::Outgoing, cseq),
                 link.queues.clone(),
                 Arc::clone(&link.streams),
+                self.shared.config.credit_timeout,
                 Start::Streaming(length),
                 Start::Waiting,
             );
@@ -221,6 +224,7 @@ impl Session {
             _guard: WaitGuard {
                 shared: Arc::clone(&self.shared),
                 cseq,
+                exchange: Some(Arc::clone(&exchange)),
             },
         };
         if !link.streams.insert(&exchange) {
@@ -290,10 +294,10 @@ impl Session {
             Some(exchange) => exchange,
             None => {
                 let exchange = Exchange::new(
-                    Direction::Incoming,
-                    to.cseq,
+                    (Direction::Incoming, to.cseq),
                     link.queues.clone(),
                     Arc::clone(&link.streams),
+                    self.shared.config.credit_timeout,
                     Start::Waiting,
                     Start::Done,
                 );
@@ -346,13 +350,23 @@ fn finish_stream_head(head: &mut BytesMut, length: Option<u64>, cseq: u64) {
 }
 
 /// Removes a request's waiting entry when its caller stops waiting, however that happens.
+/// A caller that gives a streamed request up before its answer came (its client left, its
+/// own deadline passed) resets the exchange (`cancel`): the far side stops working on it,
+/// and the exchange leaves the link's table at once rather than whenever an answer comes,
+/// if one ever does.
 struct WaitGuard {
     shared: Arc<Shared>,
     cseq: u64,
+    /// The exchange of a streamed request.
+    exchange: Option<Arc<Exchange>>,
 }
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
-        lock(&self.shared.state).waiters.take(self.cseq);
+        // Still waiting: no answer (nor reset, nor the tunnel's end) has taken the entry.
+        let abandoned = lock(&self.shared.state).waiters.take(self.cseq).is_some();
+        if let (true, Some(exchange)) = (abandoned, &self.exchange) {
+            exchange.reset(ResetReason::Cancel);
+        }
     }
 }

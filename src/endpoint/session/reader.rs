@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::dispatch::on_message;
 use super::failure::Fatal;
 use super::shared::{Link, Shared};
-use super::writer::{Outgoing, Queues, write_loop};
+use super::writer::{MAX_CONTROL_BACKLOG, Outgoing, Queues, write_loop};
 use crate::endpoint::config::OUTGOING_QUEUE_FRAMES;
 use crate::endpoint::stream::StreamTable;
 use crate::endpoint::tls::ProxyStream;
@@ -29,6 +29,9 @@ const MAX_MESSAGE_HEAD_BYTES: usize = 64 * 1024;
 const MAX_MESSAGE_HEADERS: usize = 256;
 /// Room made before each read from the proxy.
 const READ_RESERVE_BYTES: usize = 64 * 1024;
+/// A read block holding less than a quarter of this much is left for a fresh one once a
+/// message has been taken out of it (see [`leave_large_block`]).
+const KEEP_READ_BLOCK_BYTES: usize = 1024 * 1024;
 /// How long a closing tunnel waits for its writer to flush the close frame.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// The close code of a tunnel closed on purpose (RFC 6455 §7.4.1).
@@ -94,12 +97,11 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
-    let (out, out_rx) = mpsc::channel(OUTGOING_QUEUE_FRAMES);
-    let (control, control_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_loop(wr, out_rx, control_rx));
+    let (queues, ends) = Queues::new(OUTGOING_QUEUE_FRAMES);
+    let writer = tokio::spawn(write_loop(wr, ends));
     let link = Link {
         generation,
-        queues: Queues { out, control },
+        queues,
         protocol,
         streams: Arc::new(StreamTable::default()),
     };
@@ -128,6 +130,7 @@ where
                     break 'link LinkEnd::Lost(format!("protocol error from the proxy: {e}"));
                 }
             };
+            leave_large_block(&mut buf);
             match event {
                 Event::Message { payload, .. } if indication::is_indication(&payload) => {
                     match on_indication(&payload) {
@@ -148,6 +151,13 @@ where
                     let _ = out.try_send(Outgoing::Close(NORMAL_CLOSURE));
                     break 'link LinkEnd::Lost(format!("proxy closed the tunnel ({code:?})"));
                 }
+            }
+            // What we owe it (pongs, answers, grants) no longer leaves: it is not reading.
+            let backlog = link.queues.control_backlog();
+            if backlog > MAX_CONTROL_BACKLOG {
+                break 'link LinkEnd::Lost(format!(
+                    "the proxy takes nothing from the tunnel ({backlog} control frames wait)"
+                ));
             }
         }
 
@@ -198,6 +208,19 @@ where
     }
 }
 
+/// Every message handed on is a view of the block `buf` reads into, and keeps that whole
+/// block alive for as long as it is held (a request waiting to be served, a piece of a body).
+/// A block grown for one large message would be read into afterwards, and each small message
+/// read after it would then hold it all: once a message has been taken out and the block is
+/// much larger than what is left in it, what is left moves to a block of its own.
+fn leave_large_block(buf: &mut BytesMut) {
+    if buf.capacity() > KEEP_READ_BLOCK_BYTES.max(buf.len().saturating_mul(4)) {
+        let mut fresh = BytesMut::with_capacity(buf.len() + READ_RESERVE_BYTES);
+        fresh.extend_from_slice(buf);
+        *buf = fresh;
+    }
+}
+
 /// An indication from the proxy: `Ok(Some(address))` when `:host` registers the tunnel,
 /// `Err` when it ends the link (an invalid `:host`, `:error replaced`); anything else is
 /// logged and changes nothing.
@@ -230,5 +253,34 @@ fn on_indication(payload: &[u8]) -> Result<Option<VirtualAddress>, LinkEnd> {
             tracing::warn!(error = %e, "tunnel: malformed indication");
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_after_a_large_one_do_not_share_its_block() {
+        // A block grown for a 4 MiB message, followed in it by the start of a small one.
+        let mut buf = BytesMut::with_capacity(8 << 20);
+        buf.extend_from_slice(&vec![1u8; 4 << 20]);
+        buf.extend_from_slice(b"next");
+        let large = buf.split_to(4 << 20).freeze();
+        leave_large_block(&mut buf);
+        assert_eq!(&buf[..], b"next");
+        buf.extend_from_slice(b" message");
+        let small = buf.split().freeze();
+        let block = large.as_ptr() as usize..large.as_ptr() as usize + (8 << 20);
+        assert!(
+            !block.contains(&(small.as_ptr() as usize)),
+            "the small message is a view of the large message's block"
+        );
+        // A block of ordinary size is kept.
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        buf.extend_from_slice(b"abc");
+        let at = buf.as_ptr();
+        leave_large_block(&mut buf);
+        assert_eq!(buf.as_ptr(), at);
     }
 }

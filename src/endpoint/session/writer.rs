@@ -3,8 +3,14 @@
 //! batches. Two queues feed it: the bounded one, in order, for messages and stream data (a
 //! sender waits when it is full), and an unbounded one for the small control frames that
 //! must never wait nor be lost (credit grants, resets, pongs, the agent's own short answers),
-//! which are written first. Their number is bounded by what was received: one grant per
-//! batch of body consumed, one reset per stream, one pong per ping.
+//! which are written first. Their number follows what was received (one grant per batch of
+//! body consumed, one reset per stream, one pong per ping, one answer per request refused),
+//! so a proxy that keeps sending while it takes nothing could grow them without end: the
+//! queue counts what waits in it, and the reader gives the link up past
+//! [`MAX_CONTROL_BACKLOG`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -19,6 +25,10 @@ const WRITE_BATCH_BYTES: usize = 256 * 1024;
 const KEEP_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 /// The write buffer's size to begin with, and after one that grew too large is given back.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+/// Control frames waiting for the writer past which the link is given up: far more than the
+/// grants and resets of every stream the agent may hold, and what a proxy that reads
+/// nothing while it sends pings or requests would make them grow to.
+pub(super) const MAX_CONTROL_BACKLOG: usize = 64 * 1024;
 
 /// What the writer task sends.
 pub(crate) enum Outgoing {
@@ -45,13 +55,73 @@ pub(crate) struct Queues {
     pub(crate) out: mpsc::Sender<Outgoing>,
     /// Control frames, written first; unbounded, since they may be queued where nothing can
     /// wait (a body dropped, credit granted from `poll_frame`).
-    pub(crate) control: mpsc::UnboundedSender<Outgoing>,
+    control: mpsc::UnboundedSender<Outgoing>,
+    /// Control frames queued and not yet taken by the writer.
+    backlog: Arc<AtomicUsize>,
+}
+
+/// The writer's ends of the [`Queues`].
+pub(crate) struct QueueEnds {
+    out: mpsc::Receiver<Outgoing>,
+    control: mpsc::UnboundedReceiver<Outgoing>,
+    backlog: Arc<AtomicUsize>,
+}
+
+#[cfg(test)]
+impl QueueEnds {
+    /// Whether nothing at all has been queued for the writer.
+    pub(crate) fn out_is_empty(&self) -> bool {
+        self.out.is_empty() && self.control.is_empty()
+    }
+
+    /// Everything queued for the writer so far, control frames first.
+    pub(crate) fn drain(&mut self) -> Vec<Outgoing> {
+        let mut all = Vec::new();
+        while let Ok(next) = self.control.try_recv() {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+            all.push(next);
+        }
+        while let Ok(next) = self.out.try_recv() {
+            all.push(next);
+        }
+        all
+    }
 }
 
 impl Queues {
+    /// The queues of a new link, `out` holding at most `out_frames`, and the writer's ends.
+    pub(crate) fn new(out_frames: usize) -> (Queues, QueueEnds) {
+        let (out, out_rx) = mpsc::channel(out_frames);
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let ends = QueueEnds {
+            out: out_rx,
+            control: control_rx,
+            backlog: Arc::clone(&backlog),
+        };
+        (
+            Queues {
+                out,
+                control,
+                backlog,
+            },
+            ends,
+        )
+    }
+
     /// Queue a frame that must not wait and must not be lost. False if the writer is gone.
     pub(crate) fn control(&self, outgoing: Outgoing) -> bool {
-        self.control.send(outgoing).is_ok()
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+        let sent = self.control.send(outgoing).is_ok();
+        if !sent {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// How many control frames wait for the writer.
+    pub(crate) fn control_backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
     }
 }
 
@@ -64,16 +134,21 @@ pub(super) fn finish_head(head: &mut BytesMut, cseq: u64) {
 
 /// The writer: frames queued by anyone, masked (client frames must be) and written in
 /// batches.
-pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
-    mut wr: W,
-    mut rx: mpsc::Receiver<Outgoing>,
-    mut control: mpsc::UnboundedReceiver<Outgoing>,
-) {
+pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, ends: QueueEnds) {
+    let QueueEnds {
+        out: mut rx,
+        mut control,
+        backlog,
+    } = ends;
+    let taken = || backlog.fetch_sub(1, Ordering::Relaxed);
     let mut buf = BytesMut::with_capacity(WRITE_BUFFER_BYTES);
     loop {
         let first = tokio::select! {
             biased;
-            Some(c) = control.recv() => c,
+            Some(c) = control.recv() => {
+                taken();
+                c
+            }
             next = rx.recv() => match next {
                 Some(next) => next,
                 None => return,
@@ -82,6 +157,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
         let mut closing = encode(&mut buf, first);
         while !closing && buf.len() < WRITE_BATCH_BYTES {
             if let Ok(next) = control.try_recv() {
+                taken();
                 closing = encode(&mut buf, next);
                 continue;
             }

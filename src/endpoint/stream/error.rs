@@ -9,7 +9,9 @@ use crate::proto::stream::ResetReason;
 /// once, with `end` or with one of these).
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum BodyError {
-    /// The far side or the proxy reset the exchange (`~reset <token>`).
+    /// The far side or the proxy reset the exchange (`~reset <token>`), or this side did
+    /// with `timeout` when our body was granted no credit within the session's
+    /// `credit_timeout`.
     #[error("the stream was reset ({})", .0.token())]
     Reset(ResetReason),
     /// This side gave the exchange up: its other half was dropped or reset, or the local

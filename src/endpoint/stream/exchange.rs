@@ -12,12 +12,13 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+use super::GRANT_BATCH_BYTES;
 use super::error::BodyError;
 use super::table::StreamTable;
-use super::{COPY_BELOW_BYTES, GRANT_BATCH_BYTES};
 use crate::endpoint::session::{Outgoing, Queues};
 use crate::proto::stream::{self, Direction, ResetReason, STREAM_WINDOW, Verb};
 
@@ -75,6 +76,9 @@ struct State {
     allowed: u64,
     /// Bytes the consumer is done with but not yet granted back.
     released: u64,
+    /// A served request's body whose consumer went away before its end: the rest of it is
+    /// discarded as it arrives (and granted back), the answer still to go.
+    unwanted: bool,
     /// A reset was sent or received, or the tunnel dropped: nothing more goes out.
     over: bool,
 }
@@ -111,16 +115,18 @@ pub(crate) struct Exchange {
     cseq: u64,
     queues: Queues,
     table: Arc<StreamTable>,
+    /// How long our body may wait for credit before the exchange is reset (`timeout`).
+    credit_timeout: Duration,
     state: Mutex<State>,
 }
 
 impl Exchange {
     /// A new exchange; `send` is our body's direction, `recv` theirs.
     pub(crate) fn new(
-        dir: Direction,
-        cseq: u64,
+        (dir, cseq): (Direction, u64),
         queues: Queues,
         table: Arc<StreamTable>,
+        credit_timeout: Duration,
         send: Start,
         recv: Start,
     ) -> Arc<Exchange> {
@@ -129,6 +135,7 @@ impl Exchange {
             cseq,
             queues,
             table,
+            credit_timeout,
             state: Mutex::new(State {
                 send: match send {
                     Start::Waiting => Send::Waiting,
@@ -152,6 +159,7 @@ impl Exchange {
                 received: 0,
                 allowed: STREAM_WINDOW,
                 released: 0,
+                unwanted: false,
                 over: false,
             }),
         })
@@ -165,6 +173,19 @@ impl Exchange {
     /// Its CSeq.
     pub(crate) fn cseq(&self) -> u64 {
         self.cseq
+    }
+
+    /// How long our body may wait for credit.
+    pub(crate) fn credit_timeout(&self) -> Duration {
+        self.credit_timeout
+    }
+
+    /// Our body waited for credit past [`credit_timeout`](Self::credit_timeout): the exchange
+    /// is reset (`timeout`), and what our body's sender is told.
+    pub(crate) fn credit_timed_out(&self) -> BodyError {
+        let why = BodyError::Reset(ResetReason::Timeout);
+        self.reset_for(ResetReason::Timeout, why.clone());
+        why
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -250,14 +271,14 @@ impl Exchange {
         if payload.is_empty() {
             return;
         }
-        // A small payload is a view of the reader's whole read block: copied, it holds only
-        // itself while it waits for the consumer.
-        let payload = if payload.len() < COPY_BELOW_BYTES {
-            Bytes::copy_from_slice(&payload)
-        } else {
-            payload
-        };
-        state.queue.push_back(payload);
+        if state.unwanted {
+            return self.grant(state, payload.len());
+        }
+        // The payload is a view of the reader's read block, which may be many times its size
+        // (a block grown for a large whole message is read into afterwards): kept as it is,
+        // a piece counted as its own bytes against the window could hold the whole block for
+        // as long as the consumer leaves it waiting. Copied, it holds exactly its bytes.
+        state.queue.push_back(Bytes::copy_from_slice(&payload));
         self.settle(state);
     }
 
@@ -299,11 +320,22 @@ impl Exchange {
 
     /// The tunnel dropped (the link has already let go of the exchange).
     pub(crate) fn lost(&self) {
+        self.stop(BodyError::TunnelLost);
+    }
+
+    /// Another exchange took this one's CSeq on the link (a proxy that gave a CSeq still open
+    /// again): nothing more can reach this one, so both its halves stop now, rather than
+    /// wait for ever. Nothing is sent: the CSeq is the other exchange's now.
+    pub(crate) fn displaced(&self) {
+        self.stop(BodyError::Violation(ResetReason::Protocol));
+    }
+
+    fn stop(&self, why: BodyError) {
         let mut state = self.lock();
         if state.over {
             return;
         }
-        state.fail(BodyError::TunnelLost);
+        state.fail(why);
         self.settle(state);
     }
 
@@ -456,10 +488,15 @@ impl Exchange {
     /// The consumer is done with `n` bytes of their data: grant them back (in batches of
     /// [`GRANT_BATCH_BYTES`], so that a trickle of small events does not cost a message each).
     pub(crate) fn release(&self, n: usize) {
-        let mut state = self.lock();
+        let state = self.lock();
         if !matches!(state.recv, Recv::Open { .. }) {
             return;
         }
+        self.grant(state, n);
+    }
+
+    /// Count `n` bytes of their data as done with, and grant a batch once there is one.
+    fn grant(&self, mut state: MutexGuard<'_, State>, n: usize) {
         state.released += n as u64;
         if state.released < GRANT_BATCH_BYTES {
             return;
@@ -490,11 +527,194 @@ impl Exchange {
         state.queue.is_empty() && !matches!(state.recv, Recv::Open { .. } | Recv::Waiting)
     }
 
-    /// Their body's consumer went away: unless it ended, the exchange is reset (`cancel`).
-    pub(crate) fn drop_recv(&self) {
+    /// A request we serve was given up without an answer: the exchange is reset (`cancel`)
+    /// unless an answer went (or it is over).
+    pub(crate) fn unanswered(&self) {
+        let waiting = matches!(self.lock().send, Send::Waiting);
+        if waiting {
+            self.reset(ResetReason::Cancel);
+        }
+    }
+
+    /// Their body's consumer gives the exchange up: unless their body ended, it is reset
+    /// (`cancel`).
+    pub(crate) fn cancel_recv(&self) {
         let open = matches!(self.lock().recv, Recv::Open { .. });
         if open {
             self.reset(ResetReason::Cancel);
         }
+    }
+
+    /// Their body's consumer went away before its end. A call's response is not wanted any
+    /// more: the exchange is reset (`cancel`). A served request's body may be left unread by
+    /// whoever answers it (an early `413`, a handler that ignores the body): a reset would
+    /// lose that answer, or cut off the tail of one already sent while it is still on its way
+    /// to the caller, so the rest of the body is discarded as it arrives (granted back, so
+    /// that the caller can end it) and the exchange ends as the answer and the body do.
+    pub(crate) fn drop_recv(&self) {
+        let mut state = self.lock();
+        if !matches!(state.recv, Recv::Open { .. }) {
+            return;
+        }
+        if self.dir == Direction::Outgoing {
+            drop(state);
+            return self.reset(ResetReason::Cancel);
+        }
+        state.unwanted = true;
+        let queued = state.queue.drain(..).map(|piece| piece.len()).sum();
+        self.grant(state, queued);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::task::Waker;
+
+    use super::*;
+    use crate::endpoint::session::QueueEnds;
+
+    /// How long the exchanges made here wait for credit.
+    pub(crate) const CREDIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+    /// The far ends of an exchange's link: its table and the writer's ends of its queues.
+    pub(crate) struct Link {
+        pub(crate) table: Arc<StreamTable>,
+        pub(crate) ends: QueueEnds,
+    }
+
+    /// An exchange (one of our calls, CSeq 1) on a link of its own, in its table.
+    pub(crate) fn exchange(send: Start, recv: Start) -> (Arc<Exchange>, Link) {
+        exchange_waiting(send, recv, CREDIT_TIMEOUT)
+    }
+
+    /// [`exchange`], its body waiting for credit at most `credit_timeout`.
+    pub(crate) fn exchange_waiting(
+        send: Start,
+        recv: Start,
+        credit_timeout: Duration,
+    ) -> (Arc<Exchange>, Link) {
+        let (queues, ends) = Queues::new(16);
+        let table = Arc::new(StreamTable::default());
+        let exchange = Exchange::new(
+            (Direction::Outgoing, 1),
+            queues,
+            Arc::clone(&table),
+            credit_timeout,
+            send,
+            recv,
+        );
+        assert!(table.insert(&exchange));
+        let link = Link { table, ends };
+        (exchange, link)
+    }
+
+    /// A request we serve (CSeq 1, not answered yet) whose body streams, on a link of its
+    /// own, in its table.
+    pub(crate) fn served() -> (Arc<Exchange>, Link) {
+        let (call, link) = exchange(Start::Done, Start::Done);
+        let served = Exchange::new(
+            (Direction::Incoming, 1),
+            call.queues.clone(),
+            Arc::clone(&link.table),
+            CREDIT_TIMEOUT,
+            Start::Waiting,
+            Start::Streaming(None),
+        );
+        assert!(link.table.insert(&served));
+        (served, link)
+    }
+
+    /// Another exchange with `exchange`'s link and CSeq, not yet in the table.
+    pub(crate) fn same_cseq(exchange: &Exchange, send: Start, recv: Start) -> Arc<Exchange> {
+        Exchange::new(
+            (exchange.dir, exchange.cseq),
+            exchange.queues.clone(),
+            Arc::clone(&exchange.table),
+            exchange.credit_timeout,
+            send,
+            recv,
+        )
+    }
+
+    /// The stream messages queued for the writer so far, as their tag lines.
+    fn queued(link: &mut Link) -> Vec<String> {
+        link.ends
+            .drain()
+            .into_iter()
+            .filter_map(|o| match o {
+                Outgoing::Message { head, .. } => Some(String::from_utf8_lossy(&head).into_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_served_body_left_unread_keeps_its_answer_and_is_discarded() {
+        let (served, mut link) = served();
+        served.on_data(Bytes::from(vec![1u8; 48 * 1024]));
+        drop(crate::endpoint::stream::InboundBody::new(Arc::clone(
+            &served,
+        )));
+        assert!(
+            queued(&mut link)
+                .iter()
+                .all(|tag| !tag.starts_with("~reset")),
+            "a body left unread reset the exchange: its answer would be lost"
+        );
+        // What still comes is not held, and is granted back so the caller can end it.
+        served.on_data(Bytes::from(vec![2u8; 48 * 1024]));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(served.poll_chunk(&mut cx).is_pending());
+        assert_eq!(queued(&mut link), ["~credit <1 98304\n"]);
+        // The answer goes, whole: the exchange is over and leaves the table.
+        served.responded(false);
+        assert!(link.table.get(Direction::Incoming, 1).is_none());
+        assert!(queued(&mut link).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_granted_nothing_for_the_credit_timeout_resets_its_stream() {
+        let limit = Duration::from_millis(50);
+        let (call, mut link) = exchange_waiting(Start::Streaming(None), Start::Waiting, limit);
+        let mut writer = crate::endpoint::stream::BodyWriter::new(Arc::clone(&call));
+        // The whole first window goes; then nothing more is granted.
+        let window = Bytes::from(vec![0u8; STREAM_WINDOW as usize]);
+        writer.send(window).await.expect("the first window goes");
+        let waited = tokio::time::timeout(Duration::from_secs(5), writer.credit()).await;
+        assert!(
+            matches!(waited, Ok(Err(BodyError::Reset(ResetReason::Timeout)))),
+            "{waited:?}"
+        );
+        let tags = queued(&mut link);
+        assert_eq!(tags.last().map(String::as_str), Some("~reset >1 timeout\n"));
+        assert!(link.table.get(Direction::Outgoing, 1).is_none());
+    }
+
+    #[test]
+    fn a_response_body_dropped_resets_the_call() {
+        let (call, mut link) = exchange(Start::Done, Start::Streaming(None));
+        drop(crate::endpoint::stream::InboundBody::new(Arc::clone(&call)));
+        assert_eq!(queued(&mut link), ["~reset >1 cancel\n"]);
+        assert!(link.table.get(Direction::Outgoing, 1).is_none());
+    }
+
+    #[test]
+    fn a_queued_piece_holds_only_its_own_bytes() {
+        // A read block much larger than the data message read into it (a block grown for a
+        // large whole message, say), and that message, as the reader hands it on: a view.
+        let block = Bytes::from(vec![7u8; 4 << 20]);
+        let range = block.as_ptr() as usize..block.as_ptr() as usize + block.len();
+        let (exchange, _link) = exchange(Start::Done, Start::Streaming(None));
+        exchange.on_data(block.slice(1024..1024 + 64 * 1024));
+        drop(block);
+        let mut cx = Context::from_waker(Waker::noop());
+        let Poll::Ready(Some(Ok(piece))) = exchange.poll_chunk(&mut cx) else {
+            panic!("the piece is queued");
+        };
+        assert_eq!(piece.len(), 64 * 1024);
+        assert!(
+            !range.contains(&(piece.as_ptr() as usize)),
+            "the queued piece is a view of the 4 MiB block: it keeps all of it alive"
+        );
     }
 }

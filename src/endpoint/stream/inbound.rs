@@ -12,8 +12,10 @@ use super::error::BodyError;
 use super::exchange::Exchange;
 
 /// The far side's streamed body. Ends with `None` after its `end`, or with a [`BodyError`]
-/// (a reset, the tunnel dropped): never a cut-off body that looks whole. Dropping it before
-/// the end resets the exchange (`cancel`).
+/// (a reset, the tunnel dropped): never a cut-off body that looks whole. Dropping a
+/// response's body before its end resets the exchange (`cancel`); dropping a served
+/// request's leaves its answer to go, the rest of the body discarded as it arrives
+/// ([`cancel`](Self::cancel) gives the exchange up instead).
 pub struct InboundBody {
     exchange: Arc<Exchange>,
 }
@@ -64,7 +66,9 @@ impl InboundBody {
     }
 
     /// Give the exchange up: the far side gets `reset cancel` (unless the body ended).
-    pub fn cancel(self) {}
+    pub fn cancel(self) {
+        self.exchange.cancel_recv();
+    }
 }
 
 impl Drop for InboundBody {

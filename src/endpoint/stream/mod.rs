@@ -22,6 +22,8 @@ pub use error::BodyError;
 pub use inbound::InboundBody;
 pub use outbound::BodyWriter;
 
+#[cfg(test)]
+pub(crate) use exchange::tests as test_support;
 pub(crate) use exchange::{Exchange, Start};
 pub(crate) use table::StreamTable;
 
@@ -37,6 +39,3 @@ pub const DATA_CHUNK_BYTES: usize = 64 * 1024;
 /// a trickle of small events does not cost a credit message each; the sender still has
 /// the rest of its window meanwhile.
 pub const GRANT_BATCH_BYTES: u64 = STREAM_WINDOW / 4;
-/// A received payload shorter than this is copied out of the reader's read block while it
-/// waits for its consumer, so it holds only its own bytes (a view would keep the whole block).
-pub const COPY_BELOW_BYTES: usize = 32 * 1024;

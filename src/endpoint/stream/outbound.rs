@@ -33,7 +33,8 @@ impl BodyWriter {
         BodyWriter { exchange }
     }
 
-    /// Credit for at least one byte, or why the body must stop.
+    /// Credit for at least one byte, or why the body must stop (without the time limit of
+    /// [`credit`](Self::credit)).
     pub fn poll_credit(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, BodyError>> {
         self.exchange
             .poll_credit(cx)
@@ -41,10 +42,15 @@ impl BodyWriter {
     }
 
     /// Wait for credit; how many bytes may be sent now (at least one, at most one data
-    /// message's worth).
+    /// message's worth). None granted within the session's
+    /// [`credit_timeout`](crate::endpoint::config::SessionConfig::credit_timeout) resets the
+    /// exchange (`timeout`): the far side has forgotten the stream or stopped reading it.
     pub async fn credit(&mut self) -> Result<usize, BodyError> {
-        let n = poll_fn(|cx| self.poll_credit(cx)).await?;
-        Ok(n.min(DATA_CHUNK_BYTES))
+        let limit = self.exchange.credit_timeout();
+        match tokio::time::timeout(limit, poll_fn(|cx| self.poll_credit(cx))).await {
+            Ok(n) => Ok(n?.min(DATA_CHUNK_BYTES)),
+            Err(_) => Err(self.exchange.credit_timed_out()),
+        }
     }
 
     /// Resolves once the body must stop (the far side reset the exchange or answered it

@@ -38,14 +38,22 @@ impl StreamTable {
         self.maps.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Add `exchange` under its CSeq; false (and nothing added) once the link is gone.
+    /// Add `exchange` under its CSeq; false (and nothing added) once the link is gone. An
+    /// open exchange it displaces (its CSeq given again while open, which only a proxy that
+    /// breaks the protocol does) is failed: out of the table, it would never hear of its data,
+    /// its reset or the tunnel's end, and whoever waits on it would wait for ever.
     pub(crate) fn insert(&self, exchange: &Arc<Exchange>) -> bool {
-        let mut maps = self.lock();
-        if maps.closed {
-            return false;
+        let displaced = {
+            let mut maps = self.lock();
+            if maps.closed {
+                return false;
+            }
+            maps.side(exchange.dir())
+                .insert(exchange.cseq(), Arc::clone(exchange))
+        };
+        if let Some(old) = displaced.filter(|old| !Arc::ptr_eq(old, exchange)) {
+            old.displaced();
         }
-        maps.side(exchange.dir())
-            .insert(exchange.cseq(), Arc::clone(exchange));
         true
     }
 
@@ -73,5 +81,39 @@ impl StreamTable {
         let calls = std::mem::take(&mut maps.calls);
         let served = std::mem::take(&mut maps.served);
         calls.into_values().chain(served.into_values()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+    use crate::endpoint::stream::BodyError;
+    use crate::endpoint::stream::Start;
+    use crate::endpoint::stream::test_support::{exchange, same_cseq};
+    use crate::proto::stream::ResetReason;
+
+    #[test]
+    fn an_exchange_whose_cseq_is_given_again_is_failed_not_orphaned() {
+        let (first, link) = exchange(Start::Done, Start::Streaming(None));
+        let second = same_cseq(&first, Start::Done, Start::Streaming(None));
+        assert!(link.table.insert(&second));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(
+            matches!(
+                first.poll_chunk(&mut cx),
+                Poll::Ready(Some(Err(BodyError::Violation(ResetReason::Protocol))))
+            ),
+            "the displaced exchange still waits for data that can never reach it"
+        );
+        // The newcomer has the CSeq, open, and is what the tunnel's end fails.
+        let found = link.table.get(Direction::Outgoing, 1);
+        assert!(found.is_some_and(|e| Arc::ptr_eq(&e, &second)));
+        assert!(second.poll_chunk(&mut cx).is_pending());
+        let open = link.table.close();
+        assert_eq!(open.len(), 1);
+        assert!(Arc::ptr_eq(&open[0], &second));
+        assert!(link.ends.out_is_empty());
     }
 }
