@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::GRANT_BATCH_BYTES;
 use super::error::BodyError;
 use super::table::StreamTable;
+use super::{GRANT_BATCH_BYTES, MAX_RECEIVE_WINDOW_BYTES};
 use crate::endpoint::session::{Outgoing, Queues};
 use crate::proto::stream::{self, Direction, ResetReason, STREAM_WINDOW, Verb};
 
@@ -76,6 +76,9 @@ struct State {
     allowed: u64,
     /// Bytes the consumer is done with but not yet granted back.
     released: u64,
+    /// What they may have in flight: the initial window, grown while the consumer keeps up
+    /// (at most [`MAX_RECEIVE_WINDOW_BYTES`]).
+    window: u64,
     /// A served request's body whose consumer went away before its end: the rest of it is
     /// discarded as it arrives (and granted back), the answer still to go.
     unwanted: bool,
@@ -159,6 +162,7 @@ impl Exchange {
                 received: 0,
                 allowed: STREAM_WINDOW,
                 released: 0,
+                window: STREAM_WINDOW,
                 unwanted: false,
                 over: false,
             }),
@@ -495,13 +499,20 @@ impl Exchange {
         self.grant(state, n);
     }
 
-    /// Count `n` bytes of their data as done with, and grant a batch once there is one.
+    /// Count `n` bytes of their data as done with, and grant a batch once there is one —
+    /// twice over while nothing of their body waits to be taken, growing the window.
     fn grant(&self, mut state: MutexGuard<'_, State>, n: usize) {
         state.released += n as u64;
         if state.released < GRANT_BATCH_BYTES {
             return;
         }
-        let grant = std::mem::take(&mut state.released);
+        let mut grant = std::mem::take(&mut state.released);
+        // (A body being discarded is not worth a larger window.)
+        if state.queue.is_empty() && !state.unwanted {
+            let growth = grant.min(MAX_RECEIVE_WINDOW_BYTES.saturating_sub(state.window));
+            state.window += growth;
+            grant += growth;
+        }
         state.allowed += grant;
         drop(state);
         self.queues
@@ -670,6 +681,56 @@ pub(crate) mod tests {
         served.responded(false);
         assert!(link.table.get(Direction::Incoming, 1).is_none());
         assert!(queued(&mut link).is_empty());
+    }
+
+    #[test]
+    fn the_receive_window_grows_only_while_the_consumer_keeps_up() {
+        let (served, mut link) = served();
+        let batch = GRANT_BATCH_BYTES as usize;
+        let mut cx = Context::from_waker(Waker::noop());
+        // Taken as it comes: each batch is granted twice over, up to the maximum window.
+        let mut granted = 0u64;
+        let mut grants = Vec::new();
+        while granted < MAX_RECEIVE_WINDOW_BYTES * 2 {
+            served.on_data(Bytes::from(vec![0u8; batch]));
+            let Poll::Ready(Some(Ok(chunk))) = served.poll_chunk(&mut cx) else {
+                panic!("the chunk is there");
+            };
+            served.release(chunk.len());
+            for tag in queued(&mut link) {
+                let n: u64 = tag
+                    .trim_end()
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("a credit");
+                granted += n;
+                grants.push(n);
+            }
+        }
+        assert_eq!(grants[0], 2 * GRANT_BATCH_BYTES, "doubled while keeping up");
+        assert_eq!(
+            *grants.last().expect("grants"),
+            GRANT_BATCH_BYTES,
+            "then only what it took"
+        );
+        let received = (grants.len() * batch) as u64;
+        assert_eq!(
+            STREAM_WINDOW + granted - received,
+            MAX_RECEIVE_WINDOW_BYTES,
+            "in flight: the maximum window, no more"
+        );
+        // Behind: two batches wait when one is taken, and it is granted only once.
+        served.on_data(Bytes::from(vec![0u8; batch]));
+        served.on_data(Bytes::from(vec![0u8; batch]));
+        let Poll::Ready(Some(Ok(chunk))) = served.poll_chunk(&mut cx) else {
+            panic!("the chunk is there");
+        };
+        served.release(chunk.len());
+        assert_eq!(
+            queued(&mut link),
+            [format!("~credit <1 {GRANT_BATCH_BYTES}\n")]
+        );
     }
 
     #[tokio::test]

@@ -39,3 +39,9 @@ pub const DATA_CHUNK_BYTES: usize = 64 * 1024;
 /// a trickle of small events does not cost a credit message each; the sender still has
 /// the rest of its window meanwhile.
 pub const GRANT_BATCH_BYTES: u64 = STREAM_WINDOW / 4;
+/// The most we let the far side have in flight of one body we receive, in bytes: the window
+/// starts at 256 KiB and grows towards this while the consumer keeps up (a grant made when
+/// nothing of the body waits to be taken is doubled), so a fast stream gets the window its
+/// bandwidth-delay product needs; a consumer that falls behind keeps the window it had.
+/// (The proxy holds every sender to its own `--max-stream-window`, 4 MiB by default.)
+pub const MAX_RECEIVE_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
