@@ -336,6 +336,30 @@ fn an_idle_stream_is_reset_timeout(driver: Driver) {
     assert!(answer.contains("Httpws-Error: timeout"), "{answer}");
 }
 
+/// A stream head that comes after its caller was answered `timeout` is late: the target is
+/// told its stream is over (`reset timeout`) instead of waiting for credit that never comes.
+fn a_late_stream_head_is_reset_timeout(driver: Driver) {
+    let proxy = Proxy::start(driver, &["--request-timeout", "300ms"]);
+    let (mut alice, mut bob, bob_name) = pair(&proxy, "alice", "bob");
+    send(
+        &mut alice,
+        format!("GET /slow HTTP/1.1\r\nHost: {bob_name}\r\nCSeq: 9\r\n\r\n"),
+    );
+    let (_, p) = head_of(&recv(&mut bob));
+    let (answer, cseq) = head_of(&recv(&mut alice));
+    assert_eq!(cseq, 9);
+    assert!(answer.contains("Httpws-Error: timeout"), "{answer}");
+    send(
+        &mut bob,
+        format!("HTTP/1.1 200 OK\r\nCSeq: {p}\r\nHttpws-Stream: body\r\n\r\n"),
+    );
+    let reset = recv_tagged(&mut bob);
+    assert_eq!(
+        (reset.verb.as_str(), reset.cseq, reset.arg.as_deref()),
+        ("reset", p, Some("timeout"))
+    );
+}
+
 // =============================================================================================
 // Bridges: protocol-1 peers and internet callers take whole messages
 // =============================================================================================
@@ -499,6 +523,7 @@ on_both_drivers!(
     a_streamed_response_reaches_the_caller_piece_by_piece,
     a_streamed_upload_obeys_credit_and_its_bytes_arrive_intact,
     grants_are_clipped_at_the_max_stream_window,
+    a_late_stream_head_is_reset_timeout,
     data_over_the_credit_resets_the_stream_for_both,
     a_reset_from_either_side_reaches_the_other_and_frees_the_stream,
     a_target_that_dies_mid_stream_gives_the_caller_a_broken_stream,

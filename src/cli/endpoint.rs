@@ -44,6 +44,7 @@ impl EndpointArgs {
         session.connect_timeout = self.connect_timeout;
         session.ping_interval = self.ping_interval;
         session.pong_timeout = self.pong_timeout;
+        session.credit_timeout = self.credit_timeout;
         session.reconnect_max = self.reconnect_max;
         session.max_message_bytes = self.max_message_bytes;
         let max_body_bytes = self

@@ -98,6 +98,10 @@ pub struct EndpointArgs {
     /// Time the proxy has to answer a ping before the tunnel is re-established.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pong_timeout: Duration,
+    /// Streams: longest a body we send may wait for the far side's credit before its stream
+    /// is reset (timeout).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
+    credit_timeout: Duration,
     /// Longest delay between reconnect attempts (backoff doubles up to it, with jitter).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     reconnect_max: Duration,

@@ -14,7 +14,7 @@ use crate::proto::head::{self, HeadInfo, HeadKind};
 use crate::proto::http1::write;
 use crate::proto::indication::{self, IndicationError};
 use crate::proto::public_request::INTERNET_CALLER;
-use crate::proto::stream;
+use crate::proto::stream::{self, Direction, ResetReason, Verb};
 use crate::proxy::conn::Conn;
 use crate::proxy::ids::{CallerKind, ConnKey, ConnRef};
 use crate::proxy::messages::{Delivery, OutFrame, Progress, RelayRequest, ReplyAs, ShardMessage};
@@ -289,6 +289,18 @@ impl Shard {
             }
             Err(Unmatched::Late) => {
                 tracing::debug!(address = %conn.address, cseq = info.cseq, "dropping a late response");
+                if info.stream {
+                    // A stream head after its caller was answered `timeout`: the target would
+                    // wait for credit that never comes. Its stream ends here, told once.
+                    let reset = self.stream_frame(
+                        opcode,
+                        Verb::Reset(ResetReason::Timeout),
+                        Direction::Incoming,
+                        info.cseq,
+                        Bytes::new(),
+                    );
+                    self.queue(conn, reset);
+                }
             }
             Err(Unmatched::Unissued) => {
                 let reason = format!(
