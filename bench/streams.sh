@@ -589,7 +589,7 @@ for n in names:
     print("| " + " | ".join(cells) + " |")
 print()
 print("The service can send the whole body at once; what the relay holds for the stalled reader is bounded by the credit windows "
-      "(256 KiB per direction and hop by default) and the sockets' buffers, so the RSS stays flat while the reader crawls.")
+      "(256 KiB per direction and hop to begin with, grown to at most 4 MiB only while the reader keeps up) and the sockets' buffers, so the RSS stays flat while the reader crawls.")
 EOF
 }
 
