@@ -23,6 +23,12 @@ pub const MAX_HEADERS: usize = 100;
 /// How much room to make before each read.
 const READ_RESERVE_BYTES: usize = 16 * 1024;
 
+/// An empty buffer for [`read_head`], as large as the room it makes before a read: a smaller
+/// one would be grown (and its bytes copied) before the first read of every message.
+pub fn head_buffer() -> BytesMut {
+    BytesMut::with_capacity(READ_RESERVE_BYTES)
+}
+
 /// Why a message could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum Http1Error {

@@ -4,14 +4,13 @@
 //! until each side ends its own or either breaks; the connection never returns to the pool.
 //! Any other answer is an ordinary response, and the caller's (empty) request stream ends.
 
-use bytes::BytesMut;
-
 use super::answer::answer;
 use super::config::ServiceConfig;
 use super::pool::{HeadError, ServicePool, read_response_head};
 use super::request::ServiceHead;
 use super::response::tunnel_stream_head;
 use super::{error_answer, fresh_connection, service_failed, timed_out};
+use crate::endpoint::http1;
 use crate::endpoint::pump::splice;
 use crate::endpoint::session::{Incoming, Session};
 use crate::endpoint::stream::InboundBody;
@@ -39,7 +38,7 @@ pub(super) async fn forward(
     let Some(mut lease) = fresh_connection(session, request, pool, &wire, config).await else {
         return;
     };
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut buf = http1::head_buffer();
     let read = read_response_head(
         &mut lease.stream,
         &mut buf,

@@ -9,7 +9,6 @@
 
 use std::pin::pin;
 
-use bytes::BytesMut;
 use tokio::time::Instant;
 
 use super::answer::answer;
@@ -17,6 +16,7 @@ use super::config::ServiceConfig;
 use super::pool::{HeadError, ServicePool, read_response_head};
 use super::request::ServiceHead;
 use super::{fresh_connection, service_failed, timed_out};
+use crate::endpoint::http1;
 use crate::endpoint::pump::{PumpError, out_of_tunnel};
 use crate::endpoint::session::{Incoming, Session};
 use crate::endpoint::stream::InboundBody;
@@ -50,7 +50,7 @@ pub(super) async fn forward(
     let Some(mut lease) = fresh_connection(session, request, pool, &wire, config).await else {
         return;
     };
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut buf = http1::head_buffer();
     let max_body_bytes = config.max_body_bytes.min(session.max_body_bytes());
     let limits = (config.service_timeout, max_body_bytes);
     let clean = {
