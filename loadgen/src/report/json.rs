@@ -44,6 +44,7 @@ pub fn summarize(config: &Config, report: &RampReport, s: &ThreadStats) -> serde
             "warmup_s": config.warmup.as_secs_f64(),
             "timeout_s": config.timeout.as_secs_f64(),
             "sources": config.sources.len(),
+            "registered_on_101": config.registered_on_101,
         },
         "connections": {
             "established": report.established,
