@@ -310,6 +310,74 @@ fn open_loop_keeps_its_rate() {
 }
 
 #[test]
+fn watch_cpu_reads_the_proxy_over_the_window() {
+    let proxy = Server::proxy();
+    let url = proxy.url();
+    let pid = proxy.child.id().to_string();
+    let (output, summary) = loadgen(&[
+        "--proxy",
+        &url,
+        "--conns",
+        "20",
+        "--rate",
+        "2000",
+        "--duration",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--watch-cpu",
+        &pid,
+    ]);
+    let v = assert_clean(&output, &summary);
+    let cpu = &v["watched_cpu"];
+    assert_eq!(cpu["pid"].to_string(), pid, "{v:#}");
+    // 2000 round trips a second through the proxy cost it some CPU, however little.
+    assert!(cpu["ticks"].as_u64().unwrap() > 0, "{v:#}");
+    assert!(cpu["clk_tck"].as_u64().unwrap() > 0, "{v:#}");
+    let per = cpu["us_per_round_trip"].as_f64().unwrap();
+    let expected = cpu["ticks"].as_f64().unwrap() * 1e6
+        / cpu["clk_tck"].as_f64().unwrap()
+        / v["requests"]["ok_in_window"].as_f64().unwrap();
+    assert!((per - expected).abs() < 1e-6, "{v:#}");
+    // Each reading is taken at its boundary, not at the next redraw of the progress bar.
+    for late in ["start_late_us", "end_late_us"] {
+        assert!(cpu[late].as_f64().unwrap() < 50_000.0, "{late}: {v:#}");
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("µs per round trip"), "{stdout}");
+
+    // A process that cannot be read: said, and the run goes on without the figure.
+    let gone = {
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        let id = child.id();
+        child.wait().expect("wait true");
+        id.to_string()
+    };
+    // One thread: with the pair split over two threads, the thread that finishes first closes
+    // its endpoint while the other may still send to it (an `unknown-address` at the end).
+    let (output, summary) = loadgen(&[
+        "--proxy",
+        &url,
+        "--conns",
+        "2",
+        "--threads",
+        "1",
+        "--rate",
+        "100",
+        "--duration",
+        "200ms",
+        "--warmup",
+        "200ms",
+        "--watch-cpu",
+        &gone,
+    ]);
+    let v = assert_clean(&output, &summary);
+    assert!(v["watched_cpu"].is_null(), "{v:#}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("--watch-cpu {gone}")), "{stderr}");
+}
+
+#[test]
 fn direct_against_the_echo_example() {
     let echo = Server::echo();
     let url = echo.url();

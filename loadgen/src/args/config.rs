@@ -74,6 +74,8 @@ pub struct Config {
     pub duration: Duration,
     pub warmup: Duration,
     pub timeout: Duration,
+    /// `--watch-cpu`: the process whose CPU time the measured window is read for.
+    pub watch_cpu: Option<u32>,
     pub json: Option<String>,
     pub plot: Option<String>,
     pub plot_with: Vec<String>,
@@ -151,6 +153,7 @@ impl Config {
                 args.warmup
             },
             timeout: args.timeout,
+            watch_cpu: args.watch_cpu,
             json: args.json,
             plot: args.plot,
             plot_with: args.plot_with,

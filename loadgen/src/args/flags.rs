@@ -87,6 +87,11 @@ pub struct Args {
     /// Hold the connections open with no traffic for --duration (memory runs), then close.
     #[arg(long, conflicts_with_all = ["closed_loop"])]
     pub idle: bool,
+    /// Read the CPU time (utime + stime, /proc/PID/stat) of process PID, the server under
+    /// test, as the measured window starts and as it ends; the summary gives its ticks in the
+    /// window and µs per round trip answered OK in the window (JSON: `watched_cpu`).
+    #[arg(long, value_name = "PID", conflicts_with = "stream")]
+    pub watch_cpu: Option<u32>,
     /// Write a machine-readable summary here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<String>,
