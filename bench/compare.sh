@@ -8,12 +8,23 @@
 # `<!-- compare.sh:begin -->` and `<!-- compare.sh:end -->` markers (appended if absent).
 #
 # Sections (all by default; --only takes a list separated by , | or spaces, repeatable):
-#   relay  relay vs direct echo with loadgen: proxy (--shards SHARDS) and examples/echo
-#          (--threads SHARDS); REPS interleaved pairs of closed-loop runs (--conns LG_CONNS
-#          --in-flight LG_IN_FLIGHT) give the max throughput of each; then REPS interleaved
-#          pairs of open-loop runs at HALF × the relay's median max (--rate) give p50/p99.
-#          Targets: throughput ratio ≥ 0.5; relay p50 ≤ direct p50 + 40 µs; relay p99 ≤ 2 ×
-#          direct p99. Plots (loadgen --plot) go to PLOTS_DIR.
+#   relay  relay vs direct echo with loadgen, for two proxy configurations side by side:
+#          "one" = proxy --shards SHARDS_ONE RELAY_PROXY_ARGS, and "default" = the proxy as a
+#          user runs it, without --shards (one shard per core; SHARDS_DEFAULT=N adds --shards
+#          N) and with DEFAULT_PROXY_ARGS; the direct baseline is examples/echo --threads
+#          ECHO_THREADS. All three are up for the whole section; each rep runs one of each, in
+#          an order rotated per rep. Phases:
+#          max: closed-loop runs (--conns LG_CONNS --in-flight LG_IN_FLIGHT), the saturation
+#            throughput of each; then half: open-loop runs at HALF × the lower of the two
+#            relays' median max (--rate, the same for all three), p50/p99;
+#          cpu: open-loop runs at --rate CPU_RATE --conns CPU_CONNS against each relay
+#            configuration, with loadgen --watch-cpu reading the proxy's utime+stime at the
+#            start and end of exactly the measured window: proxy CPU µs per round trip (ticks
+#            ÷ getconf CLK_TCK ÷ round trips answered OK in the window).
+#          Report: relay ÷ direct for both configurations, and default ÷ one for the max
+#          throughput and the CPU per round trip. Targets (each configuration): throughput
+#          ratio ≥ 0.5; relay p50 ≤ direct p50 + 40 µs; relay p99 ≤ 2 × direct p99. Plots
+#          (loadgen --plot, the last rep's three runs) go to PLOTS_DIR.
 #   http   wrk against one nginx `return 200`: direct; nginx reverse proxy (a second nginx,
 #          proxy_pass + upstream keepalive); rathole with the tcp and the websocket
 #          transport; httpws (client agent → proxy → svc agent → nginx, as bench/tunnel_http.sh);
@@ -27,8 +38,11 @@
 #          process (loadgen --idle, or bench/idle_clients.py). Target ≤ 2 KiB (goal 1 KiB).
 #
 # env (defaults):  REPS=3 DURATION=10s NO_BUILD=0 KEEP_TMP=0
-#   relay: WARMUP=2s LG_CONNS=1000 LG_IN_FLIGHT=256 LG_PAYLOAD=64 LG_PATTERN=pairs SHARDS=1
-#          LG_THREADS=1 HALF=0.5 RELAY_PROXY_ARGS=--no-pin LG_ARGS= PLOTS_DIR=bench/plots
+#   relay: WARMUP=2s LG_CONNS=1000 LG_IN_FLIGHT=256 LG_PAYLOAD=64 LG_PATTERN=pairs
+#          SHARDS_ONE=1 SHARDS_DEFAULT= (empty: no --shards flag) ECHO_THREADS=1
+#          RELAY_PROXY_ARGS=--no-pin (the one-shard proxy) DEFAULT_PROXY_ARGS= (the default
+#          proxy: nothing, as a user runs it, pinned) CPU_RATE=30000 CPU_CONNS=1000
+#          LG_THREADS=1 HALF=0.5 LG_ARGS= PLOTS_DIR=bench/plots
 #   http:  CONNS=64 WRK_THREADS=1 PROXY_ARGS= ENDPOINT_ARGS=
 #   idle:  IDLE_COUNTS="10000 max" IDLE_CLIENT=auto|loadgen|python IDLE_SOURCES=127.0.0.2-127.0.0.20
 #          IDLE_PROXY_ARGS="--idle-timeout 1h" IDLE_SETTLE=3
@@ -49,7 +63,7 @@ while [ $# -gt 0 ]; do
     --out) out_file="$2"; shift 2 ;;
     --out=*) out_file="${1#--out=}"; shift ;;
     --results) write_results=1; shift ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,51p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -65,9 +79,18 @@ has_section() { local s; for s in "${sections[@]}"; do [ "$s" = "$1" ] && return
 
 REPS=${REPS:-3} DURATION=${DURATION:-10s} NO_BUILD=${NO_BUILD:-0}
 WARMUP=${WARMUP:-2s} LG_CONNS=${LG_CONNS:-1000} LG_IN_FLIGHT=${LG_IN_FLIGHT:-256}
-LG_PAYLOAD=${LG_PAYLOAD:-64} LG_PATTERN=${LG_PATTERN:-pairs} SHARDS=${SHARDS:-1}
+LG_PAYLOAD=${LG_PAYLOAD:-64} LG_PATTERN=${LG_PATTERN:-pairs}
+SHARDS_ONE=${SHARDS_ONE:-1} SHARDS_DEFAULT=${SHARDS_DEFAULT:-} ECHO_THREADS=${ECHO_THREADS:-1}
 LG_THREADS=${LG_THREADS:-1} HALF=${HALF:-0.5} RELAY_PROXY_ARGS=${RELAY_PROXY_ARGS---no-pin}
+DEFAULT_PROXY_ARGS=${DEFAULT_PROXY_ARGS:-} CPU_RATE=${CPU_RATE:-30000} CPU_CONNS=${CPU_CONNS:-1000}
 LG_ARGS=${LG_ARGS:-} PLOTS_DIR=${PLOTS_DIR:-bench/plots}
+if [ -n "${SHARDS:-}" ]; then
+  # SHARDS once set both the proxy's --shards and the echo's --threads; the relay section now
+  # runs two proxies, so a lone SHARDS would be ambiguous.
+  echo "SHARDS is gone: SHARDS_ONE (the --shards of the first proxy, default 1), SHARDS_DEFAULT" \
+       "(empty: the second proxy runs without --shards) and ECHO_THREADS (examples/echo --threads)" >&2
+  exit 2
+fi
 CONNS=${CONNS:-64} WRK_THREADS=${WRK_THREADS:-1} PROXY_ARGS=${PROXY_ARGS:-} ENDPOINT_ARGS=${ENDPOINT_ARGS:-}
 IDLE_COUNTS=${IDLE_COUNTS:-10000 max} IDLE_CLIENT=${IDLE_CLIENT:-auto}
 IDLE_SOURCES=${IDLE_SOURCES:-127.0.0.2-127.0.0.20} IDLE_PROXY_ARGS=${IDLE_PROXY_ARGS---idle-timeout 1h}
@@ -145,6 +168,24 @@ run_lg() {
   fi
 }
 
+# relay_proxy_args CONFIG: the proxy flags of a relay configuration (one: --shards SHARDS_ONE
+# RELAY_PROXY_ARGS; default: --shards SHARDS_DEFAULT only when set, then DEFAULT_PROXY_ARGS).
+relay_proxy_args() {
+  if [ "$1" = one ]; then
+    echo "--shards $SHARDS_ONE $RELAY_PROXY_ARGS"
+  else
+    echo "${SHARDS_DEFAULT:+--shards $SHARDS_DEFAULT }$DEFAULT_PROXY_ARGS"
+  fi
+}
+
+# rotated REP ITEM...: the items in the order of repetition REP (each rep starts one further
+# on), so that no configuration always runs first or right after another.
+rotated() {
+  local rep=$1; shift
+  local items=("$@") n=$# i
+  for i in $(seq 0 $((n - 1))); do echo "${items[$(((i + rep - 1) % n))]}"; done
+}
+
 section_relay() {
   if [ "$lg_ok" != 1 ]; then
     log "relay: skipped: $lg is missing or did not build"
@@ -152,51 +193,81 @@ section_relay() {
     return 0
   fi
   [ -x "$echo_bin" ] || { log "$echo_bin is missing"; return 1; }
-  local proxy_pid proxy_url
-  # shellcheck disable=SC2086
-  httpws_proxy_start relay_proxy "$bin" --shards "$SHARDS" $RELAY_PROXY_ARGS
-  proxy_pid=$spawned
-  # shellcheck disable=SC2086
-  cmdlog relay "proxy (pid $proxy_pid)" "$bin" --log warn proxy --listen 127.0.0.1:0 --shards "$SHARDS" $RELAY_PROXY_ARGS
-  spawn echo "$echo_bin" --listen 127.0.0.1:0 --threads "$SHARDS"
-  local echo_pid=$spawned
-  wait_for "$echo_pid" "$tmp/echo.out" 'echo listening on ws://'
-  local echo_url; echo_url=$(grep -oE 'ws://[^ ]+' "$tmp/echo.out" | head -n1)
-  cmdlog relay "echo (pid $echo_pid)" "$echo_bin" --listen 127.0.0.1:0 --threads "$SHARDS"
-  log "relay: proxy (pid $proxy_pid) on $proxy_url; echo (pid $echo_pid) on $echo_url: $(head -n1 "$tmp/echo.out")"
-  echo "$(head -n1 "$tmp/echo.out")" >"$tmp/relay.echo_banner"
-  echo "proxy=$(rss_kib "$proxy_pid") echo=$(rss_kib "$echo_pid")" >"$tmp/relay.rss_idle"
+  # Two proxies, both up for the whole section (the one not measured sits idle): --shards
+  # SHARDS_ONE, and the default a user gets (no --shards flag unless SHARDS_DEFAULT is set).
+  local -A spid surl
+  local c
+  for c in one default; do
+    # shellcheck disable=SC2046
+    httpws_proxy_start "relay_proxy_$c" "$bin" $(relay_proxy_args "$c")
+    spid[$c]=$spawned surl[$c]=$proxy_url
+    # shellcheck disable=SC2046
+    cmdlog relay "proxy $c (pid $spawned)" "$bin" --log warn proxy --listen 127.0.0.1:0 $(relay_proxy_args "$c")
+  done
+  # The shard threads the default configuration runs (its default is one per core).
+  cat /proc/"${spid[default]}"/task/*/comm | grep -c '^httpws-shard-' >"$tmp/relay.default_shards" || true
+  spawn echo "$echo_bin" --listen 127.0.0.1:0 --threads "$ECHO_THREADS"
+  spid[direct]=$spawned
+  wait_for "${spid[direct]}" "$tmp/echo.out" 'echo listening on ws://'
+  surl[direct]=$(grep -oE 'ws://[^ ]+' "$tmp/echo.out" | head -n1)
+  cmdlog relay "echo (pid ${spid[direct]})" "$echo_bin" --listen 127.0.0.1:0 --threads "$ECHO_THREADS"
+  log "relay: proxy --shards $SHARDS_ONE (pid ${spid[one]}) on ${surl[one]}; default proxy, $(cat "$tmp/relay.default_shards") shards (pid ${spid[default]}) on ${surl[default]}; echo (pid ${spid[direct]}) on ${surl[direct]}: $(head -n1 "$tmp/echo.out")"
+  head -n1 "$tmp/echo.out" >"$tmp/relay.echo_banner"
+  echo "proxy_one=$(rss_kib "${spid[one]}") proxy_default=$(rss_kib "${spid[default]}") echo=$(rss_kib "${spid[direct]}")" >"$tmp/relay.rss_idle"
 
   # shellcheck disable=SC2206
-  local common=(--conns "$LG_CONNS" --payload "$LG_PAYLOAD" --duration "$DURATION" --warmup "$WARMUP"
-                --threads "$LG_THREADS" --quiet $LG_ARGS)
-  local relay_t=(--proxy "$proxy_url" --pattern "$LG_PATTERN") direct_t=(--proxy "$echo_url" --direct)
-  local closed=(--closed-loop --in-flight "$LG_IN_FLIGHT") rep plot=()
+  local base=(--payload "$LG_PAYLOAD" --duration "$DURATION" --warmup "$WARMUP" --threads "$LG_THREADS" --quiet $LG_ARGS)
+  local common=(--conns "$LG_CONNS" "${base[@]}")
+  local -A tgt label
+  tgt[one]="--proxy ${surl[one]} --pattern $LG_PATTERN" label[one]="relay-1"
+  tgt[default]="--proxy ${surl[default]} --pattern $LG_PATTERN" label[default]="relay-default"
+  tgt[direct]="--proxy ${surl[direct]} --direct" label[direct]="direct"
+  local closed=(--closed-loop --in-flight "$LG_IN_FLIGHT") rep t plot=() order
   mkdir -p "$PLOTS_DIR"
-  cmdlog relay "max, relay" "$lg" "${relay_t[@]}" "${closed[@]}" "${common[@]}" --json FILE
-  cmdlog relay "max, direct" "$lg" "${direct_t[@]}" "${closed[@]}" "${common[@]}" --json FILE
-  for rep in $(seq "$REPS"); do
-    run_lg max direct "$rep" "$echo_pid" "${direct_t[@]}" "${closed[@]}" "${common[@]}" --label direct
-    [ "$rep" = "$REPS" ] && plot=(--plot "$PLOTS_DIR/relay_vs_direct_max.svg" --plot-with "$tmp/lg.max.direct.$rep.json" --label relay)
-    run_lg max relay "$rep" "$proxy_pid" "${relay_t[@]}" "${closed[@]}" "${common[@]}" "${plot[@]}"
+  # relay_phase PHASE PLOT_FILE TARGETS LOADGEN_ARGS...: REPS rotated rounds of one loadgen run
+  # per target; the last run of the last rep draws the plot, with that rep's other runs.
+  relay_phase() {
+    local phase=$1 svg=$2 targets=$3; shift 3
+    local t rep k o
+    for t in $targets; do
+      # shellcheck disable=SC2086
+      cmdlog relay "$phase, $t" "$lg" ${tgt[$t]} "$@" --label "${label[$t]}" --json FILE
+    done
+    for rep in $(seq "$REPS"); do
+      # shellcheck disable=SC2086
+      mapfile -t order < <(rotated "$rep" $targets)
+      for k in "${!order[@]}"; do
+        t=${order[$k]} plot=()
+        if [ -n "$svg" ] && [ "$rep" = "$REPS" ] && [ "$k" = $((${#order[@]} - 1)) ]; then
+          plot=(--plot "$PLOTS_DIR/$svg")
+          for o in "${order[@]:0:$k}"; do plot+=(--plot-with "$tmp/lg.$phase.$o.$rep.json"); done
+        fi
+        echo "$k" >"$tmp/order.$phase.$t.$rep"
+        # shellcheck disable=SC2086
+        run_lg "$phase" "$t" "$rep" "${spid[$t]}" ${tgt[$t]} "$@" --label "${label[$t]}" "${plot[@]}"
+      done
+    done
+  }
+  relay_phase max relay_vs_direct_max.svg "one default direct" "${closed[@]}" "${common[@]}"
+  # One rate for every target: HALF × the lower of the two relays' median max.
+  local max_rate rate=""
+  for t in one default; do
+    max_rate=$(python3 bench/report.py open-loop-rate --half "$HALF" "$tmp"/lg.max.$t.*.json)
+    log "relay: median max of $t ${max_rate% *} req/s → --rate ${max_rate#* }"
+    if [ -z "$rate" ] || [ "${max_rate#* }" -lt "$rate" ]; then rate=${max_rate#* }; fi
   done
-  local max_rate max rate
-  max_rate=$(python3 bench/report.py open-loop-rate --half "$HALF" "$tmp"/lg.max.relay.*.json)
-  max=${max_rate% *} rate=${max_rate#* }
   echo "$rate" >"$tmp/relay.rate"
-  log "relay: median relay max ${max} req/s → open loop at --rate $rate"
-  local open=(--rate "$rate")
-  cmdlog relay "half, relay" "$lg" "${relay_t[@]}" "${open[@]}" "${common[@]}" --json FILE
-  cmdlog relay "half, direct" "$lg" "${direct_t[@]}" "${open[@]}" "${common[@]}" --json FILE
-  plot=()
-  for rep in $(seq "$REPS"); do
-    run_lg half direct "$rep" "$echo_pid" "${direct_t[@]}" "${open[@]}" "${common[@]}" --label direct
-    [ "$rep" = "$REPS" ] && plot=(--plot "$PLOTS_DIR/relay_vs_direct_half.svg" --plot-with "$tmp/lg.half.direct.$rep.json" --label relay)
-    run_lg half relay "$rep" "$proxy_pid" "${relay_t[@]}" "${open[@]}" "${common[@]}" "${plot[@]}"
-  done
-  echo "proxy=$(rss_kib "$proxy_pid"):$(hwm_kib "$proxy_pid") echo=$(rss_kib "$echo_pid"):$(hwm_kib "$echo_pid")" >"$tmp/relay.rss_after"
-  stderr_tail relay_proxy echo
-  stop_pid "$proxy_pid" "$echo_pid"
+  log "relay: open loop at --rate $rate"
+  relay_phase half relay_vs_direct_half.svg "one default direct" --rate "$rate" "${common[@]}"
+  # Proxy CPU per round trip at one fixed open-loop rate: loadgen reads the proxy's
+  # utime+stime at the start and the end of exactly its measured window (--watch-cpu).
+  echo "$CPU_RATE $CPU_CONNS" >"$tmp/relay.cpu_rate"
+  local cpu=(--rate "$CPU_RATE" --conns "$CPU_CONNS" "${base[@]}")
+  tgt[one]+=" --watch-cpu ${spid[one]}" tgt[default]+=" --watch-cpu ${spid[default]}"
+  relay_phase cpu "" "one default" "${cpu[@]}"
+  echo "proxy_one=$(rss_kib "${spid[one]}"):$(hwm_kib "${spid[one]}") proxy_default=$(rss_kib "${spid[default]}"):$(hwm_kib "${spid[default]}") echo=$(rss_kib "${spid[direct]}"):$(hwm_kib "${spid[direct]}")" >"$tmp/relay.rss_after"
+  stderr_tail relay_proxy_one relay_proxy_default echo
+  stop_pid "${spid[one]}" "${spid[default]}" "${spid[direct]}"
 }
 
 report_relay() {
@@ -204,9 +275,10 @@ report_relay() {
     printf '## 1. Relay vs direct echo (loadgen)\n\nSection %s\n' "$(cat "$tmp/skip.relay")"
     return 0
   fi
+  # shellcheck disable=SC2016 # the quotes are for the report, around the values
   python3 bench/report.py relay --tmp "$tmp" --reps "$REPS" --half "$HALF" --clk-tck "$(getconf CLK_TCK)" \
     --plots-dir "$PLOTS_DIR" \
-    --settings "SHARDS=$SHARDS LG_THREADS=$LG_THREADS LG_CONNS=$LG_CONNS LG_IN_FLIGHT=$LG_IN_FLIGHT LG_PAYLOAD=$LG_PAYLOAD LG_PATTERN=$LG_PATTERN DURATION=$DURATION WARMUP=$WARMUP"
+    --settings "SHARDS_ONE=$SHARDS_ONE SHARDS_DEFAULT='$SHARDS_DEFAULT' RELAY_PROXY_ARGS='$RELAY_PROXY_ARGS' DEFAULT_PROXY_ARGS='$DEFAULT_PROXY_ARGS' ECHO_THREADS=$ECHO_THREADS LG_THREADS=$LG_THREADS LG_CONNS=$LG_CONNS LG_IN_FLIGHT=$LG_IN_FLIGHT LG_PAYLOAD=$LG_PAYLOAD LG_PATTERN=$LG_PATTERN CPU_RATE=$CPU_RATE CPU_CONNS=$CPU_CONNS DURATION=$DURATION WARMUP=$WARMUP"
 }
 
 # =========================================================================================
@@ -468,7 +540,7 @@ done
 
 # --- report ------------------------------------------------------------------------------
 cmd="REPS=$REPS DURATION=$DURATION"
-has_section relay && cmd+=" SHARDS=$SHARDS LG_THREADS=$LG_THREADS LG_CONNS=$LG_CONNS LG_IN_FLIGHT=$LG_IN_FLIGHT"
+has_section relay && cmd+=" SHARDS_ONE=$SHARDS_ONE${SHARDS_DEFAULT:+ SHARDS_DEFAULT=$SHARDS_DEFAULT} ECHO_THREADS=$ECHO_THREADS LG_THREADS=$LG_THREADS LG_CONNS=$LG_CONNS LG_IN_FLIGHT=$LG_IN_FLIGHT CPU_RATE=$CPU_RATE CPU_CONNS=$CPU_CONNS"
 has_section http && cmd+=" CONNS=$CONNS"
 cmd+=" bash bench/compare.sh"
 [ ${#only_args[@]} -gt 0 ] && cmd+=" --only $(IFS=,; echo "${sections[*]}")"

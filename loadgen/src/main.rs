@@ -21,6 +21,7 @@ mod report;
 mod stats;
 mod stream;
 mod track;
+mod watch;
 mod wire;
 mod worker;
 
@@ -87,7 +88,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         let _ = w.start.send(Start::Go(phases));
         joins.push(w.thread);
     }
-    progress::watch_run(show_bars, &config, phases);
+    let window_cpu = progress::watch_run(show_bars, &config, phases, config.watch_cpu);
 
     let mut stats = ThreadStats::default();
     for join in joins {
@@ -97,8 +98,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let summary = report::summarize(&config, &report, &stats);
-    report::print_summary(&config, &report, &stats);
+    let summary = report::summarize(&config, &report, &stats, window_cpu.as_ref());
+    report::print_summary(&config, &report, &stats, window_cpu.as_ref());
     if let Some(path) = &config.json {
         std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
             .with_context(|| format!("writing {path}"))?;

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::args::Config;
 use crate::clock;
 use crate::report::RampReport;
+use crate::watch::{CpuMark, WindowCpu};
 use crate::worker::{Phases, Ramp};
 
 /// How often the bars are redrawn (and the ramp counters read).
@@ -52,12 +53,35 @@ pub fn watch_ramp(
     }
 }
 
-/// Wait until the end of the measured window.
-pub fn watch_run(show: bool, config: &Config, phases: Phases) {
+/// Wait until the end of the measured window; with `watch` (--watch-cpu), read that process's
+/// CPU time as the window starts and as it ends (a failed read is said on stderr, and the run
+/// goes on without the figure).
+pub fn watch_run(
+    show: bool,
+    config: &Config,
+    phases: Phases,
+    watch: Option<u32>,
+) -> Option<WindowCpu> {
     let bar = run_bar(show, config);
     let total = (config.warmup + config.duration).as_secs_f64();
-    while clock::now_ns() < phases.end {
-        std::thread::sleep(REDRAW);
+    let mut start = None;
+    let mut watching = watch.is_some();
+    loop {
+        let now = clock::now_ns();
+        if watching && start.is_none() && now >= phases.measure {
+            start = watch.and_then(read_cpu);
+            watching = start.is_some();
+        }
+        if now >= phases.end {
+            break;
+        }
+        // Never past a boundary that is read there, so the reading is on time.
+        let next = if watching && start.is_none() {
+            phases.measure
+        } else {
+            phases.end
+        };
+        std::thread::sleep(REDRAW.min(Duration::from_nanos(next - now)));
         let elapsed = (clock::now_ns().saturating_sub(phases.t0)) as f64 / 1e9;
         bar.set_position((elapsed.min(total) * TICKS_PER_S) as u64);
         bar.set_message(if clock::now_ns() < phases.measure {
@@ -66,7 +90,26 @@ pub fn watch_run(show: bool, config: &Config, phases: Phases) {
             "measuring"
         });
     }
+    let end = if watching {
+        watch.and_then(read_cpu)
+    } else {
+        None
+    };
     bar.finish_and_clear();
+    Some(WindowCpu {
+        pid: watch?,
+        start: start?,
+        end: end?,
+        measure_ns: phases.measure,
+        end_ns: phases.end,
+    })
+}
+
+/// One reading for --watch-cpu, or `None` (said on stderr) when the process cannot be read.
+fn read_cpu(pid: u32) -> Option<CpuMark> {
+    CpuMark::take(pid)
+        .map_err(|e| eprintln!("loadgen: --watch-cpu {pid}: {e} (no CPU figure for the window)"))
+        .ok()
 }
 
 fn progress_bar(show: bool, len: u64) -> ProgressBar {

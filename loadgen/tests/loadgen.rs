@@ -310,6 +310,74 @@ fn open_loop_keeps_its_rate() {
 }
 
 #[test]
+fn watch_cpu_reads_the_proxy_over_the_window() {
+    let proxy = Server::proxy();
+    let url = proxy.url();
+    let pid = proxy.child.id().to_string();
+    let (output, summary) = loadgen(&[
+        "--proxy",
+        &url,
+        "--conns",
+        "20",
+        "--rate",
+        "2000",
+        "--duration",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--watch-cpu",
+        &pid,
+    ]);
+    let v = assert_clean(&output, &summary);
+    let cpu = &v["watched_cpu"];
+    assert_eq!(cpu["pid"].to_string(), pid, "{v:#}");
+    // 2000 round trips a second through the proxy cost it some CPU, however little.
+    assert!(cpu["ticks"].as_u64().unwrap() > 0, "{v:#}");
+    assert!(cpu["clk_tck"].as_u64().unwrap() > 0, "{v:#}");
+    let per = cpu["us_per_round_trip"].as_f64().unwrap();
+    let expected = cpu["ticks"].as_f64().unwrap() * 1e6
+        / cpu["clk_tck"].as_f64().unwrap()
+        / v["requests"]["ok_in_window"].as_f64().unwrap();
+    assert!((per - expected).abs() < 1e-6, "{v:#}");
+    // Each reading is taken at its boundary, not at the next redraw of the progress bar.
+    for late in ["start_late_us", "end_late_us"] {
+        assert!(cpu[late].as_f64().unwrap() < 50_000.0, "{late}: {v:#}");
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("µs per round trip"), "{stdout}");
+
+    // A process that cannot be read: said, and the run goes on without the figure.
+    let gone = {
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        let id = child.id();
+        child.wait().expect("wait true");
+        id.to_string()
+    };
+    // One thread: with the pair split over two threads, the thread that finishes first closes
+    // its endpoint while the other may still send to it (an `unknown-address` at the end).
+    let (output, summary) = loadgen(&[
+        "--proxy",
+        &url,
+        "--conns",
+        "2",
+        "--threads",
+        "1",
+        "--rate",
+        "100",
+        "--duration",
+        "200ms",
+        "--warmup",
+        "200ms",
+        "--watch-cpu",
+        &gone,
+    ]);
+    let v = assert_clean(&output, &summary);
+    assert!(v["watched_cpu"].is_null(), "{v:#}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("--watch-cpu {gone}")), "{stderr}");
+}
+
+#[test]
 fn direct_against_the_echo_example() {
     let echo = Server::echo();
     let url = echo.url();
@@ -510,6 +578,158 @@ fn lost_and_duplicated_answers_fail_the_run() {
     assert_eq!(v["error_reasons"]["target-busy"], "busy");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("FAILED"), "{stdout}");
+}
+
+/// A stand-in for a proxy of the original protocol: it answers every upgrade with a `101` and
+/// sends no `:host` message, so the endpoint is known by the address it asked for (sent on
+/// the returned channel); it relays nothing and answers every request itself with a `200`
+/// carrying the request's CSeq.
+fn registering_on_101_proxy() -> (SocketAddr, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (asked_tx, asked_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            let asked = asked_tx.clone();
+            std::thread::spawn(move || {
+                let _ = registering_on_101_connection(stream, asked);
+            });
+        }
+    });
+    (addr, asked_rx)
+}
+
+fn registering_on_101_connection(
+    mut stream: TcpStream,
+    asked: mpsc::Sender<String>,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Ok(Some((request, head_len))) = handshake::parse_upgrade(&buf, 8192) {
+            stream.write_all(&handshake::response_101(
+                &request.accept_key,
+                request.protocol,
+            ))?;
+            let address = request.address.map(|a| a.as_str().to_string());
+            let _ = asked.send(address.unwrap_or_default());
+            let _ = buf.split_to(head_len);
+            break;
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let config = DecoderConfig {
+        role: Role::Server,
+        max_message_bytes: 1 << 20,
+    };
+    let mut decoder = MessageDecoder::new();
+    loop {
+        let mut out = BytesMut::new();
+        while let Ok(Some(event)) = decoder.decode(&mut buf, &config) {
+            match event {
+                Event::Message { opcode, payload } => {
+                    let Ok(info) = head::inspect(&payload, &HeadLimits::default()) else {
+                        continue;
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+                        info.cseq
+                    );
+                    frame::encode_frame(&mut out, opcode, None, answer.as_bytes());
+                }
+                Event::Close { .. } => {
+                    frame::encode_frame(
+                        &mut out,
+                        OpCode::Close,
+                        None,
+                        &frame::close_payload(1000, ""),
+                    );
+                    stream.write_all(&out)?;
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        stream.write_all(&out)?;
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn registered_on_101_drives_a_proxy_that_sends_no_host() {
+    let (addr, asked) = registering_on_101_proxy();
+    let url = format!("ws://{addr}");
+    let (output, summary) = loadgen(&[
+        "--proxy",
+        &url,
+        "--registered-on-101",
+        "--conns",
+        "4",
+        "--closed-loop",
+        "--in-flight",
+        "8",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "100ms",
+    ]);
+    let v = assert_clean(&output, &summary);
+    assert_eq!(v["connections"]["established"], 4, "{v:#}");
+    assert_eq!(v["connections"]["failed"], 0, "{v:#}");
+    assert!(v["requests"]["ok"].as_u64().unwrap() > 0, "{v:#}");
+    assert_eq!(v["requests"]["ok"], v["requests"]["sent"], "{v:#}");
+    assert_eq!(
+        v["requests"]["served"], 0,
+        "the stand-in answers, not loadgen"
+    );
+    assert_eq!(v["config"]["registered_on_101"], true, "{v:#}");
+    // Each endpoint asked for its own address in the upgrade request.
+    let mut addresses: Vec<String> = asked.try_iter().collect();
+    addresses.sort();
+    assert_eq!(addresses, ["lg-0", "lg-1", "lg-2", "lg-3"]);
+}
+
+#[test]
+fn a_proxy_that_sends_no_host_fails_without_registered_on_101() {
+    let (addr, _asked) = registering_on_101_proxy();
+    let url = format!("ws://{addr}");
+    let started = Instant::now();
+    let (output, summary) = loadgen(&[
+        "--proxy",
+        &url,
+        "--conns",
+        "2",
+        "--connect-timeout",
+        "1s",
+        "--duration",
+        "200ms",
+    ]);
+    // Bounded by --connect-timeout, far inside the run limit: a wait for `:host` that never
+    // gave up would hit that limit instead.
+    assert!(
+        started.elapsed() < RUN_LIMIT / 4,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(summary.is_none(), "no traffic ran, so no summary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("connect failed ×2: no :host registration message")
+            && stderr.contains("--registered-on-101")
+            && stderr.contains("no connection could be established"),
+        "{stderr}"
+    );
 }
 
 /// A stream-mode run that succeeded: exit 0, a summary, every stream ended within the credit.

@@ -65,6 +65,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub sources: Vec<IpAddr>,
     pub name_prefix: String,
+    /// `--registered-on-101`: the `101` is the registration; no `:host` is awaited.
+    pub registered_on_101: bool,
     pub threads: usize,
     pub traffic: Traffic,
     pub pattern: Pattern,
@@ -72,6 +74,8 @@ pub struct Config {
     pub duration: Duration,
     pub warmup: Duration,
     pub timeout: Duration,
+    /// `--watch-cpu`: the process whose CPU time the measured window is read for.
+    pub watch_cpu: Option<u32>,
     pub json: Option<String>,
     pub plot: Option<String>,
     pub plot_with: Vec<String>,
@@ -137,6 +141,7 @@ impl Config {
             connect_timeout: args.connect_timeout,
             sources,
             name_prefix: args.name_prefix.to_ascii_lowercase(),
+            registered_on_101: args.registered_on_101,
             threads,
             traffic,
             pattern: args.pattern,
@@ -148,6 +153,7 @@ impl Config {
                 args.warmup
             },
             timeout: args.timeout,
+            watch_cpu: args.watch_cpu,
             json: args.json,
             plot: args.plot,
             plot_with: args.plot_with,
@@ -287,5 +293,19 @@ mod tests {
         assert!(parse(&["--stream", "events", "--event-bytes", "10"]).is_err());
         assert!(parse(&["--stream", "download", "--chunk", "0"]).is_err());
         assert!(parse(&["--streams", "5"]).is_err());
+        assert!(parse(&["--stream", "events", "--registered-on-101"]).is_err());
+    }
+
+    #[test]
+    fn registered_on_101_is_for_relay_runs() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["loadgen", "--proxy", "ws://127.0.0.1:1"];
+            argv.extend_from_slice(extra);
+            Config::from_args(Args::try_parse_from(argv)?)
+        };
+        assert!(!parse(&[]).unwrap().registered_on_101);
+        assert!(parse(&["--registered-on-101"]).unwrap().registered_on_101);
+        // A direct run never waits for a registration, so the flag would mean nothing there.
+        assert!(parse(&["--direct", "--registered-on-101"]).is_err());
     }
 }

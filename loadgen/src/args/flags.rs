@@ -18,7 +18,9 @@ use super::parse::{parse_count, parse_size};
                   Open loop: --rate R (latency from each request's intended send time, so a \
                   stall cannot hide). Closed loop: --closed-loop --in-flight K (the default). \
                   --direct runs the same traffic against a plain WebSocket echo server \
-                  (cargo run --release --example echo) as the baseline."
+                  (cargo run --release --example echo) as the baseline. \
+                  --registered-on-101 drives a proxy of the original protocol, which sends no \
+                  `:host` after the 101."
 )]
 pub struct Args {
     /// The proxy (or, with --direct, the echo server): ws://HOST:PORT
@@ -44,6 +46,12 @@ pub struct Args {
     /// Endpoints register as /<prefix>-<i>.
     #[arg(long, default_value = "lg")]
     pub name_prefix: String,
+    /// Take the `101 Switching Protocols` as the registration: each endpoint is known by the
+    /// address it asked for in its upgrade request (/<prefix>-<i>), and no `:host` message is
+    /// awaited. For proxies of the original protocol, which send none (without this flag,
+    /// every connection to one fails after --connect-timeout). Relay, whole messages only.
+    #[arg(long, conflicts_with_all = ["direct", "stream"])]
+    pub registered_on_101: bool,
     /// Worker threads, each with its own single-threaded runtime (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -79,6 +87,11 @@ pub struct Args {
     /// Hold the connections open with no traffic for --duration (memory runs), then close.
     #[arg(long, conflicts_with_all = ["closed_loop"])]
     pub idle: bool,
+    /// Read the CPU time (utime + stime, /proc/PID/stat) of process PID, the server under
+    /// test, as the measured window starts and as it ends; the summary gives its ticks in the
+    /// window and µs per round trip answered OK in the window (JSON: `watched_cpu`).
+    #[arg(long, value_name = "PID", conflicts_with = "stream")]
+    pub watch_cpu: Option<u32>,
     /// Write a machine-readable summary here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<String>,

@@ -6,8 +6,14 @@ use serde_json::json;
 use super::{NS_PER_US, RampReport, mode, us};
 use crate::args::{Config, Traffic};
 use crate::stats::{self, PERCENTILES, ThreadStats};
+use crate::watch::{WindowCpu, clock_ticks_per_second};
 
-pub fn summarize(config: &Config, report: &RampReport, s: &ThreadStats) -> serde_json::Value {
+pub fn summarize(
+    config: &Config,
+    report: &RampReport,
+    s: &ThreadStats,
+    cpu: Option<&WindowCpu>,
+) -> serde_json::Value {
     let secs = config.duration.as_secs_f64();
     let mut percentiles = serde_json::Map::new();
     for (label, q) in PERCENTILES {
@@ -44,6 +50,7 @@ pub fn summarize(config: &Config, report: &RampReport, s: &ThreadStats) -> serde
             "warmup_s": config.warmup.as_secs_f64(),
             "timeout_s": config.timeout.as_secs_f64(),
             "sources": config.sources.len(),
+            "registered_on_101": config.registered_on_101,
         },
         "connections": {
             "established": report.established,
@@ -76,5 +83,18 @@ pub fn summarize(config: &Config, report: &RampReport, s: &ThreadStats) -> serde
             "distribution": distribution,
         },
         "exactly_once": s.exactly_once(),
+        // --watch-cpu: the watched process's utime + stime over the window, in clock ticks
+        // (`getconf CLK_TCK` a second), and how late each reading was.
+        "watched_cpu": cpu.map(|c| {
+            let (start_late_us, end_late_us) = c.late_us();
+            json!({
+                "pid": c.pid,
+                "ticks": c.ticks(),
+                "clk_tck": clock_ticks_per_second(),
+                "start_late_us": start_late_us,
+                "end_late_us": end_late_us,
+                "us_per_round_trip": c.us_per_round_trip(s.ok_in_window),
+            })
+        }),
     })
 }

@@ -7,6 +7,7 @@ use super::{NS_PER_US, RampReport, mode, traffic_text, us};
 use crate::args::{Config, Traffic};
 use crate::host::limit_advice;
 use crate::stats::{PERCENTILES, ThreadStats};
+use crate::watch::WindowCpu;
 use crate::worker::Ramp;
 
 /// Distinct connect failure reasons printed at most (in the order of their text).
@@ -37,12 +38,22 @@ pub fn print_ramp(config: &Config, report: &RampReport, ramp: &Ramp, nofile: u64
     }
 }
 
-pub fn print_summary(config: &Config, report: &RampReport, s: &ThreadStats) {
-    print!("{}", summary(config, report, s));
+pub fn print_summary(
+    config: &Config,
+    report: &RampReport,
+    s: &ThreadStats,
+    cpu: Option<&WindowCpu>,
+) {
+    print!("{}", summary(config, report, s, cpu));
 }
 
 /// The summary printed at the end, one `writeln!` a line.
-fn summary(config: &Config, report: &RampReport, s: &ThreadStats) -> String {
+fn summary(
+    config: &Config,
+    report: &RampReport,
+    s: &ThreadStats,
+    cpu: Option<&WindowCpu>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -88,6 +99,17 @@ fn summary(config: &Config, report: &RampReport, s: &ThreadStats) -> String {
         s.ok_in_window as f64 / secs
     );
     let _ = writeln!(out, "  latency   {}", latency_text(s));
+    if let Some(c) = cpu {
+        let per = c
+            .us_per_round_trip(s.ok_in_window)
+            .map_or("-".into(), |us| format!("{us:.1}"));
+        let _ = writeln!(
+            out,
+            "  cpu       pid {}: {} ticks in the window, {per} µs per round trip (ok in the window)",
+            c.pid,
+            c.ticks()
+        );
+    }
     let _ = writeln!(out, "  errors    {}", errors_text(s));
     if !s.indications.is_empty() {
         let list: Vec<_> = s

@@ -1,5 +1,7 @@
 //! Opening one connection: the TCP socket (bound to its `--source` address), the WebSocket
-//! opening handshake, and (relay) the proxy's `:host <name>` that confirms the registration.
+//! opening handshake, and (relay) the proxy's `:host <name>` that confirms the registration,
+//! or, with `--registered-on-101`, the `101` alone (proxies of the original protocol send no
+//! `:host`: the endpoint is known by the address it asked for).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -46,15 +48,48 @@ pub(super) enum OpenError {
     EofBeforeRegistering,
     #[error("protocol error: {0}")]
     Protocol(#[source] FrameError),
-    /// The whole attempt took longer than --connect-timeout.
-    #[error("timed out connecting and registering")]
+    /// Connecting and the opening handshake took longer than --connect-timeout.
+    #[error("timed out connecting (no 101 within --connect-timeout)")]
     TimedOut,
+    /// The `101` came but no `:host` within --connect-timeout of the start: a proxy that
+    /// registers on the `101` alone, most likely. Said apart from [`OpenError::TimedOut`] so
+    /// that the run names the flag that fixes it instead of looking like a slow proxy.
+    #[error(
+        "no :host registration message within --connect-timeout after the 101 (a proxy that \
+         registers on the 101 alone needs --registered-on-101)"
+    )]
+    NoRegistration,
 }
 
 impl Worker {
-    /// Connect, complete the opening handshake, and (relay) wait for `:host <name>`. Returns
-    /// the stream and whatever was read past the handshake (or the registration).
+    /// Connect, complete the opening handshake, and (relay) wait for `:host <name>` unless
+    /// `--registered-on-101`; all of it within --connect-timeout. Returns the stream and
+    /// whatever was read past the handshake (or the registration).
     pub(super) async fn open(&self, index: usize) -> Result<(TcpStream, BytesMut), OpenError> {
+        let deadline = tokio::time::Instant::now() + self.config.connect_timeout;
+        let name = self.config.name(index);
+        let (mut stream, mut buf) = tokio::time::timeout_at(deadline, self.handshake(index, &name))
+            .await
+            .unwrap_or(Err(OpenError::TimedOut))?;
+        if self.config.direct || self.config.registered_on_101 {
+            // The address is the one the upgrade request asked for.
+            return Ok((stream, buf));
+        }
+        tokio::time::timeout_at(deadline, self.await_host(&mut stream, &mut buf, name))
+            .await
+            .unwrap_or(Err(OpenError::NoRegistration))?;
+        // A copy of just what is left, so the handshake's buffer does not stay with the
+        // connection.
+        Ok((stream, BytesMut::from(&buf[..])))
+    }
+
+    /// TCP connect and the opening handshake for the path `/<name>`. Returns the stream and
+    /// whatever was read past the `101`.
+    async fn handshake(
+        &self,
+        index: usize,
+        name: &str,
+    ) -> Result<(TcpStream, BytesMut), OpenError> {
         let config = &self.config;
         let socket = match config.target {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
@@ -71,11 +106,10 @@ impl Worker {
         }
         socket.set_nodelay(true)?;
         let mut stream = socket.connect(config.target).await?;
-        let name = config.name(index);
         let mut nonce = [0u8; 16];
         self.rng.borrow_mut().fill(&mut nonce);
         let key = handshake::client_key(&nonce);
-        let request = handshake::client_request(&config.authority, &name, &key, None);
+        let request = handshake::client_request(&config.authority, name, &key, None);
         stream.write_all(request.as_bytes()).await?;
         let mut buf = BytesMut::with_capacity(1024);
         let head_len = loop {
@@ -89,18 +123,23 @@ impl Worker {
             }
         };
         buf.advance(head_len);
-        if config.direct {
-            return Ok((stream, buf));
-        }
-        // The proxy's first message is `:host <address>`.
+        Ok((stream, buf))
+    }
+
+    /// Read the proxy's first message, which must be `:host <name>`; leaves in `buf` whatever
+    /// came after it.
+    async fn await_host(
+        &self,
+        stream: &mut TcpStream,
+        buf: &mut BytesMut,
+        name: String,
+    ) -> Result<(), OpenError> {
         let mut decoder = MessageDecoder::new();
         loop {
-            match decoder.decode(&mut buf, &self.decoder_config) {
+            match decoder.decode(buf, &self.decoder_config) {
                 Ok(Some(Event::Message { payload, .. })) => {
                     return match indication::parse(&payload) {
-                        Ok(Indication::Host(host)) if host == name => {
-                            Ok((stream, BytesMut::from(&buf[..])))
-                        }
+                        Ok(Indication::Host(host)) if host == name => Ok(()),
                         Ok(Indication::Host(got)) => Err(OpenError::WrongName {
                             got,
                             expected: name,
@@ -118,7 +157,7 @@ impl Worker {
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => {
-                    if read_some(&mut stream, &mut buf).await? == 0 {
+                    if read_some(stream, buf).await? == 0 {
                         return Err(OpenError::EofBeforeRegistering);
                     }
                 }

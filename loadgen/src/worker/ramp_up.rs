@@ -42,9 +42,8 @@ impl Worker {
 
     /// One attempt: open connection `index`, then run its task until it is closed.
     async fn connect(self: Rc<Self>, index: usize) {
-        let attempt = tokio::time::timeout(self.config.connect_timeout, self.open(index))
-            .await
-            .unwrap_or(Err(OpenError::TimedOut));
+        // open() bounds itself by --connect-timeout (and says which step ran out of time).
+        let attempt = self.open(index).await;
         self.pending_connects.set(self.pending_connects.get() - 1);
         let (stream, leftover) = match attempt {
             Ok(opened) => opened,
