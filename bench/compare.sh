@@ -35,7 +35,7 @@
 #          Target: httpws ≥ rathole's req/s and ≤ its p99.
 #   idle   proxy RSS per idle registered connection at IDLE_COUNTS (default 10000 and the
 #          most the open-files limit allows), a fresh proxy per count, clients in a separate
-#          process (loadgen --idle, or bench/idle_clients.py). Target ≤ 2 KiB (goal 1 KiB).
+#          process (loadgen --idle, or bench/idle_clients.py). Target ≤ 1 KiB.
 #
 # env (defaults):  REPS=3 DURATION=10s NO_BUILD=0 KEEP_TMP=0
 #   relay: WARMUP=2s LG_CONNS=1000 LG_IN_FLIGHT=256 LG_PAYLOAD=64 LG_PATTERN=pairs

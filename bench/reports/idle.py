@@ -13,7 +13,7 @@ from reports.tmpdir import read_json, read_text
 
 KIB = 1024  # bytes
 # Target: at most this many KiB of proxy RSS per idle connection (the goal is 1 KiB).
-MAX_KIB_PER_CONN = 2
+MAX_KIB_PER_CONN = 1.0
 
 
 def render(tmp, reps, settle, settings):
@@ -33,7 +33,7 @@ def render(tmp, reps, settle, settings):
         print_drops(tmp, by)
     print()
     write_targets(tmp + "/summary.idle", [
-        (f"proxy RSS per idle connection at {n:,}", f"{per[n]:.2f} KiB", "≤ 2 KiB (goal 1)",
+        (f"proxy RSS per idle connection at {n:,}", f"{per[n]:.2f} KiB", "≤ 1 KiB",
          per[n] <= MAX_KIB_PER_CONN)
         for n in sorted(per)])
 
