@@ -12,7 +12,7 @@ from reports.targets import write_targets
 from reports.tmpdir import read_json, read_text
 
 KIB = 1024  # bytes
-# Target: at most this many KiB of proxy RSS per idle connection (the goal is 1 KiB).
+# Target: at most this many KiB of proxy RSS per idle connection.
 MAX_KIB_PER_CONN = 1.0
 
 
