@@ -144,8 +144,13 @@ pub struct ProxyArgs {
     /// io driver: io_uring where available (auto), io_uring only, or epoll (legacy).
     #[arg(long, value_enum, default_value = "auto", env = "HTTPWS_DRIVER")]
     driver: DriverArg,
-    /// Do not pin shard threads to cores.
-    #[arg(long)]
+    /// Pin each shard thread to a core of its own: for a host whose cores the proxy has to
+    /// itself. Unpinned (the default), the kernel moves a shard off a core another process
+    /// is using, which on shared cores is worth more than the cache locality pinning keeps.
+    #[arg(long, conflicts_with = "no_pin")]
+    pin: bool,
+    /// Do not pin shard threads (the default; kept for scripts written when pinning was).
+    #[arg(long, hide = true)]
     no_pin: bool,
     /// Largest opening-handshake head, in bytes (larger → 431).
     #[arg(long, default_value_t = config::DEFAULT_MAX_HANDSHAKE_BYTES)]
@@ -241,5 +246,30 @@ impl Default for ProxyArgs {
             Some(Command::Proxy(args)) => args,
             _ => unreachable!("the proxy subcommand was given"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxy_args(args: &[&str]) -> Result<ProxyArgs, clap::Error> {
+        let argv = ["httpws", "proxy"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv)?.command {
+            Some(Command::Proxy(args)) => Ok(args),
+            _ => unreachable!("the proxy subcommand was given"),
+        }
+    }
+
+    #[test]
+    fn shards_are_unpinned_unless_asked() {
+        let default = proxy_args(&[]).expect("no flags parse");
+        assert!(!default.pin);
+        let pinned = proxy_args(&["--pin"]).expect("--pin parses");
+        assert!(pinned.pin);
+        // Scripts from when pinning was the default still run.
+        let unpinned = proxy_args(&["--no-pin"]).expect("--no-pin parses");
+        assert!(!unpinned.pin && unpinned.no_pin);
+        assert!(proxy_args(&["--pin", "--no-pin"]).is_err());
     }
 }

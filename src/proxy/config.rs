@@ -61,7 +61,7 @@ pub struct ProxyConfig {
     pub shards: usize,
     /// The io driver every shard runs (`--driver`).
     pub driver: DriverChoice,
-    /// Pin each shard thread to a core of its own (turned off by `--no-pin`).
+    /// Pin each shard thread to a core of its own (`--pin`; off by default).
     pub pin_shards: bool,
     /// Largest opening-handshake head, and public-ingress request head, in bytes
     /// (`--max-handshake-bytes`; 431 beyond it).
@@ -134,7 +134,7 @@ impl Default for ProxyConfig {
                 .expect("DEFAULT_LISTEN is a valid socket address"),
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             driver: DriverChoice::Auto,
-            pin_shards: true,
+            pin_shards: false,
             max_handshake_bytes: DEFAULT_MAX_HANDSHAKE_BYTES,
             max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,

@@ -234,7 +234,8 @@ fn yield_now() -> impl Future<Output = ()> {
     })
 }
 
-/// How often a shard with nothing in flight hands the memory it has freed back to the OS.
+/// How often a shard that relayed nothing since the last time hands the memory it has freed
+/// back to the OS.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// Hand back to the OS what this thread's allocator has freed and not reused. mimalloc does
@@ -256,15 +257,21 @@ async fn sweep_loop(shard: Rc<Shard>) {
         (shard.config.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
     let mut next_liveness = Instant::now() + liveness_every;
     let mut next_trim = Instant::now() + TRIM_EVERY;
+    let mut relayed_at_trim = shard.relayed_count();
     loop {
         monoio::time::sleep(tick).await;
         let now = Instant::now();
         shard.expire_requests(now);
         shard.expire_streams(now);
-        // Only while nothing is in flight: a busy shard reuses what it frees at once, and
-        // handing it back would only make the next requests fault it in again.
-        if now >= next_trim && shard.pending_count() == 0 {
-            return_freed_memory();
+        // Only after a whole period without a request: a shard under any load reuses what it
+        // frees at once, and handing it back would only make the next requests fault it in
+        // again.
+        if now >= next_trim {
+            let relayed = shard.relayed_count();
+            if relayed == relayed_at_trim && shard.pending_count() == 0 {
+                return_freed_memory();
+            }
+            relayed_at_trim = relayed;
             next_trim = now + TRIM_EVERY;
         }
         if now >= next_liveness {

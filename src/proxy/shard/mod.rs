@@ -71,6 +71,8 @@ pub struct Shard {
     /// stream messages find their stream.
     stream_routes: RefCell<HashMap<(ConnRef, u64), (ConnKey, u64)>>,
     pending_total: Cell<usize>,
+    /// Requests relayed to targets here since the shard started (wraps).
+    relayed_total: Cell<u64>,
     /// Streams opened and open here, and their bytes (also in [`Control::stream_totals`]).
     pub stream_counters: Arc<StreamCounters>,
     /// Shutdown has begun: new registrations and requests are refused.
@@ -115,6 +117,7 @@ impl Shard {
             stream_timed: RefCell::default(),
             stream_routes: RefCell::default(),
             pending_total: Cell::new(0),
+            relayed_total: Cell::new(0),
             stream_counters,
             draining: Cell::new(false),
         }
@@ -205,6 +208,12 @@ impl Shard {
     /// Requests this shard's connections are waiting on, all together.
     pub fn pending_count(&self) -> usize {
         self.pending_total.get()
+    }
+
+    /// Requests relayed to targets on this shard so far (wrapping): two readings that are
+    /// equal mean none came in between.
+    pub fn relayed_count(&self) -> u64 {
+        self.relayed_total.get()
     }
 
     /// Run `f` on the shard's read block (split payloads off it, decode from it, clear it).

@@ -177,6 +177,8 @@ impl Shard {
             cseq
         };
         self.pending_total.set(self.pending_total.get() + 1);
+        self.relayed_total
+            .set(self.relayed_total.get().wrapping_add(1));
         let from = Some(from.as_ref().map_or(INTERNET_CALLER, |f| f.as_str()));
         let head_len = head::rewritten_head_len(&message, &info, proxy_cseq, from);
         let head = self.frame_with(opcode, head_len + body.len(), |arena| {
