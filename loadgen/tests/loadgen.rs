@@ -457,23 +457,34 @@ fn nothing_listening_fails() {
     );
 }
 
-/// A faulty echo server: drops every 5th message, repeats every 7th, and answers every 11th
-/// with a `503 target-busy` of its own.
-fn faulty_echo() -> SocketAddr {
+/// What a stand-in server writes back (into `out`) for the `n`th message, from 1, of a
+/// connection.
+type Answer = fn(n: u64, opcode: OpCode, payload: &[u8], out: &mut BytesMut);
+
+/// A WebSocket server standing in for an echo or a proxy: every upgrade is answered with a
+/// `101` and nothing more (the address each connection asked for is sent on the returned
+/// channel), every message with what `answer` writes, and a close with a close.
+fn stand_in(answer: Answer) -> (SocketAddr, mpsc::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let (asked_tx, asked_rx) = mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { break };
+            let asked = asked_tx.clone();
             std::thread::spawn(move || {
-                let _ = faulty_connection(stream);
+                let _ = stand_in_connection(stream, &asked, answer);
             });
         }
     });
-    addr
+    (addr, asked_rx)
 }
 
-fn faulty_connection(mut stream: TcpStream) -> std::io::Result<()> {
+fn stand_in_connection(
+    mut stream: TcpStream,
+    asked: &mpsc::Sender<String>,
+    answer: Answer,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut buf = BytesMut::new();
     let mut chunk = [0u8; 16 * 1024];
@@ -483,6 +494,8 @@ fn faulty_connection(mut stream: TcpStream) -> std::io::Result<()> {
                 &request.accept_key,
                 request.protocol,
             ))?;
+            let address = request.address.map(|a| a.as_str().to_string());
+            let _ = asked.send(address.unwrap_or_default());
             let _ = buf.split_to(head_len);
             break;
         }
@@ -504,24 +517,7 @@ fn faulty_connection(mut stream: TcpStream) -> std::io::Result<()> {
             match event {
                 Event::Message { opcode, payload } => {
                     seen += 1;
-                    if seen % 5 == 0 {
-                        continue;
-                    }
-                    if seen % 11 == 0 {
-                        // A proxy-style error answer instead of the echo.
-                        let info = head::inspect(&payload, &HeadLimits::default()).unwrap();
-                        let answer = format!(
-                            "HTTP/1.1 503 Service Unavailable\r\nCSeq: {}\r\n\
-                             Httpws-Error: target-busy\r\nContent-Length: 4\r\n\r\nbusy",
-                            info.cseq
-                        );
-                        frame::encode_frame(&mut out, opcode, None, answer.as_bytes());
-                        continue;
-                    }
-                    frame::encode_frame(&mut out, opcode, None, &payload);
-                    if seen % 7 == 0 {
-                        frame::encode_frame(&mut out, opcode, None, &payload);
-                    }
+                    answer(seen, opcode, &payload, &mut out);
                 }
                 Event::Close { .. } => {
                     frame::encode_frame(
@@ -542,6 +538,33 @@ fn faulty_connection(mut stream: TcpStream) -> std::io::Result<()> {
             return Ok(());
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A faulty echo server: drops every 5th message, repeats every 7th, and answers every 11th
+/// with a `503 target-busy` of its own.
+fn faulty_echo() -> SocketAddr {
+    stand_in(faulty_answer).0
+}
+
+fn faulty_answer(n: u64, opcode: OpCode, payload: &[u8], out: &mut BytesMut) {
+    if n % 5 == 0 {
+        return;
+    }
+    if n % 11 == 0 {
+        // A proxy-style error answer instead of the echo.
+        let info = head::inspect(payload, &HeadLimits::default()).unwrap();
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nCSeq: {}\r\n\
+             Httpws-Error: target-busy\r\nContent-Length: 4\r\n\r\nbusy",
+            info.cseq
+        );
+        frame::encode_frame(out, opcode, None, answer.as_bytes());
+        return;
+    }
+    frame::encode_frame(out, opcode, None, payload);
+    if n % 7 == 0 {
+        frame::encode_frame(out, opcode, None, payload);
     }
 }
 
@@ -585,84 +608,18 @@ fn lost_and_duplicated_answers_fail_the_run() {
 /// the returned channel); it relays nothing and answers every request itself with a `200`
 /// carrying the request's CSeq.
 fn registering_on_101_proxy() -> (SocketAddr, mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (asked_tx, asked_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { break };
-            let asked = asked_tx.clone();
-            std::thread::spawn(move || {
-                let _ = registering_on_101_connection(stream, asked);
-            });
-        }
-    });
-    (addr, asked_rx)
+    stand_in(answer_ok)
 }
 
-fn registering_on_101_connection(
-    mut stream: TcpStream,
-    asked: mpsc::Sender<String>,
-) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut buf = BytesMut::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        if let Ok(Some((request, head_len))) = handshake::parse_upgrade(&buf, 8192) {
-            stream.write_all(&handshake::response_101(
-                &request.accept_key,
-                request.protocol,
-            ))?;
-            let address = request.address.map(|a| a.as_str().to_string());
-            let _ = asked.send(address.unwrap_or_default());
-            let _ = buf.split_to(head_len);
-            break;
-        }
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let config = DecoderConfig {
-        role: Role::Server,
-        max_message_bytes: 1 << 20,
+fn answer_ok(_n: u64, opcode: OpCode, payload: &[u8], out: &mut BytesMut) {
+    let Ok(info) = head::inspect(payload, &HeadLimits::default()) else {
+        return;
     };
-    let mut decoder = MessageDecoder::new();
-    loop {
-        let mut out = BytesMut::new();
-        while let Ok(Some(event)) = decoder.decode(&mut buf, &config) {
-            match event {
-                Event::Message { opcode, payload } => {
-                    let Ok(info) = head::inspect(&payload, &HeadLimits::default()) else {
-                        continue;
-                    };
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
-                        info.cseq
-                    );
-                    frame::encode_frame(&mut out, opcode, None, answer.as_bytes());
-                }
-                Event::Close { .. } => {
-                    frame::encode_frame(
-                        &mut out,
-                        OpCode::Close,
-                        None,
-                        &frame::close_payload(1000, ""),
-                    );
-                    stream.write_all(&out)?;
-                    return Ok(());
-                }
-                _ => {}
-            }
-        }
-        stream.write_all(&out)?;
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        info.cseq
+    );
+    frame::encode_frame(out, opcode, None, answer.as_bytes());
 }
 
 #[test]
