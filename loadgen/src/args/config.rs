@@ -228,6 +228,13 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    /// The config of a run against a proxy with the flags `extra`.
+    fn parse(extra: &[&str]) -> anyhow::Result<Config> {
+        let mut argv = vec!["loadgen", "--proxy", "ws://127.0.0.1:1"];
+        argv.extend_from_slice(extra);
+        Config::from_args(Args::try_parse_from(argv)?)
+    }
+
     #[test]
     fn name_prefixes() {
         assert!(check_name_prefix("lg", 100_000).is_ok());
@@ -263,11 +270,6 @@ mod tests {
 
     #[test]
     fn stream_flags() {
-        let parse = |extra: &[&str]| {
-            let mut argv = vec!["loadgen", "--proxy", "ws://127.0.0.1:1"];
-            argv.extend_from_slice(extra);
-            Config::from_args(Args::try_parse_from(argv)?)
-        };
         let config = parse(&["--stream", "events", "--streams", "1k", "--interval", "1s"]).unwrap();
         let plan = config.stream.unwrap();
         assert_eq!(plan.kind, StreamKind::Events);
@@ -298,11 +300,6 @@ mod tests {
 
     #[test]
     fn registered_on_101_is_for_relay_runs() {
-        let parse = |extra: &[&str]| {
-            let mut argv = vec!["loadgen", "--proxy", "ws://127.0.0.1:1"];
-            argv.extend_from_slice(extra);
-            Config::from_args(Args::try_parse_from(argv)?)
-        };
         assert!(!parse(&[]).unwrap().registered_on_101);
         assert!(parse(&["--registered-on-101"]).unwrap().registered_on_101);
         // A direct run never waits for a registration, so the flag would mean nothing there.
