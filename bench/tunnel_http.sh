@@ -2,7 +2,7 @@
 # HTTP through the tunnel vs. the same service direct (docs/design.md, Performance targets: "HTTP through the tunnel
 # (wrk → httpws → local service) ≥ rathole's requests/s and ≤ its p99 in the same run").
 #
-#   bash bench/tunnel_http.sh [--out FILE] [--direct-only]
+#   bash bench/tunnel_http.sh [--out FILE] [--direct-only] [--strace] [--perf DIR]
 #   env: REPS=3 CONNS=64 DURATION=10s THREADS=1 PROXY_ARGS= ENDPOINT_ARGS=
 #        NO_BUILD=1 (use target/release/httpws as it is)
 #
@@ -19,16 +19,23 @@
 # Errors (wrk "Socket errors" / "Non-2xx or 3xx responses") are shown per run and summed in
 # the table. Progress goes to stderr, the report to stdout (and to FILE with --out).
 # --direct-only skips the build and the tunnel (checks the nginx/wrk harness alone).
+# Where the cost goes, each in one more tunnel run after the reps (so the measured ones are
+# untouched): --strace puts each process under `strace -c -f -p` and adds its syscalls per
+# request to the report (strace slows what it traces: read the counts, not the CPU); --perf
+# DIR records both agents with `perf record --call-graph dwarf` into DIR/svc.data and
+# DIR/client.data (`perf report -i DIR/svc.data --no-children`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-out_file="" direct_only=0
+out_file="" direct_only=0 do_strace=0 perf_dir=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out_file="$2"; shift 2 ;;
     --out=*) out_file="${1#--out=}"; shift ;;
     --direct-only) direct_only=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --strace) do_strace=1; shift ;;
+    --perf) perf_dir="$2"; shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -40,6 +47,8 @@ LOG_TAG=tunnel_http
 . bench/lib.sh
 
 need_nginx_wrk
+[ "$do_strace" = 0 ] || command -v strace >/dev/null || { log "--strace needs strace"; exit 1; }
+[ -z "$perf_dir" ] || command -v perf >/dev/null || { log "--perf needs perf (linux-perf)"; exit 1; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 bin=target/release/httpws
 if [ "$direct_only" = 0 ] && [ "${NO_BUILD:-0}" != 1 ]; then
@@ -74,8 +83,42 @@ rss_after=""
 if [ "$direct_only" = 0 ]; then
   rss_after="proxy=$(rss_kib "$proxy_pid") svc=$(rss_kib "$svc_pid") client=$(rss_kib "$client_pid")"
   cpu_after="proxy=$(cpu_ticks "$proxy_pid") svc=$(cpu_ticks "$svc_pid") client=$(cpu_ticks "$client_pid")"
-  stderr_tail proxy svc client
 fi
+
+# --- where the cost goes (--perf, --strace) -----------------------------------------------
+syscalls=""
+if [ "$direct_only" = 0 ] && [ -n "$perf_dir" ]; then
+  mkdir -p "$perf_dir"
+  recorders=()
+  for who in svc client; do
+    eval "pid=\$${who}_pid"
+    perf record -F 2000 -g --call-graph dwarf,16384 -p "$pid" -o "$perf_dir/$who.data" \
+      -- sleep "$DURATION" >/dev/null 2>&1 &
+    recorders+=($!)
+  done
+  run_wrk perf 1 "${tunnel_args[@]}"
+  wait "${recorders[@]}" || true
+  log "perf: $perf_dir/svc.data $perf_dir/client.data"
+fi
+if [ "$direct_only" = 0 ] && [ "$do_strace" = 1 ]; then
+  tracers=()
+  for who in proxy svc client; do
+    eval "pid=\$${who}_pid"
+    strace -c -f -p "$pid" -o "$tmp/strace.$who" 2>/dev/null &
+    tracers+=($!)
+  done
+  sleep 0.5  # attaching is no event this script can wait for; the counts are per request anyway
+  run_wrk strace 1 "${tunnel_args[@]}"
+  kill -INT "${tracers[@]}" 2>/dev/null || true
+  wait "${tracers[@]}" 2>/dev/null || true
+  n=$(awk '/requests in/ {print $1}' "$tmp/wrk.strace.1")
+  syscalls=$'\n\n'"Syscalls per request under \`strace -c -f -p\` (one more tunnel run, $n requests):"$'\n\n'
+  syscalls+="| process | syscall | calls per request | errors per request |"$'\n'"|---|---|---|---|"$'\n'
+  for who in proxy svc client; do
+    syscalls+=$(awk -v n="$n" -v who="$who" '$4 ~ /^[0-9]+$/ && $NF != "total" {e = ($5 ~ /^[0-9]+$/) ? $5 : 0; if ($4 / n >= 0.01) printf "| %s | %s | %.2f | %.2f |\n", who, $NF, $4 / n, e / n}' "$tmp/strace.$who")$'\n'
+  done
+fi
+[ "$direct_only" = 1 ] || stderr_tail proxy svc client
 
 # --- report ------------------------------------------------------------------------------
 cmd="REPS=$REPS CONNS=$CONNS DURATION=$DURATION THREADS=$THREADS"
@@ -91,5 +134,6 @@ report=$(
     --machine "$(machine_desc)" --date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
     --nginx-version "$(nginx -v 2>&1 | sed 's/.*: //')" --wrk-version "$(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}')"
 )
+report+=$syscalls
 echo "$report"
 if [ -n "$out_file" ]; then printf '%s\n' "$report" >"$out_file"; log "wrote $out_file"; fi
