@@ -11,7 +11,7 @@ The modules in bench/reports/ do the work, one per section or input format.
 import argparse
 import sys
 
-from reports import http_peers, idle, loadgen, relay, results, tunnel_http
+from reports import http_peers, idle, loadgen, relay, results, syscalls, tunnel_http
 from reports.tmpdir import read_json
 
 
@@ -65,6 +65,17 @@ def parser():
                        ("cpu-after", "the same after the runs")):
         c.add_argument("--" + name, default="", help=what + " (empty with --direct-only)")
     c.set_defaults(run=tunnel_http.render)
+
+    c = sub.add_parser("relay-syscalls", help="bench/relay_syscalls.sh's report")
+    c.add_argument("--tmp", required=True, help="the script's temp dir (run.BIN.SHARDS.MODE.REP.*)")
+    c.add_argument("--reps", type=int, required=True, help="REPS")
+    c.add_argument("--window", type=float, required=True, help="WINDOW (seconds perf stat counted)")
+    c.add_argument("--clk-tck", type=int, required=True, help="`getconf CLK_TCK`")
+    c.add_argument("--bins", nargs="+", required=True, help="the proxy builds, in --bin order")
+    c.add_argument("--shards", nargs="+", required=True, help="SHARDS")
+    c.add_argument("--modes", nargs="+", required=True, help="MODES")
+    c.add_argument("--settings", required=True, help="the settings line, as the report shows it")
+    c.set_defaults(run=syscalls.render)
 
     c = sub.add_parser("results", help="put the report on stdin into FILE between its compare.sh markers")
     c.add_argument("file", help="bench/RESULTS.md")
