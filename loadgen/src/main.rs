@@ -122,12 +122,20 @@ fn spawn_workers(
     done: mpsc::Sender<usize>,
 ) -> anyhow::Result<Vec<WorkerHandle>> {
     let threads = config.threads;
+    let drained = Arc::new(tokio::sync::Barrier::new(threads));
     let mut workers = Vec::with_capacity(threads);
     for id in 0..threads {
         let lo = config.conns * id / threads;
         let hi = config.conns * (id + 1) / threads;
-        let handle = worker::spawn(id, config.clone(), ramp.clone(), lo, hi, done.clone())
-            .context("starting a worker thread")?;
+        let handle = worker::spawn(
+            id,
+            config.clone(),
+            ramp.clone(),
+            (lo, hi),
+            done.clone(),
+            drained.clone(),
+        )
+        .context("starting a worker thread")?;
         workers.push(handle);
     }
     Ok(workers)

@@ -353,15 +353,11 @@ fn watch_cpu_reads_the_proxy_over_the_window() {
         child.wait().expect("wait true");
         id.to_string()
     };
-    // One thread: with the pair split over two threads, the thread that finishes first closes
-    // its endpoint while the other may still send to it (an `unknown-address` at the end).
     let (output, summary) = loadgen(&[
         "--proxy",
         &url,
         "--conns",
         "2",
-        "--threads",
-        "1",
         "--rate",
         "100",
         "--duration",
@@ -375,6 +371,34 @@ fn watch_cpu_reads_the_proxy_over_the_window() {
     assert!(v["watched_cpu"].is_null(), "{v:#}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("--watch-cpu {gone}")), "{stderr}");
+}
+
+#[test]
+fn pairs_split_over_threads_close_only_once_every_thread_drained() {
+    let proxy = Server::proxy();
+    let url = proxy.url();
+    // Two endpoints, two threads: each endpoint's partner lives on the other thread, so a
+    // thread that closed its endpoint as soon as its own requests were answered would leave
+    // the other thread's last requests to it without a target (`unknown-address`).
+    let (output, summary) = loadgen(&[
+        "--proxy",
+        &url,
+        "--conns",
+        "2",
+        "--threads",
+        "2",
+        "--rate",
+        "4000",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "100ms",
+    ]);
+    let v = assert_clean(&output, &summary);
+    assert_eq!(v["config"]["threads"], 2, "{v:#}");
+    // The threads met after draining instead of one giving up waiting for the other.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("did not finish draining"), "{stderr}");
 }
 
 #[test]

@@ -9,6 +9,8 @@
 //!
 //! The main thread talks to the workers only at phase changes: the ramp counters (atomics,
 //! read for the progress bar), "ramp done", "start at t0" and the final [`ThreadStats`].
+//! The workers meet once among themselves: every thread has drained before any closes, since
+//! a connection closed early would leave another thread's last requests to it unanswerable.
 //!
 //! This module holds the thread, its state and the order of its phases; each phase and each
 //! part of a connection's life is an `impl Worker` block of its own in the modules below.
@@ -35,7 +37,7 @@ use std::sync::{Arc, mpsc};
 use bytes::BytesMut;
 use httpws::proto::frame::{DecoderConfig, Role};
 use httpws::proto::head::HeadLimits;
-use tokio::sync::oneshot;
+use tokio::sync::{Barrier, oneshot};
 
 use crate::args::{Config, MAX_PAYLOAD_BYTES, Traffic};
 use crate::clock::{self, now_ns, sleep_until_ns};
@@ -73,15 +75,20 @@ pub struct WorkerHandle {
     pub start: oneshot::Sender<Start>,
 }
 
+/// How long past its own drain deadline a worker waits for the others before it closes
+/// anyway (a thread whose runtime never started never arrives).
+const RENDEZVOUS_GRACE_NS: u64 = 1_000_000_000;
+
 /// Start worker `id` for the connections `lo..hi`. It ramps up at once and sends its id on
-/// `ramp_done` when every connection attempt has finished.
+/// `ramp_done` when every connection attempt has finished. `drained` is shared by all the
+/// workers of the run (one party each).
 pub fn spawn(
     id: usize,
     config: Arc<Config>,
     ramp: Arc<Ramp>,
-    lo: usize,
-    hi: usize,
+    (lo, hi): (usize, usize),
     ramp_done: mpsc::Sender<usize>,
+    drained: Arc<Barrier>,
 ) -> io::Result<WorkerHandle> {
     let (start_tx, start_rx) = oneshot::channel();
     let thread = std::thread::Builder::new()
@@ -100,7 +107,7 @@ pub fn spawn(
                     return ThreadStats::default();
                 }
             };
-            let worker = Rc::new(Worker::new(id, config, ramp, lo, hi));
+            let worker = Rc::new(Worker::new(id, config, ramp, lo, hi, drained));
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, worker.run(start_rx, ramp_done))
         })?;
@@ -124,6 +131,8 @@ struct Worker {
     closed_loop: bool,
     /// Set once loadgen itself starts closing: closes seen after that are not drops.
     closing: Cell<bool>,
+    /// Where the workers wait for each other between draining and closing.
+    drained: Arc<Barrier>,
     live_tasks: Cell<usize>,
     pending_connects: Cell<usize>,
     rng: RefCell<fastrand::Rng>,
@@ -136,7 +145,14 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(id: usize, config: Arc<Config>, ramp: Arc<Ramp>, lo: usize, hi: usize) -> Worker {
+    fn new(
+        id: usize,
+        config: Arc<Config>,
+        ramp: Arc<Ramp>,
+        lo: usize,
+        hi: usize,
+        drained: Arc<Barrier>,
+    ) -> Worker {
         let closed_loop = matches!(config.traffic, Traffic::Closed { .. });
         let body = vec![b'x'; config.payload];
         Worker {
@@ -149,6 +165,7 @@ impl Worker {
             phases: Cell::new(None),
             closed_loop,
             closing: Cell::new(false),
+            drained,
             live_tasks: Cell::new(0),
             pending_connects: Cell::new(0),
             rng: RefCell::new(fastrand::Rng::with_seed(SEED_MIX ^ (id as u64) ^ now_ns())),
@@ -204,6 +221,7 @@ impl Worker {
                 self.drain(phases).await;
             }
         }
+        self.wait_for_every_worker(phases).await;
         self.close_all().await;
         let mut stats = self.stats.take();
         stats.lost = self
@@ -214,6 +232,18 @@ impl Worker {
             .map(|c| c.track.borrow().unanswered())
             .sum();
         stats
+    }
+
+    /// Wait until every worker has drained (its connections keep answering meanwhile), or
+    /// until a while after the drain deadline, whichever comes first.
+    async fn wait_for_every_worker(&self, phases: Phases) {
+        let give_up = self.drain_deadline(phases) + RENDEZVOUS_GRACE_NS;
+        tokio::select! {
+            _ = self.drained.wait() => {}
+            () = sleep_until_ns(give_up) => {
+                eprintln!("loadgen-{}: another worker did not finish draining; closing anyway", self.id);
+            }
+        }
     }
 
     fn established(&self) -> Vec<Rc<Conn>> {

@@ -45,8 +45,13 @@ impl Worker {
     }
 
     /// After the end: wait for the answers still due, up to --timeout past the end.
+    /// When [`Worker::drain`] gives up on the answers still open.
+    pub(super) fn drain_deadline(&self, phases: Phases) -> u64 {
+        phases.end + self.config.timeout.as_nanos() as u64 + DRAIN_GRACE_NS
+    }
+
     pub(super) async fn drain(&self, phases: Phases) {
-        let deadline = phases.end + self.config.timeout.as_nanos() as u64 + DRAIN_GRACE_NS;
+        let deadline = self.drain_deadline(phases);
         loop {
             let open: u64 = self
                 .conns
