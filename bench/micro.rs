@@ -1,5 +1,7 @@
 //! Criterion micro benchmarks of the proxy's hot paths: frame decode + unmask, HTTP head
-//! inspection + rewrite, and the cross-shard hop. Run with `cargo bench --bench micro`.
+//! inspection + rewrite, and the cross-shard hop; and the kernel's floor under every hop on
+//! this machine (a loopback send, a read that finds nothing). Run with `cargo bench --bench
+//! micro`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -196,5 +198,52 @@ fn cross_shard(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, frames, heads, ingress_heads, cross_shard);
+/// The kernel's share of a relayed message, which no change in the proxy removes: the send
+/// of a small frame on loopback TCP (which runs the receiver's TCP processing, and wakes it,
+/// inside the sender's syscall), and the read that finds nothing (what monoio's readiness
+/// mode spends after every read that drained a socket).
+fn kernel_floor(c: &mut Criterion) {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    let mut group = c.benchmark_group("kernel_floor");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut quiet = TcpStream::connect(addr).expect("connect");
+    let (_quiet_peer, _) = listener.accept().expect("accept");
+    quiet.set_nonblocking(true).expect("nonblocking");
+    let mut buf = vec![0u8; 64 * 1024];
+    group.bench_function("read_finds_nothing", |b| {
+        b.iter(|| match quiet.read(&mut buf) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            other => panic!("an idle socket read {other:?}"),
+        });
+    });
+
+    let mut sender = TcpStream::connect(addr).expect("connect");
+    sender.set_nodelay(true).expect("nodelay");
+    let (mut receiver, _) = listener.accept().expect("accept");
+    // A peer that reads as the frames come (and sleeps in read() whenever it has caught up).
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while matches!(receiver.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let frame = [b'x'; 64];
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("send_64_bytes_to_a_reading_peer", |b| {
+        b.iter(|| sender.write_all(&frame).expect("send"));
+    });
+    drop(sender);
+    reader.join().expect("reader thread");
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    frames,
+    heads,
+    ingress_heads,
+    cross_shard,
+    kernel_floor
+);
 criterion_main!(benches);
