@@ -71,6 +71,10 @@ pub async fn serve(session: Session, config: ServiceConfig) {
 
 /// One request to the service and back; every failure becomes an HTTP answer (or, once an
 /// answer has begun to stream, a reset).
+///
+/// Each way of answering is boxed: a spawned task's future is copied whole when it is
+/// spawned, moved into its task and overwritten when it ends, and unboxed these states made
+/// it about 2.9 KiB, copied several times per request (bench/RESULTS.md, the agent's cost).
 async fn forward(
     session: &Session,
     mut request: Incoming,
@@ -79,7 +83,7 @@ async fn forward(
 ) {
     let max_body_bytes = config.max_body_bytes.min(session.max_body_bytes());
     let Some(inbound) = request.body.take() else {
-        return whole(session, &request, pool, config, max_body_bytes).await;
+        return Box::pin(whole(session, &request, pool, config, max_body_bytes)).await;
     };
     let head = match request::service_head(&request, config) {
         Ok(head) => head,
@@ -91,9 +95,17 @@ async fn forward(
     };
     match head.upgrade.clone() {
         Some(protocol) => {
-            upgrade::forward(session, &request, head, &protocol, inbound, pool, config).await
+            Box::pin(upgrade::forward(
+                session, &request, head, &protocol, inbound, pool, config,
+            ))
+            .await
         }
-        None => upload::forward(session, &request, head, inbound, pool, config).await,
+        None => {
+            Box::pin(upload::forward(
+                session, &request, head, inbound, pool, config,
+            ))
+            .await
+        }
     }
 }
 
