@@ -8,8 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::AsyncRead;
 
-use super::pool::ResponseHead;
-use super::response::{tunnel_response, tunnel_stream_head};
+use super::response::{ResponseHead, tunnel_response, tunnel_stream_head};
 use super::{error_answer, service_failed};
 use crate::endpoint::body_reader::BodyReader;
 use crate::endpoint::http1::{self, BodyLength};
@@ -41,7 +40,7 @@ fn goes_whole(response: &ResponseHead, buf: &[u8], streams: bool) -> bool {
 pub(super) async fn answer<R: AsyncRead + Unpin>(
     session: &Session,
     (to, service): (&Incoming, &str),
-    response: &ResponseHead,
+    response: &mut ResponseHead,
     (rd, buf): (&mut R, &mut BytesMut),
     is_head: bool,
     (limit, max_body_bytes): (Duration, usize),
@@ -64,21 +63,10 @@ pub(super) async fn answer<R: AsyncRead + Unpin>(
                 return false;
             }
         };
-        return match tunnel_response(&response.head, body, is_head) {
-            Ok((head, body)) => session.respond(to, head, body).await,
-            Err(why) => {
-                unusable(session, (to, service), why).await;
-                false
-            }
-        };
+        let (head, body) = tunnel_response(response, body, is_head);
+        return session.respond(to, head, body).await;
     }
-    let head = match tunnel_stream_head(&response.head) {
-        Ok(head) => head,
-        Err(why) => {
-            unusable(session, (to, service), why).await;
-            return false;
-        }
-    };
+    let head = tunnel_stream_head(response);
     let length = match response.length {
         BodyLength::Length(n) => Some(n),
         _ => None,
@@ -99,14 +87,4 @@ pub(super) async fn answer<R: AsyncRead + Unpin>(
             false
         }
     }
-}
-
-/// A response head the agent cannot pass on.
-async fn unusable(session: &Session, (to, service): (&Incoming, &str), why: &str) {
-    tracing::warn!(%service, error = why, "service: unusable response from the service");
-    let (head, body) = error_answer(
-        AnswerError::ServiceError,
-        "the service sent no usable response",
-    );
-    session.respond(to, head, body).await;
 }

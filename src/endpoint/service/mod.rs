@@ -132,7 +132,7 @@ async fn whole(
             let limits = (config.service_timeout, max_body_bytes);
             let io = (&mut opened.lease.stream, &mut opened.buf);
             let to = (request, pool.addr());
-            let clean = answer::answer(session, to, &opened.response, io, is_head, limits);
+            let clean = answer::answer(session, to, &mut opened.response, io, is_head, limits);
             let clean = clean.await;
             opened.finish(clean);
         }

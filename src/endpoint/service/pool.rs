@@ -16,12 +16,13 @@ use std::mem::MaybeUninit;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
+use super::response::{self, ResponseHead};
 use crate::endpoint::http1::{self, BodyLength, Http1Error, MAX_HEADERS};
 use crate::proto::answer_error::AnswerError;
 use crate::proto::http1::{framing, hop};
@@ -252,19 +253,6 @@ fn is_quiet(stream: &TcpStream) -> bool {
     )
 }
 
-/// A response's head as read from the service (interim `1xx` ones skipped).
-#[derive(Debug)]
-pub struct ResponseHead {
-    /// The status line and headers, through the blank line.
-    pub head: Bytes,
-    /// The status.
-    pub status: u16,
-    /// How its body is framed.
-    pub length: BodyLength,
-    /// Its framing allows the connection to carry another request after it.
-    pub keep: bool,
-}
-
 /// A request sent and its response's head read: the body is still to be read from `buf`
 /// and the connection.
 pub struct Opened<'p> {
@@ -324,37 +312,46 @@ pub async fn read_response_head<R: AsyncRead + Unpin>(
             Err(e @ Http1Error::Io(_)) if buf.is_empty() => return Err(HeadError::NothingBack(e)),
             Err(e) => return Err(HeadError::Failed(e)),
         };
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        resp.parse(&buf[..head_len])
-            .map_err(|e| HeadError::Failed(e.into()))?;
-        let status = resp.code.unwrap_or(0);
-        if status == 101 && upgrading {
-            return Ok(ResponseHead {
-                head: buf.split_to(head_len).freeze(),
-                status,
-                length: BodyLength::Empty,
-                keep: false,
-            });
+        match parse_response_head(buf, head_len, is_head, upgrading) {
+            Ok(Some(head)) => return Ok(head),
+            Ok(None) => {}
+            Err(e) => return Err(HeadError::Failed(e)),
         }
-        if (100..200).contains(&status) {
-            if status == 101 {
-                return Err(HeadError::Failed(Http1Error::Malformed(
-                    "the service switched protocols for a request that did not ask to",
-                )));
-            }
-            // An interim response (100 Continue, 103 Early Hints): the real one follows.
-            interim += 1;
-            if interim > MAX_INTERIM_RESPONSES {
-                return Err(HeadError::Failed(Http1Error::Malformed(
-                    "too many interim 1xx responses",
-                )));
-            }
-            let _ = buf.split_to(head_len);
-            continue;
+        // An interim response (100 Continue, 103 Early Hints): the real one follows.
+        interim += 1;
+        if interim > MAX_INTERIM_RESPONSES {
+            return Err(HeadError::Failed(Http1Error::Malformed(
+                "too many interim 1xx responses",
+            )));
         }
-        let length = http1::response_body_length(status, is_head, resp.headers)
-            .map_err(HeadError::Failed)?;
+    }
+}
+
+/// Parse the complete response head at the start of `buf` (`head_len` bytes) and take it
+/// out of `buf`: `None` for an interim `1xx` (skipped), else the head as the tunnel gets it,
+/// with its framing and whether the connection may carry another request.
+pub(super) fn parse_response_head(
+    buf: &mut BytesMut,
+    head_len: usize,
+    is_head: bool,
+    upgrading: bool,
+) -> Result<Option<ResponseHead>, Http1Error> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    resp.parse(&buf[..head_len])?;
+    let status = resp.code.unwrap_or(0);
+    let (length, keep) = if status == 101 && upgrading {
+        (BodyLength::Empty, false)
+    } else if (100..200).contains(&status) {
+        if status == 101 {
+            return Err(Http1Error::Malformed(
+                "the service switched protocols for a request that did not ask to",
+            ));
+        }
+        let _ = buf.split_to(head_len);
+        return Ok(None);
+    } else {
+        let length = http1::response_body_length(status, is_head, resp.headers)?;
         // A response that may carry no body but declares one (to HEAD, 204, 304): a service
         // that sends that body anyway may send it any time later, past any check; such a
         // connection is not reused.
@@ -362,11 +359,103 @@ pub async fn read_response_head<R: AsyncRead + Unpin>(
         let keep = !hop::wants_close(resp.version.unwrap_or(1), resp.headers)
             && length != BodyLength::UntilClose
             && !(bodiless && framing::declares_body(resp.headers));
-        return Ok(ResponseHead {
-            head: buf.split_to(head_len).freeze(),
-            status,
-            length,
-            keep,
-        });
+        (length, keep)
+    };
+    let tunnel = response::tunnel_lines(&resp, head_len);
+    // Where the two values the answer needs lie in the head, to keep them without copying
+    // once the head is split off the buffer.
+    let base = buf.as_ptr() as usize;
+    let place = |value: &[u8]| {
+        let at = value.as_ptr() as usize - base;
+        at..at + value.len()
+    };
+    let declared = tunnel.declared.map(place);
+    let upgrade = tunnel.upgrade.map(place);
+    let lines = tunnel.lines;
+    let head = buf.split_to(head_len).freeze();
+    Ok(Some(ResponseHead {
+        lines,
+        declared: declared.map(|r| head.slice(r)),
+        upgrade: upgrade.map(|r| head.slice(r)),
+        status,
+        length,
+        keep,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// A head as the pool reads it (parsed once), then the tunnel message it becomes.
+    fn tunnel_response(raw: &[u8], body: Bytes, is_head: bool) -> Option<(BytesMut, Bytes)> {
+        let mut buf = BytesMut::from(raw);
+        let mut head = parse_response_head(&mut buf, raw.len(), is_head, false).ok()??;
+        assert!(buf.is_empty(), "the head is taken out of the buffer");
+        Some(response::tunnel_response(&mut head, body, is_head))
+    }
+
+    #[test]
+    fn a_101_keeps_its_upgrade_and_interim_heads_are_skipped() {
+        let raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                    Connection: Upgrade\r\nCSeq: 4\r\nX-A: 1\r\n\r\n";
+        let mut buf = BytesMut::from(&raw[..]);
+        let mut head = parse_response_head(&mut buf, raw.len(), false, true)
+            .expect("parsed")
+            .expect("a 101 is the answer when upgrading");
+        assert_eq!((head.status, head.keep), (101, false));
+        assert_eq!(
+            &response::tunnel_stream_head(&mut head)[..],
+            b"HTTP/1.1 101 Switching Protocols\r\nX-A: 1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        );
+        // Not asked to switch: refused.
+        let mut buf = BytesMut::from(&raw[..]);
+        assert!(parse_response_head(&mut buf, raw.len(), false, false).is_err());
+        // An interim head is consumed and yields nothing; the real one follows in the buffer.
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let mut buf =
+            BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"[..]);
+        assert!(matches!(
+            parse_response_head(&mut buf, interim.len(), false, false),
+            Ok(None)
+        ));
+        assert_eq!(&buf[..], b"HTTP/1.1 204 No Content\r\n\r\n");
+    }
+
+    #[test]
+    fn response_back_to_tunnel() {
+        let (head, body) = tunnel_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nCSeq: 3\r\nX-A: 1\r\n\r\n",
+            Bytes::from_static(b"abc"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            &head[..],
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 3\r\n"
+        );
+        assert_eq!(body, "abc");
+        let (head, _) = tunnel_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n",
+            Bytes::new(),
+            true,
+        )
+        .unwrap();
+        assert_eq!(&head[..], b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n");
+        // The service cannot speak as the agent or the proxy, nor list their lines away.
+        let (head, _) = tunnel_response(
+            b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nHttpws-Error: timeout\r\n\
+              httpws_error: t\r\nHttpws-Target-Error: x\r\nHttpws-From: y\r\nCSeq: 9\r\n\
+              Content_Length: 7\r\nX-B: 2\r\n\r\n",
+            Bytes::from_static(b"ok"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            &head[..],
+            b"HTTP/1.1 200 OK\r\nX-B: 2\r\nContent-Length: 2\r\n"
+        );
     }
 }

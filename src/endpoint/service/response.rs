@@ -3,62 +3,54 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::endpoint::http1::{self, MAX_HEADERS};
+use crate::endpoint::http1::{self, BodyLength};
 use crate::endpoint::tunnel_headers;
 use crate::proto::http1::write;
 
-/// The service's response as a tunnel message: hop-by-hop headers and the headers the proxy
-/// and agent set (`CSeq`, `Httpws-From`, `Httpws-Error`, `Httpws-Target-Error`, in any
-/// spelling) removed, so an `Httpws-Error` from this side is always the agent's own; the
-/// body with Content-Length (the session adds CSeq).
-pub(super) fn tunnel_response(
-    raw_head: &[u8],
-    body: Bytes,
-    is_head: bool,
-) -> Result<(BytesMut, Bytes), &'static str> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(raw_head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err("malformed response head"),
-    }
-    let mut head = BytesMut::with_capacity(raw_head.len() + 32);
-    let declared = put_tunnel_lines(&mut head, &resp);
-    let status = resp.code.unwrap_or(0);
-    http1::put_response_length(&mut head, status, is_head, declared, body.len());
-    Ok((head, body))
+/// A response's head as read from the service (interim `1xx` ones skipped), parsed once:
+/// what the tunnel gets of it is built as it is read ([`tunnel_lines`]).
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// The status line and the headers that cross into the tunnel (without framing or the
+    /// blank line, which [`tunnel_response`] and [`tunnel_stream_head`] add); taken when the
+    /// answer is sent.
+    pub lines: BytesMut,
+    /// The `Content-Length` the service declared, as it wrote it.
+    pub declared: Option<Bytes>,
+    /// A `101`'s `Upgrade` value.
+    pub upgrade: Option<Bytes>,
+    /// The status.
+    pub status: u16,
+    /// How its body is framed.
+    pub length: BodyLength,
+    /// Its framing allows the connection to carry another request after it.
+    pub keep: bool,
 }
 
-/// The service's response head for a body that streams: the same lines as
-/// [`tunnel_response`]'s, without framing (the session adds the stream line and the
-/// declared length). A `101` keeps its `Upgrade` and says `Connection: Upgrade`.
-pub(super) fn tunnel_stream_head(raw_head: &[u8]) -> Result<BytesMut, &'static str> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(raw_head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err("malformed response head"),
-    }
-    let mut head = BytesMut::with_capacity(raw_head.len() + 32);
-    put_tunnel_lines(&mut head, &resp);
-    if resp.code == Some(101) {
-        if let Some(protocol) = http1::upgrade(resp.headers) {
-            write::put_header(&mut head, b"Connection", b"Upgrade");
-            write::put_header(&mut head, b"Upgrade", protocol);
-        }
-    }
-    Ok(head)
+/// What the tunnel gets of a service's response head, from its one parse: the status line
+/// and the headers that cross (hop-by-hop headers and the headers the proxy and agent set,
+/// `CSeq`, `Httpws-From`, `Httpws-Error`, `Httpws-Target-Error` in any spelling, removed, so
+/// an `Httpws-Error` from this side is always the agent's own), and the two values the answer
+/// needs later.
+pub(super) struct TunnelLines<'m> {
+    pub(super) lines: BytesMut,
+    /// The declared `Content-Length`.
+    pub(super) declared: Option<&'m [u8]>,
+    /// A `101`'s `Upgrade`.
+    pub(super) upgrade: Option<&'m [u8]>,
 }
 
-/// Status line and the headers that cross into the tunnel; returns the declared
-/// `Content-Length`.
-fn put_tunnel_lines<'m>(
-    head: &mut BytesMut,
-    resp: &httparse::Response<'_, 'm>,
-) -> Option<&'m [u8]> {
+/// The lines of `resp` (a head of `head_len` bytes) that cross into the tunnel
+/// ([`TunnelLines`]).
+pub(super) fn tunnel_lines<'m>(
+    resp: &'m httparse::Response<'_, 'm>,
+    head_len: usize,
+) -> TunnelLines<'m> {
     let status = resp.code.unwrap_or(0);
     let listed = http1::connection_listed(resp.headers);
-    write::put_status_line(head, status, resp.reason.unwrap_or("").as_bytes());
+    // Room for the framing line the answer adds, too.
+    let mut lines = BytesMut::with_capacity(head_len + 32);
+    write::put_status_line(&mut lines, status, resp.reason.unwrap_or("").as_bytes());
     let mut declared = None;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -67,47 +59,43 @@ fn put_tunnel_lines<'m>(
         if tunnel_headers::is_hop_written(h.name.as_bytes()) || http1::stops_here(h.name, &listed) {
             continue;
         }
-        write::put_header(head, h.name.as_bytes(), h.value);
+        write::put_header(&mut lines, h.name.as_bytes(), h.value);
     }
-    declared
+    let upgrade = if status == 101 {
+        http1::upgrade(resp.headers)
+    } else {
+        None
+    };
+    TunnelLines {
+        lines,
+        declared,
+        upgrade,
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The service's response as a tunnel message, its body whole (the session adds CSeq): the
+/// head's lines with `Content-Length`.
+pub(super) fn tunnel_response(
+    response: &mut ResponseHead,
+    body: Bytes,
+    is_head: bool,
+) -> (BytesMut, Bytes) {
+    let mut head = std::mem::take(&mut response.lines);
+    let declared = response.declared.as_deref();
+    http1::put_response_length(&mut head, response.status, is_head, declared, body.len());
+    (head, body)
+}
 
-    #[test]
-    fn response_back_to_tunnel() {
-        let (head, body) = tunnel_response(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nCSeq: 3\r\nX-A: 1\r\n\r\n",
-            Bytes::from_static(b"abc"),
-            false,
-        )
-        .unwrap();
-        assert_eq!(
-            &head[..],
-            b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 3\r\n"
-        );
-        assert_eq!(body, "abc");
-        let (head, _) = tunnel_response(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n",
-            Bytes::new(),
-            true,
-        )
-        .unwrap();
-        assert_eq!(&head[..], b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n");
-        // The service cannot speak as the agent or the proxy, nor list their lines away.
-        let (head, _) = tunnel_response(
-            b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nHttpws-Error: timeout\r\n\
-              httpws_error: t\r\nHttpws-Target-Error: x\r\nHttpws-From: y\r\nCSeq: 9\r\n\
-              Content_Length: 7\r\nX-B: 2\r\n\r\n",
-            Bytes::from_static(b"ok"),
-            false,
-        )
-        .unwrap();
-        assert_eq!(
-            &head[..],
-            b"HTTP/1.1 200 OK\r\nX-B: 2\r\nContent-Length: 2\r\n"
-        );
+/// The service's response head for a body that streams: the same lines as
+/// [`tunnel_response`]'s, without framing (the session adds the stream line and the
+/// declared length). A `101` keeps its `Upgrade` and says `Connection: Upgrade`.
+pub(super) fn tunnel_stream_head(response: &mut ResponseHead) -> BytesMut {
+    let mut head = std::mem::take(&mut response.lines);
+    if response.status == 101 {
+        if let Some(protocol) = &response.upgrade {
+            write::put_header(&mut head, b"Connection", b"Upgrade");
+            write::put_header(&mut head, b"Upgrade", protocol);
+        }
     }
+    head
 }

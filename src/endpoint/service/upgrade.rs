@@ -9,12 +9,11 @@ use super::config::ServiceConfig;
 use super::pool::{HeadError, ServicePool, read_response_head};
 use super::request::ServiceHead;
 use super::response::tunnel_stream_head;
-use super::{error_answer, fresh_connection, service_failed, timed_out};
+use super::{fresh_connection, service_failed, timed_out};
 use crate::endpoint::http1;
 use crate::endpoint::pump::splice;
 use crate::endpoint::session::{Incoming, Session};
 use crate::endpoint::stream::InboundBody;
-use crate::proto::answer_error::AnswerError;
 use crate::proto::http1::write;
 
 /// Send the upgrade request to the service and serve its answer.
@@ -46,7 +45,7 @@ pub(super) async fn forward(
         true,
         pool.max_head_bytes,
     );
-    let response = match tokio::time::timeout(config.service_timeout, read).await {
+    let mut response = match tokio::time::timeout(config.service_timeout, read).await {
         Ok(Ok(response)) => response,
         Ok(Err(HeadError::NothingBack(e) | HeadError::Failed(e))) => {
             return service_failed(session, request, pool.addr(), e.into()).await;
@@ -54,22 +53,7 @@ pub(super) async fn forward(
         Err(_) => return timed_out(session, request, config).await,
     };
     if response.status == 101 {
-        let head = match tunnel_stream_head(&response.head) {
-            Ok(head) => head,
-            Err(why) => {
-                tracing::warn!(
-                    service = pool.addr(),
-                    error = why,
-                    "service: unusable 101 from the service"
-                );
-                let (head, body) = error_answer(
-                    AnswerError::ServiceError,
-                    "the service sent no usable response",
-                );
-                session.respond(request, head, body).await;
-                return;
-            }
-        };
+        let head = tunnel_stream_head(&mut response);
         let Some(writer) = session.respond_streaming(request, head, None).await else {
             return;
         };
@@ -96,7 +80,7 @@ pub(super) async fn forward(
     let answered = answer(
         session,
         (request, pool.addr()),
-        &response,
+        &mut response,
         io,
         is_head,
         limits,

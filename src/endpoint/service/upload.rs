@@ -98,7 +98,7 @@ pub(super) async fn forward(
                 }
             }
         };
-        let response = match response {
+        let mut response = match response {
             Ok(response) => response,
             Err(HeadError::NothingBack(e) | HeadError::Failed(e)) => {
                 return service_failed(session, request, pool.addr(), e.into()).await;
@@ -111,7 +111,7 @@ pub(super) async fn forward(
                 let answered = answer(
                     session,
                     (request, pool.addr()),
-                    &response,
+                    &mut response,
                     io,
                     is_head,
                     limits,
@@ -125,7 +125,7 @@ pub(super) async fn forward(
                 let answered = answer(
                     session,
                     (request, pool.addr()),
-                    &response,
+                    &mut response,
                     io,
                     is_head,
                     limits,
