@@ -506,19 +506,58 @@ fn listed_in_connection(headers: &[Header<'_>], name: &[u8]) -> bool {
         && hop::connection_lists(headers, name)
 }
 
-/// Format an IP address into `buf` without allocating.
+/// Format an IP address into `buf` without allocating. IPv4, what nearly every caller has,
+/// is written digit by digit: through `Display` it cost about 1,000 instructions, 7% of the
+/// proxy's work per ingress request (bench/RESULTS.md).
 fn format_ip(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
-    use std::io::Write;
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    // 64 bytes hold any IPv4 or IPv6 text form (at most 45 bytes).
-    let _ = write!(cursor, "{ip}");
-    let n = cursor.position() as usize;
-    &buf[..n]
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                let mut digits = itoa::Buffer::new();
+                let text = digits.format(octet).as_bytes();
+                buf[n..n + text.len()].copy_from_slice(text);
+                n += text.len();
+            }
+            &buf[..n]
+        }
+        IpAddr::V6(_) => {
+            use std::io::Write;
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            // 64 bytes hold any IPv6 text form (at most 45 bytes).
+            let _ = write!(cursor, "{ip}");
+            let n = cursor.position() as usize;
+            &buf[..n]
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_ip_writes_what_display_writes() {
+        let mut buf = [0u8; 64];
+        let mut rng = fastrand::Rng::with_seed(7);
+        let fixed = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.100.9",
+            "1.20.100.200",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ];
+        let random = (0..1000).map(|_| std::net::Ipv4Addr::from(rng.u32(..)).to_string());
+        for text in fixed.iter().map(|t| t.to_string()).chain(random) {
+            let ip: IpAddr = text.parse().expect("ip");
+            assert_eq!(format_ip(ip, &mut buf), ip.to_string().as_bytes(), "{text}");
+        }
+    }
 
     fn fwd() -> Forwarded {
         Forwarded {
