@@ -11,7 +11,7 @@ use crate::endpoint::body::Body;
 use crate::endpoint::http1::{self, Http1Error, MAX_HEADERS};
 use crate::endpoint::session::{Incoming, TunnelResponse};
 use crate::endpoint::tunnel_headers;
-use crate::proto::http1::{framing, write};
+use crate::proto::http1::{framing, parse, write};
 
 /// Request line and headers for the tunnel (the session adds CSeq and the blank line),
 /// with the `Content-Length` of a whole body of `body_len` bytes.
@@ -65,9 +65,9 @@ pub(super) fn tunnel_response(
     let Some(inbound) = body else {
         return Ok(parse_response(&message, request_was_head, max_body_bytes)?.map(Body::from));
     };
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(&message)? {
+    let mut headers = parse::header_slots::<MAX_HEADERS>();
+    let mut resp = httparse::Response::new(&mut []);
+    match parse::response(&mut resp, &message, &mut headers)? {
         httparse::Status::Complete(_) => {}
         httparse::Status::Partial => return Err(Http1Error::Malformed("incomplete head")),
     }
@@ -106,9 +106,9 @@ pub(super) fn parse_response(
     request_was_head: bool,
     max_body_bytes: usize,
 ) -> Result<http::Response<Bytes>, Http1Error> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(message)? {
+    let mut headers = parse::header_slots::<MAX_HEADERS>();
+    let mut resp = httparse::Response::new(&mut []);
+    let head_len = match parse::response(&mut resp, message, &mut headers)? {
         httparse::Status::Complete(n) => n,
         httparse::Status::Partial => return Err(Http1Error::Malformed("incomplete head")),
     };
@@ -139,9 +139,13 @@ pub(super) fn parse_incoming(
     incoming: &Incoming,
     max_body_bytes: usize,
 ) -> Result<http::Request<Bytes>, Http1Error> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    req.parse(&incoming.message[..incoming.head_len])?;
+    let mut headers = parse::header_slots::<MAX_HEADERS>();
+    let mut req = httparse::Request::new(&mut []);
+    parse::request(
+        &mut req,
+        &incoming.message[..incoming.head_len],
+        &mut headers,
+    )?;
     let length = http1::request_body_length(req.headers)?;
     let body = http1::message_body(&incoming.message, incoming.head_len, length, max_body_bytes)?;
     let mut builder = http::Request::builder()
@@ -170,9 +174,13 @@ pub(super) fn incoming_request(
     let Some(inbound) = incoming.body.take() else {
         return Ok(parse_incoming(incoming, max_body_bytes)?.map(Body::from));
     };
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    req.parse(&incoming.message[..incoming.head_len])?;
+    let mut headers = parse::header_slots::<MAX_HEADERS>();
+    let mut req = httparse::Request::new(&mut []);
+    parse::request(
+        &mut req,
+        &incoming.message[..incoming.head_len],
+        &mut headers,
+    )?;
     let mut builder = http::Request::builder()
         .method(req.method.unwrap_or("GET"))
         .uri(req.path.unwrap_or("/"));

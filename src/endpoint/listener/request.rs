@@ -10,7 +10,7 @@ use super::web_pages::refuse_web_pages;
 use crate::endpoint::http1::{self, BodyLength, MAX_HEADERS};
 use crate::endpoint::scheme;
 use crate::endpoint::tunnel_headers;
-use crate::proto::http1::{hop, write};
+use crate::proto::http1::{hop, parse, write};
 
 /// What the head said, kept past the point where the head's bytes are released.
 pub(super) struct Parsed {
@@ -40,9 +40,9 @@ pub(super) fn parse_request(
     config: &ListenerConfig,
     streams: bool,
 ) -> Result<Parsed, LocalError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(head) {
+    let mut headers = parse::header_slots::<MAX_HEADERS>();
+    let mut req = httparse::Request::new(&mut []);
+    match parse::request(&mut req, head, &mut headers) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(LocalError::new(400, "incomplete head")),
         Err(httparse::Error::TooManyHeaders) => {

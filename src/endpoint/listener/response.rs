@@ -12,7 +12,7 @@ use crate::endpoint::http1::{self, Http1Error, MAX_HEADERS};
 use crate::endpoint::timed_write::{within, write_two};
 use crate::endpoint::tunnel_headers;
 use crate::proto::answer_error::AnswerError;
-use crate::proto::http1::write;
+use crate::proto::http1::{parse, write};
 
 /// Most room made up front for the head written to the client (it grows if need be).
 const HEAD_CAPACITY_BYTES: usize = 4096;
@@ -41,9 +41,9 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
     message: &Bytes,
     reply: &Reply,
 ) -> std::io::Result<bool> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let parsed = match resp.parse(message) {
+    let mut headers = parse::header_slots::<MAX_HEADERS>();
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = match parse::response(&mut resp, message, &mut headers) {
         Ok(httparse::Status::Complete(n)) => Ok(n),
         Ok(httparse::Status::Partial) => Err(Http1Error::Malformed("incomplete head")),
         Err(e) => Err(e.into()),

@@ -17,7 +17,7 @@ use crate::endpoint::http1::{self, CHUNK_END, LAST_CHUNK, MAX_HEADERS};
 use crate::endpoint::stream::InboundBody;
 use crate::endpoint::timed_write::{within, write_three, write_two};
 use crate::proto::answer_error::AnswerError;
-use crate::proto::http1::{framing, write};
+use crate::proto::http1::{framing, parse, write};
 
 /// Room for the head written to the client.
 const HEAD_CAPACITY_BYTES: usize = 1024;
@@ -57,9 +57,9 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let status = match resp.parse(message) {
+    let mut headers = parse::header_slots::<MAX_HEADERS>();
+    let mut resp = httparse::Response::new(&mut []);
+    let status = match parse::response(&mut resp, message, &mut headers) {
         Ok(httparse::Status::Complete(_)) => resp.code.unwrap_or(0),
         _ => 0,
     };

@@ -18,7 +18,7 @@ use crate::endpoint::pump::splice;
 use crate::endpoint::session::{Session, TunnelResponse};
 use crate::endpoint::timed_write::{within, write_two};
 use crate::proto::answer_error::AnswerError;
-use crate::proto::http1::write;
+use crate::proto::http1::{parse, write};
 
 /// Send the upgrade request and serve its answer; returns what becomes of the client
 /// connection (it ends, once it was upgraded: with a reset when a direction broke, so that
@@ -93,9 +93,9 @@ pub(super) async fn upgrade(
 
 /// The status of a response head (0 if it cannot be read).
 fn status(message: &Bytes) -> u16 {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(message) {
+    let mut headers = parse::header_slots::<MAX_HEADERS>();
+    let mut resp = httparse::Response::new(&mut []);
+    match parse::response(&mut resp, message, &mut headers) {
         Ok(httparse::Status::Complete(_)) => resp.code.unwrap_or(0),
         _ => 0,
     }
@@ -107,9 +107,9 @@ async fn write_switch_head(
     message: &Bytes,
     reply: &Reply,
 ) -> std::io::Result<()> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let _ = resp.parse(message);
+    let mut headers = parse::header_slots::<MAX_HEADERS>();
+    let mut resp = httparse::Response::new(&mut []);
+    let _ = parse::response(&mut resp, message, &mut headers);
     let mut head = BytesMut::with_capacity(message.len() + 32);
     put_client_head(&mut head, &resp);
     head.extend_from_slice(b"\r\n");

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::response::{self, ResponseHead};
 use crate::endpoint::http1::{self, BodyLength, Http1Error, MAX_HEADERS};
 use crate::proto::answer_error::AnswerError;
-use crate::proto::http1::{framing, hop};
+use crate::proto::http1::{framing, hop, parse};
 
 /// Requests at the service at once (and so connections open to it).
 pub const DEFAULT_MAX_SERVICE_CONNS: usize = 64;
@@ -336,9 +336,9 @@ pub(super) fn parse_response_head(
     is_head: bool,
     upgrading: bool,
 ) -> Result<Option<ResponseHead>, Http1Error> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    resp.parse(&buf[..head_len])?;
+    let mut headers = parse::header_slots::<MAX_HEADERS>();
+    let mut resp = httparse::Response::new(&mut []);
+    parse::response(&mut resp, &buf[..head_len], &mut headers)?;
     let status = resp.code.unwrap_or(0);
     let (length, keep) = if status == 101 && upgrading {
         (BodyLength::Empty, false)

@@ -8,7 +8,7 @@ use super::path;
 use crate::endpoint::http1::{self, BodyLength, Http1Error, MAX_HEADERS};
 use crate::endpoint::session::Incoming;
 use crate::endpoint::tunnel_headers;
-use crate::proto::http1::{header_name, write};
+use crate::proto::http1::{header_name, parse, write};
 
 /// A relayed request's head as the service gets it, before its framing lines.
 pub(super) struct ServiceHead {
@@ -33,9 +33,9 @@ pub(super) fn service_head(
     request: &Incoming,
     config: &ServiceConfig,
 ) -> Result<ServiceHead, String> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(&request.message[..request.head_len]) {
+    let mut headers = parse::header_slots::<MAX_HEADERS>();
+    let mut req = httparse::Request::new(&mut []);
+    match parse::request(&mut req, &request.message[..request.head_len], &mut headers) {
         Ok(httparse::Status::Complete(_)) => {}
         _ => return Err("malformed request head".into()),
     }

@@ -11,7 +11,7 @@ use crate::proto::http1::chunked;
 use crate::proto::http1::decimal::parse_u64;
 use crate::proto::http1::framing::{self, Framing};
 use crate::proto::http1::header_name::{self, HTTPWS_TARGET_ERROR};
-use crate::proto::http1::hop;
+use crate::proto::http1::{hop, parse};
 use crate::proto::stream::{STREAM_HEADER, STREAM_HEADER_VALUE};
 
 /// Default limit on the head's size, up to and including its blank line.
@@ -235,27 +235,19 @@ pub fn inspect(msg: &[u8], limits: &HeadLimits) -> Result<HeadInfo, HeadError> {
     let truncated = msg.len() > cap;
     let window = &msg[..msg.len().min(cap)];
     let max = limits.max_headers;
-    if is_response(window) {
-        // httparse has no uninit-headers entry point for responses, so these are initialized.
-        if max <= DEFAULT_MAX_HEADERS {
-            let mut buf = [httparse::EMPTY_HEADER; DEFAULT_MAX_HEADERS];
-            inspect_response(window, msg, truncated, &mut buf[..max])
-        } else {
-            inspect_response(
-                window,
-                msg,
-                truncated,
-                &mut vec![httparse::EMPTY_HEADER; max],
-            )
-        }
-    } else if max <= DEFAULT_MAX_HEADERS {
-        // Uninitialized: saves clearing 2 KiB of header slots on every request.
-        let mut buf = [const { MaybeUninit::<Header<'_>>::uninit() }; DEFAULT_MAX_HEADERS];
-        inspect_request(window, msg, truncated, &mut buf[..max])
+    // Uninitialized ([`parse`]): saves clearing 2 KiB of header slots on every message.
+    let mut stack = parse::header_slots::<DEFAULT_MAX_HEADERS>();
+    let mut heap = Vec::new();
+    let slots = if max <= DEFAULT_MAX_HEADERS {
+        &mut stack[..max]
     } else {
-        let mut buf = Vec::with_capacity(max);
-        buf.resize_with(max, MaybeUninit::uninit);
-        inspect_request(window, msg, truncated, &mut buf)
+        heap.resize_with(max, MaybeUninit::uninit);
+        &mut heap[..]
+    };
+    if is_response(window) {
+        inspect_response(window, msg, truncated, slots)
+    } else {
+        inspect_request(window, msg, truncated, slots)
     }
 }
 
@@ -275,7 +267,7 @@ fn inspect_request<'b>(
     buf: &mut [MaybeUninit<Header<'b>>],
 ) -> Result<HeadInfo, HeadError> {
     let mut req = httparse::Request::new(&mut []);
-    let parsed = req.parse_with_uninit_headers(window, buf);
+    let parsed = parse::request(&mut req, window, buf);
     let head_len = parse_status(window, truncated, parsed)?;
     let target = req.path.map(str::as_bytes);
     let mut info = scan_headers(window, head_len, HeadKind::Request, 0, req.headers)?;
@@ -294,10 +286,10 @@ fn inspect_response<'b>(
     window: &'b [u8],
     msg: &[u8],
     truncated: bool,
-    buf: &mut [Header<'b>],
+    buf: &mut [MaybeUninit<Header<'b>>],
 ) -> Result<HeadInfo, HeadError> {
-    let mut resp = httparse::Response::new(buf);
-    let parsed = resp.parse(window);
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = parse::response(&mut resp, window, buf);
     let head_len = parse_status(window, truncated, parsed)?;
     let status = resp.code.unwrap_or(0);
     let mut info = scan_headers(window, head_len, HeadKind::Response, status, resp.headers)?;

@@ -3,6 +3,7 @@
 //! local listener and service client.
 //!
 //! - [`head_scanner`]: where a head ends, found as its bytes arrive (each byte once).
+//! - [`parse`](mod@parse): httparse into header slots that start uninitialized.
 //! - [`framing`]: how long a body is (RFC 9112 §6.3), strictly: ambiguity is refused.
 //! - [`chunked`]: the chunked coding, scanned or decoded as it arrives.
 //! - [`hop`]: which headers belong to one connection and stop at a hop.
@@ -21,5 +22,6 @@ pub mod framing;
 pub mod head_scanner;
 pub mod header_name;
 pub mod hop;
+pub mod parse;
 pub mod status;
 pub mod write;
