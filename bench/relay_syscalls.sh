@@ -42,8 +42,9 @@ LOG_TAG=relay_syscalls
 command -v perf >/dev/null || { log "needs perf (Debian linux-perf)"; exit 1; }
 lg=target/release/loadgen
 if [ "${NO_BUILD:-0}" != 1 ]; then
-  log "cargo build --release --bin httpws -p loadgen"
-  cargo build --release --quiet --bin httpws -p loadgen
+  log "cargo build --release --bin httpws; cargo build --release -p loadgen"
+  cargo build --release --quiet --bin httpws
+  cargo build --release --quiet -p loadgen
 fi
 [ ${#bins[@]} -gt 0 ] || bins=(target/release/httpws)
 for b in "${bins[@]}"; do [ -x "${b%% *}" ] || { log "no proxy binary at ${b%% *}"; exit 1; }; done
