@@ -19,7 +19,7 @@ impl ProxyArgs {
                 DriverArg::Uring => DriverChoice::Uring,
                 DriverArg::Legacy => DriverChoice::Legacy,
             },
-            pin_shards: self.pin && !self.no_pin,
+            pin_shards: self.pin,
             max_handshake_bytes: self.max_handshake_bytes,
             max_head_bytes: self.max_head_bytes,
             max_message_bytes: self.max_message_bytes,
