@@ -88,7 +88,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         let _ = w.start.send(Start::Go(phases));
         joins.push(w.thread);
     }
-    let window_cpu = progress::watch_run(show_bars, &config, phases, config.watch_cpu);
+    let window_cpu = progress::watch_run(show_bars, &config, phases);
 
     let mut stats = ThreadStats::default();
     for join in joins {

@@ -53,15 +53,11 @@ pub fn watch_ramp(
     }
 }
 
-/// Wait until the end of the measured window; with `watch` (--watch-cpu), read that process's
-/// CPU time as the window starts and as it ends (a failed read is said on stderr, and the run
-/// goes on without the figure).
-pub fn watch_run(
-    show: bool,
-    config: &Config,
-    phases: Phases,
-    watch: Option<u32>,
-) -> Option<WindowCpu> {
+/// Wait until the end of the measured window; with --watch-cpu, read that process's CPU time
+/// as the window starts and as it ends (a failed read is said on stderr, and the run goes on
+/// without the figure).
+pub fn watch_run(show: bool, config: &Config, phases: Phases) -> Option<WindowCpu> {
+    let watch = config.watch_cpu;
     let bar = run_bar(show, config);
     let total = (config.warmup + config.duration).as_secs_f64();
     let mut start = None;
