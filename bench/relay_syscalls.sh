@@ -92,7 +92,7 @@ for rep in $(seq "$REPS"); do
 done
 
 report=$(python3 bench/report.py relay-syscalls --tmp "$tmp" --reps "$REPS" --window "$WINDOW" \
-  --clk-tck "$(getconf CLK_TCK)" --bins "${bins[@]}" --shards $SHARDS --modes $MODES \
+  --bins "${bins[@]}" --shards $SHARDS --modes $MODES \
   --settings "RATE=$RATE CONNS=$CONNS IN_FLIGHT=$IN_FLIGHT PAYLOAD=$PAYLOAD DURATION=$DURATION WARMUP=$WARMUP WINDOW=$WINDOW REPS=$REPS; $(machine_desc)")
 echo "$report"
 [ -z "$out_file" ] || echo "$report" >"$out_file"

@@ -70,7 +70,6 @@ def parser():
     c.add_argument("--tmp", required=True, help="the script's temp dir (run.BIN.SHARDS.MODE.REP.*)")
     c.add_argument("--reps", type=int, required=True, help="REPS")
     c.add_argument("--window", type=float, required=True, help="WINDOW (seconds perf stat counted)")
-    c.add_argument("--clk-tck", type=int, required=True, help="`getconf CLK_TCK`")
     c.add_argument("--bins", nargs="+", required=True, help="the proxy builds, in --bin order")
     c.add_argument("--shards", nargs="+", required=True, help="SHARDS")
     c.add_argument("--modes", nargs="+", required=True, help="MODES")

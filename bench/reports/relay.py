@@ -66,7 +66,7 @@ def render(tmp, reps, half, clk_tck, plots_dir, settings):
         m = {k: median(pct(j, k) for j in rs) for k in PERCENTILES}
         m["rps"] = median(j["throughput_rps"] for j in rs)
         if p == "cpu":
-            m["cpu_us"] = median_cpu_per_round_trip(rs, clk_tck)
+            m["cpu_us"] = median_cpu_per_round_trip(rs)
         s[(p, t)] = m
         print(f"| {phase} | {names[t]} | {m['rps']:,.0f} | {fmt_us(m['p50'])} | {fmt_us(m['p90'])} | "
               f"{fmt_us(m['p99'])} | {fmt_us(m['p99.9'])} | {fmt_us(m['max'])} | {cpu_per_request(rs, '_cpu_s')} | "
@@ -79,7 +79,7 @@ def render(tmp, reps, half, clk_tck, plots_dir, settings):
           "bash's `time`; in parentheses, cores used over the run's wall time. In relay mode loadgen plays "
           "both endpoints of every round trip (it sends and answers each request), so it also does about "
           "twice the work per round trip of the direct mode.\n")
-    print_default_vs_one(s, data, names, rate, cpu_rate, clk_tck)
+    print_default_vs_one(s, data, names, rate, cpu_rate)
     print_rss(tmp)
     plots = [p for p in PLOTS if os.path.exists(os.path.join(plots_dir, p))]
     if plots:
@@ -88,22 +88,19 @@ def render(tmp, reps, half, clk_tck, plots_dir, settings):
     write_targets(tmp + "/summary.relay", target_rows(s, rate, cpu_rate, names))
 
 
-def cpu_per_round_trip(j, clk_tck):
-    """The proxy's CPU µs per round trip over exactly the measured window of cpu-phase run j
-    (loadgen --watch-cpu: ticks in the window / CLK_TCK / round trips answered OK in it), or
-    None where loadgen could not read the proxy."""
-    w, ok = j.get("watched_cpu"), j["requests"]["ok_in_window"]
-    if not w or not ok:
-        return None
-    return w["ticks"] / clk_tck * 1e6 / ok
+def cpu_per_round_trip(j):
+    """The watched proxy's CPU µs per round trip over exactly the measured window of run j, as
+    loadgen --watch-cpu worked it out (ticks in the window / CLK_TCK / round trips answered OK
+    in it), or None where loadgen could not read the proxy or nothing was answered."""
+    return (j.get("watched_cpu") or {}).get("us_per_round_trip")
 
 
-def median_cpu_per_round_trip(rs, clk_tck):
-    v = [x for x in (cpu_per_round_trip(j, clk_tck) for j in rs) if x is not None]
+def median_cpu_per_round_trip(rs):
+    v = [x for x in (cpu_per_round_trip(j) for j in rs) if x is not None]
     return median(v) if v else None
 
 
-def print_default_vs_one(s, data, names, rate, cpu_rate, clk_tck):
+def print_default_vs_one(s, data, names, rate, cpu_rate):
     """The two configurations side by side, with the ratio default ÷ 1 shard."""
     print(f"**Default shards vs 1** (medians; ratio = {names['default']} ÷ {names['one']}):\n")
     print(f"| measure | {names['one']} | {names['default']} | default ÷ 1 |")
@@ -133,7 +130,7 @@ def print_default_vs_one(s, data, names, rate, cpu_rate, clk_tck):
     print()
     cells = []
     for t in RELAYS:
-        per = [cpu_per_round_trip(j, clk_tck) for j in data[("cpu", t)]]
+        per = [cpu_per_round_trip(j) for j in data[("cpu", t)]]
         late = [max(j["watched_cpu"]["start_late_us"], j["watched_cpu"]["end_late_us"])
                 for j in data[("cpu", t)] if j.get("watched_cpu")]
         cells.append(f"{names[t]} " + ", ".join("-" if v is None else f"{v:.1f}" for v in per) + " µs"

@@ -5,6 +5,8 @@ loadgen's exit status)."""
 import os
 from statistics import median
 
+from reports.loadgen import PROGRESS_COUNTERS
+from reports.relay import cpu_per_round_trip
 from reports.tmpdir import read_json, read_text
 
 # perf's event names, as the table's columns.
@@ -37,7 +39,7 @@ def perf_counts(path):
     return counts
 
 
-def one_run(base, window, clk_tck):
+def one_run(base, window):
     """Per round trip figures of one run, or None where it left no summary or no counts."""
     if not (os.path.exists(base + ".json") and os.path.exists(base + ".perf")):
         return None
@@ -49,12 +51,9 @@ def one_run(base, window, clk_tck):
     out = {name: counts[name] / round_trips for name in counts}
     out["syscalls"] = sum(counts.get(name, 0.0) for name in SYSCALLS) / round_trips
     out["rps"] = j["throughput_rps"]
-    w, ok = j.get("watched_cpu"), j["requests"].get("ok_in_window")
-    out["cpu_us"] = w["ticks"] / clk_tck * 1e6 / ok if w and ok else None
+    out["cpu_us"] = cpu_per_round_trip(j)
     out["rc"] = int(read_text(base + ".rc"))
-    bad = {k: v for k, v in j["requests"].items()
-           if k in ("timeouts", "lost", "duplicates", "unknown", "bad_messages", "protocol_errors") and v}
-    out["bad"] = bad
+    out["bad"] = {k: v for k, v in j["requests"].items() if k in PROGRESS_COUNTERS and v}
     return out
 
 
@@ -68,7 +67,7 @@ def render(a):
     for bi, binary in enumerate(a.bins):
         for shards in a.shards:
             for mode in a.modes:
-                runs = [one_run(f"{a.tmp}/run.{bi}.{shards}.{mode}.{rep}", a.window, a.clk_tck)
+                runs = [one_run(f"{a.tmp}/run.{bi}.{shards}.{mode}.{rep}", a.window)
                         for rep in range(1, a.reps + 1)]
                 runs = [r for r in runs if r]
                 if not runs:
