@@ -141,22 +141,10 @@ pub(super) fn parse_incoming(
 ) -> Result<http::Request<Bytes>, Http1Error> {
     let mut headers = parse::header_slots::<MAX_HEADERS>();
     let mut req = httparse::Request::new(&mut []);
-    parse::request(
-        &mut req,
-        &incoming.message[..incoming.head_len],
-        &mut headers,
-    )?;
+    parse::request(&mut req, incoming_head(incoming), &mut headers)?;
     let length = http1::request_body_length(req.headers)?;
     let body = http1::message_body(&incoming.message, incoming.head_len, length, max_body_bytes)?;
-    let mut builder = http::Request::builder()
-        .method(req.method.unwrap_or("GET"))
-        .uri(req.path.unwrap_or("/"));
-    for h in req.headers.iter() {
-        if http1::is_hop_by_hop(h.name) || tunnel_headers::is_hop_written(h.name.as_bytes()) {
-            continue;
-        }
-        builder = builder.header(h.name, h.value);
-    }
+    let mut builder = request_builder(&req);
     if let Some(from) = tunnel_headers::proxy_stamp(req.headers) {
         builder = builder.header("httpws-from", from);
     }
@@ -176,20 +164,8 @@ pub(super) fn incoming_request(
     };
     let mut headers = parse::header_slots::<MAX_HEADERS>();
     let mut req = httparse::Request::new(&mut []);
-    parse::request(
-        &mut req,
-        &incoming.message[..incoming.head_len],
-        &mut headers,
-    )?;
-    let mut builder = http::Request::builder()
-        .method(req.method.unwrap_or("GET"))
-        .uri(req.path.unwrap_or("/"));
-    for h in req.headers.iter() {
-        if http1::is_hop_by_hop(h.name) || tunnel_headers::is_hop_written(h.name.as_bytes()) {
-            continue;
-        }
-        builder = builder.header(h.name, h.value);
-    }
+    parse::request(&mut req, incoming_head(incoming), &mut headers)?;
+    let mut builder = request_builder(&req);
     if let Some(length) = inbound.declared_len() {
         builder = builder.header(http::header::CONTENT_LENGTH, length);
     }
@@ -199,6 +175,27 @@ pub(super) fn incoming_request(
     builder
         .body(Body::tunnel(inbound))
         .map_err(|_| Http1Error::Malformed("request head not representable"))
+}
+
+/// The head of an incoming tunnel request.
+fn incoming_head(incoming: &Incoming) -> &[u8] {
+    &incoming.message[..incoming.head_len]
+}
+
+/// An `http::Request` builder with a parsed tunnel request's method, target and the headers
+/// that cross: hop-by-hop ones and every line a hop of ours writes are dropped (the proxy's
+/// stamp is added back by the caller, last).
+fn request_builder(req: &httparse::Request<'_, '_>) -> http::request::Builder {
+    let mut builder = http::Request::builder()
+        .method(req.method.unwrap_or("GET"))
+        .uri(req.path.unwrap_or("/"));
+    for h in req.headers.iter() {
+        if http1::is_hop_by_hop(h.name) || tunnel_headers::is_hop_written(h.name.as_bytes()) {
+            continue;
+        }
+        builder = builder.header(h.name, h.value);
+    }
+    builder
 }
 
 /// Status line and headers of a handler's response (the session adds CSeq).
